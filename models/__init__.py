@@ -1,0 +1,1 @@
+"""Models: arrays and tensors in, arrays and tensors out. They know nothing of queues."""

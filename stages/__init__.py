@@ -1,0 +1,1 @@
+"""One module per pipeline stage. Stages know frames and queues, not HTTP."""

@@ -1,0 +1,43 @@
+"""Audio decoding for analysis: any common input as float32 mono at a chosen rate."""
+from __future__ import annotations
+
+import os
+
+import av
+import numpy as np
+
+from stream.errors import MediaError
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
+    """Decode the first audio stream of `path` (wav, mp3, aac/m4a, mp4...) to mono float32.
+
+    Samples are in [-1, 1] at `sample_rate` Hz. Raises MediaError naming the file when it
+    is missing, not media, or has no audio stream.
+    """
+    path = str(path)
+    if not os.path.exists(path):
+        raise MediaError(path, "file not found")
+    if os.path.getsize(path) == 0:
+        raise MediaError(path, "file is empty (0 bytes)")
+    try:
+        container = av.open(path)
+    except (av.error.FFmpegError, UnicodeDecodeError) as exc:
+        raise MediaError(path, f"not a media file PyAV can read ({exc.__class__.__name__}); send a wav, mp3, m4a or mp4") from exc
+    with container:
+        if not container.streams.audio:
+            raise MediaError(path, "has no audio stream; send a file with an audio track")
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        chunks: list[np.ndarray] = []
+        try:
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+        except av.error.FFmpegError as exc:
+            raise MediaError(path, f"audio is corrupt or truncated ({exc})") from exc
+    if not chunks:
+        return np.zeros(0, dtype=np.float32)
+    return np.concatenate(chunks).astype(np.float32, copy=False)

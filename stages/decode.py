@@ -1,0 +1,182 @@
+"""Decode stage: PyAV video decoding into Frames with their real timestamps.
+
+Codec threading is on (`thread_type = "AUTO"`). Variable frame rate is preserved because
+each Frame keeps its own pts. Rotation metadata (display matrix) is applied to the pixels,
+so downstream stages and the encoder see the picture upright. In `sample_fps` mode only
+the frames nearest to k/N seconds are converted to RGB; the rest are dropped undecoded to
+RGB, which is most of the cost of a frame.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Iterator
+
+import av
+import numpy as np
+
+from stream.errors import MediaError
+from stream.frame import Frame
+from stream.stage import Source
+
+_HTML_PREFIXES = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body")
+
+
+@dataclass
+class VideoInfo:
+    """What a video file is: display size (after rotation), rate, timing and streams."""
+
+    path: str
+    width: int
+    height: int
+    fps: float
+    time_base: Fraction
+    frame_count: int
+    duration_ms: float
+    rotation: int
+    codec: str
+    has_audio: bool
+    audio_codec: str | None
+    audio_sample_rate: int | None
+
+
+def open_media(path: str | os.PathLike) -> av.container.InputContainer:
+    """av.open with errors that name the file and say what is wrong with it."""
+    path = str(path)
+    if not os.path.exists(path):
+        raise MediaError(path, "file not found")
+    if os.path.getsize(path) == 0:
+        raise MediaError(path, "file is empty (0 bytes)")
+    try:
+        return av.open(path)
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        with open(path, "rb") as handle:
+            head = handle.read(512).lstrip().lower()
+        if head.startswith(_HTML_PREFIXES):
+            raise MediaError(path, "is an HTML page, not a video; the URL probably points to a web or error page") from exc
+        if b"ftyp" in head[:16]:
+            raise MediaError(path, f"is a corrupt or truncated MP4 ({exc}); re-export or re-upload the file") from exc
+        raise MediaError(path, f"is not a media file PyAV can read ({exc}); send an MP4, MOV, MKV or WebM video") from exc
+
+
+def _rotation_of(stream: av.video.stream.VideoStream, container: av.container.InputContainer) -> int:
+    """Counter-clockwise display rotation in degrees (0, 90, 180, 270), from the first frame."""
+    for frame in container.decode(stream):
+        return int(round(getattr(frame, "rotation", 0) or 0)) % 360
+    return 0
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Read a video's geometry and timing. Raises MediaError for anything unusable."""
+    path = str(path)
+    with open_media(path) as container:
+        if not container.streams.video:
+            raise MediaError(path, "has no video stream (audio only?); send a file with a video track")
+        stream = container.streams.video[0]
+        try:
+            rotation = _rotation_of(stream, container)
+        except av.error.FFmpegError as exc:
+            raise MediaError(path, f"video stream cannot be decoded ({exc}); the file is corrupt or truncated") from exc
+        if stream.codec_context.width <= 0:
+            raise MediaError(path, "video stream has no picture size; the file is corrupt")
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if rotation in (90, 270):
+            width, height = height, width
+        fps = float(stream.average_rate or stream.guessed_rate or 25)
+        time_base = stream.time_base or Fraction(1, 90000)
+        if stream.duration is not None:
+            duration_ms = float(stream.duration * time_base * 1000)
+        elif container.duration is not None:
+            duration_ms = container.duration / 1000
+        else:
+            duration_ms = 0.0
+        frame_count = stream.frames or int(round(duration_ms / 1000 * fps))
+        audio = container.streams.audio[0] if container.streams.audio else None
+        return VideoInfo(
+            path=path, width=width, height=height, fps=fps, time_base=time_base,
+            frame_count=frame_count, duration_ms=duration_ms, rotation=rotation,
+            codec=stream.codec_context.name, has_audio=audio is not None,
+            audio_codec=audio.codec_context.name if audio else None,
+            audio_sample_rate=audio.rate if audio else None,
+        )
+
+
+def rotate_upright(image: np.ndarray, rotation: int) -> np.ndarray:
+    """Apply a counter-clockwise display rotation (degrees) to an HxWxC image."""
+    turns = (rotation // 90) % 4
+    return np.ascontiguousarray(np.rot90(image, k=turns)) if turns else image
+
+
+class DecodeStage(Source):
+    """Yields Frames from a video file.
+
+    sample_fps: when set, yield only the frame nearest to each k/sample_fps seconds.
+    max_duration_ms: stop after this presentation time (for cut_off/trim modes).
+    """
+
+    name = "decode"
+
+    def __init__(self, path: str | os.PathLike, sample_fps: float | None = None,
+                 max_duration_ms: float | None = None, threads: int = 0) -> None:
+        self.path = str(path)
+        self.sample_fps = sample_fps
+        self.max_duration_ms = max_duration_ms
+        self.threads = threads
+        self.decoded = 0
+
+    def items(self) -> Iterator[Frame]:
+        with open_media(self.path) as container:
+            if not container.streams.video:
+                raise MediaError(self.path, "has no video stream (audio only?); send a file with a video track")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            if self.threads:
+                stream.codec_context.thread_count = self.threads
+            raw = self._decode(container, stream)
+            if self.sample_fps:
+                raw = self._nearest_to_ticks(raw, self.sample_fps)
+            for index, pts, time_base, av_frame in raw:
+                image = av_frame.to_ndarray(format="rgb24")
+                rotation = int(round(getattr(av_frame, "rotation", 0) or 0)) % 360
+                yield Frame(index=index, pts=pts, time_base=time_base, image=rotate_upright(image, rotation))
+
+    def _decode(self, container, stream) -> Iterator[tuple[int, int, Fraction, av.VideoFrame]]:
+        """(index, pts, time_base, frame) in presentation order, pts never None or repeated."""
+        time_base = stream.time_base
+        step = max(1, int(round(1 / (float(stream.average_rate or 25) * time_base))))
+        last_pts = None
+        try:
+            for index, av_frame in enumerate(container.decode(stream)):
+                pts = av_frame.pts
+                if pts is None:
+                    pts = 0 if last_pts is None else last_pts + step
+                if last_pts is not None and pts <= last_pts:
+                    pts = last_pts + 1
+                last_pts = pts
+                if self.max_duration_ms is not None and pts * time_base * 1000 >= self.max_duration_ms:
+                    return
+                self.decoded = index + 1
+                yield index, pts, time_base, av_frame
+        except av.error.FFmpegError as exc:
+            raise MediaError(self.path, f"decoding failed after {self.decoded} frames ({exc}); the file is corrupt or truncated") from exc
+
+    @staticmethod
+    def _nearest_to_ticks(raw, sample_fps: float):
+        """Keep, for each tick k/sample_fps s, the frame whose time is nearest to it (once)."""
+        previous, previous_t, gap, yielded, tick = None, 0.0, 0.0, -1, 0
+        for entry in raw:
+            t = float(entry[1] * entry[2])
+            while tick / sample_fps <= t:
+                target = tick / sample_fps
+                use_previous = previous is not None and target - previous_t < t - target
+                chosen = previous if use_previous else entry
+                if chosen[0] != yielded:
+                    yielded = chosen[0]
+                    yield chosen
+                tick += 1
+            gap = t - previous_t if previous is not None else gap
+            previous, previous_t = entry, t
+        if previous is not None and previous[0] != yielded and tick / sample_fps < previous_t + gap:
+            yield previous

@@ -1,0 +1,1 @@
+"""The streaming engine: frames flow through bounded queues between threaded stages."""

@@ -1,0 +1,89 @@
+"""Configuration in one place: every setting has an env var and a CLI flag twin.
+
+| setting            | env var                  | flag             | default     |
+|--------------------|--------------------------|------------------|-------------|
+| models_dir         | MODELS_DIR               | --models-dir     | ./weights   |
+| face_backend       | LIPSYNC_FACE_BACKEND     | --face-backend   | auto        |
+| engine             | LIPSYNC_ENGINE           | --engine         | auto        |
+| device             | LIPSYNC_DEVICE           | --device         | auto        |
+| queue_size         | LIPSYNC_QUEUE_SIZE       | --queue-size     | 8           |
+| preset             | LIPSYNC_X264_PRESET      | --preset         | veryfast    |
+| crf                | LIPSYNC_X264_CRF         | --crf            | 18          |
+| detect_interval    | LIPSYNC_DETECT_INTERVAL  | --detect-interval| 5           |
+| workdir            | LIPSYNC_WORKDIR          | --workdir        | system temp |
+| keep_failed_s      | LIPSYNC_KEEP_FAILED_S    | --keep-failed-s  | 3600        |
+
+face_backend: auto | insightface | default. engine: auto | classical | musetalk.
+detect_interval: in lipsync, run the full detector every N frames and follow faces with
+the cheap landmark path in between (DeepStream's `interval`).
+keep_failed_s: how long an output whose upload failed is kept on disk for retrieval.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+_ENV = {
+    "models_dir": "MODELS_DIR",
+    "face_backend": "LIPSYNC_FACE_BACKEND",
+    "engine": "LIPSYNC_ENGINE",
+    "device": "LIPSYNC_DEVICE",
+    "queue_size": "LIPSYNC_QUEUE_SIZE",
+    "preset": "LIPSYNC_X264_PRESET",
+    "crf": "LIPSYNC_X264_CRF",
+    "detect_interval": "LIPSYNC_DETECT_INTERVAL",
+    "workdir": "LIPSYNC_WORKDIR",
+    "keep_failed_s": "LIPSYNC_KEEP_FAILED_S",
+}
+
+
+@dataclass
+class Settings:
+    models_dir: Path = Path("weights")
+    face_backend: str = "auto"
+    engine: str = "auto"
+    device: str = "auto"
+    queue_size: int = 8
+    preset: str = "veryfast"
+    crf: int = 18
+    detect_interval: int = 5
+    workdir: Path = Path(tempfile.gettempdir())
+    keep_failed_s: float = 3600.0
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
+        environ = os.environ if environ is None else environ
+        values = {}
+        for field in fields(cls):
+            raw = environ.get(_ENV[field.name])
+            if raw not in (None, ""):
+                values[field.name] = _convert(field.name, raw)
+        return cls(**values)
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        """Add the CLI twins; their defaults come from the environment."""
+        defaults = Settings.from_env()
+        for field in fields(Settings):
+            flag = "--" + field.name.replace("_", "-")
+            parser.add_argument(flag, dest=field.name, default=getattr(defaults, field.name),
+                                type=lambda raw, name=field.name: _convert(name, raw),
+                                help=f"(env {_ENV[field.name]}, default %(default)s)")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "Settings":
+        return cls(**{field.name: getattr(args, field.name) for field in fields(cls)})
+
+
+def _convert(name: str, raw: str):
+    kind = {f.name: f.type for f in fields(Settings)}[name]
+    if kind in ("Path", Path):
+        return Path(raw)
+    if kind in ("int", int):
+        return int(raw)
+    if kind in ("float", float):
+        return float(raw)
+    return str(raw)

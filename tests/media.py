@@ -1,0 +1,65 @@
+"""Test media builders: write small videos with PyAV + numpy inside a test's own fixture."""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable
+
+import av
+import numpy as np
+
+
+def read_frames(path: Path | str) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def read_pts(path: Path | str) -> list[int]:
+    with av.open(str(path)) as container:
+        return [f.pts for f in container.decode(video=0)]
+
+
+def write_video(path: Path | str, frames: Iterable[np.ndarray], fps: int = 25,
+                pts: Iterable[int] | None = None, time_base: Fraction | None = None,
+                audio: np.ndarray | None = None, audio_rate: int = 16000, crf: int = 16,
+                rotation: int | None = None) -> Path:
+    """Encode RGB frames (even sizes) to an H.264 MP4, optionally with explicit pts and mono audio."""
+    path = Path(path)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.options = {"crf": str(crf), "preset": "ultrafast"}
+        stream.pix_fmt = "yuv420p"
+        if time_base is not None:
+            stream.time_base = time_base
+            stream.codec_context.time_base = time_base
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        audio_stream = None
+        if audio is not None:
+            audio_stream = out.add_stream("aac", rate=audio_rate, layout="mono")
+        pts_iter = iter(pts) if pts is not None else None
+        for i, image in enumerate(frames):
+            if i == 0:
+                stream.height, stream.width = image.shape[:2]
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            if pts_iter is not None:
+                frame.pts = next(pts_iter)
+                frame.time_base = time_base
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+        if audio_stream is not None:
+            samples = audio.astype(np.float32).reshape(1, -1)
+            step = 1024
+            for start in range(0, samples.shape[1], step):
+                chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start:start + step]),
+                                                   format="fltp", layout="mono")
+                chunk.sample_rate = audio_rate
+                chunk.pts = start
+                out.mux(audio_stream.encode(chunk))
+            out.mux(audio_stream.encode(None))
+    return path
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)

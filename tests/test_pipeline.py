@@ -1,0 +1,167 @@
+import threading
+import time
+
+import pytest
+
+from stream.pipeline import Pipeline, PipelineCancelled
+from stream.stage import BatchStage, FunctionStage, Source, Stage
+
+
+class Numbers(Source):
+    name = "numbers"
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.produced = 0
+
+    def items(self):
+        for i in range(self.count):
+            self.produced = i + 1
+            yield i
+
+
+class Endless(Source):
+    name = "endless"
+
+    def items(self):
+        i = 0
+        while True:
+            yield i
+            i += 1
+
+
+class PairSums(BatchStage):
+    name = "pairs"
+    batch_size = 2
+
+    def process_batch(self, batch):
+        return [sum(batch)]
+
+
+class Boom(Stage):
+    name = "boom"
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+        self.closed = False
+
+    def process(self, item):
+        if item == self.at:
+            raise ValueError(f"bad item {item}")
+        return (item,)
+
+    def close(self):
+        self.closed = True
+
+
+def stage_threads_alive() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("stage-") and t.is_alive()]
+
+
+def test_items_flow_in_order_through_all_stages():
+    out = []
+    metrics = Pipeline(Numbers(50), [FunctionStage("double", lambda x: 2 * x)], queue_size=2).run(out.append)
+    assert out == [2 * i for i in range(50)]
+    assert metrics.stage("double").items_in == 50
+    assert metrics.stage("numbers").items_out == 50
+
+
+def test_batch_stage_flushes_partial_batch_at_end_of_stream():
+    out = []
+    Pipeline(Numbers(5), [PairSums()]).run(out.append)
+    assert out == [0 + 1, 2 + 3, 4]
+
+
+def test_backpressure_bounds_items_in_flight():
+    source = Numbers(1000)
+    seen = []
+
+    def slow_sink(item):
+        seen.append((item, source.produced))
+        time.sleep(0.002)
+
+    Pipeline(source, [FunctionStage("pass", lambda x: x)], queue_size=3).run(slow_sink)
+    # two queues of 3 plus one item in each thread: the source can never run far ahead.
+    assert max(produced - item for item, produced in seen) <= 3 + 3 + 3
+
+
+def test_first_error_wins_names_the_stage_and_every_thread_exits():
+    boom = Boom(at=7)
+    start = time.monotonic()
+    with pytest.raises(ValueError, match="bad item 7") as info:
+        Pipeline(Endless(), [FunctionStage("pass", lambda x: x), boom], queue_size=2).run()
+    assert info.value.stage == "boom"
+    assert any("boom" in note for note in info.value.__notes__)
+    assert boom.closed
+    assert time.monotonic() - start < 5
+    assert stage_threads_alive() == []
+
+
+def test_blocked_stage_does_not_hang_shutdown_after_another_fails():
+    release = threading.Event()
+
+    class Stuck(Stage):
+        name = "stuck"
+
+        def process(self, item):
+            if item == 3:
+                release.wait(60)  # does not poll the stop event on purpose
+            return (item,)
+
+    class FailsLater(Stage):
+        name = "fails"
+
+        def process(self, item):
+            if item == 2:
+                time.sleep(0.2)
+                raise RuntimeError("downstream broke")
+            return (item,)
+
+    start = time.monotonic()
+    try:
+        with pytest.raises(RuntimeError, match="downstream broke") as info:
+            Pipeline(Endless(), [Stuck(), FailsLater()], queue_size=2, join_timeout_s=1.0).run()
+        assert info.value.stage == "fails"
+        assert time.monotonic() - start < 5
+    finally:
+        release.set()
+    deadline = time.monotonic() + 5
+    while stage_threads_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stage_threads_alive() == []
+
+
+def test_error_in_output_callback_stops_pipeline():
+    def bad_sink(item):
+        if item == 5:
+            raise KeyError("sink")
+
+    with pytest.raises(KeyError) as info:
+        Pipeline(Endless(), [FunctionStage("pass", lambda x: x)], queue_size=2).run(bad_sink)
+    assert info.value.stage == "output"
+    assert stage_threads_alive() == []
+
+
+def test_cancel_from_another_thread():
+    pipeline = Pipeline(Endless(), [FunctionStage("slow", lambda x: time.sleep(0.01) or x)], queue_size=2)
+    threading.Timer(0.3, pipeline.cancel, args=("client went away",)).start()
+    start = time.monotonic()
+    with pytest.raises(PipelineCancelled, match="client went away"):
+        pipeline.run()
+    assert time.monotonic() - start < 5
+    assert stage_threads_alive() == []
+
+
+def test_timeout_cancels():
+    with pytest.raises(PipelineCancelled, match="timed out"):
+        Pipeline(Endless(), [FunctionStage("slow", lambda x: time.sleep(0.01) or x)]).run(timeout_s=0.3)
+
+
+def test_metrics_count_busy_and_waiting_time():
+    metrics = Pipeline(Numbers(20), [FunctionStage("sleepy", lambda x: time.sleep(0.01) or x)], queue_size=1).run()
+    sleepy = metrics.stage("sleepy")
+    assert sleepy.items_in == 20
+    assert sleepy.busy_s >= 0.2
+    assert 0 < sleepy.fps <= 100
+    assert metrics.stage("numbers").wait_out_s > 0  # the fast source was held back
+    assert metrics.as_dict()["stages"][1]["name"] == "sleepy"
