@@ -109,21 +109,34 @@ def rotate_upright(image: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, k=turns)) if turns else image
 
 
+EXTEND_MODES = ("loop", "bounce")
+_REVERSE_CHUNK = 24
+
+
 class DecodeStage(Source):
     """Yields Frames from a video file.
 
     sample_fps: when set, yield only the frame nearest to each k/sample_fps seconds.
-    max_duration_ms: stop after this presentation time (for cut_off/trim modes).
+    max_duration_ms: stop after this presentation time (cut_off and trim modes).
+    extend_to_ms / extend_mode: play the video again ("loop": from the start; "bounce":
+    backwards, then forwards...) until this time; output timestamps keep increasing.
+    A backward pass decodes chunks of frames from the keyframe before each chunk, so
+    memory stays at one chunk whatever the length.
     """
 
     name = "decode"
 
     def __init__(self, path: str | os.PathLike, sample_fps: float | None = None,
-                 max_duration_ms: float | None = None, threads: int = 0) -> None:
+                 max_duration_ms: float | None = None, threads: int = 0,
+                 extend_to_ms: float | None = None, extend_mode: str = "loop") -> None:
+        if extend_mode not in EXTEND_MODES:
+            raise ValueError(f"extend_mode must be one of {EXTEND_MODES}")
         self.path = str(path)
         self.sample_fps = sample_fps
         self.max_duration_ms = max_duration_ms
         self.threads = threads
+        self.extend_to_ms = extend_to_ms
+        self.extend_mode = extend_mode
         self.decoded = 0
 
     def items(self) -> Iterator[Frame]:
@@ -135,6 +148,8 @@ class DecodeStage(Source):
             if self.threads:
                 stream.codec_context.thread_count = self.threads
             raw = self._decode(container, stream)
+            if self.extend_to_ms is not None:
+                raw = self._extended(raw, container, stream)
             if self.sample_fps:
                 raw = self._nearest_to_ticks(raw, self.sample_fps)
             for index, pts, time_base, av_frame in raw:
@@ -161,6 +176,55 @@ class DecodeStage(Source):
                 yield index, pts, time_base, av_frame
         except av.error.FFmpegError as exc:
             raise MediaError(self.path, f"decoding failed after {self.decoded} frames ({exc}); the file is corrupt or truncated") from exc
+
+    def _extended(self, first_pass, container, stream):
+        """The first pass, then more passes (loop or bounce) until extend_to_ms."""
+        time_base = stream.time_base
+        limit = self.extend_to_ms / 1000 / time_base
+        pts_list: list[int] = []
+        index = 0
+        for index, pts, tb, av_frame in first_pass:
+            pts_list.append(pts)
+            yield index, pts, tb, av_frame
+        if not pts_list:
+            return
+        step = pts_list[-1] - pts_list[-2] if len(pts_list) > 1 else 1
+        cycle = pts_list[-1] - pts_list[0] + step
+        start = pts_list[-1] + step
+        forward = self.extend_mode == "loop"
+        while start < limit:
+            frames = self._forward(container, stream) if forward else self._backward(container, stream, pts_list)
+            for pts, av_frame in frames:
+                offset = pts - pts_list[0] if forward else pts_list[-1] - pts
+                new_pts = start + offset
+                if new_pts >= limit:
+                    return
+                index += 1
+                yield index, new_pts, time_base, av_frame
+            start += cycle
+            if self.extend_mode == "bounce":
+                forward = not forward
+
+    @staticmethod
+    def _forward(container, stream):
+        container.seek(0, stream=stream, backward=True)
+        for av_frame in container.decode(stream):
+            if av_frame.pts is not None:
+                yield av_frame.pts, av_frame
+
+    @staticmethod
+    def _backward(container, stream, pts_list: list[int]):
+        for end in range(len(pts_list), 0, -_REVERSE_CHUNK):
+            wanted = pts_list[max(0, end - _REVERSE_CHUNK):end]
+            container.seek(wanted[0], stream=stream, backward=True)
+            chunk = []
+            for av_frame in container.decode(stream):
+                if av_frame.pts is None or av_frame.pts < wanted[0]:
+                    continue
+                if av_frame.pts > wanted[-1]:
+                    break
+                chunk.append((av_frame.pts, av_frame))
+            yield from reversed(chunk)
 
     @staticmethod
     def _nearest_to_ticks(raw, sample_fps: float):

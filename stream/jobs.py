@@ -2,14 +2,34 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
+import numpy as np
+
+from stages.audio import load_audio
+from stages.composite import CompositeStage
 from stages.decode import DecodeStage, probe_video
+from stages.detect import DetectStage, IdentifyStage
+from stages.follow import TrackStage, UnknownSighting
+from stages.lipsync import LipSyncStage
+from stages.segments import PlanStage, SegmentBuilder
+from stages.identity import IdentityBook
+from stages.syncability import SyncRules
+from stages.tracking import FaceTracker
 from stages.encode import AudioPlan, EncodeSettings, EncodeStage
 from stream.config import Settings
 from stream.context import JobContext
+from stream.errors import InputError, MediaError
+from stream.frame import Frame
 from stream.pipeline import Pipeline
+from stream.references import Character, reference_embedding
+from stream.registry import shared_registry
+from stream.schema import FaceSpec
+from stream.targets import resolve_targets
+
+ANALYSIS_RATE = 16000
+"""Sample rate (Hz) at which the new audio is analysed by the lip-sync engines."""
 
 
 def encode_settings(settings: Settings) -> EncodeSettings:
@@ -37,5 +57,175 @@ def passthrough(video: str | os.PathLike, out: str | os.PathLike, audio: str | o
         "duration_ms": round(info.duration_ms, 1),
         "fps": round(encoder.frames_written / metrics.wall_s, 2) if metrics.wall_s else 0.0,
         "output": {"path": str(Path(out)), "file_size_bytes": os.path.getsize(out)},
+        "metrics": metrics.as_dict(),
+    }
+
+
+def detect_faces(video: str | os.PathLike, characters: Sequence[Character] = (), sample_fps: float = 3.0,
+                 similarity_threshold: float = 0.5, settings: Settings | None = None,
+                 context: JobContext | None = None, rules: SyncRules = SyncRules()) -> dict:
+    """Phase 1: sample the video, find every face, name it, judge its syncability."""
+    settings = settings or Settings.from_env()
+    context = context or JobContext()
+    if sample_fps <= 0:
+        raise InputError("sample_fps must be > 0")
+    info = probe_video(video)
+    backend = shared_registry(settings).face_backend()
+    book = IdentityBook(backend.similarity, similarity_threshold)
+    for character in characters:
+        book.add_reference(character.id, reference_embedding(backend, character), character.name)
+    tracker = FaceTracker(backend.similarity, min_similarity=similarity_threshold)
+    frames: list[dict] = []
+
+    def collect(frame: Frame) -> None:
+        frames.append({"timestamp_ms": int(round(frame.time_ms)),
+                       "faces": [report.as_json() for report in frame.notes["faces"]]})
+
+    pipeline = Pipeline(DecodeStage(video, sample_fps=sample_fps),
+                        [DetectStage(backend), IdentifyStage(book, tracker, rules)],
+                        queue_size=settings.queue_size)
+    expected = max(1, int(info.duration_ms / 1000 * sample_fps))
+    metrics = context.run("detect", pipeline, expected, on_output=collect)
+    reference_ids = {c.id for c in characters}
+    seen = {face["character_id"] for frame in frames for face in frame["faces"]}
+    return {
+        "success": True,
+        "frames": frames,
+        "frame_width": info.width,
+        "frame_height": info.height,
+        "sample_fps": sample_fps,
+        "video_duration_ms": int(round(info.duration_ms)),
+        "characters_detected": [c.id for c in characters if c.id in seen and c.id in reference_ids],
+        "face_backend": backend.name,
+        "timing": {"total_ms": round(metrics.wall_s * 1000, 1),
+                   "detection_ms": round(metrics.stage("detect").busy_s * 1000, 1),
+                   "decode_ms": round(metrics.stage("decode").busy_s * 1000, 1)},
+    }
+
+
+def _output_plan(video_ms: float, audio_ms: float, sync_mode: str) -> tuple[float, dict, list[str]]:
+    """Output duration and decode options for a sync_mode, plus warnings about the mismatch."""
+    warnings = []
+    decode: dict = {}
+    if abs(video_ms - audio_ms) < 40:
+        return video_ms, decode, warnings
+    longer = "audio" if audio_ms > video_ms else "video"
+    lengths = f"audio {audio_ms / 1000:.2f} s, video {video_ms / 1000:.2f} s"
+    if sync_mode == "silence":
+        out_ms = video_ms
+        warnings.append(f"{lengths}: kept the video length and "
+                        + ("trimmed the audio" if longer == "audio" else "padded the audio with silence (mouth closed)")
+                        + " (sync_mode=silence)")
+    elif sync_mode == "cut_off":
+        out_ms = min(video_ms, audio_ms)
+        decode["max_duration_ms"] = out_ms
+        warnings.append(f"{lengths}: cut both to the shorter, {out_ms / 1000:.2f} s (sync_mode=cut_off)")
+    else:
+        out_ms = max(video_ms, audio_ms)
+        if audio_ms > video_ms:
+            decode.update(extend_to_ms=audio_ms, extend_mode=sync_mode)
+            warnings.append(f"{lengths}: extended the video to the audio length by {sync_mode} (sync_mode={sync_mode})")
+        else:
+            warnings.append(f"{lengths}: the audio is shorter; padded it with silence (sync_mode={sync_mode})")
+    return out_ms, decode, warnings
+
+
+def _fit_audio(samples: np.ndarray, rate: int, duration_ms: float) -> np.ndarray:
+    count = int(round(duration_ms / 1000 * rate))
+    if len(samples) >= count:
+        return samples[:count]
+    return np.concatenate([samples, np.zeros(count - len(samples), np.float32)])
+
+
+def _unknown_faces(sightings: list[UnknownSighting], gap_ms: float) -> list[dict]:
+    """Segments of people seen but not requested: runs of sightings closer than gap_ms."""
+    by_id: dict[str, list[UnknownSighting]] = {}
+    for sighting in sightings:
+        by_id.setdefault(sighting.character_id, []).append(sighting)
+    result = []
+    for character_id, seen in by_id.items():
+        builder = SegmentBuilder()
+        previous = None
+        for sighting in seen:
+            if previous is not None and sighting.time_ms - previous > gap_ms:
+                builder.add("not_visible", previous + gap_ms / 2, sighting.time_ms, None, None)
+            builder.add("not_requested", sighting.time_ms, sighting.time_ms + gap_ms / 2, sighting.face, None)
+            previous = sighting.time_ms
+        segments, _ = builder.as_json()
+        result.append({"character_id": character_id, "segments": segments})
+    return result
+
+
+def lipsync(video: str | os.PathLike, audio: str | os.PathLike, faces: Sequence[FaceSpec],
+            out: str | os.PathLike, settings: Settings | None = None, context: JobContext | None = None,
+            enhance_quality: bool = False, fidelity_weight: float = 0.7, sync_mode: str = "silence",
+            rules: SyncRules = SyncRules()) -> dict:
+    """Phase 2: re-animate the requested faces' mouths to the new audio, encode to `out`."""
+    settings = settings or Settings.from_env()
+    context = context or JobContext()
+    video, audio = str(video), str(audio)
+    info = probe_video(video)
+    try:
+        speech = load_audio(audio, ANALYSIS_RATE)
+    except MediaError as exc:
+        raise MediaError(exc.path, exc.problem.replace("send a file", "audio_url must be a file")) from exc
+    audio_ms = len(speech) / ANALYSIS_RATE * 1000
+    if audio_ms <= 0:
+        raise InputError("the audio has no samples; send an audio file with sound")
+    out_ms, decode_options, warnings = _output_plan(info.duration_ms, audio_ms, sync_mode)
+    registry = shared_registry(settings)
+    backend = registry.face_backend()
+    engine = registry.lipsync_engine()
+    context.check()
+    specs = list(faces)
+    for spec in specs:
+        if spec.end_time_ms > out_ms + 1:
+            warnings.append(f"face {spec.character_id}: end_time_ms {spec.end_time_ms:.0f} is past the end of "
+                            f"the output ({out_ms:.0f} ms); clipped")
+    targets = resolve_targets(video, specs, backend, min(info.duration_ms, out_ms))
+    if enhance_quality:
+        warnings.append("enhance_quality was requested but the CodeFormer weights are not loaded; "
+                        "enhancement was skipped")
+    features = engine.prepare_audio(_fit_audio(speech, ANALYSIS_RATE, out_ms), ANALYSIS_RATE, info.fps)
+    context.check()
+
+    track = TrackStage(backend, targets, settings.detect_interval, rules=rules)
+    plan = PlanStage(targets, info.fps)
+    render = LipSyncStage(engine, features)
+    encoder = EncodeStage(out, info.width, info.height, info.time_base, info.fps, encode_settings(settings),
+                          AudioPlan(audio, duration_ms=out_ms))
+    stages = [track, plan, render, CompositeStage(), encoder]
+    pipeline = Pipeline(DecodeStage(video, **decode_options), stages, queue_size=settings.queue_size)
+    frames_total = int(round(out_ms / 1000 * info.fps))
+    metrics = context.run("lipsync", pipeline, frames_total)
+
+    results = []
+    for target in targets:
+        segments, summary = plan.builders[target.index].as_json()
+        results.append({"character_id": target.spec.character_id, "success": summary["synced_ms"] > 0,
+                        "segments": segments, "summary": summary})
+    unknown = _unknown_faces(track.unknown_sightings, 1000.0 * settings.detect_interval / info.fps * 2)
+    out_info = probe_video(out)
+    busy = {m.name: m.busy_s * 1000 for m in metrics.stages}
+    return {
+        "success": True,
+        "faces": {
+            "total_detected": len(track.people_seen),
+            "processed": sum(1 for r in results if r["success"]),
+            "unknown": len(unknown),
+            "results": results,
+            "unknown_faces": unknown,
+        },
+        "output": {"duration_ms": int(round(out_info.duration_ms)), "width": out_info.width,
+                   "height": out_info.height, "fps": round(out_info.fps, 3),
+                   "file_size_bytes": os.path.getsize(out), "frame_count": encoder.frames_written},
+        "timing": {"total_ms": round(metrics.wall_s * 1000, 1), "download_ms": 0.0,
+                   "detection_ms": round(busy["track"], 1),
+                   "lipsync_ms": round(busy["plan"] + busy["lipsync"] + busy["composite"], 1),
+                   "enhancement_ms": 0.0, "encoding_ms": round(busy["encode"], 1), "upload_ms": 0.0,
+                   "decode_ms": round(busy["decode"], 1)},
+        "engine": engine.name,
+        "face_backend": backend.name,
+        "warnings": warnings,
         "metrics": metrics.as_dict(),
     }

@@ -63,3 +63,35 @@ def write_video(path: Path | str, frames: Iterable[np.ndarray], fps: int = 25,
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+def clip_frames(path: Path | str, size: int | None = None) -> list[np.ndarray]:
+    """All frames of a clip, optionally resized to size x size (the sample clips are square)."""
+    import cv2
+
+    frames = read_frames(path)
+    if size is None:
+        return frames
+    return [cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames]
+
+
+def compose(path: Path | str, layers: list[dict], width: int, height: int, seconds: float, fps: int = 25,
+            audio: np.ndarray | None = None, audio_rate: int = 16000) -> Path:
+    """A multi-face test video: each layer is {frames, x, y, start_s, end_s, offset} placed on a
+    flat grey background; a layer shows frames[(i - start) + offset] while start_s <= t < end_s."""
+    background = np.full((height, width, 3), 90, np.uint8)
+
+    def frames():
+        for i in range(int(round(seconds * fps))):
+            canvas = background.copy()
+            t = i / fps
+            for layer in layers:
+                if layer.get("start_s", 0) <= t < layer.get("end_s", seconds):
+                    clip = layer["frames"]
+                    k = (i - int(layer.get("start_s", 0) * fps) + layer.get("offset", 0)) % len(clip)
+                    image = clip[k]
+                    h, w = image.shape[:2]
+                    canvas[layer["y"]:layer["y"] + h, layer["x"]:layer["x"] + w] = image
+            yield canvas
+
+    return write_video(path, frames(), fps=fps, audio=audio, audio_rate=audio_rate)

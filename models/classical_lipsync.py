@@ -1,0 +1,462 @@
+"""The classical, weight-free lip-sync engine: audio features -> warped lower face.
+
+Per face and frame:
+  1. Build a face frame from the 68 landmarks: origin at the mouth centre, u along the
+     eye line, v pointing down the face, scale s = inter-ocular distance (pixels).
+  2. Target landmarks: first remove the speaker's own mouth motion (close the inner lips
+     onto their midline, lower lip and chin rising by the original gap, upper lip a little
+     down; restore the mouth width to its slow per-track average), then open, widen and
+     round from the MouthShape (lower lip and chin drop with the jaw, the upper lip lifts a
+     little, the corners follow).
+  3. Backward piecewise-affine warp over a per-track fixed triangulation of the lower-face
+     landmarks plus a ring of fixed points around it, applied with one cv2.remap on a crop.
+  4. Paint the inner mouth where the target inner lips are apart: a dark cavity coloured
+     from the lips (darker at the centre), a band of upper teeth when open enough, soft edges.
+  5. Alpha: the lower face below the nose and down to just under the lowest jaw line
+     (source or target), Gaussian-feathered, zero at the crop border, times strength.
+
+Temporal state (per MouthRequest.track_key): the closed-mouth shape (2-frame average in
+face coordinates), the neutral mouth width (slow average), the lip and skin colours
+(exponential averages) and the triangulation, so that the target
+depends smoothly on the inputs and the cavity colour does not flicker. A track unseen for
+more than `STATE_GAP_FRAMES` frames starts afresh.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+from scipy.spatial import Delaunay
+
+from models.engine import MouthPatch, MouthRequest
+from models.mouth_params import MouthParamConfig, MouthShape, MouthTrack, mouth_track_from_audio
+
+log = logging.getLogger(__name__)
+
+UPPER_OUTER = (49, 50, 51, 52, 53)
+LOWER_OUTER = (55, 56, 57, 58, 59)
+UPPER_INNER = (61, 62, 63)
+LOWER_INNER = (67, 66, 65)  # paired with UPPER_INNER column by column
+CORNERS = (48, 54, 60, 64)
+JAW = tuple(range(1, 16))
+NOSE = (31, 32, 33, 34, 35)
+CONTROL = JAW + NOSE + tuple(range(48, 68))
+N_RING = 20
+STATE_GAP_FRAMES = 30
+
+
+@dataclass
+class WarpConfig:
+    """Shape of the synthetic articulation, in units of the inter-ocular distance s."""
+
+    max_gap: float = 0.42  # inner-lip gap at openness 1
+    lower_share: float = 0.85  # of the gap taken by the lower lip and chin (jaw drop)
+    corner_drop: float = 0.3  # corners move down by this share of the gap
+    widen: float = 0.12  # relative mouth-width change at width 1
+    narrow: float = 0.22  # relative mouth-width change at rounding 1
+    mask_margin: float = 0.16  # alpha region beyond the jaw line
+    feather: float = 0.045  # Gaussian sigma of the alpha edge
+    ring_margin: float = 0.22  # fixed warp points beyond the alpha region
+
+
+@dataclass
+class FaceAxes:
+    """A face-aligned frame: p = origin + u*ex + v*ey, all in image pixels."""
+
+    origin: np.ndarray
+    ex: np.ndarray
+    ey: np.ndarray
+    scale: float
+
+    @classmethod
+    def from_landmarks(cls, pts: np.ndarray) -> FaceAxes:
+        left, right = pts[36:42].mean(axis=0), pts[42:48].mean(axis=0)
+        d = right - left
+        scale = float(np.linalg.norm(d))
+        ex = d / max(scale, 1e-6)
+        ey = np.array([-ex[1], ex[0]])
+        return cls(origin=(pts[48] + pts[54]) / 2.0, ex=ex, ey=ey, scale=max(scale, 1.0))
+
+    def to_local(self, pts: np.ndarray) -> np.ndarray:
+        q = pts - self.origin
+        return np.stack([q @ self.ex, q @ self.ey], axis=-1)
+
+    def to_image(self, uv: np.ndarray) -> np.ndarray:
+        return self.origin + uv[..., :1] * self.ex + uv[..., 1:2] * self.ey
+
+
+@dataclass
+class _TrackState:
+    last_frame: int
+    neutral_width: float  # mouth-corner distance / s
+    lip_rgb: np.ndarray | None = None
+    skin_rgb: np.ndarray | None = None
+    neutral_uv: np.ndarray | None = None  # closed-mouth shape, local s units, smoothed
+    triangles: np.ndarray | None = None
+
+
+def _profile(u: np.ndarray, half_width: float, exponent: float) -> np.ndarray:
+    """How much of the centre's vertical motion a lip point at u takes (1 centre, 0 corner)."""
+    r = np.clip(1.0 - (u / max(half_width, 1e-6)) ** 2, 0.0, 1.0)
+    return r ** exponent
+
+
+def lip_exponent(shape: MouthShape) -> float:
+    """Profile exponent: lower is boxier/rounder (rounded lips open more evenly)."""
+    return 0.45 - 0.25 * float(shape.rounding)
+
+
+def _jaw_weight(i: int) -> float:
+    return float(max(0.0, np.cos(np.pi / 2 * abs(i - 8) / 6.0)))
+
+
+def neutral_local(uv: np.ndarray, cfg: WarpConfig) -> np.ndarray:
+    """Close the mouth in local coordinates (68x2, s-normalised): remove the inner-lip gap.
+
+    The gap is measured at the three inner columns and interpolated along u; lower-lip
+    points rise by lower_share of it (the jaw closes), upper-lip points drop by the rest.
+    """
+    out = uv.copy()
+    cols_u = np.array([uv[60, 0]] + [(uv[a, 0] + uv[b, 0]) / 2 for a, b in zip(UPPER_INNER, LOWER_INNER)] + [uv[64, 0]])
+    gaps = np.array([0.0] + [max(0.0, uv[b, 1] - uv[a, 1]) for a, b in zip(UPPER_INNER, LOWER_INNER)] + [0.0])
+    order = np.argsort(cols_u)
+    gap_at = lambda u: np.interp(u, cols_u[order], gaps[order])  # noqa: E731
+    for i in UPPER_OUTER + UPPER_INNER:
+        out[i, 1] += (1 - cfg.lower_share) * gap_at(uv[i, 0])
+    for i in LOWER_OUTER + LOWER_INNER:
+        out[i, 1] -= cfg.lower_share * gap_at(uv[i, 0])
+    centre_gap = gaps[2]
+    for i in JAW:
+        out[i, 1] -= cfg.lower_share * centre_gap * _jaw_weight(i)
+    for a, b in zip(UPPER_INNER, LOWER_INNER):
+        # Each inner pair meets at one point, so the closed inner polygon has no area.
+        meet = out[a] + (out[b] - out[a]) * (1 - cfg.lower_share) if uv[b, 1] >= uv[a, 1] else (out[a] + out[b]) / 2
+        out[a] = out[b] = meet
+    return out
+
+
+def articulate_local(neutral: np.ndarray, shape: MouthShape, neutral_width: float, cfg: WarpConfig) -> np.ndarray:
+    """Open/widen/round a closed mouth (local s-normalised coordinates) to `shape`."""
+    out = neutral.copy()
+    lips = list(range(48, 68))
+    width_now = max(neutral[54, 0] - neutral[48, 0], 1e-3)
+    factor = (neutral_width / width_now) * (1 + cfg.widen * shape.width - cfg.narrow * shape.rounding)
+    factor *= 1 - 0.06 * shape.openness
+    out[lips, 0] = neutral[lips, 0] * factor
+
+    gap = cfg.max_gap * float(np.clip(shape.openness, 0, 1))
+    expo = lip_exponent(shape)
+    hw_in, c_in = (out[64, 0] - out[60, 0]) / 2, (out[64, 0] + out[60, 0]) / 2
+    hw_out, c_out = (out[54, 0] - out[48, 0]) / 2, (out[54, 0] + out[48, 0]) / 2
+    corner = cfg.corner_drop * gap
+    up = -(1 - cfg.lower_share) * gap
+    down = cfg.lower_share * gap
+    for idx, hw, c, move in (
+        (UPPER_OUTER, hw_out, c_out, up),
+        (UPPER_INNER, hw_in, c_in, up),
+        (LOWER_OUTER, hw_out, c_out, down),
+        (LOWER_INNER, hw_in, c_in, down),
+    ):
+        p = _profile(out[list(idx), 0] - c, hw, expo)
+        out[list(idx), 1] += corner * (1 - p) + move * p
+    out[list(CORNERS), 1] += corner
+    # Rounded lips pout: a little thicker.
+    out[list(UPPER_OUTER), 1] -= 0.04 * shape.rounding
+    out[list(LOWER_OUTER), 1] += 0.04 * shape.rounding
+    for i in JAW:
+        out[i, 1] += down * _jaw_weight(i)
+    return out
+
+
+def _alpha_polygon(src_uv: np.ndarray, dst_uv: np.ndarray, cfg: WarpConfig) -> np.ndarray:
+    """Local polygon of the lower face: under the nose, down to below the lower jaw line."""
+    jaw = np.maximum(src_uv[list(range(2, 15))], dst_uv[list(range(2, 15))])
+    jaw[:, 0] = np.where(jaw[:, 0] < 0, np.minimum(src_uv[2:15, 0], dst_uv[2:15, 0]), jaw[:, 0])
+    centre = np.array([0.0, -0.25])
+    d = jaw - centre
+    d /= np.linalg.norm(d, axis=1, keepdims=True) + 1e-9
+    # Around the chin the mask reaches below the jaw line (the chin drops with the jaw); on
+    # the sides it stays inside it, so the cheeks' outline against the background is kept.
+    w = np.array([_jaw_weight(i) for i in range(2, 15)])[:, None]
+    jaw_out = jaw + (cfg.mask_margin * w - 2.5 * cfg.feather * (1 - w)) * d
+    nose_v = src_uv[33, 1] + 2.2 * cfg.feather  # the feathered edge ends at the nose base
+    jaw_out[:, 1] = np.maximum(jaw_out[:, 1], nose_v)
+    left_u, right_u = jaw_out[0, 0], jaw_out[-1, 0]
+    top = np.array([[right_u, nose_v], [src_uv[35, 0] + 0.05, nose_v], [src_uv[31, 0] - 0.05, nose_v], [left_u, nose_v]])
+    return np.concatenate([jaw_out, top], axis=0)
+
+
+def _ring(poly_uv: np.ndarray, margin: float) -> np.ndarray:
+    """N_RING fixed points on an ellipse enclosing the alpha polygon by `margin`."""
+    lo, hi = poly_uv.min(axis=0) - margin, poly_uv.max(axis=0) + margin
+    c, r = (lo + hi) / 2, (hi - lo) / 2 * 1.1
+    t = np.linspace(0, 2 * np.pi, N_RING, endpoint=False)
+    return np.stack([c[0] + r[0] * np.cos(t), c[1] + r[1] * np.sin(t)], axis=1)
+
+
+def _affine_batch(dst_tri: np.ndarray, src_tri: np.ndarray) -> np.ndarray:
+    """(T,2,3) affine maps taking each dst triangle's vertices to the src triangle's."""
+    n = len(dst_tri)
+    m = np.concatenate([dst_tri, np.ones((n, 3, 1))], axis=2)  # T x 3 x 3
+    det = np.linalg.det(m)
+    ok = np.abs(det) > 1e-6
+    out = np.zeros((n, 2, 3))
+    out[:, 0, 0] = out[:, 1, 1] = 1.0
+    if ok.any():
+        sol = np.linalg.solve(m[ok], src_tri[ok])  # 3x2 per triangle: [x y 1] @ sol = src
+        out[ok] = np.transpose(sol, (0, 2, 1))
+    return out
+
+
+def _inset_inner_lips(uv: np.ndarray, inset: float) -> np.ndarray:
+    """Move open inner-lip points into the lips by `inset` (local units, at most 30% of the
+    gap), so that lip pixels are not sampled from the speaker's own teeth or cavity, which
+    the landmark detector often includes in the lips."""
+    out = uv.copy()
+    for a, b in zip(UPPER_INNER, LOWER_INNER):
+        d = min(inset, 0.3 * max(0.0, uv[b, 1] - uv[a, 1]))
+        out[a, 1] -= d
+        out[b, 1] += d
+    return out
+
+
+def _lip_curves(uv: np.ndarray, exponent: float) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """Smooth inner-lip curves: chord between the inner corners plus a fitted bump.
+
+    Returns (u centre, half width, upper coefficients, lower coefficients); the curve is
+    v(u) = c0 + c1*(u-uc) + c2*profile(u-uc), fitted to the corners and three columns.
+    """
+    uc = (uv[60, 0] + uv[64, 0]) / 2
+    hw = max((uv[64, 0] - uv[60, 0]) / 2, 1e-3)
+    coefs = []
+    for mid in (UPPER_INNER, LOWER_INNER):
+        idx = [60, *mid, 64]
+        x = uv[idx, 0] - uc
+        basis = np.stack([np.ones_like(x), x, _profile(x, hw, exponent)], axis=1)
+        coefs.append(np.linalg.lstsq(basis, uv[idx, 1], rcond=None)[0])
+    return uc, hw, coefs[0], coefs[1]
+
+
+class ClassicalLipSync:
+    """Weight-free engine (LipSyncEngine protocol): see the module docstring."""
+
+    name = "classical"
+    batch_size = 8
+
+    def __init__(self, warp: WarpConfig | None = None, audio: MouthParamConfig | None = None) -> None:
+        self.warp = warp or WarpConfig()
+        self.audio = audio or MouthParamConfig()
+        self._tracks: dict[str, _TrackState] = {}
+
+    def prepare_audio(self, audio: np.ndarray, sample_rate: int, fps: float) -> MouthTrack:
+        return mouth_track_from_audio(audio, sample_rate, fps, self.audio)
+
+    def render(self, requests: Sequence[MouthRequest], audio_features: MouthTrack) -> list[MouthPatch]:
+        return [self.render_one(r, audio_features.at(r.time_ms)) for r in requests]
+
+    def reset(self) -> None:
+        """Forget all per-track state (start of a new job)."""
+        self._tracks.clear()
+
+    # -- one face -------------------------------------------------------------------
+    def target_landmarks(self, landmarks: np.ndarray, shape: MouthShape, track_key: str = "", frame_index: int = 0) -> np.ndarray:
+        """The 68 target landmarks (image pixels) for `shape`; updates the track's state."""
+        pts = np.asarray(landmarks, dtype=np.float64).reshape(68, 2)
+        axes = FaceAxes.from_landmarks(pts)
+        uv = axes.to_local(pts) / axes.scale
+        state = self._state(track_key, frame_index, uv)
+        dst_uv = articulate_local(self._neutral(state, uv), shape, state.neutral_width, self.warp)
+        return axes.to_image(dst_uv * axes.scale)
+
+    def _neutral(self, state: _TrackState, uv: np.ndarray) -> np.ndarray:
+        """Closed-mouth shape for this frame, averaged with the track's previous one.
+
+        The estimate inherits the landmark detector's noise on the inner lips; halving it
+        each frame (a 2-frame exponential average in face coordinates, which head motion
+        does not disturb) keeps the synthetic mouth from trembling.
+        """
+        now = neutral_local(uv, self.warp)
+        if state.neutral_uv is not None and state.neutral_uv.shape == now.shape:
+            now = 0.5 * (now + state.neutral_uv)
+        state.neutral_uv = now
+        return now
+
+    def render_one(self, req: MouthRequest, shape: MouthShape) -> MouthPatch:
+        face = req.face
+        if face.landmarks is None or len(face.landmarks) != 68 or req.strength <= 0:
+            return MouthPatch(0, 0, np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), np.float32))
+        image = req.image
+        pts = np.asarray(face.landmarks, dtype=np.float64).reshape(68, 2)
+        axes = FaceAxes.from_landmarks(pts)
+        s = axes.scale
+        src_uv = axes.to_local(pts) / s
+        state = self._state(req.track_key, req.frame_index, src_uv)
+        dst_uv = articulate_local(self._neutral(state, src_uv), shape, state.neutral_width, self.warp)
+
+        poly_uv = _alpha_polygon(src_uv, dst_uv, self.warp)
+        ring_uv = _ring(poly_uv, self.warp.ring_margin)
+        ctrl = list(CONTROL)
+        src_ctrl = np.concatenate([_inset_inner_lips(src_uv, 0.06)[ctrl], ring_uv])
+        dst_ctrl = np.concatenate([dst_uv[ctrl], ring_uv])
+        if state.triangles is None:
+            template = articulate_local(neutral_local(src_uv, self.warp), MouthShape(0.6, 0.0, 0.0, 0.0), state.neutral_width, self.warp)
+            state.triangles = Delaunay(np.concatenate([template[ctrl], ring_uv])).simplices.astype(np.int32)
+            log.debug("track %r: lower-face mesh of %d triangles", req.track_key, len(state.triangles))
+        tris = state.triangles
+
+        # Crop box: the ring's bounding box in the image, clipped to the frame.
+        ring_img = axes.to_image(ring_uv * s)
+        h_img, w_img = image.shape[:2]
+        x0 = int(np.clip(np.floor(ring_img[:, 0].min()), 0, w_img - 1))
+        y0 = int(np.clip(np.floor(ring_img[:, 1].min()), 0, h_img - 1))
+        x1 = int(np.clip(np.ceil(ring_img[:, 0].max()) + 1, x0 + 1, w_img))
+        y1 = int(np.clip(np.ceil(ring_img[:, 1].max()) + 1, y0 + 1, h_img))
+        cw, ch = x1 - x0, y1 - y0
+        off = np.array([x0, y0], dtype=np.float64)
+
+        src_img = axes.to_image(src_ctrl * s) - off
+        dst_img = axes.to_image(dst_ctrl * s) - off
+        map_x, map_y = self._maps(src_img, dst_img, tris, cw, ch)
+        map_x += x0
+        map_y += y0
+        pixels = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+        crop_src = image[y0:y1, x0:x1]
+        self._update_colours(state, crop_src, axes.to_image(src_uv * s) - off)
+        self._paint_mouth(pixels, axes, dst_uv, off, state, shape)
+
+        poly_img = axes.to_image(poly_uv * s) - off
+        alpha = self._alpha(poly_img, cw, ch, self.warp.feather * s) * float(np.clip(req.strength, 0.0, 1.0))
+        return MouthPatch(x=x0, y=y0, pixels=pixels, alpha=alpha)
+
+    # -- pieces ---------------------------------------------------------------------
+    def _state(self, key: str, frame_index: int, uv: np.ndarray) -> _TrackState:
+        width = float(uv[54, 0] - uv[48, 0])
+        st = self._tracks.get(key)
+        if st is None or abs(frame_index - st.last_frame) > STATE_GAP_FRAMES:
+            st = _TrackState(last_frame=frame_index, neutral_width=width)
+            self._tracks[key] = st
+        elif frame_index != st.last_frame:
+            st.neutral_width += 0.03 * (width - st.neutral_width)
+            st.last_frame = frame_index
+        return st
+
+    @staticmethod
+    def _maps(src: np.ndarray, dst: np.ndarray, tris: np.ndarray, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
+        """Backward maps (crop pixel -> source pixel, crop coordinates) of the mesh warp."""
+        affines = _affine_batch(dst[tris], src[tris])
+        label = np.full((h, w), -1, dtype=np.int32)
+        fixed = np.round(dst * 16).astype(np.int32)
+        for k, t in enumerate(tris):
+            cv2.fillConvexPoly(label, fixed[t], int(k), lineType=cv2.LINE_8, shift=4)
+        affines = np.concatenate([affines, np.array([[[1.0, 0, 0], [0, 1.0, 0]]])], axis=0)  # -1 -> identity
+        coef = affines.reshape(-1, 6).astype(np.float32).T  # 6 x (T+1)
+        xs = np.arange(w, dtype=np.float32)[None, :]
+        ys = np.arange(h, dtype=np.float32)[:, None]
+        c = [row[label] for row in coef]
+        map_x = c[0] * xs + c[1] * ys + c[2]
+        map_y = c[3] * xs + c[4] * ys + c[5]
+        return map_x, map_y
+
+    @staticmethod
+    def _alpha(poly: np.ndarray, w: int, h: int, sigma: float) -> np.ndarray:
+        mask = np.zeros((h, w), dtype=np.uint8)
+        cv2.fillPoly(mask, [np.round(poly * 16).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=4)
+        alpha = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), max(sigma, 0.8))
+        yy = np.minimum(np.arange(h), np.arange(h)[::-1]).astype(np.float32)
+        xx = np.minimum(np.arange(w), np.arange(w)[::-1]).astype(np.float32)
+        edge = np.clip(np.minimum(yy[:, None], xx[None, :]) / 2.0, 0.0, 1.0)
+        return (alpha * edge).astype(np.float32)
+
+    @staticmethod
+    def _update_colours(state: _TrackState, crop: np.ndarray, pts: np.ndarray) -> None:
+        """Average lip and skin colours (RGB floats) from the source crop, smoothed per track."""
+        h, w = crop.shape[:2]
+        lips = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(lips, [np.round(pts[48:60]).astype(np.int32)], 1)
+        cv2.fillPoly(lips, [np.round(pts[60:68]).astype(np.int32)], 0)
+        skin = np.zeros((h, w), np.uint8)
+        cheek = np.round(np.stack([pts[31], pts[35], pts[54], pts[11], pts[8], pts[5], pts[48]])).astype(np.int32)
+        cv2.fillPoly(skin, [cheek], 1)
+        cv2.fillPoly(skin, [np.round(pts[48:60]).astype(np.int32)], 0)
+        lip = np.array(cv2.mean(crop, mask=lips)[:3]) if lips.any() else None
+        sk = np.array(cv2.mean(crop, mask=skin)[:3]) if skin.any() else None
+        if lip is None or sk is None:
+            return
+        k = 0.1 if state.lip_rgb is not None else 1.0
+        state.lip_rgb = lip if state.lip_rgb is None else state.lip_rgb + k * (lip - state.lip_rgb)
+        state.skin_rgb = sk if state.skin_rgb is None else state.skin_rgb + k * (sk - state.skin_rgb)
+
+    def _paint_mouth(self, pixels: np.ndarray, axes: FaceAxes, dst_uv: np.ndarray, off: np.ndarray, state: _TrackState, shape: MouthShape) -> None:
+        """Draw the cavity and upper teeth inside the target inner lips (in place)."""
+        s = axes.scale
+        expo = lip_exponent(shape)
+        uc, hw, cu, cl = _lip_curves(dst_uv, expo)
+        gap = float(cl[2] - cu[2])  # centre gap, s units
+        if gap * s < 1.0:
+            self._paint_crease(pixels, axes, dst_uv, off, state)
+            return
+        inner_img = axes.to_image(dst_uv[60:68] * s) - off
+        h, w = pixels.shape[:2]
+        bx0 = int(max(0, np.floor(inner_img[:, 0].min()) - 3))
+        by0 = int(max(0, np.floor(inner_img[:, 1].min()) - 3))
+        bx1 = int(min(w, np.ceil(inner_img[:, 0].max()) + 4))
+        by1 = int(min(h, np.ceil(inner_img[:, 1].max()) + 4))
+        if bx1 <= bx0 or by1 <= by0:
+            return
+        gx, gy = np.meshgrid(np.arange(bx0, bx1, dtype=np.float64), np.arange(by0, by1, dtype=np.float64))
+        luv = axes.to_local(np.stack([gx + off[0], gy + off[1]], axis=-1)) / s
+        x, pv = luv[..., 0] - uc, luv[..., 1]
+        prof = _profile(x, hw, expo)
+        up_v = cu[0] + cu[1] * x + cu[2] * prof
+        lo_v = np.maximum(cl[0] + cl[1] * x + cl[2] * prof, up_v)
+        px = 1.0 / s  # one pixel in local units
+        inside = np.clip((pv - up_v) / px + 0.5, 0, 1) * np.clip((lo_v - pv) / px + 0.5, 0, 1)
+        inside *= np.clip((hw - np.abs(x)) / px, 0, 1)
+        poly = np.zeros((by1 - by0, bx1 - bx0), np.uint8)
+        cv2.fillPoly(poly, [np.round((inner_img - [bx0, by0]) * 16).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=4)
+        inside = np.maximum(inside, poly / 255.0)
+        if not inside.any():
+            return
+        local_gap = np.maximum(lo_v - up_v, 1e-6)
+        depth = np.clip((pv - up_v) / local_gap, 0, 1)  # 0 at the upper lip, 1 at the lower
+        radial = np.clip(np.hypot(x / hw, 2 * depth - 1), 0, 1)  # 0 centre, 1 edge
+        lip = state.lip_rgb if state.lip_rgb is not None else np.array([150.0, 80.0, 80.0])
+        skin = state.skin_rgb if state.skin_rgb is not None else np.array([190.0, 150.0, 130.0])
+        dark = lip * np.array([0.3, 0.15, 0.15])
+        edge_col = lip * np.array([0.55, 0.32, 0.3])
+        t = (1 - radial)[..., None] ** 0.7
+        cavity = edge_col * (1 - t) + dark * t
+        # Tongue hint low in the cavity when wide open.
+        tongue = lip * np.array([0.7, 0.4, 0.4])
+        tongue_w = np.clip((depth - 0.55) / 0.45, 0, 1) * np.clip((gap - 0.22) / 0.15, 0, 1) * np.clip(1 - np.abs(x) / hw, 0, 1) ** 0.5
+        cavity = cavity * (1 - 0.5 * tongue_w[..., None]) + tongue * (0.5 * tongue_w[..., None])
+        # Upper teeth: a soft light band under the upper lip, only when open enough.
+        teeth_h = np.minimum(0.3 * local_gap, 0.075)
+        below = (pv - up_v) / np.maximum(teeth_h, 1e-6)
+        teeth_a = np.clip(1.0 - below, 0, 1) ** 0.6 * np.clip((gap - 0.05) / 0.12, 0, 1)
+        teeth_a *= np.clip((1 - np.abs(x) / (0.85 * hw)) / 0.35, 0, 1)
+        shade = (0.7 + 0.3 * np.clip(1 - (x / hw) ** 2, 0, 1)) * (1.0 - 0.25 * np.clip(below, 0, 1))
+        luma = float(skin @ np.array([0.299, 0.587, 0.114]))
+        teeth = np.array([240.0, 234.0, 220.0]) * np.clip(luma / 165.0, 0.5, 1.0)
+        teeth_col = teeth[None, None, :] * shade[..., None]
+        ta = 0.75 * teeth_a[..., None]
+        col = cavity * (1 - ta) + teeth_col * ta
+        a = cv2.GaussianBlur(inside.astype(np.float32), (0, 0), 0.5 + 0.004 * s)[..., None]
+        region = pixels[by0:by1, bx0:bx1].astype(np.float32)
+        pixels[by0:by1, bx0:bx1] = np.clip(region * (1 - a) + col * a, 0, 255).astype(np.uint8)
+
+    @staticmethod
+    def _paint_crease(pixels: np.ndarray, axes: FaceAxes, dst_uv: np.ndarray, off: np.ndarray, state: _TrackState) -> None:
+        """Closed lips meet in a soft darker line (in place)."""
+        lip = state.lip_rgb if state.lip_rgb is not None else np.array([150.0, 80.0, 80.0])
+        line = axes.to_image(dst_uv[[60, 61, 62, 63, 64]] * axes.scale) - off
+        h, w = pixels.shape[:2]
+        mask = np.zeros((h, w), np.uint8)
+        cv2.polylines(mask, [np.round(line * 16).astype(np.int32)], False, 255, 1, lineType=cv2.LINE_AA, shift=4)
+        a = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), 0.7)[..., None] * 0.55
+        col = lip * np.array([0.45, 0.28, 0.28])
+        pixels[:] = np.clip(pixels * (1 - a) + col * a, 0, 255).astype(np.uint8)

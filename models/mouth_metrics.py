@@ -1,0 +1,34 @@
+"""Mouth measures from 68 iBUG landmarks, normalised by face size.
+
+Used to check lip-sync output: a landmark detector run on the rendered frames should see
+the mouth open when the audio says so. The face size is the distance between the eye
+centres, which mouth and jaw motion do not change.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# Inner-lip pairs (upper, lower) across the mouth: left, centre, right.
+INNER_PAIRS = ((61, 67), (62, 66), (63, 65))
+
+
+def interocular(landmarks: np.ndarray) -> float:
+    """Distance in pixels between the eye centres (points 36-41 and 42-47)."""
+    pts = np.asarray(landmarks, dtype=np.float64).reshape(68, 2)
+    return float(np.linalg.norm(pts[36:42].mean(axis=0) - pts[42:48].mean(axis=0)))
+
+
+def mouth_opening(landmarks: np.ndarray) -> float:
+    """Inner-lip gap / inter-ocular distance (0 closed, about 0.5-0.7 for a wide "a").
+
+    The gap is the mean of the three upper-to-lower inner-lip distances.
+    """
+    pts = np.asarray(landmarks, dtype=np.float64).reshape(68, 2)
+    gap = np.mean([np.linalg.norm(pts[u] - pts[d]) for u, d in INNER_PAIRS])
+    return float(gap / max(interocular(pts), 1e-6))
+
+
+def mouth_width(landmarks: np.ndarray) -> float:
+    """Outer mouth-corner distance (48-54) / inter-ocular distance."""
+    pts = np.asarray(landmarks, dtype=np.float64).reshape(68, 2)
+    return float(np.linalg.norm(pts[48] - pts[54]) / max(interocular(pts), 1e-6))

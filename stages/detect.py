@@ -1,0 +1,81 @@
+"""Detect-faces stages: find faces in sampled frames, then track and name them.
+
+DetectStage runs the face backend (the heavy part) on each frame. IdentifyStage links the
+faces into tracks and names them (reference characters or stable `face_N`), and judges
+syncability. They are two stages so detection of frame n+1 overlaps naming of frame n.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models.faces.base import FaceBackend
+from stages.identity import IdentityBook
+from stages.syncability import SyncRules, assess
+from stages.tracking import FaceTracker
+from stream.frame import Face, Frame
+from stream.stage import Stage
+
+
+class DetectStage(Stage):
+    name = "detect"
+
+    def __init__(self, backend: FaceBackend) -> None:
+        self.backend = backend
+
+    def process(self, frame: Frame):
+        frame.faces = self.backend.detect(frame.image, with_embedding=True)
+        return (frame,)
+
+
+@dataclass
+class FaceReport:
+    """One face of one sampled frame, as /detect-faces reports it."""
+
+    face: Face
+    character_id: str
+    similarity: float
+    syncable: bool
+    sync_quality: float | None
+    skip_reason: str | None
+
+    def as_json(self) -> dict:
+        pitch, yaw, roll = self.face.pose or (0.0, 0.0, 0.0)
+        return {
+            "character_id": self.character_id,
+            "bbox": self.face.xywh,
+            "confidence": round(float(self.face.score), 4),
+            "head_pose": [round(float(pitch), 2), round(float(yaw), 2), round(float(roll), 2)],
+            "syncable": self.syncable,
+            "sync_quality": self.sync_quality,
+            "skip_reason": self.skip_reason,
+            "track_id": self.face.track_id,
+            "similarity": round(self.similarity, 4),
+        }
+
+
+class IdentifyStage(Stage):
+    """Tracks faces across sampled frames and names them; sets frame.notes['faces']."""
+
+    name = "identify"
+
+    def __init__(self, book: IdentityBook, tracker: FaceTracker, rules: SyncRules = SyncRules()) -> None:
+        self.book = book
+        self.tracker = tracker
+        self.rules = rules
+        self._step = 0
+
+    def process(self, frame: Frame):
+        faces = [f for f in frame.faces if f.embedding is not None]
+        tracks = self.tracker.update(faces, self._step)
+        self._step += 1
+        names = self.book.assign([t.embedding for t in tracks], [t.identity for t in tracks])
+        reports = []
+        for face, track, (identity, similarity) in zip(faces, tracks, names):
+            track.identity = identity
+            face.identity, face.similarity = identity, similarity
+            verdict = assess(face, self.rules)
+            reports.append(FaceReport(face, identity, similarity, verdict.syncable,
+                                      verdict.sync_quality, verdict.skip_reason))
+        frame.notes["faces"] = reports
+        frame.image = None  # nothing downstream needs the pixels; free them early
+        return (frame,)

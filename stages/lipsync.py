@@ -1,0 +1,49 @@
+"""LipSyncStage: turns each frame's render items into mouth patches with the engine.
+
+It batches frames (the engine's `batch_size` faces at a time, flushed at end of stream),
+so a neural engine runs full batches; the classical engine works face by face.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from models.engine import LipSyncEngine, MouthRequest
+from stream.frame import Frame
+from stream.stage import BatchStage
+
+
+class LipSyncStage(BatchStage):
+    name = "lipsync"
+
+    def __init__(self, engine: LipSyncEngine, audio_features: Any) -> None:
+        super().__init__()
+        self.engine = engine
+        self.audio_features = audio_features
+        self.batch_size = max(1, engine.batch_size)
+        self.faces_rendered = 0
+        self._faces_pending = 0
+
+    def process(self, frame: Frame):
+        self._pending.append(frame)
+        self._faces_pending += len(frame.notes.get("render", ()))
+        if self._faces_pending >= self.batch_size or len(self._pending) >= 4 * self.batch_size:
+            return self._run_pending()
+        return ()
+
+    def _run_pending(self) -> list[Frame]:
+        self._faces_pending = 0
+        return super()._run_pending()
+
+    def process_batch(self, frames: list[Frame]) -> list[Frame]:
+        requests, owners = [], []
+        for frame in frames:
+            frame.notes["patches"] = []
+            for item in frame.notes.get("render", ()):
+                requests.append(MouthRequest(frame.index, frame.time_ms, frame.image, item.face,
+                                             item.target.key, item.strength))
+                owners.append(frame)
+        if requests:
+            for frame, patch in zip(owners, self.engine.render(requests, self.audio_features)):
+                frame.notes["patches"].append(patch)
+            self.faces_rendered += len(requests)
+        return frames

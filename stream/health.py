@@ -1,0 +1,42 @@
+"""What /health reports: which models are really loaded, the GPU, missing weight files."""
+from __future__ import annotations
+
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+
+from stream.config import Settings
+from stream.registry import ModelRegistry
+
+
+@lru_cache(maxsize=1)
+def gpu_info() -> dict:
+    """GPU name and memory through torch when it has CUDA; no GPU otherwise."""
+    info = {"gpu_available": False, "gpu_name": None, "gpu_memory_gb": None}
+    if importlib.util.find_spec("torch") is None:
+        return info
+    import torch
+
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info.update(gpu_available=True, gpu_name=props.name,
+                    gpu_memory_gb=round(props.total_memory / 1024 ** 3, 1))
+    return info
+
+
+def report(registry: ModelRegistry, settings: Settings) -> dict:
+    faces = registry.loaded("faces")
+    engine = registry.loaded("engine")
+    return {
+        "status": "ok",
+        "insightface_loaded": bool(faces is not None and faces.name.startswith("insightface")),
+        "musetalk_loaded": bool(engine is not None and engine.name.startswith("musetalk")),
+        "liveportrait_loaded": registry.loaded("liveportrait") is not None,
+        "codeformer_loaded": registry.loaded("codeformer") is not None,
+        **gpu_info(),
+        "face_backend": faces.name if faces is not None else None,
+        "lipsync_engine": engine.name if engine is not None else None,
+        "models_dir": str(Path(settings.models_dir).resolve()),
+        "missing_weights": registry.missing_weights(),
+        "load_errors": registry.errors(),
+    }

@@ -1,0 +1,74 @@
+"""Resolving the requested faces: which detected face each request's bbox means."""
+from __future__ import annotations
+
+import numpy as np
+
+from models.faces.base import FaceBackend
+from stages.decode import open_media, rotate_upright
+from stages.follow import Target
+from stream.errors import InputError
+from stream.frame import Face, iou, xywh_to_xyxy
+from stream.schema import FaceSpec
+
+_PROBE_OFFSETS_MS = (0, 200, -200, 500, -500)
+
+
+def frame_at(path: str, time_ms: float) -> tuple[float, np.ndarray] | None:
+    """(time_ms, RGB image) of the frame shown at `time_ms`, by seeking; None past the end."""
+    with open_media(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        target = max(0.0, time_ms) / 1000
+        container.seek(int(target / stream.time_base), stream=stream, backward=True)
+        chosen = None
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                continue
+            t = float(frame.pts * stream.time_base)
+            if t > target + 1e-6 and chosen is not None:
+                break
+            chosen = frame
+            if t >= target - 1e-6:
+                break
+        if chosen is None:
+            return None
+        image = rotate_upright(chosen.to_ndarray(format="rgb24"), int(round(chosen.rotation or 0)) % 360)
+        return float(chosen.pts * stream.time_base * 1000), image
+
+
+def _best_match(spec_box: np.ndarray, faces: list[Face]) -> Face | None:
+    """The detection the caller's box means: best IoU, or the one whose centre it contains."""
+    scored = [(iou(spec_box, f.bbox), f) for f in faces]
+    scored = [(s, f) for s, f in scored if s >= 0.3 or (
+        spec_box[0] <= f.center[0] <= spec_box[2] and spec_box[1] <= f.center[1] <= spec_box[3])]
+    return max(scored, key=lambda pair: pair[0])[1] if scored else None
+
+
+def resolve_targets(video: str, specs: list[FaceSpec], backend: FaceBackend, duration_ms: float) -> list[Target]:
+    """Match each requested bbox against the faces detected near its start time."""
+    targets = []
+    for index, spec in enumerate(specs):
+        where = f"faces[{index}] ({spec.character_id})"
+        if spec.start_time_ms >= duration_ms:
+            raise InputError(f"{where}: start_time_ms {spec.start_time_ms:g} is outside the video "
+                             f"(duration {duration_ms:.0f} ms)")
+        box = xywh_to_xyxy(spec.bbox)
+        seen: list[list[int]] = []
+        match = None
+        for offset in _PROBE_OFFSETS_MS:
+            probe_ms = min(max(spec.start_time_ms + offset, 0.0), duration_ms - 1)
+            found = frame_at(video, probe_ms)
+            if found is None:
+                continue
+            faces = backend.detect(found[1], with_embedding=True)
+            seen.extend(f.xywh for f in faces)
+            match = _best_match(box, faces)
+            if match is not None:
+                break
+        if match is None:
+            listed = ", ".join(str(b) for b in seen[:6]) or "none"
+            raise InputError(f"{where}: bbox {[int(v) for v in spec.bbox]} matches no face detected near "
+                             f"{spec.start_time_ms:.0f} ms (faces found there: {listed}); "
+                             "use a bbox from /detect-faces at that time")
+        targets.append(Target(index, spec, match))
+    return targets

@@ -1,0 +1,186 @@
+"""The classical engine on real frames with dlib landmarks and real speech.
+
+A landmark detector (dlib's 68-point predictor) re-measures the mouth on the rendered
+frames: it must follow the target openness, closed targets must look closed, and nothing
+outside the feathered lower-face patch may change.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import dlib
+import face_recognition_models
+import numpy as np
+import pytest
+
+from models.classical_lipsync import ClassicalLipSync
+from models.engine import MouthPatch, MouthRequest
+from models.mouth_metrics import mouth_opening
+from models.mouth_params import MouthShape
+from stages.audio import load_audio
+from stream.frame import Face
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SR = 16000
+
+
+def _media(rel: str) -> Path:
+    path = DATA / rel
+    if not path.exists():
+        pytest.skip(f"sample media missing: {path} (see ../shared/data/README.md)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def dlib_models():
+    return dlib.get_frontal_face_detector(), dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+
+
+def _frames(name: str, count: int, step: int = 1) -> list[np.ndarray]:
+    out = []
+    with av.open(str(_media(f"video/{name}"))) as c:
+        for i, f in enumerate(c.decode(video=0)):
+            if i % step == 0:
+                out.append(f.to_ndarray(format="rgb24"))
+            if len(out) == count:
+                break
+    return out
+
+
+def _landmarks(models, image: np.ndarray, rect=None):
+    det, pred = models
+    if rect is None:
+        found = det(image, 0)
+        if not found:
+            return None, None
+        rect = max(found, key=lambda r: r.area())
+    shape = pred(image, rect)
+    return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32), rect
+
+
+def _face(lm: np.ndarray, rect) -> Face:
+    return Face(bbox=[rect.left(), rect.top(), rect.right(), rect.bottom()], score=1.0, kps=np.zeros((5, 2)), landmarks=lm)
+
+
+def _blend(image: np.ndarray, p: MouthPatch) -> np.ndarray:
+    out = image.astype(np.float32).copy()
+    h, w = p.alpha.shape
+    a = p.alpha[..., None]
+    out[p.y : p.y + h, p.x : p.x + w] = a * p.pixels + (1 - a) * out[p.y : p.y + h, p.x : p.x + w]
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+@pytest.fixture(scope="module")
+def speech_run(dlib_models):
+    """Render 3 s of d11 driven by sun.wav; measure the output mouth with dlib."""
+    frames = _frames("d11.mp4", 75)
+    audio = load_audio(_media("audio/sun.wav"), SR)
+    engine = ClassicalLipSync()
+    track = engine.prepare_audio(audio, SR, 25.0)
+    targets, measured, originals, closed = [], [], [], []
+    for i, img in enumerate(frames):
+        lm, rect = _landmarks(dlib_models, img)
+        assert lm is not None, f"no face in d11 frame {i}"
+        t_ms = 1000.0 + i * 40.0
+        shape = track.at(t_ms)
+        (patch,) = engine.render([MouthRequest(i, t_ms, img, _face(lm, rect), track_key="girl")], track)
+        out = _blend(img, patch)
+        out_lm, _ = _landmarks(dlib_models, out, rect)
+        targets.append(shape.openness)
+        closed.append(shape.closed)
+        measured.append(mouth_opening(out_lm))
+        originals.append(mouth_opening(lm))
+    return np.array(targets), np.array(measured), np.array(originals), np.array(closed)
+
+
+def test_measured_opening_follows_target(speech_run):
+    targets, measured, originals, _ = speech_run
+    assert targets.std() > 0.15, "the audio excerpt should vary"
+    r = np.corrcoef(targets, measured)[0, 1]
+    assert r >= 0.5, r
+    # The speaker's own motion is overridden: the output follows the audio, not the video.
+    r_own = np.corrcoef(originals, measured)[0, 1]
+    assert r > r_own + 0.2, (r, r_own)
+
+
+def test_closed_targets_look_closed(speech_run):
+    targets, measured, _, closed = speech_run
+    shut = closed > 0.7
+    wide = targets > 0.6
+    assert shut.sum() >= 3 and wide.sum() >= 3
+    assert np.median(measured[shut]) < 0.08
+    assert np.median(measured[wide]) > np.median(measured[shut]) + 0.15
+
+
+@pytest.mark.parametrize("name", ["d12.mp4", "d20.mp4"])
+def test_only_the_lower_face_changes_and_edges_are_seamless(dlib_models, name):
+    engine = ClassicalLipSync()
+    for k, img in enumerate(_frames(name, 4, step=25)):
+        lm, rect = _landmarks(dlib_models, img)
+        assert lm is not None
+        patch = engine.render_one(MouthRequest(k, 0.0, img, _face(lm, rect), track_key=name), MouthShape(0.8, 0.2, 0.0, 0.0))
+        out = _blend(img, patch)
+        h, w = patch.alpha.shape
+
+        # Outside the patch: bit-identical. Above the nose tip and outside the jaw: alpha 0.
+        outside = np.ones(img.shape[:2], bool)
+        outside[patch.y : patch.y + h, patch.x : patch.x + w] = False
+        assert np.array_equal(out[outside], img[outside])
+        upper = int(lm[30, 1])  # nose tip row
+        assert _psnr(out[:upper], img[:upper]) == float("inf")
+        assert patch.alpha[: max(0, upper - patch.y)].max(initial=0.0) == 0.0
+        ys, xs = np.nonzero(patch.alpha > 0.01)
+        face_w = lm[16, 0] - lm[0, 0]
+        assert xs.min() + patch.x >= lm[0, 0] - 0.05 * face_w
+        assert xs.max() + patch.x <= lm[16, 0] + 0.05 * face_w
+        assert _psnr(out, img) > 25  # identity kept: only the mouth region moved
+
+        # Feathered alpha: zero at the crop border, bounded gradient, full inside.
+        a = patch.alpha
+        assert a.max() > 0.99
+        assert max(a[0].max(), a[-1].max(), a[:, 0].max(), a[:, -1].max()) < 1e-3
+        gy, gx = np.gradient(a)
+        assert np.hypot(gx, gy).max() < 3.0 / (0.045 * np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0)))
+        # Near the mask border the blend differs little from the original (no seam).
+        band = (a > 0.02) & (a < 0.3)
+        crop_in = img[patch.y : patch.y + h, patch.x : patch.x + w].astype(np.float32)
+        crop_out = out[patch.y : patch.y + h, patch.x : patch.x + w].astype(np.float32)
+        assert np.abs(crop_out - crop_in)[band].mean() < 4.0
+
+
+def test_target_overrides_original_opening(dlib_models):
+    """At a fixed shape the target opening is the same whatever the speaker's own mouth did."""
+    engine = ClassicalLipSync()
+    originals, targets = [], {0.0: [], 0.5: [], 1.0: []}
+    for k, img in enumerate(_frames("d12.mp4", 12, step=15)):
+        lm, _ = _landmarks(dlib_models, img)
+        if lm is None:
+            continue
+        originals.append(mouth_opening(lm))
+        for o in targets:
+            tl = engine.target_landmarks(lm, MouthShape(o, 0.0, 0.0, 1.0 if o == 0 else 0.0), "man", k)
+            targets[o].append(mouth_opening(tl))
+    assert np.ptp(originals) > 0.1, "the clip should contain both open and closed mouths"
+    assert max(targets[0.0]) < 0.01
+    for lo, hi in ((0.0, 0.5), (0.5, 1.0)):
+        assert min(targets[hi]) > max(targets[lo])
+    assert np.std(targets[1.0]) < 0.3 * np.std(originals) + 0.02
+
+
+def test_strength_scales_alpha_and_missing_landmarks_give_empty_patch(dlib_models):
+    img = _frames("d20.mp4", 1)[0]
+    lm, rect = _landmarks(dlib_models, img)
+    engine = ClassicalLipSync()
+    shape = MouthShape(0.5, 0.0, 0.0, 0.0)
+    full = engine.render_one(MouthRequest(0, 0.0, img, _face(lm, rect), "a", 1.0), shape)
+    half = engine.render_one(MouthRequest(0, 0.0, img, _face(lm, rect), "a", 0.5), shape)
+    assert np.allclose(half.alpha, 0.5 * full.alpha, atol=1e-6)
+    blank = Face(bbox=[0, 0, 10, 10], score=1.0, kps=np.zeros((5, 2)))
+    empty = engine.render_one(MouthRequest(0, 0.0, img, blank, "b"), shape)
+    assert empty.alpha.max() == 0.0
