@@ -150,7 +150,7 @@ def named_inputs(**labels: Path):
 
 def keep_failed_output(path: Path, settings: Settings) -> Path:
     """Move an output whose upload failed out of the workdir; delete it after keep_failed_s."""
-    folder = Path(settings.workdir) / "lipsync-failed-uploads"
+    folder = Path(settings.workdir) / "failed-uploads"
     folder.mkdir(parents=True, exist_ok=True)
     kept = folder / f"{uuid.uuid4().hex}.mp4"
     shutil.move(str(path), kept)

@@ -39,7 +39,7 @@ class EncodeSettings:
 
     codec: str = "libx264"
     preset: str = "veryfast"
-    crf: int = 18
+    crf: int = 16
     pix_fmt: str = "yuv420p"
     threads: int = 0
 

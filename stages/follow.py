@@ -58,6 +58,7 @@ class TargetObservation:
 class _Follow:
     face: Face | None = None
     filter: OneEuroFilter = field(default_factory=OneEuroFilter)
+    started: bool = False
 
 
 @dataclass
@@ -94,11 +95,11 @@ class TrackStage(Stage):
             if target not in active:
                 self._follows[target.index] = _Follow()
         must_detect = frame.index % self.detect_interval == 0 or any(
-            self._follows[t.index].face is None for t in active)
+            not self._follows[t.index].started for t in active)
         if must_detect:
-            detections = self.backend.detect(frame.image, with_embedding=True)
+            detections = self.backend.detect(frame.image, with_embedding=False)
             self._detections += 1
-            claimed = self._match(active, detections, frame.time_ms)
+            claimed = self._match(active, detections, frame)
             self._name_people(frame, detections, claimed)
         else:
             self._refresh(frame, active)
@@ -115,50 +116,79 @@ class TrackStage(Stage):
         return (frame,)
 
     # ---- detection frames --------------------------------------------------------------
-    def _match(self, active: list[Target], detections: list[Face], time_ms: float) -> set[int]:
+    def _match(self, active: list[Target], detections: list[Face], frame: Frame) -> set[int]:
         """Assign detections to active targets; returns the indices of claimed detections.
 
-        A followed face pairs with a detection that overlaps it (IoU >= 0.3) or is the
-        same person; a lost or new target pairs only with the same person, or with a box
-        that overlaps the face matched at its start (IoU >= 0.5).
+        Followed faces pair with the detection that overlaps them most (IoU >= 0.3), which
+        needs no identity embedding (the expensive part of a detection). Only when a target
+        is new or lost are the remaining detections embedded, and it then pairs with the same
+        person, or with a box overlapping the face matched at its start (IoU >= 0.5).
         """
-        scores = np.full((len(active), len(detections)), -np.inf)
-        for i, target in enumerate(active):
-            follow = self._follows[target.index]
-            box, min_overlap = (follow.face.bbox, 0.3) if follow.face is not None else (target.anchor.bbox, 0.5)
-            for j, face in enumerate(detections):
-                overlap = iou(box, face.bbox)
+        claimed: set[int] = set()
+        followed = [t for t in active if self._follows[t.index].face is not None]
+        searching = [t for t in active if self._follows[t.index].face is None]
+        matched = self._assign(followed, detections, claimed, lambda t, face: (
+            iou(self._follows[t.index].face.bbox, face.bbox), 0.3))
+        lost = [t for t in followed if t.index not in matched]
+        searching += lost
+        if searching:
+            free = [face for j, face in enumerate(detections) if j not in claimed and face.embedding is None]
+            self.backend.embed(frame.image, free)
+
+            def score(target: Target, face: Face) -> tuple[float, float]:
+                overlap = iou(target.anchor.bbox, face.bbox) if not self._follows[target.index].started else 0.0
                 sim = -1.0
                 if face.embedding is not None and target.anchor.embedding is not None:
                     sim = self.backend.similarity(face.embedding, target.anchor.embedding)
-                if overlap >= min_overlap or sim >= self.threshold:
-                    scores[i, j] = overlap + max(sim, 0.0)
-        claimed: set[int] = set()
-        matched: dict[int, Face] = {}
-        if active and detections:
-            cost = np.where(np.isfinite(scores), -scores, 1e6)
-            for i, j in zip(*linear_sum_assignment(cost)):
-                if np.isfinite(scores[i, j]):
-                    matched[active[i].index] = detections[j]
-                    claimed.add(int(j))
+                return (overlap + max(sim, 0.0), 0.0) if overlap >= 0.5 or sim >= self.threshold else (-1.0, 0.0)
+
+            matched.update(self._assign(searching, detections, claimed, score))
         for target in active:
             follow = self._follows[target.index]
+            follow.started = True
             face = matched.get(target.index)
             if face is None:
                 follow.face = None
                 follow.filter.reset()
             else:
-                follow.face = self._smoothed(follow, face, time_ms)
+                if face.embedding is None:
+                    face.embedding = target.anchor.embedding
+                follow.face = self._smoothed(follow, face, frame.time_ms)
         return claimed
+
+    @staticmethod
+    def _assign(targets: list[Target], detections: list[Face], claimed: set[int], score) -> dict[int, Face]:
+        """Hungarian assignment of unclaimed detections to targets; score(t, f) -> (value, minimum)."""
+        if not targets or not detections:
+            return {}
+        values = np.full((len(targets), len(detections)), -np.inf)
+        for i, target in enumerate(targets):
+            for j, face in enumerate(detections):
+                if j in claimed:
+                    continue
+                value, minimum = score(target, face)
+                if value >= minimum and value > 0:
+                    values[i, j] = value
+        matched = {}
+        cost = np.where(np.isfinite(values), -values, 1e6)
+        for i, j in zip(*linear_sum_assignment(cost)):
+            if np.isfinite(values[i, j]):
+                matched[targets[i].index] = detections[j]
+                claimed.add(int(j))
+        return matched
 
     def _name_people(self, frame: Frame, detections: list[Face], claimed: set[int]) -> None:
         for target in self.targets:
             if self._follows[target.index].face is not None:
                 self.people_seen.add(target.spec.character_id)
-        others = [f for j, f in enumerate(detections) if j not in claimed and f.embedding is not None]
+        others = [f for j, f in enumerate(detections) if j not in claimed]
+        live = [t.box for t in self.tracker.tracks if self._detections - t.last_step <= 1]
+        new = [f for f in others if f.embedding is None and not any(iou(f.bbox, box) >= 0.3 for box in live)]
+        self.backend.embed(frame.image, new)
         tracks = self.tracker.update(others, self._detections)
-        names = self.book.assign([t.embedding for t in tracks], [t.identity for t in tracks])
-        for face, track, (name, _) in zip(others, tracks, names):
+        named = [(f, t) for f, t in zip(others, tracks) if t.embedding is not None]
+        names = self.book.assign([t.embedding for _, t in named], [t.identity for _, t in named])
+        for (face, track), (name, _) in zip(named, names):
             track.identity = name
             self.people_seen.add(name)
             if name not in self._requested_ids:

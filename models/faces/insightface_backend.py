@@ -16,7 +16,6 @@ its kps from the landmarks, since no detector ran.
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Sequence
 
@@ -25,8 +24,6 @@ import onnxruntime as ort
 
 from models.faces.default import box_from_landmarks, kps_from_landmarks
 from stream.frame import Face
-
-log = logging.getLogger(__name__)
 
 BUFFALO_L_FILES = ("det_10g.onnx", "1k3d68.onnx", "w600k_r50.onnx")
 DET_SIZE = (640, 640)
