@@ -112,19 +112,14 @@ MODELS: tuple[ModelSpec, ...] = (
         description="LivePortrait (KwaiVGI) appearance, motion, warping, generator and stitching networks",
         license="MIT",
         files=tuple(
-            ModelFile(f"liveportrait/{name}", f"{HF}/KwaiVGI/LivePortrait/resolve/main/liveportrait/{folder}/{name}")
-            for folder, name in (
-                ("base_models", "appearance_feature_extractor.pth"),
-                ("base_models", "motion_extractor.pth"),
-                ("base_models", "warping_module.pth"),
-                ("base_models", "spade_generator.pth"),
+            ModelFile(f"liveportrait/{sub}", f"{HF}/KwaiVGI/LivePortrait/resolve/main/liveportrait/{sub}")
+            for sub in (
+                "base_models/appearance_feature_extractor.pth",
+                "base_models/motion_extractor.pth",
+                "base_models/warping_module.pth",
+                "base_models/spade_generator.pth",
+                "retargeting_models/stitching_retargeting_module.pth",
             )
-        )
-        + (
-            ModelFile(
-                "liveportrait/retargeting_models/stitching_retargeting_module.pth",
-                f"{HF}/KwaiVGI/LivePortrait/resolve/main/liveportrait/retargeting_models/stitching_retargeting_module.pth",
-            ),
         ),
     ),
     ModelSpec(

@@ -1,6 +1,12 @@
 """`python -m stream.run`: run the product's jobs on local files.
 
     python -m stream.run passthrough --video IN.mp4 --out OUT.mp4 [--audio NEW.wav]
+    python -m stream.run detect --video IN.mp4 [--refs characters.json] [--sample-fps 3]
+    python -m stream.run lipsync --video IN.mp4 --audio NEW.wav --out OUT.mp4 \
+        (--faces faces.json | --auto [--refs characters.json])
+
+characters.json is the /detect-faces `characters` list (reference_image_url may be a
+local path, relative to the JSON file); faces.json is the /lipsync `faces` list.
 
 Prints a JSON summary on stdout; a progress bar goes to stderr when it is a terminal.
 Exit code 2 means bad input (the message says what to fix), 1 an internal failure.
@@ -12,11 +18,16 @@ import json
 import logging
 import sys
 
+from pathlib import Path
+
 from stream import jobs
+from stream.auto import faces_from_detection
 from stream.config import Settings
 from stream.context import JobContext, Progress
-from stream.errors import LipSyncError
+from stream.errors import InputError, LipSyncError
 from stream.pipeline import PipelineCancelled
+from stream.references import Character
+from stream.schema import SYNC_MODES, parse_characters, parse_faces
 
 
 class ProgressBar:
@@ -41,6 +52,32 @@ class ProgressBar:
             self.stream.write("\n")
 
 
+def read_json_file(path: str) -> object:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: cannot read JSON ({exc})") from exc
+
+
+def load_characters(path: str | None) -> list[Character]:
+    """characters.json as Characters; local reference paths are relative to the file."""
+    if not path:
+        return []
+    specs = parse_characters(read_json_file(path), "characters.json")
+    base = Path(path).resolve().parent
+    characters = []
+    for spec in specs:
+        location = spec.reference_image_url.removeprefix("file://")
+        if "://" in location:
+            raise InputError(f"characters.json: {spec.id}: the CLI reads local reference images; "
+                             f"download {spec.reference_image_url} first")
+        image = (base / location) if not Path(location).is_absolute() else Path(location)
+        if not image.is_file():
+            raise InputError(f"characters.json: {spec.id}: reference image {image} not found")
+        characters.append(Character(spec.id, spec.name, image))
+    return characters
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m stream.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -49,6 +86,22 @@ def build_parser() -> argparse.ArgumentParser:
     passthrough.add_argument("--video", required=True)
     passthrough.add_argument("--out", required=True)
     passthrough.add_argument("--audio")
+    detect = commands.add_parser("detect", help="find, name and judge every face (prints /detect-faces JSON)")
+    detect.add_argument("--video", required=True)
+    detect.add_argument("--refs", help="characters.json: [{id, name, reference_image_url}]")
+    detect.add_argument("--sample-fps", type=float, default=3.0)
+    detect.add_argument("--similarity-threshold", type=float, default=0.5)
+    lipsync = commands.add_parser("lipsync", help="re-animate faces to the new audio (prints /lipsync JSON)")
+    lipsync.add_argument("--video", required=True)
+    lipsync.add_argument("--audio", required=True)
+    lipsync.add_argument("--out", required=True)
+    chosen = lipsync.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--faces", help="faces.json: [{character_id, bbox, start_time_ms, end_time_ms}]")
+    chosen.add_argument("--auto", action="store_true", help="every syncable recognised person, whole video")
+    lipsync.add_argument("--refs", help="characters.json for --auto")
+    lipsync.add_argument("--sync-mode", default="silence", choices=SYNC_MODES)
+    lipsync.add_argument("--enhance", action="store_true", help="restore faces with CodeFormer")
+    lipsync.add_argument("--fidelity-weight", type=float, default=0.7)
     for sub in commands.choices.values():
         Settings.add_arguments(sub)
         sub.add_argument("--log-level", default="WARNING")
@@ -64,8 +117,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "passthrough":
             result = jobs.passthrough(args.video, args.out, args.audio, settings, context)
-        else:  # pragma: no cover - argparse rejects unknown commands
-            raise SystemExit(2)
+        elif args.command == "detect":
+            result = jobs.detect_faces(args.video, load_characters(args.refs), args.sample_fps,
+                                       args.similarity_threshold, settings, context)
+        else:
+            if args.auto:
+                characters = load_characters(args.refs)
+                detected = jobs.detect_faces(args.video, characters, 3.0, 0.5, settings, JobContext())
+                faces = faces_from_detection(detected, recognised_only=bool(characters))
+                if not faces:
+                    raise InputError("--auto found no syncable face to lip-sync in the video")
+            else:
+                faces = parse_faces(read_json_file(args.faces), "faces.json")
+            result = jobs.lipsync(args.video, args.audio, faces, args.out, settings, context,
+                                  args.enhance, args.fidelity_weight, args.sync_mode)
+            result["output"]["path"] = str(Path(args.out).resolve())
     except LipSyncError as exc:
         bar.close()
         print(json.dumps({"success": False, "error_message": str(exc)}), flush=True)

@@ -1,0 +1,61 @@
+"""stream.jobs end to end on local files: sync modes, the neural engine with tiny models, auto mode."""
+import pytest
+
+from stages.decode import probe_video
+from stream import jobs
+from stream.auto import faces_from_detection
+from stream.config import Settings
+from stream.schema import FaceSpec
+from tests.media import read_pts
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory, data_dir):
+    """The first 2 s of d20 (480x480, 25 fps)."""
+    from tests.media import read_frames, write_video
+    frames = read_frames(data_dir / "video" / "d20.mp4")[:50]
+    return write_video(tmp_path_factory.mktemp("clip") / "short.mp4", frames)
+
+
+def first_face_bbox(video) -> list[int]:
+    result = jobs.detect_faces(video, sample_fps=1)
+    return result["frames"][0]["faces"][0]["bbox"]
+
+
+@pytest.mark.parametrize("mode,duration_ms", [("silence", 2000), ("cut_off", 2000), ("loop", 8000), ("bounce", 8000)])
+def test_sync_modes_set_the_output_length(tmp_path, short_clip, data_dir, mode, duration_ms):
+    speech = data_dir / "audio" / "yongen.wav"  # 8 s, longer than the 2 s clip
+    faces = [FaceSpec("a", first_face_bbox(short_clip), 0, 10_000)]
+    out = tmp_path / "out.mp4"
+    result = jobs.lipsync(short_clip, speech, faces, out, Settings(models_dir=tmp_path), sync_mode=mode)
+    assert result["output"]["duration_ms"] == pytest.approx(duration_ms, abs=60)
+    assert result["output"]["frame_count"] == probe_video(out).frame_count == round(duration_ms / 40)
+    pts = read_pts(out)
+    assert pts == sorted(set(pts))  # strictly increasing, also across loops
+    assert any(mode in w for w in result["warnings"])
+    summary = result["faces"]["results"][0]["summary"]
+    assert summary["total_ms"] == pytest.approx(duration_ms, abs=60)
+
+
+def test_neural_engine_runs_end_to_end_with_tiny_models(tmp_path, short_clip, data_dir):
+    pytest.importorskip("diffusers")
+    from tests.test_musetalk_models import _write_models
+
+    models = tmp_path / "models"
+    _write_models(models, with_parsing=False)
+    out = tmp_path / "neural.mp4"
+    faces = [FaceSpec("a", first_face_bbox(short_clip), 400, 1600)]
+    result = jobs.lipsync(short_clip, data_dir / "audio" / "yongen.wav", faces, out, Settings(models_dir=models))
+    assert result["engine"] == "musetalk"
+    assert read_pts(out) == read_pts(short_clip)
+    segments = result["faces"]["results"][0]["segments"]
+    assert segments[0]["start_ms"] == 400 and segments[-1]["end_ms"] == 1600
+    assert result["faces"]["results"][0]["summary"]["synced_ms"] >= 1000
+    assert result["timing"]["lipsync_ms"] > 0 and result["timing"]["total_ms"] > 0
+
+
+def test_auto_mode_builds_faces_from_detection(short_clip):
+    detected = jobs.detect_faces(short_clip, sample_fps=3)
+    faces = faces_from_detection(detected, recognised_only=False)
+    assert [f.character_id for f in faces] == ["face_1"]
+    assert faces[0].start_time_ms == 0 and faces[0].end_time_ms == pytest.approx(2000, abs=1)
