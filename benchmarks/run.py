@@ -46,13 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short inputs only (CI regression guard)")
     args = parser.parse_args(argv)
     cases = [(1280, 720, 2, 4.0)] if args.quick else [(1280, 720, 2, 10.0), (1920, 1080, 2, 10.0)]
+    scenarios = ["codec_floor", "passthrough", "decode_all", "detect_3fps", "lipsync_1face", "lipsync_2faces",
+                 "sequential_2faces", "naive_2faces"]
     audio = DATA / "audio" / "sun.wav"
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for width, height, faces, seconds in cases:
             video = build_input(width, height, faces, seconds, RESULTS / "inputs")
             floor = None
-            for name in ("codec_floor", "passthrough"):
+            for name in scenarios:
                 result = run_scenario(name, video, audio, Path(tmp))
                 floor = floor or result["fps"]
                 rows.append({"input": f"{height}p {faces}f {seconds:g}s", "scenario": name,

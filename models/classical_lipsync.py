@@ -240,6 +240,86 @@ def _lip_curves(uv: np.ndarray, exponent: float) -> tuple[float, float, np.ndarr
     return uc, hw, coefs[0], coefs[1]
 
 
+def _gap_search_region(pts: np.ndarray, scale: float) -> np.ndarray:
+    """Polygon (pixels) in which the speaker's own mouth gap, teeth and dark corners are
+    looked for: the outer lips grown by 0.07 s, so that a gap the landmarks miss by a few
+    pixels (tracked or smoothed landmarks lag a fast-moving mouth) is still found."""
+    outer = pts[48:60].astype(np.float64)
+    centre = outer.mean(axis=0)
+    d = outer - centre
+    d /= np.linalg.norm(d, axis=1, keepdims=True) + 1e-9
+    return outer + 0.07 * scale * d
+
+
+def _fill_vertical(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Replace masked pixels by interpolating, per column, the nearest unmasked pixels above
+    and below: closed lips are upper-lip texture meeting lower-lip texture."""
+    h, w = mask.shape
+    rows = np.arange(h)[:, None].repeat(w, axis=1)
+    above = np.maximum.accumulate(np.where(mask, -1, rows), axis=0)
+    below = np.minimum.accumulate(np.where(mask, h, rows)[::-1], axis=0)[::-1]
+    has_a, has_b = above >= 0, below < h
+    above = np.where(has_a, above, np.where(has_b, below, 0))
+    below = np.where(has_b, below, above)
+    cols = np.arange(w)[None, :].repeat(h, axis=0)
+    va = img[above, cols].astype(np.float32)
+    vb = img[below, cols].astype(np.float32)
+    t = np.clip((rows - above) / np.maximum(below - above, 1), 0.0, 1.0)[..., None]
+    out = img.copy()
+    out[mask] = np.clip(va * (1 - t) + vb * t + 0.5, 0, 255).astype(np.uint8)[mask]
+    return out
+
+
+def close_original_gap(crop: np.ndarray, pts: np.ndarray, lip_rgb: np.ndarray | None, skin_rgb: np.ndarray | None, scale: float) -> np.ndarray:
+    """A copy of `crop` with the speaker's own mouth opening painted over with lip texture.
+
+    Inside `_gap_search_region`, the inner-lip polygon and every pixel that does not look like lip
+    (darker than 0.72x the lip luma: the cavity and the corner shadows; or brighter than the
+    lips and less saturated than both lips and skin: teeth), in blobs that reach into the outer-lip polygon, is refilled from
+    the lips above and below. The warp then only
+    squeezes or stretches lips, so no dark line or tooth survives a closing mouth, and the
+    target cavity is painted afresh. pts: 68 landmarks in crop pixels; scale: s in pixels.
+    """
+    region = _gap_search_region(pts, scale)
+    h, w = crop.shape[:2]
+    bx0 = int(max(0, np.floor(region[:, 0].min()) - 2))
+    by0 = int(max(0, np.floor(region[:, 1].min()) - 3))
+    bx1 = int(min(w, np.ceil(region[:, 0].max()) + 3))
+    by1 = int(min(h, np.ceil(region[:, 1].max()) + 4))
+    if bx1 - bx0 < 3 or by1 - by0 < 3:
+        return crop.copy()
+    box = crop[by0:by1, bx0:bx1]
+    off = np.array([bx0, by0])
+    allowed = np.zeros(box.shape[:2], np.uint8)
+    cv2.fillPoly(allowed, [np.round(region - off).astype(np.int32)], 1)
+    lips = np.zeros_like(allowed)
+    cv2.fillPoly(lips, [np.round(pts[48:60] - off).astype(np.int32)], 1)
+    gap = np.zeros_like(allowed)
+    cv2.fillPoly(gap, [np.round(pts[60:68] - off).astype(np.int32)], 1)
+    f = box.astype(np.float32)
+    luma = f @ np.array([0.299, 0.587, 0.114], np.float32)
+    sat = (f.max(axis=2) - f.min(axis=2)) / (f.max(axis=2) + 1.0)
+    lip = np.asarray(lip_rgb if lip_rgb is not None else np.median(f[lips > 0], axis=0), np.float32)
+    skin = np.asarray(skin_rgb if skin_rgb is not None else np.median(f[allowed == 0], axis=0), np.float32)
+    lip_luma = float(lip @ np.array([0.299, 0.587, 0.114]))
+    grey_limit = 0.8 * min(float(np.ptp(lip) / (lip.max() + 1.0)), float(np.ptp(skin) / (skin.max() + 1.0)))
+    dark = luma < 0.72 * lip_luma
+    teeth = (luma > 1.1 * lip_luma) & (sat < grey_limit)
+    candidate = (((gap > 0) | dark | teeth) & (allowed > 0)).astype(np.uint8)
+    if not candidate.any():
+        return crop.copy()
+    # Keep only the blobs that reach into the lips: shadows beside the mouth stay.
+    n, labels = cv2.connectedComponents(candidate, connectivity=8)
+    touching = np.unique(labels[(lips > 0) & (candidate > 0)])
+    mask = np.isin(labels, touching[touching > 0])
+    if not mask.any():
+        return crop.copy()
+    mask = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    out = crop.copy()
+    out[by0:by1, bx0:bx1] = _fill_vertical(box, mask)
+    return out
+
+
 class ClassicalLipSync:
     """Weight-free engine (LipSyncEngine protocol): see the module docstring."""
 
@@ -320,12 +400,13 @@ class ClassicalLipSync:
         src_img = axes.to_image(src_ctrl * s) - off
         dst_img = axes.to_image(dst_ctrl * s) - off
         map_x, map_y = self._maps(src_img, dst_img, tris, cw, ch)
-        map_x += x0
-        map_y += y0
-        pixels = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
         crop_src = image[y0:y1, x0:x1]
-        self._update_colours(state, crop_src, axes.to_image(src_uv * s) - off)
+        src_pts = axes.to_image(src_uv * s) - off
+        self._update_colours(state, crop_src, src_pts)
+        # The ring's source triangles lie inside the crop, so the warp reads only the crop.
+        cleaned = close_original_gap(crop_src, src_pts, state.lip_rgb, state.skin_rgb, s)
+        pixels = cv2.remap(cleaned, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         self._paint_mouth(pixels, axes, dst_uv, off, state, shape)
 
         poly_img = axes.to_image(poly_uv * s) - off
@@ -451,12 +532,35 @@ class ClassicalLipSync:
 
     @staticmethod
     def _paint_crease(pixels: np.ndarray, axes: FaceAxes, dst_uv: np.ndarray, off: np.ndarray, state: _TrackState) -> None:
-        """Closed lips meet in a soft darker line (in place)."""
+        """Closed lips meet in a soft darker line (in place).
+
+        The line fades out towards the corners and darkens only lip-coloured pixels, so it
+        never draws a stroke onto the cheek (e.g. when the landmarks miss the mouth).
+        """
         lip = state.lip_rgb if state.lip_rgb is not None else np.array([150.0, 80.0, 80.0])
-        line = axes.to_image(dst_uv[[60, 61, 62, 63, 64]] * axes.scale) - off
+        skin = state.skin_rgb if state.skin_rgb is not None else np.array([190.0, 150.0, 130.0])
+        knots = axes.to_image(dst_uv[[60, 61, 62, 63, 64]] * axes.scale) - off
+        seg = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(knots, axis=0), axis=1))]
+        if seg[-1] < 2.0:
+            return
+        t = np.linspace(0.0, 1.0, 17)
+        line = np.stack([np.interp(t * seg[-1], seg, knots[:, k]) for k in (0, 1)], axis=1)
+        taper = np.sin(np.pi * t) ** 0.7
         h, w = pixels.shape[:2]
-        mask = np.zeros((h, w), np.uint8)
-        cv2.polylines(mask, [np.round(line * 16).astype(np.int32)], False, 255, 1, lineType=cv2.LINE_AA, shift=4)
-        a = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), 0.7)[..., None] * 0.55
+        x0, y0 = np.floor(line.min(axis=0)).astype(int) - 4
+        x1, y1 = np.ceil(line.max(axis=0)).astype(int) + 5
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        if x1 <= x0 or y1 <= y0:
+            return
+        mask = np.zeros((y1 - y0, x1 - x0), np.float32)
+        fixed = np.round((line - [x0, y0]) * 16).astype(np.int32)
+        for k in range(len(line) - 1):
+            level = 0.5 * (taper[k] + taper[k + 1])
+            cv2.line(mask, tuple(fixed[k]), tuple(fixed[k + 1]), float(level), 1, lineType=cv2.LINE_AA, shift=4)
+        region = pixels[y0:y1, x0:x1].astype(np.float32)
+        d_lip = np.linalg.norm(region - lip, axis=2)
+        d_skin = np.linalg.norm(region - skin, axis=2)
+        lipness = np.clip(0.5 + (d_skin - d_lip) / (np.linalg.norm(lip - skin) + 1.0), 0.0, 1.0)
+        a = (cv2.GaussianBlur(mask, (0, 0), 0.7) * lipness * 0.55)[..., None]
         col = lip * np.array([0.45, 0.28, 0.28])
-        pixels[:] = np.clip(pixels * (1 - a) + col * a, 0, 255).astype(np.uint8)
+        pixels[y0:y1, x0:x1] = np.clip(region * (1 - a) + col * a, 0, 255).astype(np.uint8)

@@ -11,7 +11,7 @@ import numpy as np
 
 
 class OneEuroFilter:
-    def __init__(self, min_cutoff_hz: float = 1.5, beta: float = 0.05, d_cutoff_hz: float = 1.0) -> None:
+    def __init__(self, min_cutoff_hz: float = 3.0, beta: float = 0.5, d_cutoff_hz: float = 1.0) -> None:
         self.min_cutoff_hz = min_cutoff_hz
         self.beta = beta
         self.d_cutoff_hz = d_cutoff_hz

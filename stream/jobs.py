@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from stages.audio import load_audio
+from stages.animate import AnimateStage
 from stages.composite import CompositeStage
-from stages.decode import DecodeStage, probe_video
+from stages.decode import DecodeStage, VideoInfo, probe_video
 from stages.detect import DetectStage, IdentifyStage
+from stages.enhance import EnhanceStage
 from stages.follow import TrackStage, UnknownSighting
 from stages.lipsync import LipSyncStage
 from stages.segments import PlanStage, SegmentBuilder
@@ -156,14 +159,38 @@ def _unknown_faces(sightings: list[UnknownSighting], gap_ms: float) -> list[dict
     return result
 
 
-def lipsync(video: str | os.PathLike, audio: str | os.PathLike, faces: Sequence[FaceSpec],
-            out: str | os.PathLike, settings: Settings | None = None, context: JobContext | None = None,
-            enhance_quality: bool = False, fidelity_weight: float = 0.7, sync_mode: str = "silence",
-            rules: SyncRules = SyncRules()) -> dict:
-    """Phase 2: re-animate the requested faces' mouths to the new audio, encode to `out`."""
-    settings = settings or Settings.from_env()
-    context = context or JobContext()
-    video, audio = str(video), str(audio)
+@dataclass
+class LipsyncSetup:
+    """Everything a lipsync run needs, prepared before the first frame is decoded."""
+
+    info: VideoInfo
+    out_ms: float
+    decode_options: dict
+    warnings: list[str]
+    targets: list
+    engine: object
+    backend: object
+    track: TrackStage
+    plan: PlanStage
+    render: LipSyncStage
+    animate: AnimateStage | None = None
+    enhance: EnhanceStage | None = None
+
+    @property
+    def stages(self) -> list:
+        chain = [self.track, self.plan, self.render]
+        if self.animate is not None:
+            chain.append(self.animate)
+        chain.append(CompositeStage())
+        if self.enhance is not None:
+            chain.append(self.enhance)
+        return chain
+
+
+def prepare_lipsync(video: str, audio: str, faces: Sequence[FaceSpec], settings: Settings,
+                    context: JobContext, enhance_quality: bool = False, sync_mode: str = "silence",
+                    rules: SyncRules = SyncRules(), fidelity_weight: float = 0.7) -> LipsyncSetup:
+    """Check the inputs, match the requested faces, analyse the audio, build the stages."""
     info = probe_video(video)
     try:
         speech = load_audio(audio, ANALYSIS_RATE)
@@ -183,21 +210,48 @@ def lipsync(video: str | os.PathLike, audio: str | os.PathLike, faces: Sequence[
             warnings.append(f"face {spec.character_id}: end_time_ms {spec.end_time_ms:.0f} is past the end of "
                             f"the output ({out_ms:.0f} ms); clipped")
     targets = resolve_targets(video, specs, backend, min(info.duration_ms, out_ms))
-    if enhance_quality:
-        warnings.append("enhance_quality was requested but the CodeFormer weights are not loaded; "
-                        "enhancement was skipped")
+    restorer = registry.codeformer() if enhance_quality else None
+    if enhance_quality and restorer is None:
+        warnings.append("enhance_quality was requested but the CodeFormer weights are not in MODELS_DIR "
+                        "(or torch is not installed); enhancement was skipped")
+    animator = registry.liveportrait() if engine.name.startswith("musetalk") else None
+    if getattr(engine, "mask_source", None) == "landmarks":
+        warnings.append("face-parsing weights are absent: MuseTalk blends through a landmark-derived mask")
     features = engine.prepare_audio(_fit_audio(speech, ANALYSIS_RATE, out_ms), ANALYSIS_RATE, info.fps)
     context.check()
+    return LipsyncSetup(info, out_ms, decode_options, warnings, targets, engine, backend,
+                        TrackStage(backend, targets, settings.detect_interval, rules=rules),
+                        PlanStage(targets, info.fps), LipSyncStage(engine, features),
+                        AnimateStage(animator) if animator is not None else None,
+                        EnhanceStage(restorer, fidelity_weight) if restorer is not None else None)
 
-    track = TrackStage(backend, targets, settings.detect_interval, rules=rules)
-    plan = PlanStage(targets, info.fps)
-    render = LipSyncStage(engine, features)
+
+def lipsync_stages(video: str, audio: str, faces: Sequence[FaceSpec], settings: Settings) -> list:
+    """The per-frame processing stages alone (track, plan, lipsync, composite), for baselines."""
+    return prepare_lipsync(str(video), str(audio), faces, settings, JobContext()).stages
+
+
+def lipsync(video: str | os.PathLike, audio: str | os.PathLike, faces: Sequence[FaceSpec],
+            out: str | os.PathLike, settings: Settings | None = None, context: JobContext | None = None,
+            enhance_quality: bool = False, fidelity_weight: float = 0.7, sync_mode: str = "silence",
+            rules: SyncRules = SyncRules(), inline: bool = False) -> dict:
+    """Phase 2: re-animate the requested faces' mouths to the new audio, encode to `out`.
+
+    inline=True runs the same stages sequentially in this thread (the benchmark baseline).
+    """
+    settings = settings or Settings.from_env()
+    context = context or JobContext()
+    video, audio = str(video), str(audio)
+    setup = prepare_lipsync(video, audio, faces, settings, context, enhance_quality, sync_mode, rules,
+                            fidelity_weight)
+    info, out_ms, warnings, engine, backend = setup.info, setup.out_ms, setup.warnings, setup.engine, setup.backend
+    targets, track, plan = setup.targets, setup.track, setup.plan
     encoder = EncodeStage(out, info.width, info.height, info.time_base, info.fps, encode_settings(settings),
                           AudioPlan(audio, duration_ms=out_ms))
-    stages = [track, plan, render, CompositeStage(), encoder]
-    pipeline = Pipeline(DecodeStage(video, **decode_options), stages, queue_size=settings.queue_size)
+    pipeline = Pipeline(DecodeStage(video, **setup.decode_options), [*setup.stages, encoder],
+                        queue_size=settings.queue_size)
     frames_total = int(round(out_ms / 1000 * info.fps))
-    metrics = context.run("lipsync", pipeline, frames_total)
+    metrics = pipeline.run_inline() if inline else context.run("lipsync", pipeline, frames_total)
 
     results = []
     for target in targets:
@@ -221,10 +275,14 @@ def lipsync(video: str | os.PathLike, audio: str | os.PathLike, faces: Sequence[
                    "file_size_bytes": os.path.getsize(out), "frame_count": encoder.frames_written},
         "timing": {"total_ms": round(metrics.wall_s * 1000, 1), "download_ms": 0.0,
                    "detection_ms": round(busy["track"], 1),
-                   "lipsync_ms": round(busy["plan"] + busy["lipsync"] + busy["composite"], 1),
-                   "enhancement_ms": 0.0, "encoding_ms": round(busy["encode"], 1), "upload_ms": 0.0,
+                   "lipsync_ms": round(busy["plan"] + busy["lipsync"] + busy.get("animate", 0.0)
+                                       + busy["composite"], 1),
+                   "enhancement_ms": round(busy.get("enhance", 0.0), 1), "encoding_ms": round(busy["encode"], 1),
+                   "upload_ms": 0.0,
                    "decode_ms": round(busy["decode"], 1)},
         "engine": engine.name,
+        "liveportrait": setup.animate is not None,
+        "enhanced": setup.enhance is not None,
         "face_backend": backend.name,
         "warnings": warnings,
         "metrics": metrics.as_dict(),

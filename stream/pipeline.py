@@ -199,6 +199,53 @@ class Pipeline:
             raise PipelineCancelled(self._cancel_reason)
         return self.metrics
 
+    def run_inline(self, on_output: Callable[[Any], None] | None = None) -> PipelineMetrics:
+        """Run the same stages one after another in the calling thread, with no queues.
+
+        The sequential baseline of the benchmarks (and a debugging aid): same work, no
+        overlap. Errors propagate directly; every stage is still closed.
+        """
+        started = time.perf_counter()
+        stages = [self.source, *self.stages]
+        clock = time.perf_counter
+
+        def push(level: int, items) -> None:
+            for item in items:
+                if level == len(self.stages):
+                    if on_output is not None:
+                        on_output(item)
+                    continue
+                stage, metrics = self.stages[level], self.metrics.stages[level + 1]
+                start = clock()
+                results = list(stage.process(item))
+                metrics.add(items_in=1, items_out=len(results), busy_s=clock() - start)
+                push(level + 1, results)
+
+        try:
+            for stage in stages:
+                stage.open()
+            iterator = iter(self.source.items())
+            while True:
+                start = clock()
+                item = next(iterator, END)
+                self.metrics.stages[0].add(busy_s=clock() - start, items_in=int(item is not END),
+                                           items_out=int(item is not END))
+                if item is END:
+                    break
+                push(0, [item])
+            for level, stage in enumerate(self.stages):
+                start = clock()
+                results = list(stage.flush())
+                self.metrics.stages[level + 1].add(items_out=len(results), busy_s=clock() - start)
+                push(level + 1, results)
+        finally:
+            for stage in stages:
+                self._close(stage)
+            self.metrics.wall_s = time.perf_counter() - started
+        if self._error is not None:
+            raise self._error
+        return self.metrics
+
     def _join(self, threads: list[threading.Thread]) -> None:
         deadline = time.monotonic() + self.join_timeout_s
         for thread in threads:

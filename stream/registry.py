@@ -53,17 +53,46 @@ class ModelRegistry:
         if choice == "musetalk":
             from models.musetalk.engine import MuseTalkEngine
 
-            return MuseTalkEngine.load(models_dir, device=None if self.settings.device == "auto" else self.settings.device)
+            return MuseTalkEngine.load(models_dir, device=self._device())
         if choice == "classical":
             from models.classical_lipsync import ClassicalLipSync
 
             return ClassicalLipSync()
         raise ValueError(f"unknown lip-sync engine {choice!r}: use auto, classical or musetalk")
 
+    def liveportrait(self) -> Any | None:
+        """The LivePortrait animator when torch and its weights are present, else None."""
+        if not _has_torch():
+            return None
+        from models.liveportrait import LivePortraitAnimator, liveportrait_available
+
+        if "liveportrait" not in self._models and not liveportrait_available(self.settings.models_dir):
+            return None
+        return self._get("liveportrait", lambda: LivePortraitAnimator.load(self.settings.models_dir,
+                                                                          device=self._device()))
+
+    def codeformer(self) -> Any | None:
+        """The CodeFormer face restorer when torch and its weights are present, else None."""
+        if not _has_torch():
+            return None
+        from models.codeformer import FaceRestorer, codeformer_available
+
+        if "codeformer" not in self._models and not codeformer_available(self.settings.models_dir):
+            return None
+        return self._get("codeformer", lambda: FaceRestorer.load(self.settings.models_dir, device=self._device()))
+
+    def provide(self, key: str, model: Any) -> None:
+        """Install an already-loaded model (tests with small configs, embedding apps)."""
+        with self._lock:
+            self._models[key] = model
+
+    def _device(self) -> str | None:
+        return None if self.settings.device == "auto" else self.settings.device
+
     @staticmethod
     def _musetalk_ready(models_dir: Path) -> bool:
         """MuseTalk needs torch (the [neural] extra) and all its files in MODELS_DIR."""
-        if importlib.util.find_spec("torch") is None or importlib.util.find_spec("diffusers") is None:
+        if not _has_torch() or importlib.util.find_spec("diffusers") is None:
             return False
         from models.musetalk.engine import missing_files
 
@@ -88,6 +117,10 @@ class ModelRegistry:
 
     def errors(self) -> dict[str, str]:
         return dict(self._errors)
+
+
+def _has_torch() -> bool:
+    return importlib.util.find_spec("torch") is not None
 
 
 _shared: dict[tuple, ModelRegistry] = {}

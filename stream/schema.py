@@ -40,13 +40,16 @@ class FaceSpec:
 
 @dataclass
 class LipsyncRequest:
+    """faces None (omitted, or `auto: true`) means auto mode: who speaks, when."""
+
     video_url: str
     audio_url: str
     upload_url: str | None
-    faces: list[FaceSpec]
+    faces: list[FaceSpec] | None
     enhance_quality: bool = False
     fidelity_weight: float = 0.7
     sync_mode: str = "silence"
+    auto: bool = False
 
 
 def _require(body: dict, key: str, kind: type | tuple, where: str = "") -> Any:
@@ -136,11 +139,13 @@ def parse_faces(items: Any, where: str = "faces") -> list[FaceSpec]:
 
 def parse_lipsync(body: Any, require_upload: bool = True) -> LipsyncRequest:
     body = _object(body)
+    auto = bool(_optional(body, "auto", bool, False)) or body.get("faces") is None
     request = LipsyncRequest(
         video_url=_require(body, "video_url", str),
         audio_url=_require(body, "audio_url", str),
         upload_url=_require(body, "upload_url", str) if require_upload else _optional(body, "upload_url", str, None),
-        faces=parse_faces(body.get("faces")),
+        faces=None if auto else parse_faces(body.get("faces")),
+        auto=auto,
         enhance_quality=bool(_optional(body, "enhance_quality", bool, False)),
         fidelity_weight=float(_optional(body, "fidelity_weight", (int, float), 0.7)),
         sync_mode=_optional(body, "sync_mode", str, "silence"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import av
+import cv2
 import dlib
 import face_recognition_models
 import numpy as np
@@ -184,3 +185,65 @@ def test_strength_scales_alpha_and_missing_landmarks_give_empty_patch(dlib_model
     blank = Face(bbox=[0, 0, 10, 10], score=1.0, kps=np.zeros((5, 2)))
     empty = engine.render_one(MouthRequest(0, 0.0, img, blank, "b"), shape)
     assert empty.alpha.max() == 0.0
+
+
+def _dark_and_teeth(img: np.ndarray, lm: np.ndarray) -> tuple[int, int]:
+    """(dark pixels beside the mouth, tooth-like pixels on the lips) in one frame.
+
+    Dark: luma under 0.72x the cheek's median, in a band at mouth height reaching 0.2 s
+    beyond the corners, outside the outer-lip polygon grown by 0.05 s (s = inter-ocular
+    distance). Tooth-like: pixels inside the outer-lip polygon brighter than the lips and
+    less saturated than both lips and cheek.
+    """
+    s = float(np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0)))
+    lips = np.zeros(img.shape[:2], np.uint8)
+    cv2.fillPoly(lips, [np.round(lm[48:60]).astype(np.int32)], 1)
+    k = 2 * int(round(0.05 * s)) + 1
+    grown = cv2.dilate(lips, np.ones((k, k), np.uint8)) > 0
+    band = np.zeros(img.shape[:2], bool)
+    y_mid = 0.5 * (lm[48, 1] + lm[54, 1])
+    band[int(y_mid - 0.12 * s) : int(y_mid + 0.12 * s), int(lm[48, 0] - 0.2 * s) : int(lm[54, 0] + 0.2 * s)] = True
+    f = img.astype(np.float32)
+    luma = f @ np.array([0.299, 0.587, 0.114], np.float32)
+    cheek = np.median(luma[band & ~grown])
+    dark = int((band & ~grown & (luma < 0.72 * cheek)).sum())
+    sat = (f.max(axis=2) - f.min(axis=2)) / (f.max(axis=2) + 1.0)
+    ring = (lips > 0) & (luma < np.percentile(luma[lips > 0], 60))  # lip pixels, not teeth
+    grey = 0.8 * min(np.median(sat[ring]), np.median(sat[band & ~grown]))
+    teeth = int(((lips > 0) & (luma > 1.1 * np.median(luma[ring])) & (sat < grey)).sum())
+    return dark, teeth
+
+
+def test_closing_a_wide_smile_leaves_no_gap_teeth_or_dark_stroke(dlib_models):
+    """d12 frames 36-63: a laugh with teeth showing, driven closed (silence)."""
+    frames = _frames("d12.mp4", 64)[36:]
+    engine = ClassicalLipSync()
+    shut = MouthShape(0.0, 0.0, 0.0, 1.0)
+    checked, measured = 0, []
+    for k, img in enumerate(frames):
+        lm, rect = _landmarks(dlib_models, img)
+        assert lm is not None, f"no face in d12 frame {36 + k}"
+        (patch,) = engine.render([MouthRequest(36 + k, 0.0, img, _face(lm, rect), "laugh")], _Fixed(shut))
+        if mouth_opening(lm) < 0.15:
+            continue
+        out = _blend(img, patch)
+        out_lm, _ = _landmarks(dlib_models, out, rect)
+        measured.append(mouth_opening(out_lm))
+        dark_in, teeth_in = _dark_and_teeth(img, lm)
+        dark_out, teeth_out = _dark_and_teeth(out, lm)
+        assert teeth_in > 20, "the original should show teeth"
+        assert teeth_out <= max(3, 0.07 * teeth_in), (36 + k, teeth_in, teeth_out)  # >= 93% of the teeth gone
+        assert dark_out <= dark_in + 5, (36 + k, dark_in, dark_out)
+        checked += 1
+    assert checked >= 15
+    assert max(measured) < 0.1, measured
+
+
+class _Fixed:
+    """A MouthTrack stand-in that returns one shape at every time."""
+
+    def __init__(self, shape: MouthShape) -> None:
+        self.shape = shape
+
+    def at(self, time_ms: float) -> MouthShape:
+        return self.shape

@@ -165,3 +165,10 @@ def test_metrics_count_busy_and_waiting_time():
     assert 0 < sleepy.fps <= 100
     assert metrics.stage("numbers").wait_out_s > 0  # the fast source was held back
     assert metrics.as_dict()["stages"][1]["name"] == "sleepy"
+
+
+def test_run_inline_gives_the_same_outputs_in_one_thread():
+    out = []
+    metrics = Pipeline(Numbers(7), [FunctionStage("double", lambda x: 2 * x), PairSums()]).run_inline(out.append)
+    assert out == [0 + 2, 4 + 6, 8 + 10, 12]
+    assert metrics.stage("pairs").items_in == 7 and metrics.stage("pairs").items_out == 4

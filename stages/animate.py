@@ -1,0 +1,43 @@
+"""AnimateStage: LivePortrait re-renders each synced face from the original frame, taking
+only the lip expression from the lip-sync engine's output (MuseTalk's soft 256 px crop).
+
+The identity, head motion and sharpness stay the original's. It replaces the engine's
+patches with LivePortrait's (keeping the engine's where LivePortrait returns none, e.g.
+a face cut by the frame edge).
+"""
+from __future__ import annotations
+
+from stages.composite import blend_patch
+from stream.frame import Frame
+from stream.stage import BatchStage
+
+
+class AnimateStage(BatchStage):
+    name = "animate"
+
+    def __init__(self, animator, batch_size: int = 8) -> None:
+        super().__init__()
+        self.animator = animator
+        self.batch_size = batch_size
+
+    def process_batch(self, frames: list[Frame]) -> list[Frame]:
+        from models.liveportrait import AnimateRequest
+
+        requests, slots = [], []
+        for frame in frames:
+            patches = frame.notes.get("patches") or []
+            items = frame.notes.get("render") or []
+            if not patches:
+                continue
+            driving = frame.image.copy()
+            for patch in patches:
+                blend_patch(driving, patch)
+            for slot, item in enumerate(items[:len(patches)]):
+                requests.append(AnimateRequest(frame.image, driving, item.face.kps, item.target.key,
+                                               frame.index, item.strength))
+                slots.append((frame, slot))
+        if requests:
+            for (frame, slot), patch in zip(slots, self.animator.render(requests)):
+                if patch is not None:
+                    frame.notes["patches"][slot] = patch
+        return frames
