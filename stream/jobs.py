@@ -28,6 +28,7 @@ from stream.frame import Frame
 from stream.pipeline import Pipeline
 from stream.references import Character, reference_embedding
 from stream.registry import shared_registry
+from stream.auto import faces_from_detection
 from stream.schema import FaceSpec
 from stream.targets import resolve_targets
 
@@ -231,17 +232,32 @@ def lipsync_stages(video: str, audio: str, faces: Sequence[FaceSpec], settings: 
     return prepare_lipsync(str(video), str(audio), faces, settings, JobContext()).stages
 
 
-def lipsync(video: str | os.PathLike, audio: str | os.PathLike, faces: Sequence[FaceSpec],
+def auto_faces(video: str, settings: Settings, context: JobContext,
+               characters: Sequence[Character] = ()) -> list[FaceSpec]:
+    """Auto mode: every syncable person (recognised ones when references are given), for the
+    time ranges where they are present and syncable, found by a detect-faces pass at 3 fps."""
+    detected = detect_faces(video, characters, 3.0, 0.5, settings, context)
+    faces = faces_from_detection(detected, recognised_only=bool(characters))
+    if not faces:
+        raise InputError("auto mode found no syncable face in the video; pass faces[] explicitly")
+    return faces
+
+
+def lipsync(video: str | os.PathLike, audio: str | os.PathLike, faces: Sequence[FaceSpec] | None,
             out: str | os.PathLike, settings: Settings | None = None, context: JobContext | None = None,
             enhance_quality: bool = False, fidelity_weight: float = 0.7, sync_mode: str = "silence",
             rules: SyncRules = SyncRules(), inline: bool = False) -> dict:
     """Phase 2: re-animate the requested faces' mouths to the new audio, encode to `out`.
 
-    inline=True runs the same stages sequentially in this thread (the benchmark baseline).
+    faces None is auto mode (see `auto_faces`). inline=True runs the same stages
+    sequentially in this thread (the benchmark baseline).
     """
     settings = settings or Settings.from_env()
     context = context or JobContext()
     video, audio = str(video), str(audio)
+    auto = faces is None
+    if auto:
+        faces = auto_faces(video, settings, context)
     setup = prepare_lipsync(video, audio, faces, settings, context, enhance_quality, sync_mode, rules,
                             fidelity_weight)
     info, out_ms, warnings, engine, backend = setup.info, setup.out_ms, setup.warnings, setup.engine, setup.backend
@@ -261,6 +277,9 @@ def lipsync(video: str | os.PathLike, audio: str | os.PathLike, faces: Sequence[
     unknown = _unknown_faces(track.unknown_sightings, 1000.0 * settings.detect_interval / info.fps * 2)
     out_info = probe_video(out)
     busy = {m.name: m.busy_s * 1000 for m in metrics.stages}
+    if auto:
+        warnings.append("auto mode: lip-synced every syncable face where it is present "
+                        f"({len(targets)} range(s)); pass faces[] to choose")
     return {
         "success": True,
         "faces": {

@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 
 from stream import jobs
-from stream.auto import faces_from_detection
 from stream.config import Settings
 from stream.context import JobContext, Progress
 from stream.errors import InputError, LipSyncError
@@ -122,11 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                                        args.similarity_threshold, settings, context)
         else:
             if args.auto:
-                characters = load_characters(args.refs)
-                detected = jobs.detect_faces(args.video, characters, 3.0, 0.5, settings, JobContext())
-                faces = faces_from_detection(detected, recognised_only=bool(characters))
-                if not faces:
-                    raise InputError("--auto found no syncable face to lip-sync in the video")
+                faces = jobs.auto_faces(args.video, settings, JobContext(), load_characters(args.refs))
             else:
                 faces = parse_faces(read_json_file(args.faces), "faces.json")
             result = jobs.lipsync(args.video, args.audio, faces, args.out, settings, context,

@@ -59,3 +59,10 @@ def test_auto_mode_builds_faces_from_detection(short_clip):
     faces = faces_from_detection(detected, recognised_only=False)
     assert [f.character_id for f in faces] == ["face_1"]
     assert faces[0].start_time_ms == 0 and faces[0].end_time_ms == pytest.approx(2000, abs=1)
+
+
+def test_lipsync_without_faces_is_auto_mode(tmp_path, short_clip, data_dir):
+    result = jobs.lipsync(short_clip, data_dir / "audio" / "yongen.wav", None, tmp_path / "auto.mp4")
+    assert result["faces"]["results"][0]["character_id"] == "face_1"
+    assert result["faces"]["results"][0]["summary"]["synced_ms"] >= 1500
+    assert any("auto mode" in w for w in result["warnings"])
