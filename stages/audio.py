@@ -6,6 +6,7 @@ import os
 import av
 import numpy as np
 
+from stages.decode import open_media
 from stream.errors import MediaError
 
 
@@ -16,15 +17,7 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
     is missing, not media, or has no audio stream.
     """
     path = str(path)
-    if not os.path.exists(path):
-        raise MediaError(path, "file not found")
-    if os.path.getsize(path) == 0:
-        raise MediaError(path, "file is empty (0 bytes)")
-    try:
-        container = av.open(path)
-    except (av.error.FFmpegError, UnicodeDecodeError) as exc:
-        raise MediaError(path, f"not a media file PyAV can read ({exc.__class__.__name__}); send a wav, mp3, m4a or mp4") from exc
-    with container:
+    with open_media(path) as container:
         if not container.streams.audio:
             raise MediaError(path, "has no audio stream; send a file with an audio track")
         stream = container.streams.audio[0]

@@ -58,7 +58,7 @@ def open_media(path: str | os.PathLike) -> av.container.InputContainer:
             raise MediaError(path, "is an HTML page, not a video; the URL probably points to a web or error page") from exc
         if b"ftyp" in head[:16]:
             raise MediaError(path, f"is a corrupt or truncated MP4 ({exc}); re-export or re-upload the file") from exc
-        raise MediaError(path, f"is not a media file PyAV can read ({exc}); send an MP4, MOV, MKV or WebM video") from exc
+        raise MediaError(path, f"is not a media file PyAV can read ({exc}); send a video (MP4, MOV, MKV, WebM) or an audio file (WAV, MP3, M4A)") from exc
 
 
 def _rotation_of(stream: av.video.stream.VideoStream, container: av.container.InputContainer) -> int:
