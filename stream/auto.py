@@ -32,3 +32,20 @@ def faces_from_detection(result: dict, recognised_only: bool) -> list[FaceSpec]:
             specs.append(FaceSpec(person, [float(v) for v in bbox], float(start),
                                   min(end + step_ms, float(result["video_duration_ms"]))))
     return sorted(specs, key=lambda s: (s.start_time_ms, s.character_id))
+
+
+def faces_from_speakers(result: dict) -> list[FaceSpec]:
+    """One entry per range where a person is the active speaker in the original audio,
+    with their bbox from the sampled frame nearest the range's start."""
+    specs = []
+    for speaker in result.get("speakers", []):
+        person = speaker["character_id"]
+        sightings = [(frame["timestamp_ms"], face["bbox"]) for frame in result["frames"]
+                     for face in frame["faces"] if face["character_id"] == person]
+        if not sightings:
+            continue
+        for segment in speaker["segments"]:
+            _, bbox = min(sightings, key=lambda s: abs(s[0] - segment["start_ms"]))
+            specs.append(FaceSpec(person, [float(v) for v in bbox], float(segment["start_ms"]),
+                                  float(segment["end_ms"])))
+    return sorted(specs, key=lambda s: (s.start_time_ms, s.character_id))

@@ -33,6 +33,7 @@ def report(registry: ModelRegistry, settings: Settings) -> dict:
         "musetalk_loaded": bool(engine is not None and engine.name.startswith("musetalk")),
         "liveportrait_loaded": registry.loaded("liveportrait") is not None,
         "codeformer_loaded": registry.loaded("codeformer") is not None,
+        "light_asd_loaded": registry.loaded("asd") is not None,
         **gpu_info(),
         "face_backend": faces.name if faces is not None else None,
         "lipsync_engine": engine.name if engine is not None else None,

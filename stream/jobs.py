@@ -2,25 +2,30 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from stages.audio import load_audio
+from models.mfcc import asd_mfcc
 from stages.animate import AnimateStage
+from stages.audio import load_audio
 from stages.composite import CompositeStage
 from stages.decode import DecodeStage, VideoInfo, probe_video
 from stages.detect import DetectStage, IdentifyStage
+from stages.encode import AudioPlan, EncodeSettings, EncodeStage
 from stages.enhance import EnhanceStage
 from stages.follow import TrackStage, UnknownSighting
+from stages.identity import IdentityBook
 from stages.lipsync import LipSyncStage
 from stages.segments import PlanStage, SegmentBuilder
-from stages.identity import IdentityBook
+from stages.speakers import (GRID_MS, SpeakerCropStage, resample_tracks, score_tracks, speaker_ranges,
+                             tracks_from_frames)
 from stages.syncability import SyncRules
 from stages.tracking import FaceTracker
-from stages.encode import AudioPlan, EncodeSettings, EncodeStage
+from stream.auto import faces_from_detection, faces_from_speakers
 from stream.config import Settings
 from stream.context import JobContext
 from stream.errors import InputError, MediaError
@@ -28,7 +33,6 @@ from stream.frame import Frame
 from stream.pipeline import Pipeline
 from stream.references import Character, reference_embedding
 from stream.registry import shared_registry
-from stream.auto import faces_from_detection
 from stream.schema import FaceSpec
 from stream.targets import resolve_targets
 
@@ -92,7 +96,13 @@ def detect_faces(video: str | os.PathLike, characters: Sequence[Character] = (),
     metrics = context.run("detect", pipeline, expected, on_output=collect)
     reference_ids = {c.id for c in characters}
     seen = {face["character_id"] for frame in frames for face in frame["faces"]}
-    return {
+    speakers, asd_ms, warnings = None, 0.0, []
+    model = shared_registry(settings).active_speaker() if info.has_audio else None
+    if model is not None and frames:
+        speakers, asd_ms = _active_speakers(video, info, frames, model, settings, context)
+    elif info.has_audio:
+        warnings.append("Light-ASD weights are not in MODELS_DIR/light-asd: no `speaking` scores")
+    result = {
         "success": True,
         "frames": frames,
         "frame_width": info.width,
@@ -101,10 +111,37 @@ def detect_faces(video: str | os.PathLike, characters: Sequence[Character] = (),
         "video_duration_ms": int(round(info.duration_ms)),
         "characters_detected": [c.id for c in characters if c.id in seen and c.id in reference_ids],
         "face_backend": backend.name,
-        "timing": {"total_ms": round(metrics.wall_s * 1000, 1),
+        "timing": {"total_ms": round(metrics.wall_s * 1000 + asd_ms, 1),
                    "detection_ms": round(metrics.stage("detect").busy_s * 1000, 1),
-                   "decode_ms": round(metrics.stage("decode").busy_s * 1000, 1)},
+                   "decode_ms": round(metrics.stage("decode").busy_s * 1000, 1),
+                   "speaker_detection_ms": round(asd_ms, 1)},
+        "warnings": warnings,
     }
+    if speakers is not None:
+        result["speakers"] = speakers
+    return result
+
+
+def _active_speakers(video: str, info: VideoInfo, frames: list[dict], model, settings: Settings,
+                     context: JobContext) -> tuple[list[dict], float]:
+    """Score every track with Light-ASD on the original audio; annotate faces with `speaking`."""
+    tracks = tracks_from_frames(frames)
+    resampled = resample_tracks(tracks)
+    cropper = SpeakerCropStage(resampled)
+    pipeline = Pipeline(DecodeStage(video, max_duration_ms=(cropper.last_grid + 1) * GRID_MS + 1),
+                        [cropper], queue_size=settings.queue_size)
+    metrics = context.run("speakers", pipeline, int(info.frame_count))
+    started = time.perf_counter()
+    mfcc = asd_mfcc(load_audio(video, ANALYSIS_RATE))
+    scores = score_tracks(model, cropper.tracks, cropper.crops, mfcc)
+    for frame in frames:
+        for face in frame["faces"]:
+            speaking = scores.speaking_at(face["track_id"], frame["timestamp_ms"])
+            if speaking is not None:
+                face["speaking"] = round(speaking, 3)
+    names = {tid: track.name for tid, track in tracks.items()}
+    elapsed_ms = metrics.wall_s * 1000 + (time.perf_counter() - started) * 1000
+    return speaker_ranges(scores, names), elapsed_ms
 
 
 def _output_plan(video_ms: float, audio_ms: float, sync_mode: str) -> tuple[float, dict, list[str]]:
@@ -233,14 +270,21 @@ def lipsync_stages(video: str, audio: str, faces: Sequence[FaceSpec], settings: 
 
 
 def auto_faces(video: str, settings: Settings, context: JobContext,
-               characters: Sequence[Character] = ()) -> list[FaceSpec]:
-    """Auto mode: every syncable person (recognised ones when references are given), for the
-    time ranges where they are present and syncable, found by a detect-faces pass at 3 fps."""
+               characters: Sequence[Character] = ()) -> tuple[list[FaceSpec], str]:
+    """Auto mode, from a detect-faces pass at 3 fps: who speaks when in the original audio
+    (Light-ASD) when it can tell; otherwise every syncable person (recognised ones when
+    references are given) where they are present. The new audio is assumed to be a dub
+    aligned with the original. Returns the faces and a sentence saying which rule ran."""
     detected = detect_faces(video, characters, 3.0, 0.5, settings, context)
+    faces = faces_from_speakers(detected)
+    if characters:
+        faces = [f for f in faces if f.character_id in detected["characters_detected"]]
+    if faces:
+        return faces, "auto mode: lip-synced each person while they are the active speaker in the original audio"
     faces = faces_from_detection(detected, recognised_only=bool(characters))
     if not faces:
         raise InputError("auto mode found no syncable face in the video; pass faces[] explicitly")
-    return faces
+    return faces, "auto mode: lip-synced every syncable face where it is present (no active speaker found)"
 
 
 def lipsync(video: str | os.PathLike, audio: str | os.PathLike, faces: Sequence[FaceSpec] | None,
@@ -255,9 +299,9 @@ def lipsync(video: str | os.PathLike, audio: str | os.PathLike, faces: Sequence[
     settings = settings or Settings.from_env()
     context = context or JobContext()
     video, audio = str(video), str(audio)
-    auto = faces is None
-    if auto:
-        faces = auto_faces(video, settings, context)
+    auto_rule = None
+    if faces is None:
+        faces, auto_rule = auto_faces(video, settings, context)
     setup = prepare_lipsync(video, audio, faces, settings, context, enhance_quality, sync_mode, rules,
                             fidelity_weight)
     info, out_ms, warnings, engine, backend = setup.info, setup.out_ms, setup.warnings, setup.engine, setup.backend
@@ -277,9 +321,8 @@ def lipsync(video: str | os.PathLike, audio: str | os.PathLike, faces: Sequence[
     unknown = _unknown_faces(track.unknown_sightings, 1000.0 * settings.detect_interval / info.fps * 2)
     out_info = probe_video(out)
     busy = {m.name: m.busy_s * 1000 for m in metrics.stages}
-    if auto:
-        warnings.append("auto mode: lip-synced every syncable face where it is present "
-                        f"({len(targets)} range(s)); pass faces[] to choose")
+    if auto_rule:
+        warnings.append(f"{auto_rule} ({len(targets)} range(s)); pass faces[] to choose")
     return {
         "success": True,
         "faces": {

@@ -81,6 +81,19 @@ class ModelRegistry:
             return None
         return self._get("codeformer", lambda: FaceRestorer.load(self.settings.models_dir, device=self._device()))
 
+    def active_speaker(self) -> Any | None:
+        """Light-ASD (MODELS_DIR/light-asd/pretrain_AVA_CVPR.model) when torch and it are present.
+
+        The AVA checkpoint is used: on our clips it scores silence as not speaking, while
+        the TalkSet fine-tune scores almost every face as speaking.
+        """
+        path = Path(self.settings.models_dir) / "light-asd" / "pretrain_AVA_CVPR.model"
+        if not _has_torch() or ("asd" not in self._models and not path.is_file()):
+            return None
+        from models.light_asd import ActiveSpeakerModel
+
+        return self._get("asd", lambda: ActiveSpeakerModel.load(path, device=self._device()))
+
     def provide(self, key: str, model: Any) -> None:
         """Install an already-loaded model (tests with small configs, embedding apps)."""
         with self._lock:

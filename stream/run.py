@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                                        args.similarity_threshold, settings, context)
         else:
             if args.auto:
-                faces = jobs.auto_faces(args.video, settings, JobContext(), load_characters(args.refs))
+                faces, _ = jobs.auto_faces(args.video, settings, JobContext(), load_characters(args.refs))
             else:
                 faces = parse_faces(read_json_file(args.faces), "faces.json")
             result = jobs.lipsync(args.video, args.audio, faces, args.out, settings, context,

@@ -1,0 +1,387 @@
+"""Light-ASD active speaker detection (Liao et al., CVPR 2023; MIT), re-implemented.
+
+Inputs per face track, at 25 fps: grey 112x112 face crops (see models/asd_crop.py) and
+the MFCCs of the original audio (models/mfcc.py, 100 frames/s, 4 per video frame).
+Output: one score per video frame, the official "logit-like" value (> 0 means speaking).
+
+The module layout and attribute names follow the official code so that its checkpoints
+(`pretrain_AVA_CVPR.model`, `finetuning_TalkSet.model`: plain state_dicts with keys
+`model.*`, `lossAV.*` and the training-only `lossV.*`) load unchanged.
+Network: a visual encoder of (2+1)D conv blocks, an audio encoder of (1+1)D conv blocks,
+their sum through a forward GRU then a backward GRU (128 each, GELU), and a 128->2
+linear layer whose class-1 output is the score.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.asd_crop import ASD_FPS, CROP_SIZE
+
+log = logging.getLogger(__name__)
+
+MFCC_PER_FRAME = 4
+N_MFCC = 13
+# Normalisation of grey pixels used in training: (x / 255 - mean) / std.
+PIXEL_MEAN = 0.4161
+PIXEL_STD = 0.1688
+# Window lengths in seconds whose scores are averaged. The official Columbia script writes
+# durationSet = {1,1,1,2,2,2,3,3,4,5,6}: a Python set, so each of 1..6 s counts once.
+DEFAULT_DURATIONS_S: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
+# Score for frames that the audio does not reach (track longer than the soundtrack):
+# without sound nobody speaks; sigmoid(-5) is about 0.007.
+NO_AUDIO_SCORE = -5.0
+# Largest number of video frames pushed through the encoders in one batch (6 s): bounds
+# memory to a few hundred MB on the CPU path.
+MAX_BATCH_FRAMES = 150
+# Temporal reach of the visual encoder in frames: three blocks, each with a 5-tap temporal
+# conv, so a frame's embedding depends on the frames up to 6 either side and no further.
+VISUAL_REACH = 6
+
+_BN = dict(momentum=0.01, eps=0.001)
+
+
+class AudioBlock(nn.Module):
+    """Two parallel (k x 1 over MFCC, then 1 x k over time) conv paths, k = 3 and 5, summed."""
+
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__()
+        for k in (3, 5):
+            setattr(self, f"m_{k}", nn.Conv2d(in_ch, out_ch, (k, 1), padding=(k // 2, 0), bias=False))
+            setattr(self, f"bn_m_{k}", nn.BatchNorm2d(out_ch, **_BN))
+            setattr(self, f"t_{k}", nn.Conv2d(out_ch, out_ch, (1, k), padding=(0, k // 2), bias=False))
+            setattr(self, f"bn_t_{k}", nn.BatchNorm2d(out_ch, **_BN))
+        self.last = nn.Conv2d(out_ch, out_ch, 1, bias=False)
+        self.bn_last = nn.BatchNorm2d(out_ch, **_BN)
+
+    def _path(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        x = F.relu(getattr(self, f"bn_m_{k}")(getattr(self, f"m_{k}")(x)))
+        return F.relu(getattr(self, f"bn_t_{k}")(getattr(self, f"t_{k}")(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn_last(self.last(self._path(x, 3) + self._path(x, 5))))
+
+
+class VisualBlock(nn.Module):
+    """Two parallel (1 x k x k spatial, then k x 1 x 1 temporal) conv paths, k = 3 and 5, summed."""
+
+    def __init__(self, in_ch: int, out_ch: int, downsample: bool = False) -> None:
+        super().__init__()
+        stride = (1, 2, 2) if downsample else (1, 1, 1)
+        for k in (3, 5):
+            setattr(self, f"s_{k}", nn.Conv3d(in_ch, out_ch, (1, k, k), stride=stride, padding=(0, k // 2, k // 2), bias=False))
+            setattr(self, f"bn_s_{k}", nn.BatchNorm3d(out_ch, **_BN))
+            setattr(self, f"t_{k}", nn.Conv3d(out_ch, out_ch, (k, 1, 1), padding=(k // 2, 0, 0), bias=False))
+            setattr(self, f"bn_t_{k}", nn.BatchNorm3d(out_ch, **_BN))
+        self.last = nn.Conv3d(out_ch, out_ch, 1, bias=False)
+        self.bn_last = nn.BatchNorm3d(out_ch, **_BN)
+
+    def _path(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        x = F.relu(getattr(self, f"bn_s_{k}")(getattr(self, f"s_{k}")(x)))
+        return F.relu(getattr(self, f"bn_t_{k}")(getattr(self, f"t_{k}")(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn_last(self.last(self._path(x, 3) + self._path(x, 5))))
+
+
+class VisualEncoder(nn.Module):
+    """[B, 1, T, 112, 112] normalised grey -> [B, T, 128] (spatial max over the 14x14 map)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block1 = VisualBlock(1, 32, downsample=True)
+        self.block2 = VisualBlock(32, 64)
+        self.block3 = VisualBlock(64, 128)
+
+    @staticmethod
+    def _pool(x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool3d(x, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._pool(self.block1(x))
+        x = self._pool(self.block2(x))
+        x = self.block3(x)
+        return x.amax(dim=(3, 4)).transpose(1, 2)
+
+
+class AudioEncoder(nn.Module):
+    """[B, 1, 13, 4T] MFCCs -> [B, T, 128]: two stride-2 max pools over time, mean over MFCCs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block1 = AudioBlock(1, 32)
+        self.block2 = AudioBlock(32, 64)
+        self.block3 = AudioBlock(64, 128)
+
+    @staticmethod
+    def _pool(x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(x, (1, 3), stride=(1, 2), padding=(0, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._pool(self.block1(x))
+        x = self._pool(self.block2(x))
+        x = self.block3(x)
+        return x.mean(dim=2).transpose(1, 2)
+
+
+class BidirectionalGRU(nn.Module):
+    """A forward GRU, then a GRU over the reversed sequence, GELU after each: [B, T, C] -> [B, T, C]."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.gru_forward = nn.GRU(channels, channels, num_layers=1, batch_first=True)
+        self.gru_backward = nn.GRU(channels, channels, num_layers=1, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.gelu(self.gru_forward(x)[0])
+        x = self.gru_backward(torch.flip(x, dims=[1]))[0]
+        return F.gelu(torch.flip(x, dims=[1]))
+
+
+class ASDBackbone(nn.Module):
+    """Audio and visual embeddings summed per frame, then the bidirectional GRU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.visualEncoder = VisualEncoder()
+        self.audioEncoder = AudioEncoder()
+        self.GRU = BidirectionalGRU(128)
+
+    def encode_audio(self, mfcc: torch.Tensor) -> torch.Tensor:
+        """mfcc [B, 4T, 13] float -> [B, T, 128]."""
+        return self.audioEncoder(mfcc.unsqueeze(1).transpose(2, 3))
+
+    def encode_visual(self, faces: torch.Tensor) -> torch.Tensor:
+        """faces [B, T, 112, 112] grey 0-255 float -> [B, T, 128]."""
+        return self.visualEncoder(((faces / 255.0 - PIXEL_MEAN) / PIXEL_STD).unsqueeze(1))
+
+    def forward(self, mfcc: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+        """mfcc [B, 4T, 13], faces [B, T, 112, 112] -> fused features [B, T, 128]."""
+        return self.GRU(self.encode_audio(mfcc) + self.encode_visual(faces))
+
+
+class SpeakingHead(nn.Module):
+    """The official `lossAV` module's classifier: 128 -> (not speaking, speaking)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.FC = nn.Linear(128, 2)
+
+
+class LightASD(nn.Module):
+    """The checkpoint's top level: `model` (backbone) and `lossAV` (head)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = ASDBackbone()
+        self.lossAV = SpeakingHead()
+
+    def forward(self, mfcc: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+        """Per-frame scores [B, T]: the class-1 output of the final linear layer."""
+        return self.score_embeddings(self.model.encode_audio(mfcc), self.model.encode_visual(faces))
+
+    def score_embeddings(self, audio: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
+        """Scores [B, T] from encoder outputs [B, T, 128] (the GRU and the head)."""
+        return self.lossAV.FC(self.model.GRU(audio + visual))[..., 1]
+
+
+def load_state_dict_strict(net: LightASD, path: str | os.PathLike) -> None:
+    """Load an official Light-ASD `.model` file; every `model.*`/`lossAV.*` key must match.
+
+    `lossV.*` (the visual-only training head) is accepted and ignored. Raises
+    FileNotFoundError or ValueError naming the file and what is wrong.
+    """
+    path = str(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: Light-ASD weights not found (expected pretrain_AVA_CVPR.model or finetuning_TalkSet.model)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable torch checkpoint ({exc.__class__.__name__}: {exc})") from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: expected a plain state_dict of tensors (keys model.*, lossAV.*), got {type(state).__name__}")
+    state = {k: v for k, v in state.items() if not k.startswith("lossV.")}
+    own = net.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong_shape = [f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys (first: {missing[:3]})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys (first: {unexpected[:3]})")
+    if wrong_shape:
+        problems.append(f"wrong shapes: {wrong_shape[:3]}")
+    if problems:
+        raise ValueError(f"{path}: not a Light-ASD checkpoint: " + "; ".join(problems))
+    net.load_state_dict(state, strict=True)
+
+
+def _windows(n_frames: int, duration_s: int) -> list[tuple[int, int]]:
+    """[start, end) frame ranges of consecutive windows of `duration_s` seconds; the last may be shorter."""
+    step = duration_s * ASD_FPS
+    return [(s, min(s + step, n_frames)) for s in range(0, n_frames, step)]
+
+
+class ActiveSpeakerModel:
+    """Light-ASD with its weights, scoring whole face tracks.
+
+    `score_track` gives the official inference's numbers: the track is cut into windows
+    of 1..6 s, each window is scored on its own (its convolutions zero-pad at the window
+    edges, its GRU sees only that window), and the per-frame scores of the window lengths
+    are averaged.
+
+    Why it is faster than running every window: the visual encoder (about 97% of the
+    compute) only looks VISUAL_REACH frames either side, so inside a window the embedding
+    of a frame further than that from the window's edges equals the whole-track one.
+    We encode the track once, then re-encode 12-frame clips at each window boundary
+    (boundaries are shared by all window lengths) for the frames that see the edge.
+    Audio encoder, GRU and head, which are cheap, run per window as in the original.
+    """
+
+    def __init__(self, net: LightASD, device: torch.device, durations_s: Sequence[int] = DEFAULT_DURATIONS_S) -> None:
+        self.net = net.eval().to(device)
+        self.device = device
+        self.durations_s = tuple(int(d) for d in durations_s)
+        if not self.durations_s or min(self.durations_s) < 1:
+            raise ValueError(f"durations_s must be whole seconds >= 1, got {durations_s}")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device | None = None, durations_s: Sequence[int] = DEFAULT_DURATIONS_S) -> "ActiveSpeakerModel":
+        """Load an official checkpoint; device defaults to CUDA when available, else CPU."""
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        net = LightASD()
+        load_state_dict_strict(net, path)
+        log.info("Light-ASD loaded from %s on %s", path, device)
+        return cls(net, torch.device(device), durations_s)
+
+    def _encode_visual_clips(self, faces: torch.Tensor, clips: list[tuple[int, int]]) -> list[torch.Tensor]:
+        """Visual embeddings [len, 128] of each [start, end) clip encoded alone; equal lengths are batched."""
+        out: list[torch.Tensor | None] = [None] * len(clips)
+        by_length: dict[int, list[int]] = {}
+        for i, (start, end) in enumerate(clips):
+            by_length.setdefault(end - start, []).append(i)
+        for length, idx in by_length.items():
+            per_batch = max(1, MAX_BATCH_FRAMES // length)
+            for j in range(0, len(idx), per_batch):
+                group = idx[j:j + per_batch]
+                batch = torch.stack([faces[clips[i][0]:clips[i][1]] for i in group]).float()
+                for i, emb in zip(group, self.net.model.encode_visual(batch)):
+                    out[i] = emb
+        return out  # type: ignore[return-value]
+
+    def _encode_visual_track(self, faces: torch.Tensor) -> torch.Tensor:
+        """Whole-track visual embeddings [T, 128], in pieces with a VISUAL_REACH halo so each is exact."""
+        n = faces.shape[0]
+        pieces = [(s, min(s + MAX_BATCH_FRAMES, n)) for s in range(0, n, MAX_BATCH_FRAMES)]
+        halos = [(max(0, s - VISUAL_REACH), min(n, e + VISUAL_REACH)) for s, e in pieces]
+        embs = self._encode_visual_clips(faces, halos)
+        return torch.cat([emb[s - lo:e - lo] for (s, e), (lo, _), emb in zip(pieces, halos, embs)])
+
+    def _window_visual(self, faces: torch.Tensor, windows_by_duration: list[list[tuple[int, int]]]) -> list[list[torch.Tensor]]:
+        """Per duration, per window: the visual embeddings the window would get if encoded alone."""
+        n = faces.shape[0]
+        base = self._encode_visual_track(faces)
+        starts = sorted({s for ws in windows_by_duration for s, _ in ws if s > 0})
+        ends = sorted({e for ws in windows_by_duration for _, e in ws if e < n})
+        edge = 2 * VISUAL_REACH
+        clips = [(s, min(s + edge, n)) for s in starts] + [(e - edge, e) for e in ends]
+        embs = self._encode_visual_clips(faces, clips)
+        # A window starting at s: its first frames as in the clip [s, s+12) (all of it when the
+        # window is that short, as the clip then is the window). Ending at e: its last 6.
+        head = {s: emb if len(emb) < edge else emb[:VISUAL_REACH] for s, emb in zip(starts, embs)}
+        tail = {e: emb[VISUAL_REACH:] for e, emb in zip(ends, embs[len(starts):])}
+        result = []
+        for windows in windows_by_duration:
+            per_window = []
+            for s, e in windows:
+                vis = base[s:e].clone()
+                if s in head:
+                    vis[:len(head[s])] = head[s]
+                if e in tail:
+                    vis[-VISUAL_REACH:] = tail[e]
+                per_window.append(vis)
+            result.append(per_window)
+        return result
+
+    def _score_windows(self, mfcc: torch.Tensor, windows: list[tuple[int, int]], visual: list[torch.Tensor], n_frames: int) -> torch.Tensor:
+        """Scores [T] from per-window visual embeddings: audio encoder, GRU and head per window."""
+        out = torch.empty(n_frames, dtype=torch.float32, device=self.device)
+        by_length: dict[int, list[int]] = {}
+        for i, (start, end) in enumerate(windows):
+            by_length.setdefault(end - start, []).append(i)
+        for length, idx in by_length.items():
+            audio = self.net.model.encode_audio(torch.stack([mfcc[MFCC_PER_FRAME * windows[i][0]:MFCC_PER_FRAME * windows[i][1]] for i in idx]))
+            scores = self.net.score_embeddings(audio, torch.stack([visual[i] for i in idx]))
+            for i, row in zip(idx, scores):
+                out[windows[i][0]:windows[i][1]] = row
+        return out
+
+    @torch.inference_mode()
+    def score_track(self, face_crops_gray_112: np.ndarray, mfcc: np.ndarray) -> np.ndarray:
+        """Per-frame speaking scores [T] float32 (> 0: speaking) for one face track at 25 fps.
+
+        face_crops_gray_112: [T, 112, 112] uint8 grey crops (models.asd_crop.crop_face).
+        mfcc: [>= 4T, 13] MFCCs of the original audio over the same time span
+        (models.mfcc.asd_mfcc), frame 4k aligned with video frame k. Extra MFCC frames are
+        ignored; video frames the audio does not reach score NO_AUDIO_SCORE.
+        """
+        faces_np = np.asarray(face_crops_gray_112)
+        mfcc_np = np.asarray(mfcc, dtype=np.float32)
+        if faces_np.ndim != 3 or faces_np.shape[1:] != (CROP_SIZE, CROP_SIZE):
+            raise ValueError(f"face crops must be [T, {CROP_SIZE}, {CROP_SIZE}] grey, got {faces_np.shape}")
+        if mfcc_np.ndim != 2 or mfcc_np.shape[1] != N_MFCC:
+            raise ValueError(f"mfcc must be [N, {N_MFCC}], got {mfcc_np.shape}")
+        n_frames = faces_np.shape[0]
+        n_scored = min(n_frames, mfcc_np.shape[0] // MFCC_PER_FRAME)
+        scores = np.full(n_frames, NO_AUDIO_SCORE, dtype=np.float32)
+        if n_scored < n_frames:
+            log.warning("audio covers %d of %d track frames; the rest score %.1f", n_scored, n_frames, NO_AUDIO_SCORE)
+        if n_scored == 0:
+            return scores
+        faces = torch.from_numpy(np.ascontiguousarray(faces_np[:n_scored])).to(self.device)
+        feats = torch.from_numpy(np.ascontiguousarray(mfcc_np[:MFCC_PER_FRAME * n_scored])).to(self.device)
+        windows_by_duration = [_windows(n_scored, d) for d in self.durations_s]
+        visual = self._window_visual(faces, windows_by_duration)
+        total = torch.zeros(n_scored, dtype=torch.float32, device=self.device)
+        for windows, vis in zip(windows_by_duration, visual):
+            total += self._score_windows(feats, windows, vis, n_scored)
+        scores[:n_scored] = (total / len(self.durations_s)).cpu().numpy()
+        return scores
+
+
+def speaking_probability(scores: np.ndarray) -> np.ndarray:
+    """Map scores to 0..1 with a logistic: 0.5 is the official decision threshold (score 0)."""
+    return (1.0 / (1.0 + np.exp(-np.asarray(scores, dtype=np.float64)))).astype(np.float32)
+
+
+def smooth_scores(scores: np.ndarray, radius: int = 2) -> np.ndarray:
+    """Centred moving average over 2*radius+1 frames (the official demo uses radius 2), shrunk at the ends."""
+    s = np.asarray(scores, dtype=np.float64)
+    if s.size == 0:
+        return s.astype(np.float32)
+    csum = np.concatenate([[0.0], np.cumsum(s)])
+    idx = np.arange(s.size)
+    lo = np.maximum(idx - radius, 0)
+    hi = np.minimum(idx + radius + 1, s.size)
+    return ((csum[hi] - csum[lo]) / (hi - lo)).astype(np.float32)
+
+
+__all__ = [
+    "ASD_FPS",
+    "ActiveSpeakerModel",
+    "DEFAULT_DURATIONS_S",
+    "LightASD",
+    "MFCC_PER_FRAME",
+    "NO_AUDIO_SCORE",
+    "load_state_dict_strict",
+    "smooth_scores",
+    "speaking_probability",
+]

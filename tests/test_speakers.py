@@ -1,0 +1,95 @@
+"""Active speaker detection in detect-faces (Light-ASD on the original audio)."""
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from stages.audio import load_audio  # noqa: E402
+from stages.speakers import GRID_MS, SpeakerScores, speaker_ranges, tracks_from_frames  # noqa: E402
+from stream import jobs  # noqa: E402
+from stream.config import Settings  # noqa: E402
+from tests.conftest import SHARED_MODELS  # noqa: E402
+from tests.media import clip_frames, compose  # noqa: E402
+
+SECONDS = 6.0
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory) -> Path:
+    weights = SHARED_MODELS / "light-asd" / "pretrain_AVA_CVPR.model"
+    if not weights.is_file():
+        pytest.skip(f"Light-ASD weights {weights} are missing")
+    root = tmp_path_factory.mktemp("models")
+    (root / "light-asd").mkdir()
+    os.symlink(weights, root / "light-asd" / weights.name)  # read in place, never copied
+    return root
+
+
+@pytest.fixture(scope="module")
+def two_talkers(tmp_path_factory, data_dir):
+    """d12 (left, its own audio absent) and d20 (right) with d20's real soundtrack."""
+    left, right = clip_frames(data_dir / "video" / "d12.mp4", 300), clip_frames(data_dir / "video" / "d20.mp4", 300)
+    audio = load_audio(data_dir / "video" / "d20.mp4", 16000)[:int(SECONDS * 16000)]
+    path = compose(tmp_path_factory.mktemp("asd") / "two.mp4",
+                   [{"frames": left, "x": 0, "y": 50}, {"frames": right, "x": 340, "y": 50}], 660, 400, SECONDS,
+                   audio=audio)
+    return path, audio
+
+
+@pytest.fixture(scope="module")
+def detected(two_talkers, models_dir):
+    return jobs.detect_faces(two_talkers[0], sample_fps=3, settings=Settings(models_dir=models_dir))
+
+
+def side(face: dict) -> str:
+    return "left" if face["bbox"][0] + face["bbox"][2] / 2 < 330 else "right"
+
+
+def test_the_face_whose_audio_plays_is_the_speaker(detected, two_talkers):
+    audio = two_talkers[1]
+    envelope = np.array([np.sqrt(np.mean(audio[int(t * 16):int(t * 16) + 640] ** 2))
+                         for t in (f["timestamp_ms"] for f in detected["frames"])])
+    speech = envelope > 0.1 * envelope.max()
+    speaking = {"left": [], "right": []}
+    for frame, is_speech in zip(detected["frames"], speech):
+        for face in frame["faces"]:
+            assert 0 <= face["speaking"] <= 1
+            if is_speech:
+                speaking[side(face)].append(face["speaking"])
+    assert np.mean(np.array(speaking["right"]) > 0.5) >= 0.6
+    assert np.mean(np.array(speaking["left"]) < 0.5) >= 0.8
+    right_id = next(f["character_id"] for f in detected["frames"][3]["faces"] if side(f) == "right")
+    spoken = {s["character_id"]: sum(seg["end_ms"] - seg["start_ms"] for seg in s["segments"])
+              for s in detected["speakers"]}
+    assert max(spoken, key=spoken.get) == right_id
+    assert spoken[right_id] >= 0.5 * SECONDS * 1000
+
+
+def test_auto_lipsync_follows_the_speakers(tmp_path, two_talkers, models_dir, data_dir):
+    result = jobs.lipsync(two_talkers[0], data_dir / "audio" / "yongen.wav", None, tmp_path / "o.mp4",
+                          Settings(models_dir=models_dir))
+    assert any("active speaker" in w for w in result["warnings"])
+    synced = {r["character_id"]: r["summary"]["synced_ms"] for r in result["faces"]["results"]}
+    assert max(synced, key=synced.get) == "face_2"  # the right face: second to appear left-to-right
+
+
+def test_speaker_ranges_bridge_short_gaps_and_drop_blips():
+    frames = {1: np.arange(0, 50), 2: np.arange(0, 50)}
+    first = np.full(50, -1.0)
+    first[5:20] = 2.0
+    first[22:30] = 2.0  # a 2-frame gap: bridged
+    second = np.full(50, -1.0)
+    second[40:43] = 1.0  # 3 frames: a blip, dropped
+    ranges = speaker_ranges(SpeakerScores(frames, {1: first, 2: second}, {}), {1: "alice", 2: "bob"})
+    assert ranges == [{"character_id": "alice", "segments": [{"start_ms": int(5 * GRID_MS), "end_ms": int(30 * GRID_MS)}]}]
+
+
+def test_tracks_group_detections_by_track_id():
+    frames = [{"timestamp_ms": 0, "faces": [{"bbox": [0, 0, 10, 10], "track_id": 1, "character_id": "a"}]},
+              {"timestamp_ms": 333, "faces": [{"bbox": [2, 0, 10, 10], "track_id": 1, "character_id": "a"},
+                                              {"bbox": [50, 0, 10, 10], "track_id": 2, "character_id": "face_1"}]}]
+    tracks = tracks_from_frames(frames)
+    assert tracks[1].times_ms == [0, 333] and tracks[1].boxes[1] == [2, 0, 12, 10] and tracks[2].name == "face_1"
