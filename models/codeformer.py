@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.liveportrait.checkpoint import load_strict, read_checkpoint, sub_dict
+from models.checkpoint import load_strict, read_checkpoint, sub_dict
 from models.liveportrait.crop import warp_affine_torch
 
 log = logging.getLogger(__name__)

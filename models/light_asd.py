@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.asd_crop import ASD_FPS, CROP_SIZE
+from models.checkpoint import load_strict, read_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -194,33 +195,13 @@ class LightASD(nn.Module):
 def load_state_dict_strict(net: LightASD, path: str | os.PathLike) -> None:
     """Load an official Light-ASD `.model` file; every `model.*`/`lossAV.*` key must match.
 
-    `lossV.*` (the visual-only training head) is accepted and ignored. Raises
-    FileNotFoundError or ValueError naming the file and what is wrong.
+    `lossV.*` (the visual-only training head) is accepted and ignored. A missing file raises
+    MissingCheckpointError (a FileNotFoundError), anything else CheckpointError (a
+    ValueError), naming the file and what is wrong.
     """
-    path = str(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: Light-ASD weights not found (expected pretrain_AVA_CVPR.model or finetuning_TalkSet.model)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path}: not a readable torch checkpoint ({exc.__class__.__name__}: {exc})") from exc
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path}: expected a plain state_dict of tensors (keys model.*, lossAV.*), got {type(state).__name__}")
-    state = {k: v for k, v in state.items() if not k.startswith("lossV.")}
-    own = net.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong_shape = [f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys (first: {missing[:3]})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys (first: {unexpected[:3]})")
-    if wrong_shape:
-        problems.append(f"wrong shapes: {wrong_shape[:3]}")
-    if problems:
-        raise ValueError(f"{path}: not a Light-ASD checkpoint: " + "; ".join(problems))
-    net.load_state_dict(state, strict=True)
+    state = read_state_dict(path)
+    load_strict(net, state, path, ignore_unexpected=("lossV.",))
+    net.train(False)
 
 
 def _windows(n_frames: int, duration_s: int) -> list[tuple[int, int]]:

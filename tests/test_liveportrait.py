@@ -158,7 +158,7 @@ def test_missing_key_names_the_file_and_key(tiny_models_dir: Path, tmp_path: Pat
         load_liveportrait(tmp_path, TINY)
     assert "warping_module.pth" in str(err.value)
     assert "dense_motion_network.occlusion.weight" in str(err.value)
-    assert "missing keys 1" in str(err.value)
+    assert "1 missing keys" in str(err.value)
 
 
 def test_retargeting_without_mouth_entry_or_wrong_shape_is_named(tiny_models_dir: Path, tmp_path: Path) -> None:

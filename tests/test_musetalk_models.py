@@ -213,7 +213,7 @@ def test_unet_accepts_module_prefix(models_dir, tmp_path):
 def test_unet_shape_mismatch_and_bad_json_are_named(models_dir, tmp_path):
     config = tmp_path / "musetalk.json"
     config.write_text(json.dumps({**TINY_UNET_CONFIG, "cross_attention_dim": 768}))
-    with pytest.raises(CheckpointError, match="shape mismatches"):
+    with pytest.raises(CheckpointError, match="wrong shapes"):
         load_unet(config, models_dir / "musetalkV15" / "unet.pth")
     config.write_text("{not json")
     with pytest.raises(CheckpointError, match="not valid JSON"):

@@ -4,7 +4,7 @@ Public entry points: `LivePortraitAnimator` (mouth-only re-animation), `load_liv
 and `LIVEPORTRAIT_FILES` (what MODELS_DIR must hold), `LivePortraitConfig` (dimensions).
 """
 from .animator import LIP_ROWS, AnimateRequest, LivePortraitAnimator
-from .checkpoint import CheckpointError
+from models.checkpoint import CheckpointError
 from .config import LivePortraitConfig
 from .loader import LIVEPORTRAIT_FILES, LivePortraitModels, liveportrait_available, liveportrait_paths, load_liveportrait
 from .smoothing import SmoothingConfig

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .appearance import AppearanceFeatureExtractor
-from .checkpoint import load_strict, read_checkpoint, strip_prefix, sub_dict
+from models.checkpoint import load_strict, read_checkpoint, strip_prefix, sub_dict
 from .config import LivePortraitConfig
 from .motion import MotionExtractor
 from .retargeting import StitchingRetargetingNetwork

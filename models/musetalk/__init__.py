@@ -3,7 +3,7 @@
 `MuseTalkEngine.load(models_dir)` is the entry point; `missing_files(models_dir)` tells
 /health what is absent without loading anything.
 """
-from models.musetalk.checkpoint import CheckpointError
+from models.checkpoint import CheckpointError
 from models.musetalk.engine import MissingWeightsError, MuseTalkEngine, has_face_parsing, missing_files
 
 __all__ = ["CheckpointError", "MissingWeightsError", "MuseTalkEngine", "has_face_parsing", "missing_files"]

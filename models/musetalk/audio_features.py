@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.musetalk.checkpoint import CheckpointError, load_strict, read_state_dict
+from models.checkpoint import CheckpointError, load_strict, read_state_dict
 
 SAMPLE_RATE = 16000
 FEATURE_RATE = 50  # whisper encoder frames per second (20 ms each)

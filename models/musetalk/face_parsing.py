@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.musetalk.checkpoint import load_strict, read_state_dict
+from models.checkpoint import load_strict, read_state_dict
 
 PARSE_SIZE = 512
 NUM_CLASSES = 19

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from models.musetalk.checkpoint import CheckpointError, load_strict, read_state_dict
+from models.checkpoint import CheckpointError, load_strict, read_state_dict
 
 AUDIO_DIM = 384
 AUDIO_TOKENS = 50

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from models.musetalk.checkpoint import CheckpointError, load_strict, read_state_dict
+from models.checkpoint import CheckpointError, load_strict, read_state_dict
 
 WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 DEFAULT_SCALING = 0.18215  # Stable Diffusion's latent scale; absent from the 2022 config.json
