@@ -17,6 +17,11 @@ face_backend: auto | insightface | default. engine: auto | classical | musetalk.
 detect_interval: in lipsync, run the full detector every N frames and follow faces with
 the cheap landmark path in between (DeepStream's `interval`).
 keep_failed_s: how long an output whose upload failed is kept on disk for retrieval.
+
+Other settings live with the code they configure, each documented there: URL fetching and
+uploads in `stream/io.py`, the server's admission and limits in `stream/admission.py`, the
+Redis queue (LIPSYNC_QUEUE, LIPSYNC_QUEUE_NAME, LIPSYNC_QUEUE_VISIBILITY_S,
+LIPSYNC_QUEUE_TIME_LIMIT_S, LIPSYNC_WORKER_HEARTBEAT_S) in `stream/queue.py`.
 """
 from __future__ import annotations
 

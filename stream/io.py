@@ -28,6 +28,7 @@ Env vars (read by `FetchPolicy.from_env` and `UploadPolicy.from_env`):
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import os
 import re
@@ -45,7 +46,7 @@ import av
 import httpx
 from PIL import Image, UnidentifiedImageError
 
-from stream.errors import FetchError, LipSyncError, MediaError, UploadError
+from stream.errors import FetchError, InputError, LipSyncError, MediaError, UploadError
 
 log = logging.getLogger(__name__)
 
@@ -932,3 +933,56 @@ def _refused_upload_error(
     else:
         message = f"the upload URL rejected the upload (HTTP {code}){said}; check the URL"
     return _upload_error(f"{message} [{shown}]", status=422)
+
+
+# ---------------------------------------------------------------- posting JSON (webhooks)
+
+
+def check_destination(url: str, *, role: str, policy: UploadPolicy) -> None:
+    """Refuse (InputError, 422) a URL the service would send to: scheme, DNS and the SSRF
+    guard, by the upload policy's rules. `role` names the request field in the message."""
+    _resolve_destination(url, role=role, allow_private=policy.allow_private_networks,
+                         allowed_networks=policy.allowed_networks, error=InputError)
+
+
+@dataclass(frozen=True)
+class PostResult:
+    """How a JSON POST went: delivered (2xx), tries made, the last HTTP status, the last problem."""
+
+    delivered: bool
+    attempts: int
+    status_code: int | None
+    error: str | None
+
+
+def post_json(url: str, payload: dict, *, policy: UploadPolicy, role: str = "webhook_url") -> PostResult:
+    """POST `payload` as JSON to `url`, pinned to the checked address. Connection errors,
+    5xx, 408 and 429 are retried with the upload backoff; other answers end it. Never raises
+    for a delivery problem: the result says what happened."""
+    shown = redact_url(url)
+    body = json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+    timeout = httpx.Timeout(policy.io_timeout_s, connect=policy.connect_timeout_s)
+    try:
+        dest = _resolve_destination(url, role=role, allow_private=policy.allow_private_networks,
+                                    allowed_networks=policy.allowed_networks, error=InputError)
+    except InputError as exc:
+        return PostResult(False, 0, None, str(exc))
+    problem = ""
+    with _client(timeout, policy.ca_bundle) as client:
+        for attempt in range(1, policy.attempts + 1):
+            try:
+                response = _send_pinned(client, "POST", dest, headers=headers, content=lambda: iter([body]))
+            except httpx.TransportError as exc:
+                problem = _describe_transport_error(exc, f"{dest.host}:{dest.port}", policy.connect_timeout_s)
+            else:
+                response.close()
+                code = response.status_code
+                if 200 <= code < 300:
+                    return PostResult(True, attempt, code, None)
+                problem = f"{shown} answered HTTP {code}"
+                if not (code >= 500 or code in _RETRYABLE_UPLOAD_CODES):
+                    return PostResult(False, attempt, code, problem)
+            if attempt < policy.attempts:
+                time.sleep(min(policy.backoff_max_s, policy.backoff_base_s * 2 ** (attempt - 1)))
+    return PostResult(False, policy.attempts, None, problem)

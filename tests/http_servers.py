@@ -282,3 +282,18 @@ def self_signed_cert(directory: Path, hostname: str = "localhost") -> tuple[Path
         check=True, capture_output=True,
     )
     return cert, key
+
+
+class _PostHandler(_PutHandler):
+    def do_POST(self) -> None:
+        self.do_PUT()
+
+
+class PostReceiver(PutReceiver):
+    """A webhook receiver: answers POSTs with `statuses` in turn, records their bodies."""
+
+    handler = _PostHandler
+
+    @property
+    def posts(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.method == "POST"]

@@ -20,27 +20,12 @@ from stages.audio import load_audio
 from stream.admission import Limits
 from stream.config import Settings
 from stream.io import FetchPolicy, UploadPolicy
-from tests.http_servers import FileServer, PutReceiver, _PutHandler
+from tests.http_servers import FileServer, PostReceiver, PutReceiver
 from tests.live_server import LiveServer
 from tests.media import clip_frames, compose, read_frames
 
 RATE = 16000
 FINAL = ("succeeded", "failed", "cancelled")
-
-
-class _PostHandler(_PutHandler):
-    def do_POST(self) -> None:
-        self.do_PUT()
-
-
-class PostReceiver(PutReceiver):
-    """A webhook receiver: answers POSTs with `statuses` in turn, records their bodies."""
-
-    handler = _PostHandler
-
-    @property
-    def posts(self):
-        return [r for r in self.requests if r.method == "POST"]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,349 @@
+"""The job service: what a job does (fetch, run `stream.jobs`, upload) and the embedded queue.
+
+`build_work` turns a request body into a job's work; `run_work` runs it in its own temp
+dir and shapes the outcome. Both serve the embedded queue here (`JobService`: the server
+runs jobs on its own threads, the default) and the Celery workers (`stream.worker`), so a
+job does the same wherever it runs. Nothing here knows about routes or HTTP responses.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from stream import jobs
+from stream.admission import Admission, Busy, Limits, ShuttingDown
+from stream.config import Settings
+from stream.context import JobContext, Progress
+from stream.errors import InputError, LipSyncError, MediaError, UploadError
+from stream.io import FetchPolicy, UploadPolicy, check_upload_url, fetch_to_temp, probe_media, upload_file
+from stream.jobstore import CANCELLED, FAILED, SUCCEEDED, JobRecord, JobStore, log_event, new_job_id
+from stream.pipeline import PipelineCancelled
+from stream.prom import ServiceMetrics
+from stream.references import Character
+from stream.schema import parse_detect, parse_lipsync
+from stream.webhook import deliver
+
+log = logging.getLogger(__name__)
+
+KINDS = ("detect-faces", "lipsync")
+
+PHASE_SPANS = {
+    "detect-faces": {"fetch": (0.0, 10.0), "detect": (10.0, 70.0), "speakers": (70.0, 100.0)},
+    "lipsync": {"fetch": (0.0, 5.0), "detect": (5.0, 15.0), "speakers": (15.0, 20.0), "lipsync": (20.0, 95.0),
+                "upload": (95.0, 100.0)},
+}
+"""Each phase's share of a job's percent: (start, end). Auto mode adds the detect phases;
+"speakers" (active speaker detection) runs when the Light-ASD weights are present."""
+
+Work = Callable[[JobContext, Path, dict], dict]
+"""A job's body: (context, its temp dir, stats to fill: frames, pipeline_s) -> result JSON."""
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """What a job needs besides its body: engine settings, limits, fetch and upload rules."""
+
+    settings: Settings
+    limits: Limits
+    fetch_policy: FetchPolicy
+    upload_policy: UploadPolicy
+
+    @classmethod
+    def from_env(cls) -> "JobConfig":
+        return cls(Settings.from_env(), Limits.from_env(), FetchPolicy.from_env(), UploadPolicy.from_env())
+
+
+@dataclass
+class Outcome:
+    """How a run ended, in the JobStore.finish vocabulary, plus stats for the fps metric."""
+
+    state: str
+    result: dict | None = None
+    error: str | None = None
+    error_status: int | None = None
+    details: dict = field(default_factory=dict)
+    reason: str | None = None
+    stats: dict = field(default_factory=dict)
+
+
+def phase_percent(kind: str, progress: Progress) -> float:
+    """A phase's progress as the whole job's percent (PHASE_SPANS)."""
+    start, end = PHASE_SPANS[kind].get(progress.phase, (0.0, 99.9))
+    return start + (end - start) * progress.fraction
+
+
+def build_work(kind: str, raw: object, config: JobConfig) -> Work:
+    """The work for a request body; raises InputError (4xx) when the body is wrong."""
+    if kind == "lipsync":
+        return lipsync_work(parse_lipsync(raw), config)
+    if kind == "detect-faces":
+        return detect_work(parse_detect(raw), config)
+    raise InputError(f"unknown job kind {kind!r}; expected one of {', '.join(KINDS)}")
+
+
+def run_work(work: Work, context: JobContext, settings: Settings, job_id: str) -> Outcome:
+    """Run a job's work in a fresh temp dir (removed before returning) and shape how it ended."""
+    workdir = Path(tempfile.mkdtemp(prefix="lipsync-", dir=settings.workdir))
+    stats: dict = {}
+    try:
+        context.check()
+        return Outcome(SUCCEEDED, result=work(context, workdir, stats), stats=stats)
+    except LipSyncError as exc:
+        return Outcome(FAILED, error=str(exc), error_status=exc.status_code,
+                       details=getattr(exc, "details", {}), reason=type(exc).__name__)
+    except PipelineCancelled as exc:
+        return Outcome(CANCELLED, error=f"job cancelled: {exc}", error_status=499, reason="cancelled")
+    except Exception as exc:  # noqa: BLE001 - shaped into the record, the service keeps serving
+        log.error("event=job_error job_id=%s", job_id, exc_info=exc)
+        stage = getattr(exc, "stage", None)
+        return Outcome(FAILED, error=f"internal error{f' in stage {stage}' if stage else ''}: "
+                                     f"{type(exc).__name__}: {exc}", error_status=500, reason="internal")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)  # before anyone hears the job ended
+
+
+def record_outcome(metrics: ServiceMetrics, record: JobRecord, outcome: Outcome) -> None:
+    """Count a finished job in the Prometheus metrics."""
+    if record.started_at is not None and record.finished_at is not None:
+        metrics.duration.labels(record.kind, record.state).observe(record.finished_at - record.started_at)
+    metrics.finished.labels(record.kind, record.state).inc()
+    if record.state == FAILED:
+        metrics.failures.labels(record.kind, outcome.reason or "internal").inc()
+    if record.state == SUCCEEDED and outcome.stats.get("pipeline_s"):
+        metrics.fps.labels(record.kind).observe(outcome.stats["frames"] / outcome.stats["pipeline_s"])
+
+
+# ---------------------------------------------------------------- the embedded queue
+
+
+@dataclass
+class LiveJob:
+    """A job's runtime half (its record is in the store): what runs, and how to stop it."""
+
+    job_id: str
+    kind: str
+    work: Work
+    context: JobContext
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class JobService:
+    """The embedded queue: admits jobs to the FIFO, runs them on its own threads, and keeps
+    records, metrics and logs. The server's job handlers talk to it (or to
+    `stream.queue.QueueService`, its Celery twin) through submit / cancel / position /
+    store / health / shutdown."""
+
+    mode = "in-process"
+
+    def __init__(self, config: JobConfig, metrics: ServiceMetrics) -> None:
+        self.config = config
+        self.limits = config.limits
+        self.metrics = metrics
+        self.store = JobStore(config.limits.job_ttl_s)
+        self.admission = Admission(config.limits.concurrency, config.limits.max_waiting)
+        self._live: dict[str, LiveJob] = {}
+        self._lock = threading.Lock()
+        self._webhooks: list[threading.Thread] = []
+        metrics.watch_queue(lambda: self.admission.running, lambda: self.admission.waiting)
+
+    def submit(self, kind: str, body: dict, webhook_url: str | None = None, mode: str = "async") -> str:
+        """Queue a job behind those admitted before it; returns its id. Raises InputError (bad
+        body, 4xx), Busy / ShuttingDown (503)."""
+        work = build_work(kind, body, self.config)
+        job_id = new_job_id()
+        live = LiveJob(job_id, kind, work, JobContext())
+        live.context.on_progress = lambda progress: self.store.progress(
+            job_id, progress.phase, progress.frames_done, progress.frames_total, phase_percent(kind, progress))
+        with self._lock:
+            self._live[job_id] = live
+        self.store.add(JobRecord(job_id, kind, body, webhook_url))
+        try:
+            self.admission.submit(job_id, lambda: self._execute(live))
+        except Busy as exc:
+            with self._lock:
+                self._live.pop(job_id, None)
+            self.store.remove(job_id)
+            reason = "shutting_down" if isinstance(exc, ShuttingDown) else "queue_full"
+            self.metrics.rejected.labels(kind, reason).inc()
+            log_event("job_rejected", job_id, kind=kind, reason=reason)
+            raise
+        self.metrics.submitted.labels(kind, mode).inc()
+        return job_id
+
+    def cancel(self, job_id: str, reason: str) -> bool:
+        """Cancel a queued or running job; False when it is unknown or already over."""
+        with self._lock:
+            live = self._live.get(job_id)
+        if live is None:
+            return False
+        live.context.cancel(reason)
+        if self.admission.withdraw(job_id):
+            self._end(live, Outcome(CANCELLED, error=f"job cancelled: {reason}", error_status=499,
+                                    reason="cancelled"))
+        return True
+
+    def position(self, job_id: str) -> int | None:
+        return self.admission.position(job_id)
+
+    def health(self) -> dict:
+        return {"mode": self.mode, "running": self.admission.running, "waiting": self.admission.waiting,
+                "concurrency": self.limits.concurrency, "max_waiting": self.limits.max_waiting,
+                "accepting": not self.admission.closed}
+
+    def shutdown(self, grace_s: float) -> None:
+        """Admit nothing more, cancel waiting jobs, give running ones grace_s, then cancel them."""
+        log_event("shutdown_started", "-", running=self.admission.running, waiting=self.admission.waiting)
+        for job_id in self.admission.close():
+            with self._lock:
+                live = self._live.get(job_id)
+            if live is not None:
+                live.context.cancel("server shutting down")
+                self._end(live, Outcome(CANCELLED, error="job cancelled: server shutting down", error_status=503,
+                                        reason="shutdown"))
+        if not self.admission.wait_idle(grace_s):
+            with self._lock:
+                running = list(self._live.values())
+            for live in running:
+                log_event("job_cancel_on_shutdown", live.job_id, grace_s=grace_s)
+                live.context.cancel("server shutting down")
+        if not self.admission.join(60.0):
+            log.warning("event=shutdown_incomplete job_id=- detail=\"a job did not stop within 60 s\"")
+        for thread in list(self._webhooks):
+            thread.join(timeout=10.0)
+        log_event("shutdown_done", "-")
+
+    def _execute(self, live: LiveJob) -> None:
+        """Run on a worker thread: the job, its outcome into the store."""
+        record = self.store.start(live.job_id)
+        self.metrics.queued.labels(live.kind).observe(max(0.0, record.started_at - record.created_at))
+        self._end(live, run_work(live.work, live.context, self.config.settings, live.job_id))
+
+    def _end(self, live: LiveJob, outcome: Outcome) -> None:
+        record = self.store.finish(live.job_id, outcome.state, outcome.result, outcome.error, outcome.error_status,
+                                   outcome.details, outcome.reason)
+        with self._lock:
+            self._live.pop(live.job_id, None)
+        record_outcome(self.metrics, record, outcome)
+        live.done.set()
+        if record.webhook_url:
+            thread = threading.Thread(target=self._deliver, args=(record,), name=f"webhook-{live.job_id[:8]}",
+                                      daemon=True)
+            self._webhooks = [t for t in self._webhooks if t.is_alive()] + [thread]
+            thread.start()
+
+    def _deliver(self, record: JobRecord) -> None:
+        outcome = deliver(record, self.store, self.config.upload_policy)
+        self.metrics.webhooks.labels("delivered" if outcome["delivered"] else "failed").inc()
+
+
+# ---------------------------------------------------------------- the jobs' work
+
+
+def fetch_input(url: str, workdir: Path, policy: FetchPolicy, kind: str, label: str,
+                limits: Limits | None = None) -> Path:
+    """Fetch, probe and check one input; media problems name the request field, not a temp path."""
+    path = fetch_to_temp(url, workdir=workdir, policy=policy, kind=kind, label=label)
+    try:
+        info = probe_media(path, kind)
+    except MediaError as exc:
+        raise MediaError(label, exc.problem) from exc
+    if limits is not None:
+        limits.check_media(label, info.duration_s, info.width if kind == "video" else None,
+                           info.height if kind == "video" else None)
+    return path
+
+
+def fetch_all(inputs: list[tuple[str, str, str]], workdir: Path, config: JobConfig,
+              context: JobContext) -> list[Path]:
+    """Fetch (url, kind, label) inputs in turn, reporting each as fetch progress."""
+    paths = []
+    for done, (url, kind, label) in enumerate(inputs):
+        context.check()
+        context.report("fetch", done, len(inputs))
+        paths.append(fetch_input(url, workdir, config.fetch_policy, kind, label, config.limits))
+    context.report("fetch", len(inputs), len(inputs))
+    context.check()
+    return paths
+
+
+@contextmanager
+def named_inputs(**labels: Path):
+    """Re-raise MediaError from a job with the request field's name instead of a temp path."""
+    try:
+        yield
+    except MediaError as exc:
+        names = {str(path): label for label, path in labels.items()}
+        if exc.path in names:
+            raise MediaError(names[exc.path], exc.problem) from exc
+        raise
+
+
+def keep_failed_output(path: Path, settings: Settings) -> Path:
+    """Move an output whose upload failed out of the workdir; delete it after keep_failed_s."""
+    folder = Path(settings.workdir) / "failed-uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    kept = folder / f"{uuid.uuid4().hex}.mp4"
+    shutil.move(str(path), kept)
+    timer = threading.Timer(settings.keep_failed_s, lambda: kept.unlink(missing_ok=True))
+    timer.daemon = True
+    timer.start()
+    return kept
+
+
+def detect_work(body, config: JobConfig) -> Work:
+    def work(context: JobContext, workdir: Path, stats: dict) -> dict:
+        started = time.perf_counter()
+        inputs = [(body.video_url, "video", "video_url")]
+        inputs += [(c.reference_image_url, "image", f"characters[{i}].reference_image_url")
+                   for i, c in enumerate(body.characters)]
+        video, *images = fetch_all(inputs, workdir, config, context)
+        characters = [Character(c.id, c.name, image) for c, image in zip(body.characters, images)]
+        download_ms = (time.perf_counter() - started) * 1000
+        with named_inputs(video_url=video):
+            result = jobs.detect_faces(video, characters, body.sample_fps, body.similarity_threshold,
+                                       config.settings, context)
+        stats.update(frames=len(result["frames"]), pipeline_s=result["timing"]["total_ms"] / 1000)
+        result["timing"]["download_ms"] = round(download_ms, 1)
+        result["timing"]["total_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        return result
+
+    return work
+
+
+def lipsync_work(body, config: JobConfig) -> Work:
+    def work(context: JobContext, workdir: Path, stats: dict) -> dict:
+        started = time.perf_counter()
+        check_upload_url(body.upload_url, config.upload_policy)
+        video, audio = fetch_all([(body.video_url, "video", "video_url"), (body.audio_url, "audio", "audio_url")],
+                                 workdir, config, context)
+        download_ms = (time.perf_counter() - started) * 1000
+        out = workdir / "output.mp4"
+        with named_inputs(video_url=video, audio_url=audio):
+            result = jobs.lipsync(video, audio, body.faces, out, config.settings, context,
+                                  body.enhance_quality, body.fidelity_weight, body.sync_mode)
+        stats.update(frames=result["output"]["frame_count"], pipeline_s=result["metrics"]["wall_s"])
+        result["timing"]["download_ms"] = round(download_ms, 1)
+        context.check()
+        context.report("upload", 0, 1)
+        try:
+            upload = upload_file(out, body.upload_url, policy=config.upload_policy)
+        except UploadError as exc:
+            kept = keep_failed_output(out, config.settings)
+            exc.details = {"output_path": str(kept), "output": result["output"], "faces": result["faces"]}
+            raise
+        context.report("upload", 1, 1)
+        result["timing"]["upload_ms"] = round(upload.elapsed_ms, 1)
+        result["timing"]["total_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        result["upload"] = {"status_code": upload.status_code, "attempts": upload.attempts,
+                            "bytes": upload.bytes_sent}
+        return result
+
+    return work
