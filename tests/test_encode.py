@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from stages.decode import DecodeStage, probe_video
-from stages.encode import AudioPlan, EncodeSettings, EncodeStage
+from stages.encode import EncodeSettings, EncodeStage
 from stream import jobs
 from stream.config import Settings
 from stream.frame import Frame

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import cv2
 import httpx
-import numpy as np
 import pytest
 
 from server import create_app

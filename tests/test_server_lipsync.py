@@ -1,7 +1,6 @@
 """POST /lipsync over real HTTP: two-face video, real speech, upload to a real PUT receiver."""
 from pathlib import Path
 
-import av
 import httpx
 import numpy as np
 import pytest
