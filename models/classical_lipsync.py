@@ -261,12 +261,13 @@ def _fill_vertical(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
     has_a, has_b = above >= 0, below < h
     above = np.where(has_a, above, np.where(has_b, below, 0))
     below = np.where(has_b, below, above)
-    cols = np.arange(w)[None, :].repeat(h, axis=0)
-    va = img[above, cols].astype(np.float32)
-    vb = img[below, cols].astype(np.float32)
-    t = np.clip((rows - above) / np.maximum(below - above, 1), 0.0, 1.0)[..., None]
+    ys, xs = np.nonzero(mask)  # only the masked pixels are interpolated
+    above, below = above[ys, xs], below[ys, xs]
+    va = img[above, xs].astype(np.float32)
+    vb = img[below, xs].astype(np.float32)
+    t = np.clip((ys - above) / np.maximum(below - above, 1), 0.0, 1.0)[..., None]
     out = img.copy()
-    out[mask] = np.clip(va * (1 - t) + vb * t + 0.5, 0, 255).astype(np.uint8)[mask]
+    out[ys, xs] = np.clip(va * (1 - t) + vb * t + 0.5, 0, 255).astype(np.uint8)
     return out
 
 
@@ -434,10 +435,10 @@ class ClassicalLipSync:
         for k, t in enumerate(tris):
             cv2.fillConvexPoly(label, fixed[t], int(k), lineType=cv2.LINE_8, shift=4)
         affines = np.concatenate([affines, np.array([[[1.0, 0, 0], [0, 1.0, 0]]])], axis=0)  # -1 -> identity
-        coef = affines.reshape(-1, 6).astype(np.float32).T  # 6 x (T+1)
+        coef = affines.reshape(-1, 6).astype(np.float32)  # (T+1) x 6
+        c = np.moveaxis(coef[label], -1, 0)  # one gather of 6 coefficients per pixel: 6 x h x w
         xs = np.arange(w, dtype=np.float32)[None, :]
         ys = np.arange(h, dtype=np.float32)[:, None]
-        c = [row[label] for row in coef]
         map_x = c[0] * xs + c[1] * ys + c[2]
         map_y = c[3] * xs + c[4] * ys + c[5]
         return map_x, map_y

@@ -8,7 +8,6 @@ RGB, which is most of the cost of a frame.
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from fractions import Fraction

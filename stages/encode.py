@@ -20,6 +20,7 @@ from fractions import Fraction
 from typing import Iterator
 
 import av
+import cv2
 import numpy as np
 
 from stages.decode import open_media
@@ -71,6 +72,16 @@ def pad_to_even(image: np.ndarray) -> np.ndarray:
     return np.pad(image, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
 
 
+def yuv420p_frame(image: np.ndarray) -> av.VideoFrame:
+    """An RGB uint8 image (even width and height) as a yuv420p VideoFrame for libx264.
+
+    OpenCV's SIMD RGB -> I420 conversion (BT.601, limited range, as swscale's default for
+    this pair) is ~0.4 ms at 720p where letting the encoder's swscale convert rgb24 costs
+    ~4 ms. The frame wraps the converted buffer without a copy; the encoder copies it in.
+    """
+    return av.VideoFrame.from_numpy_buffer(cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420), format="yuv420p")
+
+
 class EncodeStage(Stage):
     name = "encode"
 
@@ -112,7 +123,11 @@ class EncodeStage(Stage):
         image = frame.image
         if not isinstance(image, np.ndarray):
             image = image.cpu().numpy()
-        av_frame = av.VideoFrame.from_ndarray(pad_to_even(image), format="rgb24")
+        image = pad_to_even(image)
+        if self.settings.pix_fmt == "yuv420p":
+            av_frame = yuv420p_frame(image)
+        else:
+            av_frame = av.VideoFrame.from_ndarray(image, format="rgb24")
         av_frame.pts = frame.pts
         av_frame.time_base = frame.time_base
         self._output.mux(self._video.encode(av_frame))

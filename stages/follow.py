@@ -11,6 +11,7 @@ detect-faces) so the response can report them as unknown faces.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -88,6 +89,7 @@ class TrackStage(Stage):
         self.unknown_sightings: list[UnknownSighting] = []
         self.people_seen: set[str] = set()
         self._detections = 0
+        self._accepts_known_boxes = "known_boxes" in inspect.signature(backend.detect).parameters
 
     def process(self, frame: Frame):
         active = [t for t in self.targets if t.active_at(frame.time_ms)]
@@ -97,7 +99,7 @@ class TrackStage(Stage):
         must_detect = frame.index % self.detect_interval == 0 or any(
             not self._follows[t.index].started for t in active)
         if must_detect:
-            detections = self.backend.detect(frame.image, with_embedding=False)
+            detections = self._detect(frame)
             self._detections += 1
             claimed = self._match(active, detections, frame)
             self._name_people(frame, detections, claimed)
@@ -116,6 +118,19 @@ class TrackStage(Stage):
         return (frame,)
 
     # ---- detection frames --------------------------------------------------------------
+    def _detect(self, frame: Frame) -> list[Face]:
+        """The backend's full detection, told which boxes are already known faces.
+
+        Boxes of the followed faces (last frame) and of the people named at the last
+        detection were verified before; a backend that accepts `known_boxes` skips its
+        re-verification of candidates there (the default backend's dlib check).
+        """
+        if not self._accepts_known_boxes:
+            return self.backend.detect(frame.image, with_embedding=False)
+        known = [f.face.bbox for f in self._follows.values() if f.face is not None]
+        known += [t.box for t in self.tracker.tracks if self._detections - t.last_step <= 1]
+        return self.backend.detect(frame.image, with_embedding=False, known_boxes=known)
+
     def _match(self, active: list[Target], detections: list[Face], frame: Frame) -> set[int]:
         """Assign detections to active targets; returns the indices of claimed detections.
 
@@ -132,8 +147,9 @@ class TrackStage(Stage):
         lost = [t for t in followed if t.index not in matched]
         searching += lost
         if searching:
-            free = [face for j, face in enumerate(detections) if j not in claimed and face.embedding is None]
-            self.backend.embed(frame.image, free)
+            if self._needs_identity(searching, detections, claimed):
+                free = [face for j, face in enumerate(detections) if j not in claimed and face.embedding is None]
+                self.backend.embed(frame.image, free)
 
             def score(target: Target, face: Face) -> tuple[float, float]:
                 overlap = iou(target.anchor.bbox, face.bbox) if not self._follows[target.index].started else 0.0
@@ -155,6 +171,24 @@ class TrackStage(Stage):
                     face.embedding = target.anchor.embedding
                 follow.face = self._smoothed(follow, face, frame.time_ms)
         return claimed
+
+    def _needs_identity(self, searching: list[Target], detections: list[Face], claimed: set[int]) -> bool:
+        """Whether matching the searching targets needs identity embeddings (~100 ms a face).
+
+        A target at its start is matched by its anchor box; when exactly one free detection
+        overlaps that box (IoU >= 0.5) for every such target, and no two targets share it,
+        the match is certain without embeddings. A lost target needs them to be found again.
+        """
+        chosen: set[int] = set()
+        for target in searching:
+            if self._follows[target.index].started:
+                return True
+            near = [j for j, face in enumerate(detections)
+                    if j not in claimed and iou(target.anchor.bbox, face.bbox) >= 0.5]
+            if len(near) != 1 or near[0] in chosen:
+                return True
+            chosen.add(near[0])
+        return False
 
     @staticmethod
     def _assign(targets: list[Target], detections: list[Face], claimed: set[int], score) -> dict[int, Face]:

@@ -1,0 +1,89 @@
+"""The benchmark harness: a tiny run end to end, and the ratio/target arithmetic.
+
+No timing is asserted: speed targets are reported by the harness, never enforced in tests.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import run
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _row(scenario: str, name: str, fps: float, size: str = "1280x720", faces: int = 2, seconds: float = 10.0,
+         memory_only: bool = False, rss: float = 500.0) -> dict:
+    return {"input": f"{size} {faces}f {seconds:g}s", "size": size, "seconds": seconds, "input_faces": faces,
+            "scenario": scenario, "name": name, "faces": faces, "memory_only": memory_only,
+            "frames": 250, "wall_s": 250 / fps, "fps": fps, "cpu_s": 5.0, "peak_rss_mb": rss,
+            "stages": [{"name": "encode", "busy_s": 250 / fps / 2, "fps": 2 * fps}]}
+
+
+def test_ratios_memory_and_targets_from_rows():
+    rows = [_row("codec_floor", "codec_floor", 100.0), _row("lipsync 2f", "lipsync", 85.0, rss=600.0),
+            _row("sequential 2f", "sequential", 50.0), _row("naive 2f", "naive", 20.0),
+            _row("lipsync", "lipsync", 80.0, seconds=60.0, memory_only=True, rss=690.0)]
+    run.add_ratios(rows)
+    lip = rows[1]
+    assert lip["x_floor"] == pytest.approx(0.85) and lip["x_naive"] == pytest.approx(4.25)
+    assert lip["cpu_ms_per_frame"] == pytest.approx(20.0)
+    assert lip["stages"][0]["busy_share"] == pytest.approx(0.5)
+    assert rows[-1]["x_floor"] is None  # the long input has no floor of its own
+    ratios = run.memory_ratios(rows)
+    assert len(ratios) == 1 and ratios[0]["ratio"] == pytest.approx(1.15)
+    checks = {c["target"]: c for c in run.targets(rows, ratios)}
+    assert checks["lipsync 720p 2f >= 0.8x codec floor"]["met"]
+    assert checks["lipsync 720p 2f >= 1.5x sequential"]["value"] == pytest.approx(1.7)
+    assert checks["peak RSS 60 s / 10 s <= 1.2"]["met"]
+    slow = [dict(r) for r in rows]
+    slow[1] = _row("lipsync 2f", "lipsync", 65.0)
+    run.add_ratios(slow)
+    missed = {c["target"]: c["met"] for c in run.targets(slow, ratios)}
+    assert missed == {"lipsync 720p 2f >= 0.8x codec floor": False, "lipsync 720p 2f >= 3x naive": True,
+                      "lipsync 720p 2f >= 1.5x sequential": False, "peak RSS 60 s / 10 s <= 1.2": True}
+
+
+def test_plans_cover_the_issue_scenarios():
+    full = run.default_cases(quick=False)
+    assert {(c.height, c.faces, c.seconds) for c in full if not c.memory_only} == {
+        (720, 1, 10.0), (720, 2, 10.0), (1080, 1, 10.0), (1080, 2, 10.0)}
+    assert any(c.memory_only and c.seconds == 60.0 for c in full)
+    two_faces = run.scenario_plan(run.Case(1280, 720, 2, 10.0), run.ALL_SCENARIOS)
+    labels = [label for label, _, _ in two_faces]
+    assert labels[:5] == ["codec_floor", "passthrough", "decode_all", "detect_3fps", "lipsync 1 face"]
+    assert "lipsync 2f" in labels and "sequential 2f" in labels and "naive 2f" in labels
+    one_face = run.scenario_plan(run.Case(1280, 720, 1, 10.0), ("lipsync_1face", "lipsync"))
+    assert one_face == [("lipsync 1f", "lipsync", 1)]
+    assert run.scenario_plan(run.Case(1280, 720, 2, 60.0, memory_only=True), run.ALL_SCENARIOS) == [
+        ("lipsync", "lipsync", 2)]
+
+
+def test_unknown_scenario_is_refused():
+    with pytest.raises(SystemExit):
+        run.main(["--scenarios", "codec_floor,warp_speed"])
+
+
+def test_tiny_run_writes_a_complete_table(tmp_path, capsys):
+    if not (DATA / "video" / "d12.mp4").exists():
+        pytest.skip(f"sample media missing: {DATA / 'video'}")
+    out = tmp_path / "result.json"
+    code = run.main(["--size", "640x360", "--faces", "1", "--seconds", "1", "--inputs", str(tmp_path),
+                     "--scenarios", "codec_floor,lipsync,sequential,naive", "--out", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    rows = {row["scenario"]: row for row in result["rows"]}
+    assert list(rows) == ["codec_floor", "lipsync 1f", "sequential 1f", "naive 1f"]
+    assert all(row["frames"] == 25 and row["fps"] > 0 and row["peak_rss_mb"] > 50 for row in rows.values())
+    assert rows["codec_floor"]["x_floor"] == 1.0 and rows["naive 1f"]["x_naive"] == 1.0
+    lip = rows["lipsync 1f"]
+    assert lip["engine"] == "classical" and lip["faces_synced"] == 1
+    assert [s["name"] for s in lip["stages"]] == ["decode", "track", "plan", "lipsync", "composite", "encode"]
+    assert all(s["items_in"] == 25 for s in lip["stages"][1:])
+    assert all(0 <= s["busy_share"] <= 1.01 for s in lip["stages"])
+    assert lip["cpu_ms_per_frame"] > 0
+    assert result["targets"] == []  # the targets are about 720p two-face inputs
+    printed = capsys.readouterr().out
+    assert "| 360p 1f 1s | lipsync 1f |" in printed

@@ -1,0 +1,91 @@
+"""TrackStage's speed paths: no identity embeddings when anchors decide, known boxes passed on."""
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+
+from stages.follow import SYNCED, Target, TrackStage
+from stream.frame import Face, Frame
+from stream.schema import FaceSpec
+
+
+def _face(x: float, y: float, size: float = 200.0, embedding: np.ndarray | None = None) -> Face:
+    box = np.array([x, y, x + size, y + size], np.float32)
+    kps = np.array([[x + 60, y + 80], [x + 140, y + 80], [x + 100, y + 120], [x + 70, y + 160], [x + 130, y + 160]])
+    return Face(bbox=box, score=0.9, kps=kps, pose=(0.0, 0.0, 0.0), embedding=embedding)
+
+
+class ScriptedBackend:
+    """Returns fixed faces; records what the track stage asks of it."""
+
+    def __init__(self, faces: list[Face], with_known_boxes: bool = True) -> None:
+        self.faces = faces
+        self.embedded: list[int] = []
+        self.known: list[list[np.ndarray]] = []
+        if not with_known_boxes:
+            self.detect = self._detect_plain
+
+    def detect(self, image, with_embedding=True, known_boxes=()):
+        self.known.append([np.asarray(b) for b in known_boxes])
+        return self._detect_plain(image, with_embedding)
+
+    def _detect_plain(self, image, with_embedding=True):
+        return [_face(*f.bbox[:2], size=f.width) for f in self.faces]
+
+    def landmarks(self, image, boxes, scores=None):
+        return [_face(*np.asarray(b)[:2], size=float(b[2] - b[0])) for b in boxes]
+
+    def embed(self, image, faces):
+        if faces:  # an empty call costs nothing, as in the real backends
+            self.embedded.append(len(faces))
+        for face in faces:
+            face.embedding = np.array([1.0, 0.0], np.float32) if face.bbox[0] < 500 else np.array([0.0, 1.0], np.float32)
+
+    def similarity(self, a, b):
+        return float(np.dot(a, b))
+
+
+def _targets(*anchors: Face) -> list[Target]:
+    return [Target(i, FaceSpec(f"p{i}", [float(a.bbox[0]), float(a.bbox[1]), a.width, a.height], 0, 10_000), a)
+            for i, a in enumerate(anchors)]
+
+
+def _frames(count: int):
+    image = np.zeros((720, 1280, 3), np.uint8)
+    return [Frame(i, i * 40, Fraction(1, 1000), image) for i in range(count)]
+
+
+def test_anchors_match_without_embeddings_and_known_boxes_skip_reverification():
+    people = [_face(100, 200), _face(800, 200)]
+    backend = ScriptedBackend(people)
+    anchors = [_face(105, 205, embedding=np.array([1.0, 0.0])), _face(795, 195, embedding=np.array([0.0, 1.0]))]
+    stage = TrackStage(backend, _targets(*anchors), detect_interval=5)
+    for frame in _frames(6):
+        (out,) = stage.process(frame)
+        states = {i: o.state for i, o in out.notes["targets"].items()}
+        assert states == {0: SYNCED, 1: SYNCED}
+    assert backend.embedded == []  # each anchor overlapped exactly one detection
+    assert len(backend.known) == 2  # frames 0 and 5
+    assert backend.known[0] == []
+    followed = sorted(float(b[0]) for b in backend.known[1])
+    assert followed == [100.0, 800.0]  # the followed faces' boxes of frame 4
+
+
+def test_ambiguous_anchor_needs_identity():
+    people = [_face(100, 200), _face(150, 220)]  # both overlap the anchor at IoU >= 0.5
+    backend = ScriptedBackend(people)
+    anchor = _face(120, 210, embedding=np.array([1.0, 0.0]))
+    stage = TrackStage(backend, _targets(anchor), detect_interval=5)
+    (out,) = stage.process(_frames(1)[0])
+    assert backend.embedded and backend.embedded[0] == 2
+    assert out.notes["targets"][0].face is not None
+
+
+def test_backend_without_known_boxes_still_works():
+    backend = ScriptedBackend([_face(100, 200)], with_known_boxes=False)
+    stage = TrackStage(backend, _targets(_face(100, 200, embedding=np.array([1.0, 0.0]))), detect_interval=2)
+    for frame in _frames(3):
+        (out,) = stage.process(frame)
+        assert out.notes["targets"][0].state == SYNCED
+    assert backend.known == []
