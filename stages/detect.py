@@ -1,8 +1,11 @@
 """Detect-faces stages: find faces in sampled frames, then track and name them.
 
-DetectStage runs the face backend (the heavy part) on each frame. IdentifyStage links the
-faces into tracks and names them (reference characters or stable `face_N`), and judges
-syncability. They are two stages so detection of frame n+1 overlaps naming of frame n.
+DetectStage runs the face detector (boxes, landmarks, pose) on each frame. IdentifyStage
+links the faces into tracks and names them (reference characters or stable `face_N`),
+and judges syncability. They are two stages so detection of frame n+1 overlaps naming of
+frame n. Identity embeddings are the expensive part of a face (about 100 ms each for the
+embedded backend), so only faces that start a track, or whose track was last embedded
+`EMBED_EVERY` samples ago, are embedded; the others take their track's running mean.
 """
 from __future__ import annotations
 
@@ -12,8 +15,11 @@ from models.faces.base import FaceBackend
 from stages.identity import IdentityBook
 from stages.syncability import SyncRules, assess
 from stages.tracking import FaceTracker
-from stream.frame import Face, Frame
+from stream.frame import Face, Frame, iou
 from stream.stage import Stage
+
+EMBED_EVERY = 3
+"""Samples between two embeddings of a followed face (1 s at the default 3 fps)."""
 
 
 class DetectStage(Stage):
@@ -23,7 +29,7 @@ class DetectStage(Stage):
         self.backend = backend
 
     def process(self, frame: Frame):
-        frame.faces = self.backend.detect(frame.image, with_embedding=True)
+        frame.faces = self.backend.detect(frame.image, with_embedding=False)
         return (frame,)
 
 
@@ -58,16 +64,25 @@ class IdentifyStage(Stage):
 
     name = "identify"
 
-    def __init__(self, book: IdentityBook, tracker: FaceTracker, rules: SyncRules = SyncRules()) -> None:
+    def __init__(self, backend: FaceBackend, book: IdentityBook, tracker: FaceTracker,
+                 rules: SyncRules = SyncRules()) -> None:
+        self.backend = backend
         self.book = book
         self.tracker = tracker
         self.rules = rules
         self._step = 0
+        self._embedded_at: dict[int, int] = {}
 
     def process(self, frame: Frame):
-        faces = [f for f in frame.faces if f.embedding is not None]
+        faces = frame.faces
+        self.backend.embed(frame.image, [f for f in faces if self._needs_embedding(f)])
         tracks = self.tracker.update(faces, self._step)
+        for face, track in zip(faces, tracks):
+            if face.embedding is not None:
+                self._embedded_at[track.id] = self._step
         self._step += 1
+        named = [(face, track) for face, track in zip(faces, tracks) if track.embedding is not None]
+        faces, tracks = [f for f, _ in named], [t for _, t in named]
         names = self.book.assign([t.embedding for t in tracks], [t.identity for t in tracks])
         reports = []
         for face, track, (identity, similarity) in zip(faces, tracks, names):
@@ -79,3 +94,10 @@ class IdentifyStage(Stage):
         frame.notes["faces"] = reports
         frame.image = None  # nothing downstream needs the pixels; free them early
         return (frame,)
+
+    def _needs_embedding(self, face: Face) -> bool:
+        """Embed a face unless it clearly continues a track embedded in the last samples."""
+        for track in self.tracker.tracks:
+            if self._step - track.last_step <= 1 and iou(face.bbox, track.box) >= 0.5:
+                return self._step - self._embedded_at.get(track.id, -EMBED_EVERY) >= EMBED_EVERY
+        return True
