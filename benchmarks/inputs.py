@@ -12,6 +12,7 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
+ASD_WEIGHTS = ROOT.parent / "shared" / "models" / "light-asd" / "pretrain_AVA_CVPR.model"
 CLIPS = ("d12.mp4", "d20.mp4", "d11.mp4")
 FPS = 25
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psutil
 
-from benchmarks.inputs import DATA, ROOT, build_input
+from benchmarks.inputs import ASD_WEIGHTS, DATA, ROOT, build_input
 from benchmarks.tiny_models import neural_available
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 RESULTS = ROOT / "benchmarks" / "results"
 AUDIO = DATA / "audio" / "sun.wav"
 ALL_SCENARIOS = ("codec_floor", "passthrough", "decode_all", "detect_3fps", "lipsync_1face", "lipsync",
-                 "sequential", "naive", "neural_tiny")
+                 "sequential", "naive", "neural_tiny", "active_speakers")
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,8 @@ def scenario_plan(case: Case, wanted: tuple[str, ...]) -> list[tuple[str, str, i
                 plan.append(("lipsync 1 face", "lipsync", 1))
         elif name == "neural_tiny" and not neural_available():
             log.warning("torch/diffusers/transformers missing: the neural_tiny scenario is skipped")
+        elif name == "active_speakers" and not (neural_available() and ASD_WEIGHTS.is_file()):
+            log.warning("torch or %s missing: the active_speakers scenario is skipped", ASD_WEIGHTS)
         else:
             faces = (case.neural_faces or case.faces) if name == "neural_tiny" else case.faces
             label = f"{name} {faces}f" if name in ("lipsync", "sequential", "naive", "neural_tiny") else name
@@ -135,6 +137,8 @@ def format_table(rows: list[dict]) -> str:
     lines = [header, "|---|---|---:|---:|---:|---:|---:|---|"]
     for row in rows:
         stages = ", ".join(f"{s['name']} {s['fps']:.0f} ({s['busy_share']:.0%})" for s in row.get("stages", []))
+        if "ms_per_s_per_face" in row:
+            stages = f"{row['ms_per_s_per_face']:.0f} ms per second of video per face ({row['faces_scored']} faces)"
         if "ms_per_sampled_frame" in row:
             stages = (f"{row['sampled_frames']} frames sampled, {row['ms_per_sampled_frame']:.0f} ms each; job time "
                       f"{_ratio(row.get('x_decode_all_time'))}x decoding every frame")

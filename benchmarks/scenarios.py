@@ -9,6 +9,7 @@ happen before the clock starts; the clock covers what a request pays per video.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -118,6 +119,29 @@ def detect_3fps(video: str, out: str, audio: str | None, faces: int) -> dict:
             "faces_found": max(len(f["faces"]) for f in result["frames"])}
 
 
+def active_speakers(video: str, out: str, audio: str | None, faces: int) -> dict:
+    """Light-ASD on every face track of a detect-faces pass (the shared weights, read in
+    place). fps counts video frames per second of the ASD pass (crops + scoring);
+    ms_per_s_per_face is its cost per second of video per face."""
+    from benchmarks.inputs import ASD_WEIGHTS as weights
+    from stages.decode import probe_video
+
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "light-asd").mkdir()
+        os.symlink(weights, Path(tmp) / "light-asd" / weights.name)
+        with_sound = str(Path(tmp) / "with_sound.mp4")
+        jobs.passthrough(video, with_sound, audio, SETTINGS)  # the input has no audio track of its own
+        settings = Settings(preset=SETTINGS.preset, crf=SETTINGS.crf, models_dir=Path(tmp))
+        jobs.detect_faces(with_sound, sample_fps=1, settings=settings)  # load the models before the clock
+        with _pipeline_cpu() as cpu:
+            result = jobs.detect_faces(with_sound, sample_fps=3, settings=settings)
+        info = probe_video(with_sound)
+    wall = result["timing"]["speaker_detection_ms"] / 1000
+    tracks = max(1, max(len(f["faces"]) for f in result["frames"]))
+    return {"frames": info.frame_count, "wall_s": wall, "fps": info.frame_count / wall, "cpu_s": sum(cpu),
+            "ms_per_s_per_face": 1000 * wall / (info.duration_ms / 1000) / tracks, "faces_scored": tracks}
+
+
 def _face_specs(video: str, count: int, settings: Settings) -> list:
     """The first `count` faces at t=0, for the whole video (found before the clock starts)."""
     from stages.decode import probe_video
@@ -213,7 +237,7 @@ def naive(video: str, out: str, audio: str | None, faces: int) -> dict:
 SCENARIOS: dict[str, Callable[[str, str, str | None, int], dict]] = {
     "codec_floor": codec_floor, "passthrough": passthrough, "decode_all": decode_all,
     "detect_3fps": detect_3fps, "lipsync": lipsync, "sequential": sequential, "naive": naive,
-    "neural_tiny": neural_tiny,
+    "neural_tiny": neural_tiny, "active_speakers": active_speakers,
 }
 
 
