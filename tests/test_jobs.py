@@ -39,10 +39,9 @@ def test_sync_modes_set_the_output_length(tmp_path, short_clip, data_dir, mode, 
 
 def test_neural_engine_runs_end_to_end_with_tiny_models(tmp_path, short_clip, data_dir):
     pytest.importorskip("diffusers")
-    from tests.test_musetalk_models import _write_models
+    from benchmarks.tiny_models import write_tiny_musetalk
 
-    models = tmp_path / "models"
-    _write_models(models, with_parsing=False)
+    models = write_tiny_musetalk(tmp_path / "models")
     out = tmp_path / "neural.mp4"
     faces = [FaceSpec("a", first_face_bbox(short_clip), 400, 1600)]
     result = jobs.lipsync(short_clip, data_dir / "audio" / "yongen.wav", faces, out, Settings(models_dir=models))

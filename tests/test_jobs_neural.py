@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("diffusers")
 import torch  # noqa: E402
 
+from benchmarks.tiny_models import write_tiny_musetalk  # noqa: E402
 from models.codeformer import CodeFormer, FaceRestorer, save_codeformer  # noqa: E402
 from models.liveportrait import LivePortraitAnimator  # noqa: E402
 from models.liveportrait.loader import build_networks, save_liveportrait  # noqa: E402
@@ -19,13 +20,12 @@ from stream.schema import FaceSpec  # noqa: E402
 from tests.media import read_frames, read_pts, write_video  # noqa: E402
 from tests.test_codeformer import TINY as TINY_CODEFORMER  # noqa: E402
 from tests.test_liveportrait import TINY as TINY_LIVEPORTRAIT  # noqa: E402
-from tests.test_musetalk_models import _write_models  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny_models")
-    _write_models(root, with_parsing=False)
+    write_tiny_musetalk(root)
     torch.manual_seed(1)
     save_liveportrait(build_networks(TINY_LIVEPORTRAIT), root)
     net = CodeFormer(**TINY_CODEFORMER)
