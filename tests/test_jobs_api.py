@@ -264,13 +264,14 @@ def test_shutdown_finishes_short_jobs_cancels_the_rest(tmp_path_factory, files):
     app, settings = make_app(tmp_path_factory, Limits(concurrency=2, max_waiting=4, shutdown_grace_s=2.0))
     server = LiveServer(app).__enter__()
     with PutReceiver([200]) as receiver:
-        long_id = httpx.post(server.url + "/jobs/lipsync", json=long_job(files, receiver)).json()["job_id"]
+        body = long_job(files, receiver)  # built before the clock: it runs a face detector
+        long_id = httpx.post(server.url + "/jobs/lipsync", json=body).json()["job_id"]
         wait_for(server, long_id, lambda r: r["progress"]["phase"] == "lipsync")
         short_id = httpx.post(server.url + "/jobs/detect-faces", json={
             "video_url": files.url("short.mp4"), "sample_fps": 3}).json()["job_id"]
         # a second long job: it waits behind the short one, or has just started when the
         # shutdown comes; either way it cannot finish within the grace period
-        waiting_id = httpx.post(server.url + "/jobs/lipsync", json=long_job(files, receiver)).json()["job_id"]
+        waiting_id = httpx.post(server.url + "/jobs/lipsync", json=body).json()["job_id"]
         server.__exit__(None, None, None)  # uvicorn stops, then the lifespan shuts the jobs down
         assert not server.thread.is_alive()
         assert receiver.puts == []
