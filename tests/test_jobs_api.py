@@ -6,38 +6,28 @@ short clips built from the sample media.
 import json
 import math
 import threading
-import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
-from scipy.io import wavfile
 
 from models.faces.default import DefaultFaceBackend
 from server import create_app
-from stages.audio import load_audio
 from stream.admission import Limits
 from stream.config import Settings
 from stream.io import FetchPolicy, UploadPolicy
 from tests.http_servers import FileServer, PostReceiver, PutReceiver
 from tests.live_server import LiveServer
+from tests.job_media import FINAL, wait_for, write_job_media
 from tests.media import clip_frames, compose, read_frames
 
-RATE = 16000
-FINAL = ("succeeded", "failed", "cancelled")
 
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory, data_dir):
-    folder = tmp_path_factory.mktemp("jobs")
+    folder = write_job_media(tmp_path_factory.mktemp("jobs"), data_dir, {"short.mp4": 1.0, "two_s.mp4": 2.0, "long.mp4": 20.0})
     face = clip_frames(data_dir / "video" / "d12.mp4", 320)
-    compose(folder / "short.mp4", [{"frames": face[:25], "x": 0, "y": 0}], 320, 320, 1.0)
-    compose(folder / "two_s.mp4", [{"frames": face[:50], "x": 0, "y": 0}], 320, 320, 2.0)
-    compose(folder / "long.mp4", [{"frames": face[:150], "x": 0, "y": 0}], 320, 320, 20.0)
     compose(folder / "wide.mp4", [{"frames": face[:10], "x": 0, "y": 0}], 640, 320, 0.4)
-    speech = load_audio(data_dir / "audio" / "yongen.wav", RATE)[:6 * RATE]
-    wavfile.write(folder / "speech.wav", RATE, (speech * 32767).astype(np.int16))
     return folder
 
 
@@ -59,16 +49,6 @@ def api(tmp_path_factory):
     app, settings = make_app(tmp_path_factory, Limits(concurrency=1, max_waiting=9))
     with LiveServer(app) as server:
         yield server, settings
-
-
-def wait_for(server, job_id, until, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        record = httpx.get(f"{server.url}/jobs/{job_id}").json()
-        if until(record):
-            return record
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} never reached the expected state: {record}")
 
 
 def lipsync_body(files, receiver, video="two_s.mp4", **extra):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.tiny_models import TINY_UNET_CONFIG
 from models.engine import MouthRequest
 from models.musetalk import CheckpointError, MissingWeightsError, MuseTalkEngine, missing_files
 from models.musetalk.audio_features import AudioFeatures, WhisperAudioEncoder
@@ -42,7 +43,6 @@ OFFICIAL_UNET_CONFIG = {
     "sample_size": 64,
     "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
 }
-TINY_UNET_CONFIG = {**OFFICIAL_UNET_CONFIG, "block_out_channels": [32, 32, 64, 64], "layers_per_block": 1, "norm_num_groups": 8}
 
 
 def _tiny_vae():
@@ -170,6 +170,12 @@ def speech() -> np.ndarray:
 
 
 # ---------------------------------------------------------------- UNet
+
+
+def test_tiny_config_is_the_official_one_with_narrow_blocks():
+    narrowed = {"block_out_channels", "layers_per_block", "norm_num_groups"}
+    assert {k for k in OFFICIAL_UNET_CONFIG if not k.startswith("_")} == {k for k in TINY_UNET_CONFIG if not k.startswith("_")}
+    assert all(TINY_UNET_CONFIG[k] == v for k, v in OFFICIAL_UNET_CONFIG.items() if k not in narrowed and not k.startswith("_"))
 
 
 def test_official_config_gives_the_official_tensor_and_parameter_counts():

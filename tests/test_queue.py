@@ -18,25 +18,21 @@ from pathlib import Path
 
 import av
 import httpx
-import numpy as np
 import pytest
-from scipy.io import wavfile
 
 pytest.importorskip("celery", reason="queue mode needs celery and redis (pip install celery[redis])")
 
 from models.faces.default import DefaultFaceBackend  # noqa: E402
 from server import create_app  # noqa: E402
-from stages.audio import load_audio  # noqa: E402
 from stream.admission import Limits  # noqa: E402
 from stream.config import Settings  # noqa: E402
 from stream.io import FetchPolicy, UploadPolicy  # noqa: E402
 from tests.http_servers import FileServer, PostReceiver, PutReceiver  # noqa: E402
 from tests.live_server import LiveServer  # noqa: E402
-from tests.media import clip_frames, compose, read_frames  # noqa: E402
+from tests.job_media import FINAL, wait_for, write_job_media  # noqa: E402
+from tests.media import read_frames  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-RATE = 16000
-FINAL = ("succeeded", "failed", "cancelled")
 VISIBILITY_S = 6  # seconds without a lease renewal before a dead worker's job goes to another worker
 
 
@@ -75,14 +71,7 @@ def redis_url(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory, data_dir):
-    folder = tmp_path_factory.mktemp("queue-media")
-    face = clip_frames(data_dir / "video" / "d12.mp4", 320)
-    compose(folder / "short.mp4", [{"frames": face[:25], "x": 0, "y": 0}], 320, 320, 1.0)
-    compose(folder / "two_s.mp4", [{"frames": face[:50], "x": 0, "y": 0}], 320, 320, 2.0)
-    compose(folder / "four_s.mp4", [{"frames": face[:100], "x": 0, "y": 0}], 320, 320, 4.0)
-    compose(folder / "long.mp4", [{"frames": face[:150], "x": 0, "y": 0}], 320, 320, 20.0)
-    speech = load_audio(data_dir / "audio" / "yongen.wav", RATE)[:6 * RATE]
-    wavfile.write(folder / "speech.wav", RATE, (speech * 32767).astype(np.int16))
+    folder = write_job_media(tmp_path_factory.mktemp("queue-media"), data_dir, {"short.mp4": 1.0, "two_s.mp4": 2.0, "four_s.mp4": 4.0, "long.mp4": 20.0})
     return folder
 
 
@@ -141,16 +130,6 @@ def cluster(tmp_path_factory, redis_url):
     finally:
         for worker in workers:
             worker.stop()
-
-
-def wait_for(server, job_id, until, timeout=90):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        record = httpx.get(f"{server.url}/jobs/{job_id}").json()
-        if until(record):
-            return record
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} never reached the expected state: {record}")
 
 
 def submit(server, kind: str, body: dict) -> str:
