@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-# The official musetalkV15/musetalk.json with narrow blocks: same block types, same
-# conditioning (cross-attention on 384-d whisper features), 8 -> 4 latent channels.
-TINY_UNET_CONFIG = {
+# The official musetalkV15/musetalk.json (MuseTalk 1.5: 686 tensors, 849,947,844 parameters).
+OFFICIAL_UNET_CONFIG = {
     "_class_name": "UNet2DConditionModel",
+    "_diffusers_version": "0.6.0.dev0",
     "act_fn": "silu",
     "attention_head_dim": 8,
-    "block_out_channels": [32, 32, 64, 64],
+    "block_out_channels": [320, 640, 1280, 1280],
     "center_input_sample": False,
     "cross_attention_dim": 384,
     "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
@@ -24,14 +24,19 @@ TINY_UNET_CONFIG = {
     "flip_sin_to_cos": True,
     "freq_shift": 0,
     "in_channels": 8,
-    "layers_per_block": 1,
+    "layers_per_block": 2,
     "mid_block_scale_factor": 1,
     "norm_eps": 1e-05,
-    "norm_num_groups": 8,
+    "norm_num_groups": 32,
     "out_channels": 4,
     "sample_size": 64,
     "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
 }
+
+# The same UNet with narrow blocks: same block types, same conditioning (cross-attention on
+# 384-d whisper features), 8 -> 4 latent channels.
+TINY_UNET_CONFIG = {**OFFICIAL_UNET_CONFIG, "block_out_channels": [32, 32, 64, 64], "layers_per_block": 1,
+                    "norm_num_groups": 8}
 
 
 def write_tiny_musetalk(root: Path, seed: int = 0) -> Path:
