@@ -24,6 +24,7 @@ more than `STATE_GAP_FRAMES` frames starts afresh.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -46,6 +47,9 @@ NOSE = (31, 32, 33, 34, 35)
 CONTROL = JAW + NOSE + tuple(range(48, 68))
 N_RING = 20
 STATE_GAP_FRAMES = 30
+MAX_TRACK_STATES = 64
+"""Per-track states kept (least recently used dropped): the engine is shared by every job
+of a server, whose track keys are unique per job, so the table must not grow forever."""
 
 
 @dataclass
@@ -299,7 +303,9 @@ def close_original_gap(crop: np.ndarray, pts: np.ndarray, lip_rgb: np.ndarray | 
     cv2.fillPoly(gap, [np.round(pts[60:68] - off).astype(np.int32)], 1)
     f = box.astype(np.float32)
     luma = f @ np.array([0.299, 0.587, 0.114], np.float32)
-    sat = (f.max(axis=2) - f.min(axis=2)) / (f.max(axis=2) + 1.0)
+    channels = f[..., 0], f[..., 1], f[..., 2]  # elementwise max/min beat numpy's reduce over a length-3 axis
+    brightest = np.maximum(np.maximum(*channels[:2]), channels[2])
+    sat = (brightest - np.minimum(np.minimum(*channels[:2]), channels[2])) / (brightest + 1.0)
     lip = np.asarray(lip_rgb if lip_rgb is not None else np.median(f[lips > 0], axis=0), np.float32)
     skin = np.asarray(skin_rgb if skin_rgb is not None else np.median(f[allowed == 0], axis=0), np.float32)
     lip_luma = float(lip @ np.array([0.299, 0.587, 0.114]))
@@ -330,7 +336,7 @@ class ClassicalLipSync:
     def __init__(self, warp: WarpConfig | None = None, audio: MouthParamConfig | None = None) -> None:
         self.warp = warp or WarpConfig()
         self.audio = audio or MouthParamConfig()
-        self._tracks: dict[str, _TrackState] = {}
+        self._tracks: OrderedDict[str, _TrackState] = OrderedDict()
 
     def prepare_audio(self, audio: np.ndarray, sample_rate: int, fps: float) -> MouthTrack:
         return mouth_track_from_audio(audio, sample_rate, fps, self.audio)
@@ -424,24 +430,29 @@ class ClassicalLipSync:
         elif frame_index != st.last_frame:
             st.neutral_width += 0.03 * (width - st.neutral_width)
             st.last_frame = frame_index
+        self._tracks.move_to_end(key)
+        while len(self._tracks) > MAX_TRACK_STATES:
+            self._tracks.popitem(last=False)
         return st
 
     @staticmethod
     def _maps(src: np.ndarray, dst: np.ndarray, tris: np.ndarray, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
-        """Backward maps (crop pixel -> source pixel, crop coordinates) of the mesh warp."""
+        """Backward maps (crop pixel -> source pixel, crop coordinates) of the mesh warp.
+
+        Evaluated on every pixel: the closed-lip triangles are a pixel or two thin and map
+        to the whole original gap, so a coarser grid would smear the lip line.
+        """
         affines = _affine_batch(dst[tris], src[tris])
         label = np.full((h, w), -1, dtype=np.int32)
-        fixed = np.round(dst * 16).astype(np.int32)
-        for k, t in enumerate(tris):
-            cv2.fillConvexPoly(label, fixed[t], int(k), lineType=cv2.LINE_8, shift=4)
+        corners = np.round(dst * 16).astype(np.int32)[tris]  # T x 3 x 2, 4 fractional bits
+        for k, triangle in enumerate(corners):
+            cv2.fillConvexPoly(label, triangle, k, lineType=cv2.LINE_8, shift=4)
         affines = np.concatenate([affines, np.array([[[1.0, 0, 0], [0, 1.0, 0]]])], axis=0)  # -1 -> identity
-        coef = affines.reshape(-1, 6).astype(np.float32)  # (T+1) x 6
-        c = np.moveaxis(coef[label], -1, 0)  # one gather of 6 coefficients per pixel: 6 x h x w
+        coef = np.ascontiguousarray(affines.reshape(-1, 6).T, dtype=np.float32)  # 6 x (T+1)
+        c = [row.take(label) for row in coef]  # per pixel, its triangle's coefficients
         xs = np.arange(w, dtype=np.float32)[None, :]
         ys = np.arange(h, dtype=np.float32)[:, None]
-        map_x = c[0] * xs + c[1] * ys + c[2]
-        map_y = c[3] * xs + c[4] * ys + c[5]
-        return map_x, map_y
+        return c[0] * xs + c[1] * ys + c[2], c[3] * xs + c[4] * ys + c[5]
 
     @staticmethod
     def _alpha(poly: np.ndarray, w: int, h: int, sigma: float) -> np.ndarray:

@@ -1,6 +1,8 @@
 """Resolving the requested faces: which detected face each request's bbox means."""
 from __future__ import annotations
 
+import uuid
+
 import numpy as np
 
 from models.faces.base import FaceBackend
@@ -45,7 +47,10 @@ def _best_match(spec_box: np.ndarray, faces: list[Face]) -> Face | None:
 
 
 def resolve_targets(video: str, specs: list[FaceSpec], backend: FaceBackend, duration_ms: float) -> list[Target]:
-    """Match each requested bbox against the faces detected near its start time."""
+    """Match each requested bbox against the faces detected near its start time.
+
+    The targets of one call share one job token (see `Target`)."""
+    job = uuid.uuid4().hex[:12]
     targets = []
     for index, spec in enumerate(specs):
         where = f"faces[{index}] ({spec.character_id})"
@@ -70,5 +75,5 @@ def resolve_targets(video: str, specs: list[FaceSpec], backend: FaceBackend, dur
             raise InputError(f"{where}: bbox {[int(v) for v in spec.bbox]} matches no face detected near "
                              f"{spec.start_time_ms:.0f} ms (faces found there: {listed}); "
                              "use a bbox from /detect-faces at that time")
-        targets.append(Target(index, spec, match))
+        targets.append(Target(index, spec, match, job))
     return targets

@@ -15,7 +15,7 @@ import face_recognition_models
 import numpy as np
 import pytest
 
-from models.classical_lipsync import ClassicalLipSync
+from models.classical_lipsync import MAX_TRACK_STATES, ClassicalLipSync
 from models.engine import MouthPatch, MouthRequest
 from models.mouth_metrics import mouth_opening
 from models.mouth_params import MouthShape
@@ -185,6 +185,28 @@ def test_strength_scales_alpha_and_missing_landmarks_give_empty_patch(dlib_model
     blank = Face(bbox=[0, 0, 10, 10], score=1.0, kps=np.zeros((5, 2)))
     empty = engine.render_one(MouthRequest(0, 0.0, img, blank, "b"), shape)
     assert empty.alpha.max() == 0.0
+
+
+def test_track_state_belongs_to_its_key_and_the_table_is_bounded(dlib_models):
+    """Jobs share one engine; a key's colours and mesh must never leak into another key."""
+    first, second = _frames("d20.mp4", 1)[0], _frames("d11.mp4", 1)[0]
+    (lm1, rect1), (lm2, rect2) = _landmarks(dlib_models, first), _landmarks(dlib_models, second)
+    shape = MouthShape(0.6, 0.0, 0.0, 0.0)
+    other_face = MouthRequest(1, 40.0, second, _face(lm2, rect2), "job2:0:bob")
+    fresh = ClassicalLipSync().render_one(other_face, shape)
+
+    shared = ClassicalLipSync()
+    shared.render_one(MouthRequest(0, 0.0, first, _face(lm1, rect1), "job1:0:bob"), shape)
+    separate = shared.render_one(other_face, shape)
+    assert np.array_equal(separate.pixels, fresh.pixels) and np.array_equal(separate.alpha, fresh.alpha)
+
+    shared.render_one(MouthRequest(0, 0.0, first, _face(lm1, rect1), "job2:0:bob"), shape)
+    carried = shared.render_one(other_face, shape)  # same key: the other face's state carries over
+    assert not np.array_equal(carried.pixels, fresh.pixels)
+
+    for k in range(MAX_TRACK_STATES + 6):
+        shared.render_one(MouthRequest(0, 0.0, first, _face(lm1, rect1), f"job{k}:0:a"), shape)
+    assert len(shared._tracks) == MAX_TRACK_STATES
 
 
 def _dark_and_teeth(img: np.ndarray, lm: np.ndarray) -> tuple[int, int]:

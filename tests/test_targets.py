@@ -1,0 +1,33 @@
+"""resolve_targets: which detected face each requested bbox means, and per-job track keys."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream.errors import InputError
+from stream.frame import Face
+from stream.schema import FaceSpec
+from stream.targets import resolve_targets
+
+
+class TwoFaces:
+    """A backend that sees the same two faces on every frame."""
+
+    def detect(self, image, with_embedding=True):
+        return [Face(bbox=[x, 100, x + 120, 240], score=0.9, kps=np.zeros((5, 2))) for x in (50, 400)]
+
+
+def test_each_bbox_takes_its_face_and_keys_are_unique_per_call(data_dir):
+    video = str(data_dir / "video" / "d20.mp4")
+    specs = [FaceSpec("alice", [390, 95, 130, 150], 0, 1000), FaceSpec("bob", [45, 100, 120, 140], 0, 1000)]
+    first = resolve_targets(video, specs, TwoFaces(), 5000)
+    again = resolve_targets(video, specs, TwoFaces(), 5000)
+    assert [t.anchor.bbox[0] for t in first] == [400, 50]
+    assert len({t.job for t in first}) == 1
+    assert not {t.key for t in first} & {t.key for t in again}  # two jobs never share engine state
+
+
+def test_a_bbox_over_no_face_names_the_faces_found(data_dir):
+    video = str(data_dir / "video" / "d20.mp4")
+    with pytest.raises(InputError, match=r"faces\[0\] \(carol\).*faces found there: \[50, 100, 120, 140\]"):
+        resolve_targets(video, [FaceSpec("carol", [900, 600, 50, 50], 0, 1000)], TwoFaces(), 5000)
