@@ -33,7 +33,7 @@ from models.liveportrait.loader import (
     build_networks,
     save_liveportrait,
 )
-from models.liveportrait.smoothing import ExpressionFilter, SmoothingConfig
+from models.liveportrait.smoothing import ExpressionFilter, SmoothingConfig, TrackSmoother
 
 TINY = LivePortraitConfig(
     appearance=AppearanceConfig(block_expansion=8, max_features=64, reshape_channel=16, reshape_depth=4, num_resblocks=1),
@@ -263,6 +263,16 @@ def test_expression_filter_follows_the_kalman_recursion() -> None:
     assert np.mean(gains) == pytest.approx(cfg.steady_gain(), rel=1e-3)
     # a gap in frame indices restarts the filter at the new observation
     assert filt.update(torch.full((6, 3), 5.0), 100)[0, 0].item() == 5.0
+
+
+def test_track_smoother_keeps_tracks_apart_and_forgets_the_oldest() -> None:
+    smoother = TrackSmoother(SmoothingConfig(), max_tracks=3)
+    smoother.update("job1:0:a", torch.zeros(2), 0)
+    assert smoother.update("job2:0:a", torch.ones(2), 1)[0].item() == 1.0  # its own first observation
+    assert smoother.update("job1:0:a", torch.ones(2), 1)[0].item() == pytest.approx(2 / 3, rel=1e-5)
+    for job in (3, 4):
+        smoother.update(f"job{job}:0:a", torch.ones(2), 0)
+    assert list(smoother._filters) == ["job1:0:a", "job3:0:a", "job4:0:a"]  # job2 was least recently used
 
 
 # ---------------------------------------------------------------- animation

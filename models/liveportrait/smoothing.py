@@ -11,6 +11,7 @@ output moves 62% of the way to the new observation; raise q/r for less smoothing
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -61,14 +62,22 @@ class ExpressionFilter:
 
 
 class TrackSmoother:
-    """Filters keyed by track; a track seen again after a gap starts fresh."""
+    """Filters keyed by track; a track seen again after a gap starts fresh.
 
-    def __init__(self, cfg: SmoothingConfig = SmoothingConfig()) -> None:
+    Track keys are unique per job and the animator serves every job of a server, so only
+    the `max_tracks` most recently used filters are kept.
+    """
+
+    def __init__(self, cfg: SmoothingConfig = SmoothingConfig(), max_tracks: int = 64) -> None:
         self.cfg = cfg
-        self._filters: dict[str, ExpressionFilter] = {}
+        self.max_tracks = max_tracks
+        self._filters: OrderedDict[str, ExpressionFilter] = OrderedDict()
 
     def update(self, track_key: str, observation: torch.Tensor, frame_index: int | None = None) -> torch.Tensor:
         filt = self._filters.setdefault(track_key, ExpressionFilter(self.cfg))
+        self._filters.move_to_end(track_key)
+        while len(self._filters) > self.max_tracks:
+            self._filters.popitem(last=False)
         return filt.update(observation, frame_index)
 
     def reset(self, track_key: str | None = None) -> None:
