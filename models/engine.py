@@ -3,6 +3,10 @@
 An engine turns (frame, tracked face, time) plus the job's audio into a patch to blend
 into the frame. It knows nothing of queues or HTTP: the lipsync stage batches requests
 and the composite stage blends the patches.
+
+A neural engine also has `device` (a torch.device): the pipeline then uploads each frame
+it renders to that device once, and the engine takes and returns tensors there. Engines
+without one (the classical engine) work on host numpy arrays only.
 """
 from __future__ import annotations
 
@@ -18,14 +22,15 @@ from stream.frame import Face
 class MouthRequest:
     """One face in one frame to re-animate.
 
-    image is the full frame, HxWx3 uint8 RGB, read-only. face carries 68 landmarks.
+    image is the full frame, HxWx3 uint8 RGB, read-only: a numpy array, or a torch tensor on
+    the engine's device. face carries 68 landmarks (host numpy, as every Face).
     time_ms is the frame's presentation time; strength in [0, 1] scales the effect
     (fades at segment edges so the mouth never pops).
     """
 
     frame_index: int
     time_ms: float
-    image: np.ndarray
+    image: Any
     face: Face
     track_key: str = ""
     strength: float = 1.0
@@ -36,13 +41,14 @@ class MouthPatch:
     """A rendered region to blend at (x, y) in the frame: out = alpha*pixels + (1-alpha)*frame.
 
     pixels is hxwx3 uint8 RGB; alpha is hxw float32 in [0, 1], already feathered and
-    already multiplied by the request's strength.
+    already multiplied by the request's strength. Both are numpy arrays for a numpy frame,
+    torch tensors on the frame's device for a tensor frame.
     """
 
     x: int
     y: int
-    pixels: np.ndarray
-    alpha: np.ndarray
+    pixels: Any
+    alpha: Any
 
 
 class LipSyncEngine(Protocol):

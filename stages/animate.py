@@ -3,11 +3,12 @@ only the lip expression from the lip-sync engine's output (MuseTalk's soft 256 p
 
 The identity, head motion and sharpness stay the original's. It replaces the engine's
 patches with LivePortrait's (keeping the engine's where LivePortrait returns none, e.g.
-a face cut by the frame edge).
+a face cut by the frame edge). Frames resident on the device stay there: LivePortrait
+crops, renders and returns its patches as tensors on that device.
 """
 from __future__ import annotations
 
-from stages.composite import blend_patch
+from stages.composite import blend_patch, copy_image
 from stream.frame import Frame
 from stream.stage import BatchStage
 
@@ -29,7 +30,7 @@ class AnimateStage(BatchStage):
             items = frame.notes.get("render") or []
             if not patches:
                 continue
-            driving = frame.image.copy()
+            driving = copy_image(frame.image)
             for patch in patches:
                 blend_patch(driving, patch)
             for slot, item in enumerate(items[:len(patches)]):

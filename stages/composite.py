@@ -1,19 +1,26 @@
 """CompositeStage: blends each mouth patch into its frame with the patch's feathered alpha.
 
 Only the patch rectangles are touched (float math on those crops alone); everything else
-in the frame stays bit-identical to the decoded input.
+in the frame stays bit-identical to the decoded input. Frames and patches are numpy arrays
+on the host path and torch tensors on the device path (the same math, in torch, there).
 """
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
 from models.engine import MouthPatch
+from stream.device import is_tensor
 from stream.frame import Frame
 from stream.stage import Stage
 
 
-def blend_patch(image: np.ndarray, patch: MouthPatch) -> None:
-    """In place: image[region] = alpha * patch + (1 - alpha) * image[region], clipped to the frame."""
+def blend_patch(image: Any, patch: MouthPatch) -> None:
+    """In place: image[region] = alpha * patch + (1 - alpha) * image[region], clipped to the frame.
+
+    image and patch are both numpy (host) or both torch tensors on one device.
+    """
     height, width = image.shape[:2]
     h, w = patch.alpha.shape[:2]
     x0, y0 = max(0, patch.x), max(0, patch.y)
@@ -22,10 +29,20 @@ def blend_patch(image: np.ndarray, patch: MouthPatch) -> None:
         return
     px0, py0 = x0 - patch.x, y0 - patch.y
     alpha = patch.alpha[py0:py0 + (y1 - y0), px0:px0 + (x1 - x0), None]
-    source = patch.pixels[py0:py0 + (y1 - y0), px0:px0 + (x1 - x0)].astype(np.float32)
+    source = patch.pixels[py0:py0 + (y1 - y0), px0:px0 + (x1 - x0)]
     region = image[y0:y1, x0:x1]
-    blended = region + alpha * (source - region)
+    if is_tensor(image):
+        region = region.float()
+        blended = region + alpha * (source.float() - region)
+        image[y0:y1, x0:x1] = (blended + 0.5).clamp(0, 255).to(image.dtype)
+        return
+    blended = region + alpha * (source.astype(np.float32) - region)
     image[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+
+
+def copy_image(image: Any) -> Any:
+    """A copy of a frame's pixels of the same kind (numpy array or tensor on its device)."""
+    return image.clone() if is_tensor(image) else image.copy()
 
 
 class CompositeStage(Stage):
@@ -33,7 +50,7 @@ class CompositeStage(Stage):
 
     def process(self, frame: Frame):
         patches = frame.notes.pop("patches", ())
-        if patches and not frame.image.flags.writeable:
+        if patches and not is_tensor(frame.image) and not frame.image.flags.writeable:
             frame.image = frame.image.copy()
         for patch in patches:
             blend_patch(frame.image, patch)

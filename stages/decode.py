@@ -5,9 +5,15 @@ each Frame keeps its own pts. Rotation metadata (display matrix) is applied to t
 so downstream stages and the encoder see the picture upright. In `sample_fps` mode only
 the frames nearest to k/N seconds are converted to RGB; the rest are dropped undecoded to
 RGB, which is most of the cost of a frame.
+
+With a `hwaccel` (see `stream.device.video_hwaccel`) the video is decoded by NVDEC and
+each frame is downloaded to system memory, since the tracker needs host pixels. A machine
+where the hardware decoder cannot open decodes in software instead; `hwaccel_problem`
+then says why.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -19,6 +25,8 @@ import numpy as np
 from stream.errors import MediaError
 from stream.frame import Frame
 from stream.stage import Source
+
+log = logging.getLogger(__name__)
 
 _HTML_PREFIXES = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body")
 
@@ -121,13 +129,15 @@ class DecodeStage(Source):
     backwards, then forwards...) until this time; output timestamps keep increasing.
     A backward pass decodes chunks of frames from the keyframe before each chunk, so
     memory stays at one chunk whatever the length.
+    hwaccel: PyAV's `HWAccel` to decode on a GPU, or None for software decoding.
     """
 
     name = "decode"
 
     def __init__(self, path: str | os.PathLike, sample_fps: float | None = None,
                  max_duration_ms: float | None = None, threads: int = 0,
-                 extend_to_ms: float | None = None, extend_mode: str = "loop") -> None:
+                 extend_to_ms: float | None = None, extend_mode: str = "loop",
+                 hwaccel: av.codec.hwaccel.HWAccel | None = None) -> None:
         if extend_mode not in EXTEND_MODES:
             raise ValueError(f"extend_mode must be one of {EXTEND_MODES}")
         self.path = str(path)
@@ -136,10 +146,23 @@ class DecodeStage(Source):
         self.threads = threads
         self.extend_to_ms = extend_to_ms
         self.extend_mode = extend_mode
+        self.hwaccel = hwaccel
+        self.hwaccel_problem: str | None = None
         self.decoded = 0
 
+    def _open(self) -> av.container.InputContainer:
+        """The container, on the hardware decoder when one was given and it opens, else in software."""
+        if self.hwaccel is not None:
+            try:
+                return av.open(self.path, hwaccel=self.hwaccel)
+            except av.error.FFmpegError as exc:
+                self.hwaccel_problem = str(exc) or type(exc).__name__
+                log.info("hardware decoding unavailable for %s (%s); decoding in software",
+                         self.path, self.hwaccel_problem)
+        return open_media(self.path)
+
     def items(self) -> Iterator[Frame]:
-        with open_media(self.path) as container:
+        with self._open() as container:
             if not container.streams.video:
                 raise MediaError(self.path, "has no video stream (audio only?); send a file with a video track")
             stream = container.streams.video[0]

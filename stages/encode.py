@@ -10,6 +10,10 @@ The audio is interleaved while the video is written (packets up to ~1 s ahead of
 current frame), so memory does not grow with the length of the file. It is either the
 original audio stream copied as is, or a new audio encoded to AAC, trimmed or padded with
 silence to a given duration.
+
+The video codec is libx264 (crf + preset) or h264_nvenc (its own constant-quality VBR:
+`cq` on the same 0-51 scale as crf, preset p4); `stream.device.choose_encoder` picks it.
+Frames arrive as host numpy arrays: on the GPU path `DownloadStage` brought them back once.
 """
 from __future__ import annotations
 
@@ -36,13 +40,23 @@ _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 120
 
 @dataclass
 class EncodeSettings:
-    """libx264 settings. crf: 0-51, lower is better (18 is visually lossless); preset: speed."""
+    """Video encoder settings. crf: 0-51, lower is better (18 is visually lossless); preset:
+    libx264's speed. h264_nvenc takes crf as its `cq` and its own preset (p1 fastest - p7 best)."""
 
     codec: str = "libx264"
     preset: str = "veryfast"
     crf: int = 16
     pix_fmt: str = "yuv420p"
     threads: int = 0
+    nvenc_preset: str = "p4"
+
+    def codec_options(self) -> dict[str, str]:
+        """The codec's private options for this quality and speed."""
+        if self.codec == "h264_nvenc":
+            return {"rc": "vbr", "cq": str(self.crf), "preset": self.nvenc_preset}
+        if self.codec.startswith("libx264"):
+            return {"crf": str(self.crf), "preset": self.preset}
+        return {}
 
 
 @dataclass
@@ -112,18 +126,14 @@ class EncodeStage(Stage):
         stream.thread_type = "AUTO"
         if self.settings.threads:
             stream.codec_context.thread_count = self.settings.threads
-        if self.settings.codec.startswith("libx264"):
-            stream.options = {"crf": str(self.settings.crf), "preset": self.settings.preset}
+        stream.options = self.settings.codec_options()
         self._video = stream
         if self.audio is not None:
             self._audio_packets = self._open_audio(self.audio)
             self._next_audio = next(self._audio_packets, None)
 
     def process(self, frame: Frame):
-        image = frame.image
-        if not isinstance(image, np.ndarray):
-            image = image.cpu().numpy()
-        image = pad_to_even(image)
+        image = pad_to_even(frame.image)
         if self.settings.pix_fmt == "yuv420p":
             av_frame = yuv420p_frame(image)
         else:

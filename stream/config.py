@@ -6,6 +6,7 @@
 | face_backend       | LIPSYNC_FACE_BACKEND     | --face-backend   | auto        |
 | engine             | LIPSYNC_ENGINE           | --engine         | auto        |
 | device             | LIPSYNC_DEVICE           | --device         | auto        |
+| encoder            | LIPSYNC_ENCODER          | --encoder        | auto        |
 | queue_size         | LIPSYNC_QUEUE_SIZE       | --queue-size     | 8           |
 | preset             | LIPSYNC_X264_PRESET      | --preset         | veryfast    |
 | crf                | LIPSYNC_X264_CRF         | --crf            | 16          |
@@ -14,6 +15,10 @@
 | keep_failed_s      | LIPSYNC_KEEP_FAILED_S    | --keep-failed-s  | 3600        |
 
 face_backend: auto | insightface | default. engine: auto | classical | musetalk.
+device: auto (cuda when torch sees a GPU, else cpu) | cpu | cuda | cuda:N.
+encoder: auto (h264_nvenc on a cuda device whose GPU has an encoder, else libx264) |
+libx264 | h264_nvenc (falls back to libx264 with a warning where NVENC cannot open);
+see `stream/device.py`.
 detect_interval: in lipsync, run the full detector every N frames and follow faces with
 the cheap landmark path in between (DeepStream's `interval`).
 keep_failed_s: how long an output whose upload failed is kept on disk for retrieval.
@@ -36,6 +41,7 @@ _ENV = {
     "face_backend": "LIPSYNC_FACE_BACKEND",
     "engine": "LIPSYNC_ENGINE",
     "device": "LIPSYNC_DEVICE",
+    "encoder": "LIPSYNC_ENCODER",
     "queue_size": "LIPSYNC_QUEUE_SIZE",
     "preset": "LIPSYNC_X264_PRESET",
     "crf": "LIPSYNC_X264_CRF",
@@ -51,6 +57,7 @@ class Settings:
     face_backend: str = "auto"
     engine: str = "auto"
     device: str = "auto"
+    encoder: str = "auto"
     queue_size: int = 8
     preset: str = "veryfast"
     crf: int = 16

@@ -1,4 +1,5 @@
-"""What /health reports: which models are really loaded, the GPU, missing weight files."""
+"""What /health reports: which models are really loaded, the GPU, where the work runs
+(torch device, NVENC, the face backend's onnxruntime providers), missing weight files."""
 from __future__ import annotations
 
 import importlib.util
@@ -6,6 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from stream.config import Settings
+from stream.device import nvenc_problem, resolve_device
 from stream.registry import ModelRegistry
 
 
@@ -37,7 +39,16 @@ def report(registry: ModelRegistry, settings: Settings) -> dict:
         **gpu_info(),
         "face_backend": faces.name if faces is not None else None,
         "lipsync_engine": engine.name if engine is not None else None,
+        **placement(settings, faces),
         "models_dir": str(Path(settings.models_dir).resolve()),
         "missing_weights": registry.missing_weights(),
         "load_errors": registry.errors(),
     }
+
+
+def placement(settings: Settings, faces) -> dict:
+    """Where the work can run: the torch device neural models use, whether NVENC opens here,
+    and the face backend's onnxruntime providers (None until loaded, or for a backend
+    without them). Each job's response says which device and encoder it really used."""
+    return {"device": resolve_device(settings.device), "nvenc_available": nvenc_problem() is None,
+            "onnx_providers": getattr(faces, "providers", None)}

@@ -25,9 +25,11 @@ from stages.speakers import (GRID_MS, SpeakerCropStage, resample_tracks, score_t
                              tracks_from_frames)
 from stages.syncability import SyncRules
 from stages.tracking import FaceTracker
+from stages.transfer import DownloadStage, UploadStage
 from stream.auto import faces_from_detection, faces_from_speakers
 from stream.config import Settings
 from stream.context import JobContext
+from stream.device import choose_encoder, job_device, video_hwaccel
 from stream.errors import InputError, MediaError
 from stream.frame import Frame
 from stream.pipeline import Pipeline
@@ -40,8 +42,8 @@ ANALYSIS_RATE = 16000
 """Sample rate (Hz) at which the new audio is analysed by the lip-sync engines."""
 
 
-def encode_settings(settings: Settings) -> EncodeSettings:
-    return EncodeSettings(preset=settings.preset, crf=settings.crf)
+def encode_settings(settings: Settings, codec: str) -> EncodeSettings:
+    return EncodeSettings(codec=codec, preset=settings.preset, crf=settings.crf)
 
 
 def passthrough(video: str | os.PathLike, out: str | os.PathLike, audio: str | os.PathLike | None = None,
@@ -56,15 +58,19 @@ def passthrough(video: str | os.PathLike, out: str | os.PathLike, audio: str | o
         plan = AudioPlan(str(video), copy=True)
     else:
         plan = None
+    device = job_device(settings.device)
+    choice = choose_encoder(settings.encoder, device)
     encoder = EncodeStage(out, info.width, info.height, info.time_base, info.fps,
-                          encode_settings(settings), plan)
-    pipeline = Pipeline(DecodeStage(video), [encoder], queue_size=settings.queue_size)
+                          encode_settings(settings, choice.codec), plan)
+    pipeline = Pipeline(DecodeStage(video, hwaccel=video_hwaccel(device)), [encoder], queue_size=settings.queue_size)
     metrics = context.run("passthrough", pipeline, info.frame_count)
     return {
         "frames": encoder.frames_written,
         "duration_ms": round(info.duration_ms, 1),
         "fps": round(encoder.frames_written / metrics.wall_s, 2) if metrics.wall_s else 0.0,
         "output": {"path": str(Path(out)), "file_size_bytes": os.path.getsize(out)},
+        "encoder": choice.codec,
+        "warnings": [choice.warning] if choice.warning else [],
         "metrics": metrics.as_dict(),
     }
 
@@ -89,7 +95,7 @@ def detect_faces(video: str | os.PathLike, characters: Sequence[Character] = (),
         frames.append({"timestamp_ms": int(round(frame.time_ms)),
                        "faces": [report.as_json() for report in frame.notes["faces"]]})
 
-    pipeline = Pipeline(DecodeStage(video, sample_fps=sample_fps),
+    pipeline = Pipeline(DecodeStage(video, sample_fps=sample_fps, hwaccel=video_hwaccel(job_device(settings.device))),
                         [DetectStage(backend), IdentifyStage(backend, book, tracker, rules)],
                         queue_size=settings.queue_size)
     expected = max(1, int(info.duration_ms / 1000 * sample_fps))
@@ -214,15 +220,25 @@ class LipsyncSetup:
     render: LipSyncStage
     animate: AnimateStage | None = None
     enhance: EnhanceStage | None = None
+    device: str = "cpu"
+    """Where the frames are decoded and rendered (see `stream.device.job_device`)."""
 
     @property
     def stages(self) -> list:
-        chain = [self.track, self.plan, self.render]
+        """track, plan, lipsync, [animate], composite, [enhance]; with a neural engine the
+        frames to render are uploaded to its device after plan and downloaded at the end."""
+        on_device = getattr(self.engine, "device", None)
+        chain: list = [self.track, self.plan]
+        if on_device is not None:
+            chain.append(UploadStage(on_device))
+        chain.append(self.render)
         if self.animate is not None:
             chain.append(self.animate)
         chain.append(CompositeStage())
         if self.enhance is not None:
             chain.append(self.enhance)
+        if on_device is not None:
+            chain.append(DownloadStage())
         return chain
 
 
@@ -262,11 +278,13 @@ def prepare_lipsync(video: str, audio: str, faces: Sequence[FaceSpec], settings:
                         TrackStage(backend, targets, settings.detect_interval, rules=rules),
                         PlanStage(targets, info.fps), LipSyncStage(engine, features),
                         AnimateStage(animator) if animator is not None else None,
-                        EnhanceStage(restorer, fidelity_weight) if restorer is not None else None)
+                        EnhanceStage(restorer, fidelity_weight) if restorer is not None else None,
+                        job_device(settings.device, engine))
 
 
 def lipsync_stages(video: str, audio: str, faces: Sequence[FaceSpec], settings: Settings) -> list:
-    """The per-frame processing stages alone (track, plan, lipsync, composite), for baselines."""
+    """The per-frame processing stages alone (track, plan, lipsync, composite; upload and
+    download around the engine when it is neural), for baselines."""
     return prepare_lipsync(str(video), str(audio), faces, settings, JobContext()).stages
 
 
@@ -307,10 +325,13 @@ def lipsync(video: str | os.PathLike, audio: str | os.PathLike, faces: Sequence[
                             fidelity_weight)
     info, out_ms, warnings, engine, backend = setup.info, setup.out_ms, setup.warnings, setup.engine, setup.backend
     targets, track, plan = setup.targets, setup.track, setup.plan
-    encoder = EncodeStage(out, info.width, info.height, info.time_base, info.fps, encode_settings(settings),
-                          AudioPlan(audio, duration_ms=out_ms))
-    pipeline = Pipeline(DecodeStage(video, **setup.decode_options), [*setup.stages, encoder],
-                        queue_size=settings.queue_size)
+    choice = choose_encoder(settings.encoder, setup.device)
+    if choice.warning:
+        warnings.append(choice.warning)
+    encoder = EncodeStage(out, info.width, info.height, info.time_base, info.fps,
+                          encode_settings(settings, choice.codec), AudioPlan(audio, duration_ms=out_ms))
+    pipeline = Pipeline(DecodeStage(video, hwaccel=video_hwaccel(setup.device), **setup.decode_options),
+                        [*setup.stages, encoder], queue_size=settings.queue_size)
     frames_total = int(round(out_ms / 1000 * info.fps))
     metrics = pipeline.run_inline() if inline else context.run("lipsync", pipeline, frames_total)
 
@@ -338,12 +359,14 @@ def lipsync(video: str | os.PathLike, audio: str | os.PathLike, faces: Sequence[
                    "file_size_bytes": os.path.getsize(out), "frame_count": encoder.frames_written},
         "timing": {"total_ms": round(metrics.wall_s * 1000, 1), "download_ms": 0.0,
                    "detection_ms": round(busy["track"], 1),
-                   "lipsync_ms": round(busy["plan"] + busy["lipsync"] + busy.get("animate", 0.0)
-                                       + busy["composite"], 1),
+                   "lipsync_ms": round(busy["plan"] + busy.get("upload", 0.0) + busy["lipsync"]
+                                       + busy.get("animate", 0.0) + busy["composite"] + busy.get("download", 0.0), 1),
                    "enhancement_ms": round(busy.get("enhance", 0.0), 1), "encoding_ms": round(busy["encode"], 1),
                    "upload_ms": 0.0,
                    "decode_ms": round(busy["decode"], 1)},
         "engine": engine.name,
+        "device": setup.device,
+        "encoder": choice.codec,
         "liveportrait": setup.animate is not None,
         "enhanced": setup.enhance is not None,
         "face_backend": backend.name,

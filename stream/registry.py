@@ -39,7 +39,7 @@ class ModelRegistry:
 
     def face_backend(self) -> FaceBackend:
         return self._get("faces", lambda: load_face_backend(Path(self.settings.models_dir),
-                                                            self.settings.face_backend))
+                                                            self.settings.face_backend, self.settings.device))
 
     def lipsync_engine(self) -> Any:
         """The engine the settings ask for; `auto` takes MuseTalk when its weights are present."""
@@ -68,8 +68,9 @@ class ModelRegistry:
 
         if "liveportrait" not in self._models and not liveportrait_available(self.settings.models_dir):
             return None
+        # half: fp16 autocast on CUDA as the official flag_use_half_precision (a no-op on the CPU)
         return self._get("liveportrait", lambda: LivePortraitAnimator.load(self.settings.models_dir,
-                                                                          device=self._device()))
+                                                                          device=self._device(), half=True))
 
     def codeformer(self) -> Any | None:
         """The CodeFormer face restorer when torch and its weights are present, else None."""

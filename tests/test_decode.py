@@ -93,3 +93,32 @@ def test_truncated_mp4(tmp_path, data_dir):
     path.write_bytes(data[: len(data) // 3])
     with pytest.raises(MediaError, match="corrupt or truncated"):
         probe_video(path)
+
+
+def test_a_hardware_decoding_request_still_decodes_everywhere(data_dir):
+    import av.codec.hwaccel
+
+    if "cuda" not in av.codec.hwaccel.hwdevices_available():
+        pytest.skip("this FFmpeg has no CUDA device support")
+    path = data_dir / "video" / "d12.mp4"
+    accel = av.codec.hwaccel.HWAccel(device_type="cuda", allow_software_fallback=True)
+    stage = DecodeStage(path, hwaccel=accel)
+    frames = list(stage.items())
+    software = list(DecodeStage(path).items())
+    assert [f.pts for f in frames] == [f.pts for f in software] and len(frames) == 183
+    assert isinstance(frames[0].image, np.ndarray) and frames[0].image.shape == (512, 512, 3)
+    assert np.abs(frames[90].image.astype(int) - software[90].image.astype(int)).mean() < 1
+    if stage.hwaccel_problem is not None:  # no GPU here: it said why and decoded in software
+        assert np.array_equal(frames[90].image, software[90].image)
+
+
+def test_a_bad_file_is_named_even_when_hardware_decoding_was_asked_for(tmp_path):
+    import av.codec.hwaccel
+
+    if "cuda" not in av.codec.hwaccel.hwdevices_available():
+        pytest.skip("this FFmpeg has no CUDA device support")
+    path = tmp_path / "text.mp4"
+    path.write_bytes(b"not a video\n" * 50)
+    accel = av.codec.hwaccel.HWAccel(device_type="cuda", allow_software_fallback=True)
+    with pytest.raises(MediaError, match="not a media file"):
+        list(DecodeStage(path, hwaccel=accel).items())

@@ -121,3 +121,22 @@ def test_memory_does_not_grow_with_length(tmp_path, data_dir):
 
     assert probe_video(long).duration_ms >= 60_000
     assert peak(long) / peak(short) < 1.2
+
+
+def test_codec_options_follow_each_encoders_own_rate_control():
+    x264 = EncodeSettings(crf=20, preset="fast")
+    assert x264.codec_options() == {"crf": "20", "preset": "fast"}
+    nvenc = EncodeSettings(codec="h264_nvenc", crf=20, preset="fast")
+    assert nvenc.codec_options() == {"rc": "vbr", "cq": "20", "preset": "p4"}
+
+
+def test_explicit_nvenc_request_gives_a_valid_mp4_either_way(tmp_path, data_dir):
+    from stream.device import nvenc_problem
+
+    out = tmp_path / "nvenc.mp4"
+    result = jobs.passthrough(data_dir / "video" / "d20.mp4", out, settings=Settings(encoder="h264_nvenc"))
+    assert result["frames"] == probe_video(out).frame_count == len(read_pts(out))
+    if nvenc_problem() is None:
+        assert result["encoder"] == "h264_nvenc" and result["warnings"] == []
+    else:
+        assert result["encoder"] == "libx264" and "h264_nvenc" in result["warnings"][0]

@@ -35,6 +35,10 @@ def test_sync_modes_set_the_output_length(tmp_path, short_clip, data_dir, mode, 
     assert any(mode in w for w in result["warnings"])
     summary = result["faces"]["results"][0]["summary"]
     assert summary["total_ms"] == pytest.approx(duration_ms, abs=60)
+    # the classical engine stays on host numpy: no upload or download stage, libx264
+    assert [s["name"] for s in result["metrics"]["stages"]] == ["decode", "track", "plan", "lipsync", "composite",
+                                                                "encode"]
+    assert result["device"] == "cpu" and result["encoder"] == "libx264"
 
 
 def test_neural_engine_runs_end_to_end_with_tiny_models(tmp_path, short_clip, data_dir):

@@ -372,6 +372,10 @@ def test_bisenet_loads_official_layout_and_jaw_mode(tmp_path):
     assert mask[200, 160] == 0 and mask[200, 180] == 255  # cheeks eroded by 2 x 17 px sideways
     assert mask[450, 20] == 0
 
+    on_device = parser.jaw_mask_tensor(torch.from_numpy(np.stack([parsing, parsing.T.copy()])))
+    assert np.array_equal(on_device[0].numpy(), mask)  # the same morphology as OpenCV's
+    assert np.array_equal(on_device[1].numpy(), parser.jaw_mask(parsing.T.copy()))
+
 
 # ---------------------------------------------------------------- engine
 
@@ -416,6 +420,29 @@ def test_engine_renders_patches_with_the_paste_geometry(models_dir, real_faces, 
         assert not np.array_equal(patch.pixels[fy1:fy2, fx1:fx2], original[fy1:fy2, fx1:fx2])
     again = engine.render(requests[:2], features)
     assert np.array_equal(again[1].pixels, patches[1].pixels)  # deterministic, independent of batch make-up
+
+
+@pytest.mark.parametrize("with_parsing", [True, False])
+def test_engine_renders_tensor_frames_on_the_device_like_numpy_frames(models_dir, models_dir_no_parsing, real_faces,
+                                                                     speech, with_parsing):
+    engine = MuseTalkEngine.load(models_dir if with_parsing else models_dir_no_parsing, device="cpu")
+    features = engine.prepare_audio(speech, 16000, 25.0)
+    requests = _requests(real_faces, strength=0.8)[:2]
+    on_host = engine.render(requests, features)
+    tensors = [MouthRequest(r.frame_index, r.time_ms, torch.from_numpy(r.image), r.face, r.track_key, r.strength)
+               for r in requests]
+    on_device = engine.render(tensors, features)
+    for host, device in zip(on_host, on_device):
+        assert isinstance(device.pixels, torch.Tensor) and device.pixels.dtype == torch.uint8
+        assert isinstance(device.alpha, torch.Tensor) and device.alpha.dtype == torch.float32
+        assert (device.x, device.y) == (host.x, host.y) and tuple(device.alpha.shape) == host.alpha.shape
+        assert np.abs(device.alpha.numpy() - host.alpha).max() < 0.05  # parsing sees bilinear-resized input
+        if not with_parsing:  # (random BiSeNet weights may parse no skin at all)
+            assert device.alpha.max() == pytest.approx(0.8, abs=1e-3)
+        # only the UNet's input crop differs (bicubic vs Lanczos): the pictures stay close
+        assert np.abs(device.pixels.numpy().astype(int) - host.pixels.astype(int)).mean() < 4
+    with pytest.raises(ValueError, match="mixes"):
+        engine.render([requests[0], tensors[1]], features)
 
 
 def test_engine_without_parsing_uses_landmarks_strength_and_clipping(models_dir_no_parsing, real_faces, speech):

@@ -64,6 +64,7 @@ def test_health_reports_the_embedded_default(api):
     assert health["insightface_loaded"] is False and health["musetalk_loaded"] is False
     assert health["liveportrait_loaded"] is False and health["codeformer_loaded"] is False
     assert health["gpu_available"] is False
+    assert health["device"] == "cpu" and health["nvenc_available"] is False
     assert health["face_backend"].startswith("default")
     assert any("buffalo_l" in name for name in health["missing_weights"])
 

@@ -4,7 +4,7 @@ Weights come only from MODELS_DIR/insightface/models/buffalo_l/ (the layout the
 `insightface` package expects under its root); nothing is downloaded: missing files raise
 `FileNotFoundError` naming them. The models are loaded through the real `insightface`
 code (`FaceAnalysis` with the detection, landmark_3d_68 and recognition modules), on
-onnxruntime's CUDA provider when it is available, else the CPU. The detector runs once per
+onnxruntime's CUDA provider when the device is cuda and this onnxruntime has it, else the CPU. The detector runs once per
 image at det_size 640x640 (not insightface 2.1's "auto" mode, which runs it twice).
 
 Per face: bbox and score from SCRFD (`detect`), 5 kps from SCRFD, 68 (x, y) landmarks and
@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import onnxruntime as ort
 
 from models.faces.default import box_from_landmarks, kps_from_landmarks
+from stream.device import onnx_providers, resolve_device
 from stream.frame import Face
 
 BUFFALO_L_FILES = ("det_10g.onnx", "1k3d68.onnx", "w600k_r50.onnx")
@@ -41,21 +41,13 @@ def missing_buffalo_l_files(models_dir: Path) -> list[str]:
     return [str((folder / f).relative_to(models_dir)) for f in BUFFALO_L_FILES if not (folder / f).is_file()]
 
 
-def onnx_providers() -> list[str]:
-    """CUDA first when this onnxruntime build has it, then the CPU."""
-    available = ort.get_available_providers()
-    if "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
-
-
 class InsightFaceBackend:
     """buffalo_l through `insightface.app.FaceAnalysis`; RGB uint8 images in, `Face`s out."""
 
     name = "insightface-buffalo_l"
 
     def __init__(self, models_dir: Path, providers: Sequence[str] | None = None,
-                 det_thresh: float = 0.5) -> None:
+                 det_thresh: float = 0.5, device: str = "auto") -> None:
         models_dir = Path(models_dir)
         missing = missing_buffalo_l_files(models_dir)
         if missing:
@@ -64,7 +56,7 @@ class InsightFaceBackend:
                 f"{', '.join(missing)} (run scripts/download_models.py, or use the default backend)")
         from insightface.app import FaceAnalysis
 
-        self.providers = list(providers) if providers is not None else onnx_providers()
+        self.providers = list(providers) if providers is not None else onnx_providers(resolve_device(device))
         # The folder itself as `name`: FaceAnalysis then loads it as is and never reaches
         # its download path (which it takes for a bare name whose folder is missing).
         self.app = FaceAnalysis(name=str(buffalo_l_dir(models_dir)), root=str(models_dir / "insightface"),

@@ -95,21 +95,19 @@ def crop_geometry(landmarks: np.ndarray, frame_shape: tuple[int, ...], fallback_
     return CropGeometry(face_box, paste_box_for(face_box))
 
 
-def read_region(image: Any, box: tuple[int, int, int, int]) -> np.ndarray:
+def read_region(image: Any, box: tuple[int, int, int, int]) -> Any:
     """Pixels of `box` (which may extend past the frame) as uint8 HxWx3, zeros outside the frame.
 
-    `image` is a numpy array or a torch tensor (HxWx3 uint8); only the region is copied to
-    the host, never the whole frame.
+    Of the image's kind: a numpy array gives a numpy array, a torch tensor a tensor on its
+    own device (a frame on the GPU stays there).
     """
     x1, y1, x2, y2 = box
     height, width = int(image.shape[0]), int(image.shape[1])
-    out = np.zeros((y2 - y1, x2 - x1, 3), dtype=np.uint8)
+    shape = (y2 - y1, x2 - x1, 3)
+    out = np.zeros(shape, dtype=np.uint8) if isinstance(image, np.ndarray) else image.new_zeros(shape)
     sx1, sy1, sx2, sy2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
     if sx2 > sx1 and sy2 > sy1:
-        region = image[sy1:sy2, sx1:sx2]
-        if not isinstance(region, np.ndarray):
-            region = region.detach().cpu().numpy()
-        out[sy1 - y1 : sy2 - y1, sx1 - x1 : sx2 - x1] = region
+        out[sy1 - y1 : sy2 - y1, sx1 - x1 : sx2 - x1] = image[sy1:sy2, sx1:sx2]
     return out
 
 
@@ -165,13 +163,13 @@ def place_face(paste_region: np.ndarray, geometry: CropGeometry, generated: np.n
     return pixels
 
 
-def clip_to_frame(
-    geometry: CropGeometry, pixels: np.ndarray, alpha: np.ndarray, frame_shape: tuple[int, ...]
-) -> tuple[int, int, np.ndarray, np.ndarray]:
-    """Cut a paste-box patch to the frame: (x, y, pixels, alpha) with x, y >= 0."""
+def clip_to_frame(geometry: CropGeometry, pixels: Any, alpha: Any, frame_shape: tuple[int, ...]) -> tuple[int, int, Any, Any]:
+    """Cut a paste-box patch (numpy arrays or torch tensors) to the frame: (x, y, pixels, alpha) with x, y >= 0."""
     height, width = int(frame_shape[0]), int(frame_shape[1])
     x1, y1, x2, y2 = geometry.paste_box
     sx1, sy1, sx2, sy2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
-    rows = slice(sy1 - y1, sy2 - y1)
-    cols = slice(sx1 - x1, sx2 - x1)
-    return sx1, sy1, np.ascontiguousarray(pixels[rows, cols]), np.ascontiguousarray(alpha[rows, cols])
+    pixels = pixels[sy1 - y1 : sy2 - y1, sx1 - x1 : sx2 - x1]
+    alpha = alpha[sy1 - y1 : sy2 - y1, sx1 - x1 : sx2 - x1]
+    if isinstance(pixels, np.ndarray):
+        return sx1, sy1, np.ascontiguousarray(pixels), np.ascontiguousarray(alpha)
+    return sx1, sy1, pixels.contiguous(), alpha.contiguous()

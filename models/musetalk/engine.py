@@ -4,14 +4,20 @@ Per batch of requests: crop each face from its landmarks, encode the crop with i
 half blanked and the full crop with the VAE, run the UNet once at t=0 with each frame's
 audio window, decode, and return the result pasted through a feathered "jaw" mask as a
 MouthPatch. On CUDA the models run in fp16 as the official inference does; on the CPU in fp32.
+
+Frames come as host numpy arrays (the official OpenCV steps in `crop.py`, numpy patches
+out) or as torch tensors on the engine's device (the torch steps in `crop_device.py`,
+tensor patches out): then crops, masks and pastes stay on the device, and only boxes
+and landmark-drawn masks (host geometry, no frame pixels) come from the host.
 """
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +35,7 @@ from models.musetalk.crop import (
     place_face,
     read_region,
 )
+from models.musetalk.crop_device import face_crop_tensor, finish_mask_tensor, place_face_tensor
 from models.musetalk.face_parsing import FaceParser, load_bisenet
 from models.musetalk.unet import MuseTalkUNet, load_unet
 from models.musetalk.vae import LatentCodec, load_vae, vae_weights_file
@@ -69,11 +76,24 @@ def has_face_parsing(models_dir: str | os.PathLike) -> bool:
 
 @dataclass
 class _Prepared:
-    """What render keeps per request between the CPU crop step and the paste step."""
+    """What render keeps per request between the crop step and the paste step (arrays or tensors)."""
 
     geometry: CropGeometry
-    crop: np.ndarray
-    paste_region: np.ndarray
+    crop: Any
+    paste_region: Any
+
+
+@dataclass(frozen=True)
+class _Steps:
+    """The image steps for one kind of frame: host arrays (OpenCV) or device tensors (torch)."""
+
+    crop: Callable[[Any, CropGeometry], Any]
+    place: Callable[[Any, CropGeometry, Any], Any]
+    finish: Callable[[Any, CropGeometry], Any]
+
+
+_HOST = _Steps(face_crop, place_face, finish_mask)
+_DEVICE = _Steps(face_crop_tensor, place_face_tensor, finish_mask_tensor)
 
 
 class MuseTalkEngine:
@@ -143,39 +163,55 @@ class MuseTalkEngine:
         return self.audio_encoder.features(np.asarray(audio, dtype=np.float32), sample_rate, fps)
 
     def render(self, requests: Sequence[MouthRequest], audio_features: AudioFeatures) -> list[MouthPatch]:
-        """One MouthPatch per request, in order; requests are processed as one batch."""
+        """One MouthPatch per request, in order; requests are processed as one batch.
+
+        A batch is all host arrays or all device tensors; patches are of the same kind.
+        """
         if not requests:
             return []
-        prepared = [self._prepare(request) for request in requests]
-        generated = self._generate([p.crop for p in prepared], audio_features.windows([r.time_ms for r in requests]))
-        masks = self._masks(requests, prepared)
+        on_device = [isinstance(r.image, torch.Tensor) for r in requests]
+        if any(on_device) and not all(on_device):
+            raise ValueError("a MuseTalk batch mixes numpy and torch frames; upload all or none")
+        steps = _DEVICE if on_device[0] else _HOST
+        prepared = [self._prepare(request, steps) for request in requests]
+        crops = torch.stack([torch.as_tensor(p.crop) for p in prepared])
+        generated = self._generate(crops, audio_features.windows([r.time_ms for r in requests]))
+        if not on_device[0]:
+            generated = generated.cpu().numpy()
+        masks = self._masks(requests, prepared, on_device[0])
         patches = []
         for request, item, face, mask in zip(requests, prepared, generated, masks):
-            pixels = place_face(item.paste_region, item.geometry, face)
-            alpha = finish_mask(mask, item.geometry) * float(np.clip(request.strength, 0.0, 1.0))
+            pixels = steps.place(item.paste_region, item.geometry, face)
+            alpha = steps.finish(mask, item.geometry) * float(np.clip(request.strength, 0.0, 1.0))
             x, y, pixels, alpha = clip_to_frame(item.geometry, pixels, alpha, request.image.shape)
             patches.append(MouthPatch(x=x, y=y, pixels=pixels, alpha=alpha))
         return patches
 
-    def _prepare(self, request: MouthRequest) -> _Prepared:
+    def _prepare(self, request: MouthRequest, steps: _Steps) -> _Prepared:
         face = request.face
         if face.landmarks is None or len(face.landmarks) != 68:
             raise ValueError(f"frame {request.frame_index}: MuseTalk needs 68 iBUG landmarks on the face")
         geometry = crop_geometry(face.landmarks, request.image.shape, face.bbox)
-        return _Prepared(geometry, face_crop(request.image, geometry), read_region(request.image, geometry.paste_box))
+        return _Prepared(geometry, steps.crop(request.image, geometry), read_region(request.image, geometry.paste_box))
 
-    def _generate(self, crops: list[np.ndarray], audio: torch.Tensor) -> np.ndarray:
-        """256x256 RGB crops + audio tokens -> generated 256x256 RGB faces (uint8, host)."""
-        images = torch.from_numpy(np.stack(crops)).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    def _generate(self, crops: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """[B, 256, 256, 3] uint8 RGB crops (any device) + audio tokens -> generated faces, same layout, on the device."""
+        images = crops.to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         masked = images.clone()
         masked[:, :, CROP_SIZE // 2 :, :] = -1.0  # lower half black, as the model was trained
         latents = self.codec.encode(torch.cat([masked, images], dim=0))
         count = len(crops)
         unet_in = torch.cat([latents[:count], latents[count:]], dim=1)
-        return self.codec.decode(self.unet(unet_in, audio)).cpu().numpy()
+        return self.codec.decode(self.unet(unet_in, audio))
 
-    def _masks(self, requests: Sequence[MouthRequest], prepared: list[_Prepared]) -> list[np.ndarray]:
-        """Paste-box masks (uint8 0-255) from face parsing of the original pixels, or from the landmarks."""
+    def _masks(self, requests: Sequence[MouthRequest], prepared: list[_Prepared], on_device: bool) -> list[Any]:
+        """Paste-box masks (uint8 0-255) from face parsing of the original pixels, or from the landmarks.
+
+        The landmark mask is drawn on the host from host landmarks (no frame pixels) and,
+        for device frames, uploaded: one paste-box-sized byte plane per face.
+        """
+        regions = [p.paste_region for p in prepared]
         if self.parser is not None:
-            return self.parser.jaw_masks([p.paste_region for p in prepared])
-        return [landmark_jaw_mask(r.face.landmarks, p.geometry) for r, p in zip(requests, prepared)]
+            return self.parser.jaw_masks_tensor(regions) if on_device else self.parser.jaw_masks(regions)
+        masks = [landmark_jaw_mask(r.face.landmarks, p.geometry) for r, p in zip(requests, prepared)]
+        return [torch.from_numpy(m).to(self.device) for m in masks] if on_device else masks

@@ -6,6 +6,8 @@ backbone is first initialised from torchvision's `resnet18-5c106cde.pth`, as off
 "jaw" mode (MuseTalk 1.5) keeps the face skin dilated with a cone-shaped kernel and eroded
 sideways on the cheeks (so the blend stays off the cheek edges), plus lips and mouth,
 without the nose; the caller keeps only the lower half of the paste box.
+`jaw_masks` works on host arrays with OpenCV morphology; `jaw_masks_tensor` does the same
+morphology with convolutions on the device, for frames resident there.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.checkpoint import load_strict, read_state_dict
+from models.musetalk.crop_device import resize_image
 
 PARSE_SIZE = 512
 NUM_CLASSES = 19
@@ -195,14 +198,21 @@ class FaceParser:
         self.kernel = _cone_kernel()
         self.cheek_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (35, 3))
         self.cheeks = _cheek_sides()
+        self._kernel_t = torch.from_numpy(self.kernel).float().to(device)[None, None]
+        self._cheek_kernel_t = torch.from_numpy(self.cheek_kernel).float().to(device)[None, None]
+        self._cheeks_t = torch.from_numpy(self.cheeks > 0).to(device)
 
     @torch.no_grad()
     def parse(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """RGB uint8 images (any sizes) -> class maps [B, 512, 512] uint8."""
         batch = np.stack([cv2.resize(im, (PARSE_SIZE, PARSE_SIZE), interpolation=cv2.INTER_LINEAR) for im in images])
-        x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float() / 255.0
+        return self._classes(torch.from_numpy(batch)).cpu().numpy()
+
+    def _classes(self, batch: torch.Tensor) -> torch.Tensor:
+        """[B, 512, 512, 3] uint8 RGB -> class maps [B, 512, 512] uint8 on the device."""
+        x = batch.to(self.device).permute(0, 3, 1, 2).float() / 255.0
         x = ((x - self.mean) / self.std).to(self.dtype)
-        return self.net(x).argmax(dim=1).to(torch.uint8).cpu().numpy()
+        return self.net(x).argmax(dim=1).to(torch.uint8)
 
     def jaw_mask(self, parsing: np.ndarray) -> np.ndarray:
         """One 512x512 class map -> "jaw" mask (uint8 0/255): dilated skin (cheeks eroded), lips, mouth; no nose."""
@@ -220,3 +230,38 @@ class FaceParser:
             mask = self.jaw_mask(parsing)
             out.append(cv2.resize(mask, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR))
         return out
+
+    def jaw_mask_tensor(self, parsing: torch.Tensor) -> torch.Tensor:
+        """`jaw_mask` for a batch of class maps [B, 512, 512] on the device -> uint8 0/255 masks there.
+
+        Binary morphology as convolutions with the same structuring elements and cv2's
+        borders: dilation counts any kernel hit (outside is 0), erosion needs every hit
+        (outside is 1, so the frame edge never erodes).
+        """
+        skin = (parsing == SKIN).float()[:, None]
+        grown = _dilate(skin, self._kernel_t)
+        eroded = _erode(_erode(grown, self._cheek_kernel_t), self._cheek_kernel_t)
+        region = torch.where(self._cheeks_t, eroded, grown)[:, 0] > 0.5
+        lips = torch.isin(parsing, torch.tensor([MOUTH, UPPER_LIP, LOWER_LIP], device=parsing.device))
+        keep = (region & (parsing != NOSE)) | lips
+        return keep.to(torch.uint8) * 255
+
+    @torch.no_grad()
+    def jaw_masks_tensor(self, images: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """`jaw_masks` for HxWx3 uint8 tensors on the device: masks at each image's size, kept there."""
+        batch = torch.stack([resize_image(im, (PARSE_SIZE, PARSE_SIZE), "bilinear") for im in images])
+        masks = self.jaw_mask_tensor(self._classes(batch))
+        return [resize_image(mask, (int(im.shape[0]), int(im.shape[1])), "bilinear") for im, mask in zip(images, masks)]
+
+
+def _dilate(mask: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Binary dilation of [B, 1, H, W] 0/1 floats by an odd [1, 1, kh, kw] 0/1 kernel (anchor at its centre)."""
+    kh, kw = kernel.shape[-2:]
+    return (F.conv2d(mask, kernel, padding=(kh // 2, kw // 2)) > 0.5).float()
+
+
+def _erode(mask: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Binary erosion, the border counting as set (cv2's default for erode)."""
+    kh, kw = kernel.shape[-2:]
+    padded = F.pad(mask, (kw // 2, kw // 2, kh // 2, kh // 2), value=1.0)
+    return (F.conv2d(padded, kernel) > kernel.sum() - 0.5).float()
