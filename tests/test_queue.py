@@ -213,9 +213,10 @@ def test_jobs_run_on_both_workers_and_upload(cluster, files):
 def test_cancel_reaches_the_worker_and_a_full_queue_answers_503(cluster, files):
     server, workers = cluster
     with PutReceiver([200]) as receiver:
-        running = [httpx.post(server.url + "/jobs/lipsync", json=with_face(files, receiver, "long.mp4",
-                                                                           f"out/long{i}.mp4", 20)).json()["job_id"]
-                   for i in range(2)]
+        # Bodies first: finding the face takes seconds on a loaded machine, and the first long
+        # job must still be running when the second one starts.
+        bodies = [with_face(files, receiver, "long.mp4", f"out/long{i}.mp4", 20) for i in range(2)]
+        running = [httpx.post(server.url + "/jobs/lipsync", json=body).json()["job_id"] for body in bodies]
         for job_id in running:
             wait_for(server, job_id, lambda r: r["progress"]["phase"] == "lipsync" and r["progress"]["frames_done"] > 0)
         queued = []
