@@ -42,8 +42,12 @@ COPY models ./models
 COPY scripts ./scripts
 COPY benchmarks ./benchmarks
 # The project itself; its dependency ranges live in pyproject.toml.
+# onnxruntime (a core dependency) and onnxruntime-gpu install the same `onnxruntime`
+# module; the CPU one must go, or it shadows the CUDA provider.
 # hadolint ignore=DL3013
-RUN pip install ".[gpu,neural]"
+RUN pip install ".[gpu,neural]" \
+    && pip uninstall -y onnxruntime \
+    && pip install --force-reinstall --no-deps "onnxruntime-gpu>=1.17"
 
 RUN mkdir -p /models \
     && if [ "$DOWNLOAD_MODELS" = "1" ]; then python scripts/download_models.py --models-dir /models; fi \
