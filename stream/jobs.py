@@ -365,7 +365,7 @@ def lipsync(video: str | os.PathLike, audio: str | os.PathLike, faces: Sequence[
                    "upload_ms": 0.0,
                    "decode_ms": round(busy["decode"], 1)},
         "engine": engine.name,
-        "device": setup.device,
+        "device": str(getattr(engine, "device", None) or "cpu"),  # where the mouths were rendered
         "encoder": choice.codec,
         "liveportrait": setup.animate is not None,
         "enhanced": setup.enhance is not None,

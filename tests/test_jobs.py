@@ -41,6 +41,16 @@ def test_sync_modes_set_the_output_length(tmp_path, short_clip, data_dir, mode, 
     assert result["device"] == "cpu" and result["encoder"] == "libx264"
 
 
+def test_the_classical_engine_renders_on_the_host_whatever_the_device_setting(tmp_path, short_clip, data_dir):
+    """device=cuda only moves decoding/encoding to the GPU where it can; the report says where
+    the mouths were rendered (the host), not the setting."""
+    faces = [FaceSpec("a", first_face_bbox(short_clip), 0, 2000)]
+    result = jobs.lipsync(short_clip, data_dir / "audio" / "yongen.wav", faces, tmp_path / "out.mp4",
+                          Settings(models_dir=tmp_path, engine="classical", device="cuda"), sync_mode="cut_off")
+    assert result["success"] and result["engine"] == "classical" and result["device"] == "cpu"
+    assert result["output"]["frame_count"] == 50
+
+
 def test_neural_engine_runs_end_to_end_with_tiny_models(tmp_path, short_clip, data_dir):
     pytest.importorskip("diffusers")
     from benchmarks.tiny_models import write_tiny_musetalk
