@@ -13,7 +13,9 @@ silence to a given duration.
 
 The video codec is libx264 (crf + preset) or h264_nvenc (its own constant-quality VBR:
 `cq` on the same 0-51 scale as crf, preset p4); `stream.device.choose_encoder` picks it.
-Frames arrive as host numpy arrays: on the GPU path `DownloadStage` brought them back once.
+Frames arrive as host numpy arrays, or as torch tensors when the encoder takes device
+frames (NVENC on the GPU path, pix_fmt "cuda"): those are converted to NV12 where they are
+(`stages.nv12`) and never come back to the host.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import cv2
 import numpy as np
 
 from stages.decode import open_media
+from stream.device import is_tensor
 from stream.errors import MediaError
 from stream.frame import Frame
 from stream.stage import Stage
@@ -133,11 +136,14 @@ class EncodeStage(Stage):
             self._next_audio = next(self._audio_packets, None)
 
     def process(self, frame: Frame):
-        image = pad_to_even(frame.image)
-        if self.settings.pix_fmt == "yuv420p":
-            av_frame = yuv420p_frame(image)
+        if is_tensor(frame.image):
+            from stages.nv12 import nv12_frame
+
+            av_frame = nv12_frame(frame.image)
+        elif self.settings.pix_fmt == "yuv420p":
+            av_frame = yuv420p_frame(pad_to_even(frame.image))
         else:
-            av_frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            av_frame = av.VideoFrame.from_ndarray(pad_to_even(frame.image), format="rgb24")
         av_frame.pts = frame.pts
         av_frame.time_base = frame.time_base
         self._output.mux(self._video.encode(av_frame))

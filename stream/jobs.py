@@ -29,7 +29,7 @@ from stages.transfer import DownloadStage, UploadStage
 from stream.auto import faces_from_detection, faces_from_speakers
 from stream.config import Settings
 from stream.context import JobContext
-from stream.device import choose_encoder, job_device, video_hwaccel
+from stream.device import EncoderChoice, choose_encoder, is_cuda, job_device, video_hwaccel
 from stream.errors import InputError, MediaError
 from stream.frame import Frame
 from stream.pipeline import Pipeline
@@ -222,24 +222,36 @@ class LipsyncSetup:
     enhance: EnhanceStage | None = None
     device: str = "cpu"
     """Where the frames are decoded and rendered (see `stream.device.job_device`)."""
+    encoder: EncoderChoice = EncoderChoice("libx264")
+
+    @property
+    def encodes_on_device(self) -> bool:
+        """NVENC takes the frames from the GPU: nothing is downloaded (see `stages.nv12`)."""
+        return self.encoder.codec == "h264_nvenc" and is_cuda(getattr(self.engine, "device", None))
 
     @property
     def stages(self) -> list:
         """track, plan, lipsync, [animate], composite, [enhance]; with a neural engine the
-        frames to render are uploaded to its device after plan and downloaded at the end."""
+        frames to render are uploaded to its device after plan and downloaded at the end,
+        or, when NVENC encodes from the GPU, every frame is uploaded and none comes back."""
         on_device = getattr(self.engine, "device", None)
         chain: list = [self.track, self.plan]
         if on_device is not None:
-            chain.append(UploadStage(on_device))
+            chain.append(UploadStage(on_device, every_frame=self.encodes_on_device))
         chain.append(self.render)
         if self.animate is not None:
             chain.append(self.animate)
         chain.append(CompositeStage())
         if self.enhance is not None:
             chain.append(self.enhance)
-        if on_device is not None:
+        if on_device is not None and not self.encodes_on_device:
             chain.append(DownloadStage())
         return chain
+
+    def encode_settings(self, settings: Settings) -> EncodeSettings:
+        """The encoder's settings; device frames go in as CUDA frames (pix_fmt "cuda")."""
+        return EncodeSettings(codec=self.encoder.codec, preset=settings.preset, crf=settings.crf,
+                              pix_fmt="cuda" if self.encodes_on_device else "yuv420p")
 
 
 def prepare_lipsync(video: str, audio: str, faces: Sequence[FaceSpec], settings: Settings,
@@ -274,12 +286,16 @@ def prepare_lipsync(video: str, audio: str, faces: Sequence[FaceSpec], settings:
         warnings.append("face-parsing weights are absent: MuseTalk blends through a landmark-derived mask")
     features = engine.prepare_audio(_fit_audio(speech, ANALYSIS_RATE, out_ms), ANALYSIS_RATE, info.fps)
     context.check()
+    device = job_device(settings.device, engine)
+    encoder = choose_encoder(settings.encoder, device)
+    if encoder.warning:
+        warnings.append(encoder.warning)
     return LipsyncSetup(info, out_ms, decode_options, warnings, targets, engine, backend,
                         TrackStage(backend, targets, settings.detect_interval, rules=rules),
                         PlanStage(targets, info.fps), LipSyncStage(engine, features),
                         AnimateStage(animator) if animator is not None else None,
                         EnhanceStage(restorer, fidelity_weight) if restorer is not None else None,
-                        job_device(settings.device, engine))
+                        device, encoder)
 
 
 def lipsync_stages(video: str, audio: str, faces: Sequence[FaceSpec], settings: Settings) -> list:
@@ -325,11 +341,8 @@ def lipsync(video: str | os.PathLike, audio: str | os.PathLike, faces: Sequence[
                             fidelity_weight)
     info, out_ms, warnings, engine, backend = setup.info, setup.out_ms, setup.warnings, setup.engine, setup.backend
     targets, track, plan = setup.targets, setup.track, setup.plan
-    choice = choose_encoder(settings.encoder, setup.device)
-    if choice.warning:
-        warnings.append(choice.warning)
     encoder = EncodeStage(out, info.width, info.height, info.time_base, info.fps,
-                          encode_settings(settings, choice.codec), AudioPlan(audio, duration_ms=out_ms))
+                          setup.encode_settings(settings), AudioPlan(audio, duration_ms=out_ms))
     pipeline = Pipeline(DecodeStage(video, hwaccel=video_hwaccel(setup.device), **setup.decode_options),
                         [*setup.stages, encoder], queue_size=settings.queue_size)
     frames_total = int(round(out_ms / 1000 * info.fps))
@@ -366,7 +379,7 @@ def lipsync(video: str | os.PathLike, audio: str | os.PathLike, faces: Sequence[
                    "decode_ms": round(busy["decode"], 1)},
         "engine": engine.name,
         "device": str(getattr(engine, "device", None) or "cpu"),  # where the mouths were rendered
-        "encoder": choice.codec,
+        "encoder": setup.encoder.codec,
         "liveportrait": setup.animate is not None,
         "enhanced": setup.enhance is not None,
         "face_backend": backend.name,

@@ -45,3 +45,9 @@ def test_download_returns_host_numpy_and_passes_host_frames():
     (out,) = download.process(device_frame)
     assert isinstance(out.image, np.ndarray) and np.array_equal(out.image, expected)
     assert download.downloaded == 1
+
+
+def test_every_frame_goes_up_once_for_an_encoder_that_takes_device_frames():
+    upload = UploadStage("cpu", every_frame=True)
+    outs = [upload.process(frame(i, render=i % 2 == 0))[0] for i in range(4)]
+    assert all(isinstance(out.image, torch.Tensor) for out in outs) and upload.uploaded == 4
