@@ -11,10 +11,8 @@ pytest.importorskip("diffusers")
 import torch  # noqa: E402
 
 import stages.transfer  # noqa: E402
-from benchmarks.tiny_models import write_tiny_musetalk  # noqa: E402
-from models.codeformer import CodeFormer, FaceRestorer, save_codeformer  # noqa: E402
+from models.codeformer import FaceRestorer  # noqa: E402
 from models.liveportrait import LivePortraitAnimator  # noqa: E402
-from models.liveportrait.loader import build_networks, save_liveportrait  # noqa: E402
 from stages.composite import CompositeStage  # noqa: E402
 from stream import jobs  # noqa: E402
 from stream.config import Settings  # noqa: E402
@@ -24,18 +22,14 @@ from stream.schema import FaceSpec  # noqa: E402
 from tests.media import read_frames, read_pts, write_video  # noqa: E402
 from tests.test_codeformer import TINY as TINY_CODEFORMER  # noqa: E402
 from tests.test_liveportrait import TINY as TINY_LIVEPORTRAIT  # noqa: E402
+from tests.tiny_stack import write_tiny_stack  # noqa: E402
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tiny_models")
-    write_tiny_musetalk(root)
-    torch.manual_seed(1)
-    save_liveportrait(build_networks(TINY_LIVEPORTRAIT), root)
-    save_codeformer(CodeFormer(**TINY_CODEFORMER), root)
-    return root
+    return write_tiny_stack(tmp_path_factory.mktemp("tiny_models"))
 
 
 @pytest.fixture(scope="module")

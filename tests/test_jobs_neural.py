@@ -7,12 +7,9 @@ import numpy as np
 import pytest
 
 pytest.importorskip("diffusers")
-import torch  # noqa: E402
 
-from benchmarks.tiny_models import write_tiny_musetalk  # noqa: E402
-from models.codeformer import CodeFormer, FaceRestorer, save_codeformer  # noqa: E402
+from models.codeformer import FaceRestorer  # noqa: E402
 from models.liveportrait import LivePortraitAnimator  # noqa: E402
-from models.liveportrait.loader import build_networks, save_liveportrait  # noqa: E402
 from stream import jobs  # noqa: E402
 from stream.config import Settings  # noqa: E402
 from stream.registry import shared_registry  # noqa: E402
@@ -20,19 +17,12 @@ from stream.schema import FaceSpec  # noqa: E402
 from tests.media import read_frames, read_pts, write_video  # noqa: E402
 from tests.test_codeformer import TINY as TINY_CODEFORMER  # noqa: E402
 from tests.test_liveportrait import TINY as TINY_LIVEPORTRAIT  # noqa: E402
+from tests.tiny_stack import write_tiny_stack  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tiny_models")
-    write_tiny_musetalk(root)
-    torch.manual_seed(1)
-    save_liveportrait(build_networks(TINY_LIVEPORTRAIT), root)
-    net = CodeFormer(**TINY_CODEFORMER)
-    with torch.no_grad():
-        net.position_emb.normal_(0, 0.02)
-    save_codeformer(net, root)
-    return root
+    return write_tiny_stack(tmp_path_factory.mktemp("tiny_models"))
 
 
 @pytest.fixture(scope="module")
