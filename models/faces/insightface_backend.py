@@ -4,8 +4,9 @@ Weights come only from MODELS_DIR/insightface/models/buffalo_l/ (the layout the
 `insightface` package expects under its root); nothing is downloaded: missing files raise
 `FileNotFoundError` naming them. The models are loaded through the real `insightface`
 code (`FaceAnalysis` with the detection, landmark_3d_68 and recognition modules), on
-onnxruntime's CUDA provider when the device is cuda and this onnxruntime has it, else the CPU. The detector runs once per
-image at det_size 640x640 (not insightface 2.1's "auto" mode, which runs it twice).
+onnxruntime's CUDA provider when the device is cuda and this onnxruntime has it, else the
+CPU. The detector runs once per image at det_size 640x640 (not insightface 2.1's "auto"
+mode, which runs it twice).
 
 Per face: bbox and score from SCRFD (`detect`), 5 kps from SCRFD, 68 (x, y) landmarks and
 (pitch, yaw, roll) from 1k3d68 with InsightFace's conventions (see `models.faces.pose`),

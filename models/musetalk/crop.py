@@ -163,8 +163,9 @@ def place_face(paste_region: np.ndarray, geometry: CropGeometry, generated: np.n
     return pixels
 
 
-def clip_to_frame(geometry: CropGeometry, pixels: Any, alpha: Any, frame_shape: tuple[int, ...]) -> tuple[int, int, Any, Any]:
-    """Cut a paste-box patch (numpy arrays or torch tensors) to the frame: (x, y, pixels, alpha) with x, y >= 0."""
+def clip_to_frame(geometry: CropGeometry, pixels: Any, alpha: Any,
+                  frame_shape: tuple[int, ...]) -> tuple[int, int, Any, Any]:
+    """Cut a paste-box patch (numpy arrays or torch tensors) to the frame: (x, y, pixels, alpha), x, y >= 0."""
     height, width = int(frame_shape[0]), int(frame_shape[1])
     x1, y1, x2, y2 = geometry.paste_box
     sx1, sy1, sx2, sy2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
