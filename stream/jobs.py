@@ -42,8 +42,8 @@ ANALYSIS_RATE = 16000
 """Sample rate (Hz) at which the new audio is analysed by the lip-sync engines."""
 
 
-def encode_settings(settings: Settings, codec: str) -> EncodeSettings:
-    return EncodeSettings(codec=codec, preset=settings.preset, crf=settings.crf)
+def encode_settings(settings: Settings, codec: str, pix_fmt: str = "yuv420p") -> EncodeSettings:
+    return EncodeSettings(codec=codec, preset=settings.preset, crf=settings.crf, pix_fmt=pix_fmt)
 
 
 def passthrough(video: str | os.PathLike, out: str | os.PathLike, audio: str | os.PathLike | None = None,
@@ -250,8 +250,7 @@ class LipsyncSetup:
 
     def encode_settings(self, settings: Settings) -> EncodeSettings:
         """The encoder's settings; device frames go in as CUDA frames (pix_fmt "cuda")."""
-        return EncodeSettings(codec=self.encoder.codec, preset=settings.preset, crf=settings.crf,
-                              pix_fmt="cuda" if self.encodes_on_device else "yuv420p")
+        return encode_settings(settings, self.encoder.codec, "cuda" if self.encodes_on_device else "yuv420p")
 
 
 def prepare_lipsync(video: str, audio: str, faces: Sequence[FaceSpec], settings: Settings,

@@ -2,6 +2,7 @@
 a speech track, and a poll loop on GET /jobs/{id}."""
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -36,3 +37,17 @@ def wait_for(server, job_id: str, until, timeout: float = 120) -> dict:
             return record
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} never reached the expected state: {record}")
+
+
+def follow_events(server, job_id: str, timeout: float = 120) -> list[tuple[str | None, dict]]:
+    """A job's server-sent events, (event name, JSON data), read until the server ends the stream."""
+    events: list[tuple[str | None, dict]] = []
+    with httpx.stream("GET", f"{server.url}/jobs/{job_id}/events", timeout=timeout) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        event = None
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                event = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                events.append((event, json.loads(line.removeprefix("data: "))))
+    return events

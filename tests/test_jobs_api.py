@@ -18,7 +18,7 @@ from stream.config import Settings
 from stream.io import FetchPolicy, UploadPolicy
 from tests.http_servers import FileServer, PostReceiver, PutReceiver
 from tests.live_server import LiveServer
-from tests.job_media import FINAL, wait_for, write_job_media
+from tests.job_media import FINAL, follow_events, wait_for, write_job_media
 from tests.media import clip_frames, compose, read_frames
 
 
@@ -167,15 +167,7 @@ def test_events_stream_monotone_progress_to_100_then_the_result(api, files):
     server, _ = api
     with PutReceiver([200]) as receiver:
         job_id = httpx.post(server.url + "/jobs/lipsync", json=lipsync_body(files, receiver)).json()["job_id"]
-        events = []
-        with httpx.stream("GET", f"{server.url}/jobs/{job_id}/events", timeout=120) as stream:
-            assert stream.headers["content-type"].startswith("text/event-stream")
-            event = None
-            for line in stream.iter_lines():
-                if line.startswith("event: "):
-                    event = line.removeprefix("event: ")
-                elif line.startswith("data: "):
-                    events.append((event, json.loads(line.removeprefix("data: "))))
+        events = follow_events(server, job_id)
     progress = [data for name, data in events if name == "progress"]
     percents = [p["percent"] for p in progress]
     assert len(progress) >= 4 and percents == sorted(percents)

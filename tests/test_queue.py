@@ -29,7 +29,7 @@ from stream.config import Settings  # noqa: E402
 from stream.io import FetchPolicy, UploadPolicy  # noqa: E402
 from tests.http_servers import FileServer, PostReceiver, PutReceiver  # noqa: E402
 from tests.live_server import LiveServer  # noqa: E402
-from tests.job_media import FINAL, wait_for, write_job_media  # noqa: E402
+from tests.job_media import FINAL, follow_events, wait_for, write_job_media  # noqa: E402
 from tests.media import read_frames  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,14 +177,7 @@ def test_jobs_run_on_both_workers_and_upload(cluster, files):
                                                       "webhook_url": hook.url(f"hooks/{rate}")}) for rate in rates]
         lipsync_ids = [first, submit(server, "lipsync", lipsync_body(files, receiver, "two_s.mp4", "out/1.mp4",
                                                                      auto=True))]
-        events = []  # the last job's progress, followed from the queue to the end
-        with httpx.stream("GET", f"{server.url}/jobs/{lipsync_ids[1]}/events", timeout=90) as stream:
-            event = None
-            for line in stream.iter_lines():
-                if line.startswith("event: "):
-                    event = line.removeprefix("event: ")
-                elif line.startswith("data: "):
-                    events.append((event, json.loads(line.removeprefix("data: "))))
+        events = follow_events(server, lipsync_ids[1], timeout=90)  # the last job, from the queue to the end
         sync = httpx.post(server.url + "/detect-faces", json={"video_url": files.url("short.mp4"), "sample_fps": 2},
                           timeout=90)
         records = [wait_for(server, job_id, lambda r: r["state"] in FINAL) for job_id in lipsync_ids + detect_ids]
