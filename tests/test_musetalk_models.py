@@ -419,7 +419,11 @@ def test_engine_renders_patches_with_the_paste_geometry(models_dir, real_faces, 
         assert np.array_equal(patch.pixels[:fy1], original[:fy1])  # outside the face box: the frame itself
         assert not np.array_equal(patch.pixels[fy1:fy2, fx1:fx2], original[fy1:fy2, fx1:fx2])
     again = engine.render(requests[:2], features)
-    assert np.array_equal(again[1].pixels, patches[1].pixels)  # deterministic, independent of batch make-up
+    # Same patch whatever the batch make-up, up to rounding: CPU convolution kernels block a
+    # batch of 2 and a batch of 4 differently, so float sums differ in the last bits and a
+    # value near .5 can round to the next grey level (seen: 30 of 489,648 values, by 1).
+    difference = np.abs(again[1].pixels.astype(np.int16) - patches[1].pixels.astype(np.int16))
+    assert difference.max() <= 1 and np.count_nonzero(difference) <= difference.size // 1000
 
 
 @pytest.mark.parametrize("with_parsing", [True, False])

@@ -102,9 +102,11 @@ class InsightFaceBackend:
         self._embed_bgr(np.ascontiguousarray(image[..., ::-1]), faces)
 
     def similarity(self, a: np.ndarray, b: np.ndarray) -> float:
-        """Cosine similarity of two ArcFace embeddings (0.5 = same person)."""
+        """Cosine similarity of two ArcFace embeddings (0.5 = same person), clamped to
+        [-1, 1]: float32 rounding can land a hair outside it (-1.0000001 for e and -e)."""
         a, b = np.asarray(a, dtype=np.float32).ravel(), np.asarray(b, dtype=np.float32).ravel()
-        return float(a @ b / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12))
+        cosine = float(a @ b / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12))
+        return min(1.0, max(-1.0, cosine))
 
     def _analyse(self, bgr: np.ndarray, box: np.ndarray):
         """insightface's Face for a box with 1k3d68's landmark_3d_68 and pose filled."""
