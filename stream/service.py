@@ -23,6 +23,7 @@ from stream.admission import Admission, Busy, Limits, ShuttingDown
 from stream.config import Settings
 from stream.context import JobContext, Progress
 from stream.errors import InputError, LipSyncError, MediaError, UploadError
+from stream.fetch import FetchCancelled, fetches_cancelled_by
 from stream.io import FetchPolicy, UploadPolicy, check_upload_url, fetch_to_temp, probe_media, upload_file
 from stream.jobstore import CANCELLED, FAILED, SUCCEEDED, JobRecord, JobStore, log_event, new_job_id
 from stream.pipeline import PipelineCancelled
@@ -263,7 +264,18 @@ def fetch_input(url: str, workdir: Path, policy: FetchPolicy, kind: str, label: 
 
 def fetch_all(inputs: list[tuple[str, str, str]], workdir: Path, config: JobConfig,
               context: JobContext) -> list[Path]:
-    """Fetch (url, kind, label) inputs in turn, reporting each as fetch progress."""
+    """Fetch (url, kind, label) inputs in turn, reporting each as fetch progress. A cancel of
+    `context` stops a download within a fraction of a second; the job ends cancelled."""
+    with fetches_cancelled_by(lambda: context.cancelled):
+        try:
+            return _fetch_each(inputs, workdir, config, context)
+        except FetchCancelled:
+            context.check()  # with the job's own reason (client, DELETE, shutdown)
+            raise
+
+
+def _fetch_each(inputs: list[tuple[str, str, str]], workdir: Path, config: JobConfig,
+                context: JobContext) -> list[Path]:
     paths = []
     for done, (url, kind, label) in enumerate(inputs):
         context.check()

@@ -1,0 +1,134 @@
+"""stream/fetch.py: a download ends at its wall-clock deadline or on cancel, whatever the sender does.
+
+Real servers on 127.0.0.1 that send slowly: a byte at a time under a large Content-Length,
+headers then silence, or nothing at all after accepting the connection.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from server import create_app
+from stream.admission import Limits
+from stream.config import Settings
+from stream.errors import FetchError
+from stream.fetch import FetchCancelled, FetchPolicy, fetch_to_temp
+from stream.delivery import UploadPolicy
+from tests.live_server import LiveServer
+
+
+class _SlowHandler(BaseHTTPRequestHandler):
+    """GET /drip: Content-Length 1000, then one byte every `interval_s`. /silent: headers, then
+    nothing. /mute: no answer at all."""
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        return
+
+    def do_GET(self) -> None:
+        owner: SlowSender = self.server.owner  # type: ignore[attr-defined]
+        if self.path == "/mute":
+            owner.stop.wait(30)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp4")
+        self.send_header("Content-Length", str(owner.declared))
+        self.end_headers()
+        self.wfile.flush()
+        if self.path == "/silent":
+            owner.stop.wait(30)
+            return
+        for _ in range(owner.declared):
+            if owner.stop.wait(owner.interval_s):
+                return
+            try:
+                self.wfile.write(b"x")
+                self.wfile.flush()
+            except OSError:
+                return
+
+
+class SlowSender:
+    """A server that sends its body as slowly as a red-team client would."""
+
+    def __init__(self, interval_s: float = 0.1, declared: int = 1000) -> None:
+        self.interval_s = interval_s
+        self.declared = declared
+        self.stop = threading.Event()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _SlowHandler)
+        self.httpd.daemon_threads = True
+        self.httpd.owner = self  # type: ignore[attr-defined]
+
+    def url(self, route: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{route}"
+
+    def __enter__(self) -> SlowSender:
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def slow():
+    with SlowSender() as server:
+        yield server
+
+
+def _fetch(url: str, workdir: Path, policy: FetchPolicy, cancelled=None) -> tuple[BaseException, float]:
+    started = time.monotonic()
+    with pytest.raises((FetchError, FetchCancelled)) as caught:
+        fetch_to_temp(url, workdir=workdir, policy=policy, kind="video", cancelled=cancelled)
+    return caught.value, time.monotonic() - started
+
+
+@pytest.mark.parametrize("route", ["drip", "silent", "mute"])
+def test_total_deadline_holds_whatever_the_sender_does(slow, tmp_path, route):
+    # before: a byte every 0.1 s restarted the 30 s read timeout and the total was checked
+    # only per 1 MiB chunk, so /drip ran until the sender stopped; /silent and /mute took 30 s
+    policy = FetchPolicy(allow_private_networks=True, total_timeout_s=1.0, read_timeout_s=30.0)
+    error, elapsed = _fetch(slow.url(route), tmp_path, policy)
+    assert isinstance(error, FetchError) and error.status_code == 502
+    assert "took longer than 1 s" in str(error) and "LIPSYNC_FETCH_TOTAL_TIMEOUT_S" in str(error)
+    assert elapsed < 6.0  # the deadline is 1 s; a loaded machine gets a wide margin
+    assert list(tmp_path.iterdir()) == []  # the partial file is gone
+
+
+def test_cancel_stops_a_download_within_a_second(slow, tmp_path):
+    policy = FetchPolicy(allow_private_networks=True, total_timeout_s=60.0)
+    flag = threading.Event()
+    threading.Timer(0.5, flag.set).start()
+    error, elapsed = _fetch(slow.url("drip"), tmp_path, policy, cancelled=flag.is_set)
+    assert isinstance(error, FetchCancelled) and "cancelled" in str(error)
+    assert elapsed < 5.0  # cancelled at 0.5 s; stops within about DEADLINE_POLL_S after
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_job_deleted_while_fetching_ends_cancelled_at_once(slow, tmp_path, data_dir):
+    """DELETE during a stalled download: the job is cancelled (not failed) and the worker is free."""
+    settings = Settings(models_dir=tmp_path / "weights", workdir=tmp_path / "work")
+    settings.workdir.mkdir()
+    app = create_app(settings, FetchPolicy(allow_private_networks=True, total_timeout_s=120.0),
+                     UploadPolicy(allow_private_networks=True), Limits(concurrency=1, max_waiting=2))
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        job = client.post("/jobs/detect-faces", json={"video_url": slow.url("drip")}).json()
+        deadline = time.monotonic() + 20
+        while client.get(f"/jobs/{job['job_id']}").json()["state"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        started = time.monotonic()
+        answer = client.delete(f"/jobs/{job['job_id']}")
+        # before: DELETE answered 202 after 10 s and the job ended failed 43 s later
+        assert answer.status_code == 200, answer.text
+        assert time.monotonic() - started < 5.0
+        record = answer.json()
+        assert record["state"] == "cancelled" and record["error_status"] == 499
+        assert "cancelled by the client" in record["error"]
+        assert list(settings.workdir.iterdir()) == []  # the job's temp dir and partial file are gone
