@@ -47,6 +47,7 @@ from stream.io import FetchPolicy, UploadPolicy, check_upload_url
 from stream.jobstore import FAILED, SUCCEEDED, JobRecord, configure_logging, log_event
 from stream.prom import ServiceMetrics
 from stream.registry import shared_registry
+from stream.review import review_routes
 from stream.service import JobConfig, JobService
 from stream.webhook import check_webhook_url
 
@@ -140,7 +141,7 @@ async def submit_job(request: Request, kind: str) -> Response:
     state = request.app.state
     try:
         raw = await read_body(request, kind)
-        if kind == "lipsync" and isinstance(raw, dict) and isinstance(raw.get("upload_url"), str):
+        if kind == "lipsync" and isinstance(raw, dict) and raw.get("upload_url") and isinstance(raw["upload_url"], str):
             # refuse a bad upload_url now, not when the job's turn comes
             check_upload_url(raw["upload_url"], state.upload_policy, probe_connect=False)
         webhook_url = check_webhook_url(raw.get("webhook_url") if isinstance(raw, dict) else None,
@@ -286,6 +287,7 @@ def create_app(settings: Settings | None = None, fetch_policy: FetchPolicy | Non
         Route("/jobs/{job_id}", job_route, methods=["GET"]),
         Route("/jobs/{job_id}", cancel_job_route, methods=["DELETE"]),
         Route("/jobs/{job_id}/events", job_events_route, methods=["GET"]),
+        *review_routes(),  # GET / (the review page), POST /uploads, GET /results/{id}
     ], lifespan=lifespan)
     app.state.settings = config.settings
     app.state.limits = config.limits

@@ -30,6 +30,7 @@ from stream.pipeline import PipelineCancelled
 from stream.prom import ServiceMetrics
 from stream.references import Character
 from stream.schema import parse_detect, parse_lipsync
+from stream.uploads import FileStore, StoreLimits, fetch_upload, is_upload_url, result_store, upload_store
 from stream.webhook import deliver
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class JobConfig:
     limits: Limits
     fetch_policy: FetchPolicy
     upload_policy: UploadPolicy
+    stores: StoreLimits = field(default_factory=StoreLimits.from_env)  # uploads and kept results
 
     @classmethod
     def from_env(cls) -> "JobConfig":
@@ -84,7 +86,7 @@ def phase_percent(kind: str, progress: Progress) -> float:
 def build_work(kind: str, raw: object, config: JobConfig) -> Work:
     """The work for a request body; raises InputError (4xx) when the body is wrong."""
     if kind == "lipsync":
-        return lipsync_work(parse_lipsync(raw), config)
+        return lipsync_work(parse_lipsync(raw, require_upload=False), config)
     if kind == "detect-faces":
         return detect_work(parse_detect(raw), config)
     raise InputError(f"unknown job kind {kind!r}; expected one of {', '.join(KINDS)}")
@@ -249,9 +251,13 @@ class JobService:
 
 
 def fetch_input(url: str, workdir: Path, policy: FetchPolicy, kind: str, label: str,
-                limits: Limits | None = None) -> Path:
-    """Fetch, probe and check one input; media problems name the request field, not a temp path."""
-    path = fetch_to_temp(url, workdir=workdir, policy=policy, kind=kind, label=label)
+                limits: Limits | None = None, uploads: FileStore | None = None) -> Path:
+    """Fetch, probe and check one input; media problems name the request field, not a temp path.
+    `upload://<id>` names a file POSTed to /uploads, looked up in `uploads` (stream.uploads)."""
+    if uploads is not None and is_upload_url(url):
+        path = fetch_upload(url, uploads, workdir, label)
+    else:
+        path = fetch_to_temp(url, workdir=workdir, policy=policy, kind=kind, label=label)
     try:
         info = probe_media(path, kind)
     except MediaError as exc:
@@ -280,7 +286,8 @@ def _fetch_each(inputs: list[tuple[str, str, str]], workdir: Path, config: JobCo
     for done, (url, kind, label) in enumerate(inputs):
         context.check()
         context.report("fetch", done, len(inputs))
-        paths.append(fetch_input(url, workdir, config.fetch_policy, kind, label, config.limits))
+        paths.append(fetch_input(url, workdir, config.fetch_policy, kind, label, config.limits,
+                                 upload_store(config.settings.workdir, config.stores)))
     context.report("fetch", len(inputs), len(inputs))
     context.check()
     return paths
@@ -333,7 +340,8 @@ def detect_work(body, config: JobConfig) -> Work:
 def lipsync_work(body, config: JobConfig) -> Work:
     def work(context: JobContext, workdir: Path, stats: dict) -> dict:
         started = time.perf_counter()
-        check_upload_url(body.upload_url, config.upload_policy)
+        if body.upload_url:
+            check_upload_url(body.upload_url, config.upload_policy)
         video, audio = fetch_all([(body.video_url, "video", "video_url"), (body.audio_url, "audio", "audio_url")],
                                  workdir, config, context)
         download_ms = (time.perf_counter() - started) * 1000
@@ -344,6 +352,12 @@ def lipsync_work(body, config: JobConfig) -> Work:
         stats.update(frames=result["output"]["frame_count"], pipeline_s=result["metrics"]["wall_s"])
         result["timing"]["download_ms"] = round(download_ms, 1)
         context.check()
+        if not body.upload_url:  # no upload_url: keep the output here for a while (GET /results/{id})
+            kept = result_store(config.settings.workdir, config.stores).keep(out)
+            result["result_url"] = f"/results/{kept.file_id}"
+            result["result_expires_at"] = round(kept.expires_at, 3)
+            result["timing"]["total_ms"] = round((time.perf_counter() - started) * 1000, 1)
+            return result
         context.report("upload", 0, 1)
         try:
             upload = upload_file(out, body.upload_url, policy=config.upload_policy)
