@@ -11,6 +11,19 @@ from typing import Any
 from stream.errors import InputError
 
 SYNC_MODES = ("silence", "cut_off", "loop", "bounce")
+MAX_ID_CHARS = 128
+"""Longest character id accepted; ids are echoed in every result and log line."""
+MAX_NUMBER = 1e12
+"""Largest magnitude of a numeric field (ms, pixels, fps): bigger is always a mistake."""
+_SHOWN_CHARS = 60
+
+
+def shown(value: Any) -> str:
+    """A value as an error message echoes it: repr, cut to a few dozen characters."""
+    text = repr(value)
+    if len(text) <= _SHOWN_CHARS:
+        return text
+    return f"{text[:_SHOWN_CHARS]}... ({len(text)} characters)"
 
 
 @dataclass
@@ -66,8 +79,52 @@ def _typed(value: Any, kind: type | tuple, name: str) -> Any:
     if not isinstance(value, kinds):
         raise InputError(f"field '{name}' must be {' or '.join(k.__name__ for k in kinds)}, "
                          f"got {type(value).__name__}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise InputError(f"field '{name}' must be a finite number")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            finite = math.isfinite(value) and abs(value) <= MAX_NUMBER
+        except OverflowError:  # an int too large for a float
+            finite = False
+        if not finite:
+            raise InputError(f"field '{name}' must be a finite number of magnitude at most {MAX_NUMBER:g}")
+    if isinstance(value, str) and not is_text(value):
+        raise InputError(f"field '{name}' is not valid Unicode text (it holds a lone surrogate such as \\ud800)")
+    return value
+
+
+def is_text(value: str) -> bool:
+    """True when `value` can be written as UTF-8 (JSON allows lone surrogates like "\\ud800"; UTF-8 does not)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def first_invalid_text(value: Any) -> str | None:
+    """Where in a parsed JSON value the first string (key or value) that is not valid text
+    sits, as a path like "faces[0].character_id"; None when every string is valid."""
+    stack: list[tuple[str, Any]] = [("body", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if not is_text(item):
+                return path
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if not is_text(key):
+                    return f"{path} (a key)"
+                stack.append((key if path == "body" else f"{path}.{key}", child))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{i}]", child) for i, child in enumerate(item))
+    return None
+
+
+def _id(body: dict, key: str, where: str) -> str:
+    """A character id: a string or an integer, valid text, at most MAX_ID_CHARS characters."""
+    value = str(_require(body, key, (str, int), where))
+    if len(value) > MAX_ID_CHARS:
+        raise InputError(f"field '{where}{key}' is {len(value)} characters long; ids may have at most "
+                         f"{MAX_ID_CHARS}")
     return value
 
 
@@ -89,7 +146,7 @@ def parse_characters(items: Any, where: str = "characters") -> list[CharacterSpe
         prefix = f"{where}[{i}]."
         item = _object(item, f"{where}[{i}]")
         characters.append(CharacterSpec(
-            id=str(_require(item, "id", (str, int), prefix)),
+            id=_id(item, "id", prefix),
             name=_optional(item, "name", str, None, prefix),
             reference_image_url=_require(item, "reference_image_url", str, prefix),
         ))
@@ -124,6 +181,7 @@ def parse_faces(items: Any, where: str = "faces") -> list[FaceSpec]:
         bbox = _require(item, "bbox", list, prefix)
         if len(bbox) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox):
             raise InputError(f"field '{prefix}bbox' must be [x, y, w, h] in pixels")
+        bbox = [_typed(v, (int, float), f"{prefix}bbox[{k}]") for k, v in enumerate(bbox)]
         if bbox[2] <= 0 or bbox[3] <= 0:
             raise InputError(f"field '{prefix}bbox' must have a positive width and height")
         start = float(_require(item, "start_time_ms", (int, float), prefix))
@@ -132,8 +190,10 @@ def parse_faces(items: Any, where: str = "faces") -> list[FaceSpec]:
             raise InputError(f"field '{prefix}start_time_ms' must be >= 0")
         if end <= start:
             raise InputError(f"field '{prefix}end_time_ms' ({end:g}) must be after start_time_ms ({start:g})")
-        faces.append(FaceSpec(str(_require(item, "character_id", (str, int), prefix)),
-                              [float(v) for v in bbox], start, end))
+        face = FaceSpec(_id(item, "character_id", prefix), [float(v) for v in bbox], start, end)
+        if face in faces:
+            raise InputError(f"field '{prefix[:-1]}' repeats faces[{faces.index(face)}]; give each face once")
+        faces.append(face)
     return faces
 
 
