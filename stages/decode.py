@@ -22,6 +22,7 @@ from typing import Iterator
 import av
 import numpy as np
 
+from stages.shots import ShotDetector
 from stream.errors import MediaError
 from stream.frame import Frame
 from stream.stage import Source
@@ -130,6 +131,8 @@ class DecodeStage(Source):
     A backward pass decodes chunks of frames from the keyframe before each chunk, so
     memory stays at one chunk whatever the length.
     hwaccel: PyAV's `HWAccel` to decode on a GPU, or None for software decoding.
+    shots: a `stages.shots.ShotDetector` that sees every decoded frame (sampled or not);
+    each Frame's notes["shot"] is its shot index (0 without a detector).
     """
 
     name = "decode"
@@ -137,7 +140,7 @@ class DecodeStage(Source):
     def __init__(self, path: str | os.PathLike, sample_fps: float | None = None,
                  max_duration_ms: float | None = None, threads: int = 0,
                  extend_to_ms: float | None = None, extend_mode: str = "loop",
-                 hwaccel: av.codec.hwaccel.HWAccel | None = None) -> None:
+                 hwaccel: av.codec.hwaccel.HWAccel | None = None, shots: ShotDetector | None = None) -> None:
         if extend_mode not in EXTEND_MODES:
             raise ValueError(f"extend_mode must be one of {EXTEND_MODES}")
         self.path = str(path)
@@ -148,6 +151,7 @@ class DecodeStage(Source):
         self.extend_mode = extend_mode
         self.hwaccel = hwaccel
         self.hwaccel_problem: str | None = None
+        self.shots = shots
         self.decoded = 0
 
     def _open(self) -> av.container.InputContainer:
@@ -172,12 +176,15 @@ class DecodeStage(Source):
             raw = self._decode(container, stream)
             if self.extend_to_ms is not None:
                 raw = self._extended(raw, container, stream)
+            if self.shots is not None:
+                raw = self.shots.label(raw)
             if self.sample_fps:
                 raw = self._nearest_to_ticks(raw, self.sample_fps)
-            for index, pts, time_base, av_frame in raw:
+            for index, pts, time_base, av_frame, *shot in raw:
                 image = av_frame.to_ndarray(format="rgb24")
                 rotation = int(round(getattr(av_frame, "rotation", 0) or 0)) % 360
-                yield Frame(index=index, pts=pts, time_base=time_base, image=rotate_upright(image, rotation))
+                yield Frame(index=index, pts=pts, time_base=time_base, image=rotate_upright(image, rotation),
+                            notes={"shot": shot[0] if shot else 0})
 
     def _decode(self, container, stream) -> Iterator[tuple[int, int, Fraction, av.VideoFrame]]:
         """(index, pts, time_base, frame) in presentation order, pts never None or repeated."""

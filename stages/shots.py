@@ -1,0 +1,204 @@
+"""Shot boundaries in the stream: hard cuts and fades through black, from every decoded frame.
+
+Edited video cuts between shots, and a cut is a hard boundary for every piece of per-face
+state. The decoder hands each decoded frame (sampled or not) to a `ShotDetector` as a tiny
+YUV thumbnail (64 px wide, read from the frame's own planes: no RGB conversion), so the
+boundary comes from the full frame sequence even when detect-faces converts only 3 frames
+a second. Cost: about 0.1-0.5 ms a frame (thumbnail) plus 0.03 ms (decision), measured by
+`benchmarks/shots.py` and reported in `busy_s`.
+
+A frame t starts a new shot when
+- its change from frame t-1 (mean absolute thumbnail difference, grey levels) is at least
+  `min_change` and `ratio` times the change around it (the larger of the two changes before
+  it and the smaller of the two after it, plus `floor`): a spike, not sustained motion,
+  which is what a shaky hand-held camera makes; and it is not a flash (frame t+1 back to
+  what t-1 was); or
+- the picture goes dark (mean luma below `dark_enter`) after being lit: a fade out; the
+  fade in that follows belongs to the new shot.
+Two boundaries are at least `min_shot_ms` apart (PySceneDetect's `min_scene_len`).
+
+PySceneDetect's ContentDetector / AdaptiveDetector compare the whole frame's mean HSV
+change against a fixed level or the running mean; on edited multi-person video where only
+the faces change (a static set, faces a fifth of the picture) that change is 3-8 grey
+levels against 26 for d12's hand-held shake, so neither separates them; the spike test
+above does (`benchmarks/shots.py` measures misses and false alarms on both).
+Dissolves are not detected: their frame-to-frame change looks like motion.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import av
+import cv2
+import numpy as np
+
+THUMB_WIDTH = 64
+"""Thumbnail width in pixels; the height follows the frame's aspect (at least 8)."""
+LOOKAHEAD = 4
+"""Frames after t the decision for frame t waits for (the decoder holds them back)."""
+DUPLICATE_CHANGE = 0.5
+"""A change below this (grey levels) is a repeated frame (frame-rate conversion), not
+motion: the cut test skips it when it looks for the change around a frame."""
+
+_PLANAR_420 = ("yuv420p", "yuvj420p")
+
+
+def _plane(av_frame: av.VideoFrame, index: int, width: int) -> np.ndarray:
+    """A plane's pixels as a uint8 view (no copy), cropped to `width` columns."""
+    plane = av_frame.planes[index]
+    return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :width]
+
+
+def _shrink(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Area-average a plane to `size` (w, h); a large plane is first halved by bilinear
+    sampling to 4x the size, which reads a fraction of the pixels (0.1 ms at 1080p)."""
+    if plane.shape[1] > 4 * size[0]:
+        plane = cv2.resize(plane, (4 * size[0], 4 * size[1]), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(plane, size, interpolation=cv2.INTER_AREA)
+
+
+def frame_thumbnail(av_frame: av.VideoFrame) -> np.ndarray:
+    """THUMB_WIDTH-wide HxWx3 float32 YUV thumbnail of a decoded frame (0-255 levels).
+
+    8-bit planar 4:2:0 and NV12 frames are read from their planes; any other format is
+    reformatted small by libswscale first (slower, still well under a millisecond).
+    """
+    width, height = av_frame.width, av_frame.height
+    size = (THUMB_WIDTH, max(8, int(round(THUMB_WIDTH * height / max(1, width)))))
+    name = av_frame.format.name
+    if name in _PLANAR_420:
+        chroma = (width + 1) // 2
+        planes = [_plane(av_frame, 0, width), _plane(av_frame, 1, chroma), _plane(av_frame, 2, chroma)]
+    elif name == "nv12":
+        uv = np.frombuffer(av_frame.planes[1], np.uint8).reshape(av_frame.planes[1].height, -1)
+        uv = uv[:, :2 * ((width + 1) // 2)].reshape(uv.shape[0], -1, 2)
+        planes = [_plane(av_frame, 0, width), uv[..., 0], uv[..., 1]]
+    else:
+        small = av_frame.reformat(width=size[0], height=size[1], format="yuv444p")
+        planes = [_plane(small, k, size[0]) for k in range(3)]
+    return np.stack([_shrink(p, size) for p in planes], axis=-1).astype(np.float32)
+
+
+def thumbnail_change(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of two thumbnails in grey levels, chroma at half weight."""
+    diff = np.abs(a - b)
+    return float(np.mean(diff[..., 0]) + 0.5 * (np.mean(diff[..., 1]) + np.mean(diff[..., 2])))
+
+
+@dataclass(frozen=True)
+class ShotRules:
+    """Thresholds of the cut test (grey levels of the thumbnail change, 0-255)."""
+
+    ratio: float = 4.0
+    floor: float = 0.3
+    min_change: float = 1.0
+    min_shot_ms: float = 400.0
+    dark_enter: float = 20.0
+    dark_leave: float = 28.0
+
+
+@dataclass
+class _Sample:
+    time_ms: float
+    thumb: np.ndarray
+    change: float
+    luma: float
+
+
+@dataclass
+class ShotDetector:
+    """Finds shot boundaries frame by frame; `label` numbers each frame's shot (0, 1, ...).
+
+    boundaries_ms: presentation times (ms) of the first frame of every shot after the first.
+    busy_s: seconds spent on thumbnails and decisions; frames: frames seen.
+    """
+
+    rules: ShotRules = ShotRules()
+    boundaries_ms: list[float] = field(default_factory=list)
+    frames: int = 0
+    busy_s: float = 0.0
+    _window: deque = field(default_factory=lambda: deque(maxlen=2 * LOOKAHEAD + 1))
+    _decided: deque = field(default_factory=deque)
+    _dark: bool | None = None
+    _first_ms: float | None = None
+
+    @property
+    def ms_per_frame(self) -> float:
+        return 1000 * self.busy_s / self.frames if self.frames else 0.0
+
+    def label(self, entries: Iterable[tuple]) -> Iterator[tuple]:
+        """Decoder entries (index, pts, time_base, av_frame) with their shot index appended,
+        held back LOOKAHEAD frames so the index is final when the entry leaves."""
+        pending: deque = deque()
+        for entry in entries:
+            started = time.perf_counter()
+            self.push(frame_thumbnail(entry[3]), float(entry[1] * entry[2] * 1000))
+            self.busy_s += time.perf_counter() - started
+            pending.append(entry)
+            while self._decided:
+                yield (*pending.popleft(), self._decided.popleft())
+        self.finish()
+        while self._decided:
+            yield (*pending.popleft(), self._decided.popleft())
+
+    def push(self, thumb: np.ndarray, time_ms: float) -> None:
+        """Add the next frame; decides the frame LOOKAHEAD frames back."""
+        window = self._window
+        change = thumbnail_change(thumb, window[-1].thumb) if window else 0.0
+        window.append(_Sample(time_ms, thumb, change, float(np.mean(thumb[..., 0]))))
+        self.frames += 1
+        if self.frames > LOOKAHEAD:
+            self._decide(len(window) - 1 - LOOKAHEAD)
+
+    def finish(self) -> None:
+        """End of stream: decide the frames still waiting for their lookahead."""
+        for position in range(max(0, len(self._window) - min(LOOKAHEAD, self.frames)), len(self._window)):
+            self._decide(position)
+
+    def shots(self, duration_ms: float) -> list[dict]:
+        """[{start_ms, end_ms}] for the whole video, in order (integer ms)."""
+        edges = [0.0, *self.boundaries_ms, max(duration_ms, self.boundaries_ms[-1] if self.boundaries_ms else 0.0)]
+        return [{"start_ms": int(round(a)), "end_ms": int(round(b))} for a, b in zip(edges, edges[1:])]
+
+    def _decide(self, position: int) -> None:
+        window = list(self._window)
+        sample = window[position]
+        dark = self._goes_dark(sample)
+        boundary = self._is_cut(window, position) or dark
+        if self._first_ms is None:
+            self._first_ms = sample.time_ms
+        elif boundary and self._far_from_last(sample.time_ms):
+            self.boundaries_ms.append(sample.time_ms)
+        self._decided.append(len(self.boundaries_ms))
+
+    def _is_cut(self, window: list[_Sample], position: int) -> bool:
+        change = window[position].change
+        rules = self.rules
+        if position == 0 or change < rules.min_change:
+            return False
+        before = [s.change for s in window[:position] if s.change >= DUPLICATE_CHANGE][-2:]
+        after = [s.change for s in window[position + 1:] if s.change >= DUPLICATE_CHANGE][:2]
+        around = max([*before, min(after) if after else 0.0])
+        if change < rules.ratio * (around + rules.floor):
+            return False
+        if position + 1 < len(window):  # a flash: the next frame is back to the one before
+            back = thumbnail_change(window[position + 1].thumb, window[position - 1].thumb)
+            if back < 0.5 * change:
+                return False
+        return True
+
+    def _goes_dark(self, sample: _Sample) -> bool:
+        """True on the first dark frame after lit ones (hysteresis between the two levels)."""
+        was_dark = self._dark
+        if sample.luma < self.rules.dark_enter:
+            self._dark = True
+        elif sample.luma > self.rules.dark_leave or was_dark is None:
+            self._dark = False
+        return was_dark is False and self._dark is True
+
+    def _far_from_last(self, time_ms: float) -> bool:
+        last = self.boundaries_ms[-1] if self.boundaries_ms else self._first_ms
+        return time_ms - last >= self.rules.min_shot_ms

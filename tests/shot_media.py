@@ -1,0 +1,70 @@
+"""Edited test videos: shots of sample clips placed on a flat set, joined by hard cuts or fades.
+
+Each shot lists who is where; `edited_video` writes the MP4 and returns the first frame
+index of every shot after the first, which is what a shot detector must find.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tests.media import write_video
+
+
+@dataclass
+class Person:
+    """One clip in a shot: frames (RGB, all the same size), top-left x, y (px), first frame."""
+
+    name: str
+    frames: list[np.ndarray]
+    x: int
+    y: int
+    offset: int = 0
+
+    def box(self) -> tuple[int, int, int, int]:
+        h, w = self.frames[0].shape[:2]
+        return self.x, self.y, w, h
+
+
+@dataclass
+class Shot:
+    seconds: float
+    people: list[Person] = field(default_factory=list)
+    fade_out_frames: int = 0
+    """Frames at the end of the shot that fade to black (a fade-out, then the next shot)."""
+
+
+def shot_frames(shot: Shot, width: int, height: int, fps: int, start: int):
+    """The shot's canvases; clips play from their offset, continuing from `start` (frame index)."""
+    count = int(round(shot.seconds * fps))
+    for k in range(count):
+        canvas = np.full((height, width, 3), 90, np.uint8)
+        for person in shot.people:
+            image = person.frames[(start + k + person.offset) % len(person.frames)]
+            h, w = image.shape[:2]
+            canvas[person.y:person.y + h, person.x:person.x + w] = image
+        left = count - k
+        if left <= shot.fade_out_frames:
+            canvas = (canvas * ((left - 1) / shot.fade_out_frames)).astype(np.uint8)
+        yield canvas
+
+
+def edited_video(path: Path, shots: list[Shot], width: int, height: int, fps: int = 25) -> list[int]:
+    """Write the shots one after another; returns the first frame index of shots 2, 3, ...
+    (after a fade-out, its last frame: the black one)."""
+    cuts, frames, index = [], [], 0
+    for number, shot in enumerate(shots):
+        if number:
+            cuts.append(index - 1 if shots[number - 1].fade_out_frames else index)  # a fade: its black frame
+        for canvas in shot_frames(shot, width, height, fps, index):
+            frames.append(canvas)
+            index += 1
+    write_video(path, frames, fps=fps, crf=20)
+    return cuts
+
+
+def shot_at(cuts: list[int], frame: int) -> int:
+    """The true shot index of a frame."""
+    return sum(1 for cut in cuts if frame >= cut)
