@@ -37,3 +37,29 @@ def test_video_without_audio(tmp_path):
     path = write_video(tmp_path / "silent.mp4", [np.zeros((32, 32, 3), np.uint8)] * 3)
     with pytest.raises(MediaError, match="no audio stream"):
         load_audio(path)
+
+
+@pytest.mark.parametrize("rate", [16000, 44100])
+def test_stereo_is_mixed_down_as_the_mean_of_its_channels(tmp_path, rate):
+    """Left 0.6, right 0.2 of the same 300 Hz tone: the mix is 0.4 (swresample's float
+    downmix gave (0.6 + 0.2) * 0.707 = 0.57, 3 dB too loud); opposite channels cancel."""
+    import av
+    t = np.arange(2 * rate) / rate
+    tone = np.sin(2 * np.pi * 300 * t)
+    for name, left, right, peak in (("differ", 0.6 * tone, 0.2 * tone, 0.4), ("opposite", 0.5 * tone, -0.5 * tone, 0.0)):
+        path = tmp_path / f"{name}-{rate}.wav"
+        pcm = (np.stack([left, right]) * 32767).round().astype(np.int16)
+        with av.open(str(path), "w") as out:
+            stream = out.add_stream("pcm_s16le", rate=rate, layout="stereo")
+            for start in range(0, pcm.shape[1], 1024):
+                frame = av.AudioFrame.from_ndarray(pcm[:, start:start + 1024].copy(), format="s16p", layout="stereo")
+                frame.sample_rate, frame.pts = rate, start
+                out.mux(stream.encode(frame))
+            out.mux(stream.encode(None))
+        mono = load_audio(path, 16000)
+        assert len(mono) == pytest.approx(2 * 16000, abs=64)
+        middle = mono[1000:-1000]  # away from the resampler's edges
+        assert np.abs(middle).max() == pytest.approx(peak, abs=0.01)
+        if peak:
+            rms = np.sqrt(np.mean(middle ** 2))
+            assert rms == pytest.approx(peak / np.sqrt(2), rel=0.02)
