@@ -91,24 +91,57 @@ def redact_url(url: str | httpx.URL) -> str:
     return text + ("?..." if parsed.query else "")
 
 
+SPECIAL_PURPOSE_NETWORKS: tuple[tuple[str, str], ...] = (
+    # IANA IPv4 Special-Purpose Address Registry, entries not globally reachable
+    ("0.0.0.0/8", "this network"), ("10.0.0.0/8", "private"), ("100.64.0.0/10", "shared address space"),
+    ("127.0.0.0/8", "loopback"), ("169.254.0.0/16", "link-local"), ("172.16.0.0/12", "private"),
+    ("192.0.0.0/24", "IETF protocol assignment"), ("192.0.2.0/24", "documentation"),
+    ("192.88.99.0/24", "6to4 relay anycast"), ("192.168.0.0/16", "private"), ("198.18.0.0/15", "benchmarking"),
+    ("198.51.100.0/24", "documentation"), ("203.0.113.0/24", "documentation"), ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved"), ("255.255.255.255/32", "broadcast"),
+    # IANA IPv6 Special-Purpose Address Registry, entries not globally reachable
+    ("::/128", "unspecified"), ("::1/128", "loopback"), ("::/96", "IPv4-compatible (deprecated)"),
+    ("64:ff9b:1::/48", "local-use IPv4/IPv6 translation"), ("100::/64", "discard-only"),
+    ("100:0:0:1::/64", "dummy prefix"), ("2001::/23", "IETF protocol assignment"), ("2001:db8::/32", "documentation"),
+    ("3fff::/20", "documentation"), ("5f00::/16", "segment routing"), ("fc00::/7", "unique-local (private)"),
+    ("fe80::/10", "link-local"), ("fec0::/10", "site-local (deprecated)"), ("ff00::/8", "multicast"),
+)
+"""Destinations refused with the name of their range. Entries IANA marks globally reachable
+(anycast services such as 192.0.0.9/32 or 2001:1::1/128, AS112, AMT) are public."""
+_GLOBAL_EXCEPTIONS = tuple(ipaddress.ip_network(cidr) for cidr in (
+    "192.0.0.9/32", "192.0.0.10/32", "2001:1::1/128", "2001:1::2/128", "2001:1::3/128", "2001:3::/32",
+    "2001:4:112::/48", "2001:20::/28", "2001:30::/28",
+))
+_SPECIAL = tuple((ipaddress.ip_network(cidr), label) for cidr, label in SPECIAL_PURPOSE_NETWORKS)
+
+
 def non_public_reason(address: str) -> str | None:
-    """Why an IP address is not a public destination ('loopback', 'private', ...), or None."""
+    """Why an IP address is not a public destination ('loopback', 'private', ...), or None.
+
+    An IPv6 address that carries an IPv4 one (IPv4-mapped ::ffff:0:0/96, 6to4 2002::/16,
+    NAT64 64:ff9b::/96) is judged by the IPv4 address it reaches.
+    """
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    for attribute, label in (
-        ("is_unspecified", "unspecified"),
-        ("is_loopback", "loopback"),
-        ("is_link_local", "link-local"),
-        ("is_multicast", "multicast"),
-        ("is_private", "private"),
-        ("is_reserved", "reserved"),
-    ):
-        if getattr(ip, attribute):
-            return label
+    if isinstance(ip, ipaddress.IPv6Address):
+        wrapped = ip.ipv4_mapped or ip.sixtofour
+        if wrapped is None and ip in _NAT64:
+            wrapped = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if wrapped is not None:
+            reason = non_public_reason(str(wrapped))
+            kind = "" if ip.ipv4_mapped else "6to4" if ip.sixtofour else "NAT64"
+            return f"{kind}-wrapped {reason}" if reason and kind else reason
+    if any(ip in net for net in _GLOBAL_EXCEPTIONS):
+        return None
+    for net, label in _SPECIAL:
+        if ip.version == net.version and ip in net:
+            return _LABELS.get(label, label)
     if not ip.is_global:
         return "special-purpose (non-public)"
     return None
+
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_LABELS = {"this network": "unspecified", "unique-local (private)": "private"}
 
 
 @dataclass(frozen=True)
@@ -178,7 +211,8 @@ def resolve_destination(
             if reason and not any(ipaddress.ip_address(address.split("%", 1)[0]) in net for net in networks):
                 raise error(
                     f"{role} {shown} resolves to a {reason} address {address}; "
-                    "private and loopback URLs are refused, use a publicly reachable URL"
+                    "private and loopback URLs are refused, use a publicly reachable URL "
+                    "(for local testing, run the server with LIPSYNC_ALLOW_PRIVATE_URLS=1)"
                 )
     return Destination(url=parsed, host=host, port=port, addresses=addresses)
 

@@ -238,7 +238,7 @@ def test_decimal_ip_spelling_is_caught(workdir):
         ("::ffff:127.0.0.1", "loopback"),
         ("fe80::1", "link-local"),
         ("fc00::5", "private"),
-        ("100.64.0.1", "special-purpose (non-public)"),
+        ("100.64.0.1", "shared address space"),
         ("8.8.8.8", None),
         ("2606:4700:4700::1111", None),
     ],
