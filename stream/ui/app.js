@@ -358,6 +358,7 @@ function renderLanes() {
   const lanes = $("#lanes");
   lanes.replaceChildren();
   const shots = shotBoundaries(state.detection);
+  $("#timeline").dataset.shotBoundaries = String(shots.length);
   for (const p of state.people) {
     const label = document.createElement("div");
     label.className = "lane-label";
@@ -771,6 +772,6 @@ $("#play-both").addEventListener("click", () => {
 // ------------------------------------------------------------------ start
 
 fetch("/health").then((r) => r.json()).then((h) => {
-  $("#health").textContent = `face backend ${h.face_backend} · engine ${h.lipsync_engine}` +
+  $("#health").textContent = `face backend ${h.face_backend || "loading"} · engine ${h.lipsync_engine || "loads with the first job"}` +
     (h.gpu_available ? ` · ${h.gpu_name}` : " · CPU");
 }).catch(() => {});

@@ -1,0 +1,144 @@
+"""The review page's HTTP side (stream/review.py) on a real uvicorn server: GET / and its files,
+POST /uploads and its limits (size, type, the same probing and media limits as a fetched
+input, expiry), upload:// URLs in the API, and GET /results/{id}."""
+from __future__ import annotations
+
+import os
+import time
+
+import httpx
+import pytest
+
+from server import create_app
+from stream.admission import Limits
+from stream.config import Settings
+from tests.live_server import LiveServer
+
+MAX_BYTES = 2_000_000  # LIPSYNC_UPLOAD_MAX_BYTES here: d12.mp4 (596 KB) fits, yongen.wav (1.5 MB) fits
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("review-workdir")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LIPSYNC_UPLOAD_MAX_BYTES", str(MAX_BYTES))
+        app = create_app(Settings(workdir=workdir, models_dir=workdir / "no-weights"),
+                         limits=Limits(max_duration_s=8.5))
+    with LiveServer(app) as live:
+        live.workdir = workdir
+        yield live
+
+
+def upload(server, data: bytes, kind: str, name: str, content_type: str = "application/octet-stream",
+           **kwargs) -> httpx.Response:
+    return httpx.post(f"{server.url}/uploads", params={"kind": kind, "name": name}, content=data,
+                      headers={"Content-Type": content_type}, timeout=60, **kwargs)
+
+
+def test_the_page_and_its_files_are_served(server):
+    page = httpx.get(server.url + "/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<script src="/ui/app.js"></script>' in page.text
+    script = httpx.get(server.url + "/ui/app.js")
+    assert script.status_code == 200 and "EventSource" in script.text
+    assert httpx.get(server.url + "/ui/app.css").status_code == 200
+    assert httpx.get(server.url + "/ui/../server.py").status_code == 404
+
+
+def test_an_upload_is_probed_and_named_by_an_upload_url_the_api_accepts(server, data_dir):
+    video = (data_dir / "video" / "d12.mp4").read_bytes()
+    answer = upload(server, video, "video", "d12.mp4", "video/mp4")
+    assert answer.status_code == 201, answer.text
+    body = answer.json()
+    assert body["url"] == f"upload://{body['upload_id']}" and len(body["upload_id"]) == 32
+    assert body["size_bytes"] == len(video)
+    assert body["media"]["width"] == 512 and body["media"]["duration_s"] == pytest.approx(7.32, abs=0.05)
+    assert 3500 < body["expires_in_s"] <= 3600  # LIPSYNC_UPLOAD_TTL_S default
+    stored = list((server.workdir / "lipsync-uploads").glob(f"{body['upload_id']}*"))
+    assert [p.read_bytes() == video for p in stored] == [True]
+
+    detected = httpx.post(f"{server.url}/detect-faces", json={"video_url": body["url"], "sample_fps": 1}, timeout=120)
+    assert detected.status_code == 200, detected.text
+    assert detected.json()["video_duration_ms"] == pytest.approx(7320, abs=50)
+    assert stored[0].exists()  # the job used a link; the upload stays for the next job
+
+
+def test_size_limit_declared_or_streamed(server):
+    too_big = b"\0" * (MAX_BYTES + 1)
+    declared = upload(server, too_big, "video", "big.mp4", "video/mp4")
+    assert declared.status_code == 413
+    assert "LIPSYNC_UPLOAD_MAX_BYTES" in declared.json()["error_message"] and declared.json()["field"] == "video"
+
+    def chunks():  # no Content-Length: the server counts while it stores
+        for _ in range(5):
+            yield b"\0" * (MAX_BYTES // 4)
+
+    streamed = httpx.post(f"{server.url}/uploads", params={"kind": "audio", "name": "long.wav"}, content=chunks(),
+                          headers={"Content-Type": "audio/wav"}, timeout=60)
+    assert streamed.status_code == 413
+    assert not [p for p in (server.workdir / "lipsync-uploads").glob("*") if p.stat().st_size > MAX_BYTES]
+
+
+@pytest.mark.parametrize("kind, name, content_type, status, says", [
+    ("movie", "a.mp4", "video/mp4", 422, "'kind' must be one of video, audio, image"),
+    ("video", "page.html", "text/html", 415, "is sent as text/html, not a video type"),
+    ("image", "face.jpg", "video/mp4", 415, "not a image type"),
+])
+def test_kind_and_type_limits(server, kind, name, content_type, status, says):
+    answer = upload(server, b"\xff\xd8\xff" + b"\0" * 100, kind, name, content_type)
+    assert answer.status_code == status and says in answer.json()["error_message"], answer.text
+
+
+def test_uploads_get_the_same_probing_as_fetched_inputs(server, data_dir, tmp_path):
+    html = upload(server, b"<!doctype html><html><body>Sign in</body></html>", "video", "clip.mp4")
+    assert html.status_code == 422
+    assert html.json()["error_message"].startswith("clip.mp4: looks like an HTML page")
+    audio_as_video = upload(server, (data_dir / "audio" / "yongen.wav").read_bytes(), "video", "yongen.wav")
+    assert audio_as_video.status_code == 422 and "has no video stream" in audio_as_video.json()["error_message"]
+    dog = upload(server, (data_dir / "image" / "s33.jpg").read_bytes(), "video", "s33.jpg")
+    assert dog.status_code == 422 and "still image" in dog.json()["error_message"]
+    empty = upload(server, b"", "audio", "empty.wav")
+    assert empty.status_code == 422 and "empty" in empty.json()["error_message"]
+    cut = upload(server, (data_dir / "video" / "d12.mp4").read_bytes()[:300_000], "video", "cut.mp4")
+    assert cut.status_code == 422 and "cut.mp4: " in cut.json()["error_message"], cut.text
+    names = {p.name.split(".")[0] for p in (server.workdir / "lipsync-uploads").glob("*")}
+    assert not names & {"clip", "yongen", "s33", "empty", "cut"}  # refused files are not kept under any name
+
+
+def test_media_limits_apply_to_uploads(server, data_dir):
+    # sun.wav is 22.5 s; this server admits inputs up to 8.5 s (LIPSYNC_MAX_DURATION_S)
+    answer = upload(server, (data_dir / "audio" / "sun.wav").read_bytes(), "audio", "sun.wav", "audio/wav")
+    assert answer.status_code == 422
+    assert "sun.wav: the input is 22.5 s long" in answer.json()["error_message"]
+    assert "LIPSYNC_MAX_DURATION_S" in answer.json()["error_message"]
+
+
+def test_unknown_malformed_and_expired_upload_urls_are_refused(server, data_dir):
+    for url in ("upload://0123456789abcdef0123456789abcdef", "upload://../../etc/passwd", "upload://"):
+        answer = httpx.post(f"{server.url}/detect-faces", json={"video_url": url}, timeout=60)
+        assert answer.status_code == 422
+        assert "is not a known upload or it expired" in answer.json()["error_message"]
+    body = upload(server, (data_dir / "video" / "d12.mp4").read_bytes(), "video", "d12.mp4").json()
+    stored = next((server.workdir / "lipsync-uploads").glob(f"{body['upload_id']}*"))
+    old = time.time() - 3601  # written longer ago than LIPSYNC_UPLOAD_TTL_S
+    os.utime(stored, (old, old))
+    expired = httpx.post(f"{server.url}/detect-faces", json={"video_url": body["url"]}, timeout=60)
+    assert expired.status_code == 422 and "expired" in expired.json()["error_message"]
+    upload(server, b"", "audio", "sweep.wav")  # any upload sweeps expired files
+    assert not stored.exists()
+
+
+def test_the_ssrf_guard_is_unchanged(server):
+    for url, says in (("file:///etc/passwd", "local paths are accepted only by the CLI"),
+                      ("/etc/passwd", "local paths are accepted only by the CLI"),
+                      (f"{server.url}/ui/app.js", "loopback"),
+                      ("uploads://x", "only http and https URLs are accepted")):
+        answer = httpx.post(f"{server.url}/detect-faces", json={"video_url": url}, timeout=60)
+        assert answer.status_code == 422 and says in answer.json()["error_message"], (url, answer.text)
+
+
+def test_results_are_served_only_by_a_live_random_id(server):
+    for result_id in ("0123456789abcdef0123456789abcdef", "*", "x" * 32 + "-old"):
+        answer = httpx.get(f"{server.url}/results/{result_id}")
+        assert answer.status_code == 404 and answer.json()["field"] == "result"
+    assert httpx.get(f"{server.url}/results/..%2Fserver.py").status_code == 404
