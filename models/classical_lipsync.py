@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import cv2
@@ -33,7 +33,9 @@ import numpy as np
 from scipy.spatial import Delaunay
 
 from models.engine import MouthPatch, MouthRequest
+from models.mouth_bank import CLOSED_GAP, OPEN_GAP, FaceAxes, MouthBank, mouth_opening, mouth_width
 from models.mouth_params import MouthParamConfig, MouthShape, MouthTrack, mouth_track_from_audio
+from models.mouth_transfer import WeightedSample, paint_bank_mouth
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,13 @@ NOSE = (31, 32, 33, 34, 35)
 CONTROL = JAW + NOSE + tuple(range(48, 68))
 N_RING = 20
 STATE_GAP_FRAMES = 30
+BANK_CANDIDATES = 4
+"""Bank samples weighed per frame (at most one fewer is painted)."""
+BANK_TEMPERATURE = 1.0
+"""Softness of the choice among them (cost units: 1 is a visible difference)."""
+BANK_SMOOTHING = 0.6
+"""Share of the previous frame's sample weights kept: textures cross-fade over ~3 frames
+instead of switching, while the geometry follows the audio on every frame."""
 MAX_TRACK_STATES = 64
 """Per-track states kept (least recently used dropped): the engine is shared by every job
 of a server, whose track keys are unique per job, so the table must not grow forever."""
@@ -58,38 +67,13 @@ class WarpConfig:
 
     max_gap: float = 0.42  # inner-lip gap at openness 1
     lower_share: float = 0.85  # of the gap taken by the lower lip and chin (jaw drop)
+    jaw_close_share: float = 0.5  # of the original gap by which the chin rises when closing
     corner_drop: float = 0.3  # corners move down by this share of the gap
     widen: float = 0.12  # relative mouth-width change at width 1
     narrow: float = 0.22  # relative mouth-width change at rounding 1
     mask_margin: float = 0.16  # alpha region beyond the jaw line
     feather: float = 0.045  # Gaussian sigma of the alpha edge
     ring_margin: float = 0.22  # fixed warp points beyond the alpha region
-
-
-@dataclass
-class FaceAxes:
-    """A face-aligned frame: p = origin + u*ex + v*ey, all in image pixels."""
-
-    origin: np.ndarray
-    ex: np.ndarray
-    ey: np.ndarray
-    scale: float
-
-    @classmethod
-    def from_landmarks(cls, pts: np.ndarray) -> FaceAxes:
-        left, right = pts[36:42].mean(axis=0), pts[42:48].mean(axis=0)
-        d = right - left
-        scale = float(np.linalg.norm(d))
-        ex = d / max(scale, 1e-6)
-        ey = np.array([-ex[1], ex[0]])
-        return cls(origin=(pts[48] + pts[54]) / 2.0, ex=ex, ey=ey, scale=max(scale, 1.0))
-
-    def to_local(self, pts: np.ndarray) -> np.ndarray:
-        q = pts - self.origin
-        return np.stack([q @ self.ex, q @ self.ey], axis=-1)
-
-    def to_image(self, uv: np.ndarray) -> np.ndarray:
-        return self.origin + uv[..., :1] * self.ex + uv[..., 1:2] * self.ey
 
 
 @dataclass
@@ -100,6 +84,7 @@ class _TrackState:
     skin_rgb: np.ndarray | None = None
     neutral_uv: np.ndarray | None = None  # closed-mouth shape, local s units, smoothed
     triangles: np.ndarray | None = None
+    bank_weights: np.ndarray | None = None  # smoothed weight of each bank sample
 
 
 def _profile(u: np.ndarray, half_width: float, exponent: float) -> np.ndarray:
@@ -133,8 +118,10 @@ def neutral_local(uv: np.ndarray, cfg: WarpConfig) -> np.ndarray:
     for i in LOWER_OUTER + LOWER_INNER:
         out[i, 1] -= cfg.lower_share * gap_at(uv[i, 0])
     centre_gap = gaps[2]
+    # The chin rises by less than the lower lip: a wide-open mouth closes partly by the
+    # lips, and a full jaw lift would pull the neck and collar up under the chin.
     for i in JAW:
-        out[i, 1] -= cfg.lower_share * centre_gap * _jaw_weight(i)
+        out[i, 1] -= cfg.jaw_close_share * centre_gap * _jaw_weight(i)
     for a, b in zip(UPPER_INNER, LOWER_INNER):
         # Each inner pair meets at one point, so the closed inner polygon has no area.
         meet = out[a] + (out[b] - out[a]) * (1 - cfg.lower_share) if uv[b, 1] >= uv[a, 1] else (out[a] + out[b]) / 2
@@ -332,6 +319,7 @@ class ClassicalLipSync:
 
     name = "classical"
     batch_size = 8
+    uses_mouth_bank = True
 
     def __init__(self, warp: WarpConfig | None = None, audio: MouthParamConfig | None = None) -> None:
         self.warp = warp or WarpConfig()
@@ -353,10 +341,10 @@ class ClassicalLipSync:
         """The 68 target landmarks (image pixels) for `shape`; updates the track's state."""
         pts = np.asarray(landmarks, dtype=np.float64).reshape(68, 2)
         axes = FaceAxes.from_landmarks(pts)
-        uv = axes.to_local(pts) / axes.scale
+        uv = axes.to_local(pts)
         state = self._state(track_key, frame_index, uv)
         dst_uv = articulate_local(self._neutral(state, uv), shape, state.neutral_width, self.warp)
-        return axes.to_image(dst_uv * axes.scale)
+        return axes.to_image(dst_uv)
 
     def _neutral(self, state: _TrackState, uv: np.ndarray) -> np.ndarray:
         """Closed-mouth shape for this frame, averaged with the track's previous one.
@@ -379,23 +367,25 @@ class ClassicalLipSync:
         pts = np.asarray(face.landmarks, dtype=np.float64).reshape(68, 2)
         axes = FaceAxes.from_landmarks(pts)
         s = axes.scale
-        src_uv = axes.to_local(pts) / s
+        src_uv = axes.to_local(pts)
         state = self._state(req.track_key, req.frame_index, src_uv)
-        dst_uv = articulate_local(self._neutral(state, src_uv), shape, state.neutral_width, self.warp)
+        warp = self._warp_for(req.bank)
+        dst_uv = articulate_local(self._neutral(state, src_uv), shape, state.neutral_width, warp)
+        chosen = self._choose_samples(req.bank, state, dst_uv, face.pose)
 
-        poly_uv = _alpha_polygon(src_uv, dst_uv, self.warp)
-        ring_uv = _ring(poly_uv, self.warp.ring_margin)
+        poly_uv = _alpha_polygon(src_uv, dst_uv, warp)
+        ring_uv = _ring(poly_uv, warp.ring_margin)
         ctrl = list(CONTROL)
         src_ctrl = np.concatenate([_inset_inner_lips(src_uv, 0.06)[ctrl], ring_uv])
         dst_ctrl = np.concatenate([dst_uv[ctrl], ring_uv])
         if state.triangles is None:
-            template = articulate_local(neutral_local(src_uv, self.warp), MouthShape(0.6, 0.0, 0.0, 0.0), state.neutral_width, self.warp)
+            template = articulate_local(neutral_local(src_uv, warp), MouthShape(0.6, 0.0, 0.0, 0.0), state.neutral_width, warp)
             state.triangles = Delaunay(np.concatenate([template[ctrl], ring_uv])).simplices.astype(np.int32)
             log.debug("track %r: lower-face mesh of %d triangles", req.track_key, len(state.triangles))
         tris = state.triangles
 
         # Crop box: the ring's bounding box in the image, clipped to the frame.
-        ring_img = axes.to_image(ring_uv * s)
+        ring_img = axes.to_image(ring_uv)
         h_img, w_img = image.shape[:2]
         x0 = int(np.clip(np.floor(ring_img[:, 0].min()), 0, w_img - 1))
         y0 = int(np.clip(np.floor(ring_img[:, 1].min()), 0, h_img - 1))
@@ -404,21 +394,63 @@ class ClassicalLipSync:
         cw, ch = x1 - x0, y1 - y0
         off = np.array([x0, y0], dtype=np.float64)
 
-        src_img = axes.to_image(src_ctrl * s) - off
-        dst_img = axes.to_image(dst_ctrl * s) - off
+        src_img = axes.to_image(src_ctrl) - off
+        dst_img = axes.to_image(dst_ctrl) - off
         map_x, map_y = self._maps(src_img, dst_img, tris, cw, ch)
 
         crop_src = image[y0:y1, x0:x1]
-        src_pts = axes.to_image(src_uv * s) - off
-        self._update_colours(state, crop_src, src_pts)
         # The ring's source triangles lie inside the crop, so the warp reads only the crop.
+        src_pts = axes.to_image(src_uv) - off
+        self._update_colours(state, crop_src, src_pts)
+        # The original mouth's gap is painted over first: landmarks lag a fast mouth by a
+        # few pixels, and what they miss must not survive the warp.
         cleaned = close_original_gap(crop_src, src_pts, state.lip_rgb, state.skin_rgb, s)
         pixels = cv2.remap(cleaned, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        self._paint_mouth(pixels, axes, dst_uv, off, state, shape)
+        if chosen and paint_bank_mouth(pixels, axes, dst_uv, off, chosen) is not None:
+            req.bank.frames_from_bank += 1
+        else:
+            self._paint_mouth(pixels, axes, dst_uv, off, state, shape)
+            if req.bank is not None:
+                req.bank.frames_synthesised += 1
 
-        poly_img = axes.to_image(poly_uv * s) - off
-        alpha = self._alpha(poly_img, cw, ch, self.warp.feather * s) * float(np.clip(req.strength, 0.0, 1.0))
+        poly_img = axes.to_image(poly_uv) - off
+        alpha = self._alpha(poly_img, cw, ch, warp.feather * s) * float(np.clip(req.strength, 0.0, 1.0))
         return MouthPatch(x=x0, y=y0, pixels=pixels, alpha=alpha)
+
+    # -- the mouth bank ---------------------------------------------------------------
+    def _warp_for(self, bank: MouthBank | None) -> WarpConfig:
+        """The articulation for this person: the widest opening follows how wide they open
+        their mouth in the video (90th percentile of the bank, bounded), so that a shy
+        speaker is not given a yawn and the chosen samples need little stretching."""
+        scale = bank.opening_scale() if bank is not None else None
+        if scale is None:
+            return self.warp
+        return replace(self.warp, max_gap=float(np.clip(1.15 * scale, 0.2, self.warp.max_gap)))
+
+    @staticmethod
+    def _choose_samples(bank: MouthBank | None, state: _TrackState, dst_uv: np.ndarray,
+                        pose: tuple[float, float, float] | None) -> list[WeightedSample]:
+        """The bank samples to show for the target lips, with weights smoothed over time.
+
+        Empty when the bank cannot show this shape (no bank, or no open / closed sample
+        for an open / closed target): the synthesised mouth is drawn instead."""
+        if bank is None or not bank.samples:
+            return []
+        opening, width = mouth_opening(dst_uv), mouth_width(dst_uv)
+        coverage = bank.coverage()
+        if (opening >= OPEN_GAP and not coverage.has_open) or (opening <= CLOSED_GAP and not coverage.has_closed):
+            return []
+        costs = bank.costs(opening, width, pose, None)
+        best = np.argsort(costs)[:BANK_CANDIDATES]
+        target = np.zeros(len(costs))
+        target[best] = np.exp(-(costs[best] - costs[best[0]]) / BANK_TEMPERATURE)
+        target /= target.sum()
+        previous = state.bank_weights
+        if previous is not None and len(previous) == len(target):
+            target = BANK_SMOOTHING * previous + (1 - BANK_SMOOTHING) * target
+        state.bank_weights = target
+        top = [i for i in np.argsort(target)[::-1][:BANK_CANDIDATES - 1] if target[i] >= 0.1]
+        return [WeightedSample(bank.samples[i], float(target[i])) for i in top]
 
     # -- pieces ---------------------------------------------------------------------
     def _state(self, key: str, frame_index: int, uv: np.ndarray) -> _TrackState:
@@ -492,7 +524,7 @@ class ClassicalLipSync:
         if gap * s < 1.0:
             self._paint_crease(pixels, axes, dst_uv, off, state)
             return
-        inner_img = axes.to_image(dst_uv[60:68] * s) - off
+        inner_img = axes.to_image(dst_uv[60:68]) - off
         h, w = pixels.shape[:2]
         bx0 = int(max(0, np.floor(inner_img[:, 0].min()) - 3))
         by0 = int(max(0, np.floor(inner_img[:, 1].min()) - 3))
@@ -501,7 +533,7 @@ class ClassicalLipSync:
         if bx1 <= bx0 or by1 <= by0:
             return
         gx, gy = np.meshgrid(np.arange(bx0, bx1, dtype=np.float64), np.arange(by0, by1, dtype=np.float64))
-        luv = axes.to_local(np.stack([gx + off[0], gy + off[1]], axis=-1)) / s
+        luv = axes.to_local(np.stack([gx + off[0], gy + off[1]], axis=-1))
         x, pv = luv[..., 0] - uc, luv[..., 1]
         prof = _profile(x, hw, expo)
         up_v = cu[0] + cu[1] * x + cu[2] * prof
@@ -551,7 +583,7 @@ class ClassicalLipSync:
         """
         lip = state.lip_rgb if state.lip_rgb is not None else np.array([150.0, 80.0, 80.0])
         skin = state.skin_rgb if state.skin_rgb is not None else np.array([190.0, 150.0, 130.0])
-        knots = axes.to_image(dst_uv[[60, 61, 62, 63, 64]] * axes.scale) - off
+        knots = axes.to_image(dst_uv[[60, 61, 62, 63, 64]]) - off
         seg = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(knots, axis=0), axis=1))]
         if seg[-1] < 2.0:
             return

@@ -34,6 +34,8 @@ class MouthRequest:
     face: Face
     track_key: str = ""
     strength: float = 1.0
+    bank: Any = None
+    """The person's `models.mouth_bank.MouthBank` (real mouths from the video), or None."""
 
 
 @dataclass

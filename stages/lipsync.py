@@ -12,13 +12,21 @@ from stream.frame import Frame
 from stream.stage import BatchStage
 
 
+def track_key(person_key: str, frame: Frame) -> str:
+    """The engine's per-track key: the person within one shot. A cut starts a new track,
+    so smoothing, colours and mesh never carry over a cut; the person's mouth bank is
+    keyed by the person and serves every shot."""
+    return f"{person_key}#shot{frame.notes.get('shot', 0)}"
+
+
 class LipSyncStage(BatchStage):
     name = "lipsync"
 
-    def __init__(self, engine: LipSyncEngine, audio_features: Any) -> None:
+    def __init__(self, engine: LipSyncEngine, audio_features: Any, banks: dict | None = None) -> None:
         super().__init__()
         self.engine = engine
         self.audio_features = audio_features
+        self.banks = banks or {}
         self.batch_size = max(1, engine.batch_size)
         self.faces_rendered = 0
         self._faces_pending = 0
@@ -40,7 +48,8 @@ class LipSyncStage(BatchStage):
             frame.notes["patches"] = []
             for item in frame.notes.get("render", ()):
                 requests.append(MouthRequest(frame.index, frame.time_ms, frame.image, item.face,
-                                             item.target.key, item.strength))
+                                             track_key(item.target.key, frame), item.strength,
+                                             self.banks.get(item.target.key)))
                 owners.append(frame)
         if requests:
             for frame, patch in zip(owners, self.engine.render(requests, self.audio_features)):

@@ -48,6 +48,7 @@ _ENV = {
     "detect_interval": "LIPSYNC_DETECT_INTERVAL",
     "workdir": "LIPSYNC_WORKDIR",
     "keep_failed_s": "LIPSYNC_KEEP_FAILED_S",
+    "mouth_bank": "LIPSYNC_MOUTH_BANK",
 }
 
 
@@ -64,6 +65,8 @@ class Settings:
     detect_interval: int = 5
     workdir: Path = Path(tempfile.gettempdir())
     keep_failed_s: float = 3600.0
+    mouth_bank: int = 48
+    """Real mouth samples kept per person for the classical engine (0: synthesised mouths only)."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":

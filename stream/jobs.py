@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -20,7 +20,9 @@ from stages.enhance import EnhanceStage
 from stages.follow import TrackStage, UnknownSighting
 from stages.identity import IdentityBook
 from stages.lipsync import LipSyncStage
+from stages.mouth_bank import MouthBankStage
 from stages.segments import PlanStage, SegmentBuilder
+from stages.shots import ShotDetector
 from stages.speakers import (GRID_MS, SpeakerCropStage, resample_tracks, score_tracks, speaker_ranges,
                              tracks_from_frames)
 from stages.syncability import SyncRules
@@ -40,6 +42,10 @@ from stream.targets import resolve_targets
 
 ANALYSIS_RATE = 16000
 """Sample rate (Hz) at which the new audio is analysed by the lip-sync engines."""
+BANK_FPS = 5.0
+"""Frames per second the mouth-bank pass samples..."""
+BANK_MAX_FRAMES = 200
+"""...and at most this many frames in all, so a long video costs no more."""
 
 
 def encode_settings(settings: Settings, codec: str, pix_fmt: str = "yuv420p") -> EncodeSettings:
@@ -89,13 +95,15 @@ def detect_faces(video: str | os.PathLike, characters: Sequence[Character] = (),
     for character in characters:
         book.add_reference(character.id, reference_embedding(backend, character), character.name)
     tracker = FaceTracker(backend.similarity, min_similarity=similarity_threshold)
+    shots = ShotDetector()
     frames: list[dict] = []
 
     def collect(frame: Frame) -> None:
-        frames.append({"timestamp_ms": int(round(frame.time_ms)),
+        frames.append({"timestamp_ms": int(round(frame.time_ms)), "shot": frame.notes["shot"],
                        "faces": [report.as_json() for report in frame.notes["faces"]]})
 
-    pipeline = Pipeline(DecodeStage(video, sample_fps=sample_fps, hwaccel=video_hwaccel(job_device(settings.device))),
+    pipeline = Pipeline(DecodeStage(video, sample_fps=sample_fps, hwaccel=video_hwaccel(job_device(settings.device)),
+                                    shots=shots),
                         [DetectStage(backend), IdentifyStage(backend, book, tracker, rules)],
                         queue_size=settings.queue_size)
     expected = max(1, int(info.duration_ms / 1000 * sample_fps))
@@ -116,11 +124,13 @@ def detect_faces(video: str | os.PathLike, characters: Sequence[Character] = (),
         "sample_fps": sample_fps,
         "video_duration_ms": int(round(info.duration_ms)),
         "characters_detected": [c.id for c in characters if c.id in seen and c.id in reference_ids],
+        "shots": shots.shots(info.duration_ms),
         "face_backend": backend.name,
         "timing": {"total_ms": round(metrics.wall_s * 1000 + asd_ms, 1),
                    "detection_ms": round((metrics.stage("detect").busy_s + metrics.stage("identify").busy_s)
                                          * 1000, 1),
                    "decode_ms": round(metrics.stage("decode").busy_s * 1000, 1),
+                   "shot_detection_ms": round(shots.busy_s * 1000, 1),
                    "speaker_detection_ms": round(asd_ms, 1)},
         "warnings": warnings,
     }
@@ -223,6 +233,9 @@ class LipsyncSetup:
     device: str = "cpu"
     """Where the frames are decoded and rendered (see `stream.device.job_device`)."""
     encoder: EncoderChoice = EncoderChoice("libx264")
+    banks: dict = field(default_factory=dict)
+    """Per target key, the person's `MouthBank` (classical engine), from `build_mouth_banks`."""
+    bank_ms: float = 0.0
 
     @property
     def encodes_on_device(self) -> bool:
@@ -285,16 +298,72 @@ def prepare_lipsync(video: str, audio: str, faces: Sequence[FaceSpec], settings:
         warnings.append("face-parsing weights are absent: MuseTalk blends through a landmark-derived mask")
     features = engine.prepare_audio(_fit_audio(speech, ANALYSIS_RATE, out_ms), ANALYSIS_RATE, info.fps)
     context.check()
+    banks, bank_ms = {}, 0.0
+    if getattr(engine, "uses_mouth_bank", False) and settings.mouth_bank > 0:
+        banks, bank_ms = build_mouth_banks(video, info, targets, backend, settings, context)
+        warnings.extend(bank_warnings(targets, banks))
     device = job_device(settings.device, engine)
     encoder = choose_encoder(settings.encoder, device)
     if encoder.warning:
         warnings.append(encoder.warning)
     return LipsyncSetup(info, out_ms, decode_options, warnings, targets, engine, backend,
                         TrackStage(backend, targets, settings.detect_interval, rules=rules),
-                        PlanStage(targets, info.fps), LipSyncStage(engine, features),
+                        PlanStage(targets, info.fps), LipSyncStage(engine, features, banks),
                         AnimateStage(animator) if animator is not None else None,
                         EnhanceStage(restorer, fidelity_weight) if restorer is not None else None,
-                        device, encoder)
+                        device, encoder, banks, bank_ms)
+
+
+def build_mouth_banks(video: str, info: VideoInfo, targets: Sequence, backend, settings: Settings,
+                      context: JobContext) -> tuple[dict, float]:
+    """The mouth-bank pass (`stages.mouth_bank`): each requested person's real mouths from
+    the whole video, named by identity. Returns the banks by target key (a person's ranges
+    share one bank) and the pass's wall time (ms)."""
+    people: dict[str, np.ndarray] = {}
+    for target in targets:  # one bank per person, shared by that person's ranges
+        if target.anchor.embedding is not None:
+            people.setdefault(target.spec.character_id, target.anchor.embedding)
+    if not people:
+        return {}, 0.0
+    fps = min(BANK_FPS, BANK_MAX_FRAMES / max(info.duration_ms / 1000, 1e-3))
+    stage = MouthBankStage(backend, people, capacity=settings.mouth_bank)
+    pipeline = Pipeline(DecodeStage(video, sample_fps=fps), [stage], queue_size=settings.queue_size)
+    metrics = context.run("bank", pipeline, max(1, int(info.duration_ms / 1000 * fps)))
+    banks = {t.key: stage.banks[t.spec.character_id] for t in targets if t.spec.character_id in stage.banks}
+    return banks, metrics.wall_s * 1000
+
+
+def bank_warnings(targets: Sequence, banks: dict) -> list[str]:
+    """Say who gets synthesised mouths, and why, so a user knows why they look worse."""
+    warnings = []
+    for target in targets:
+        bank = banks.get(target.key)
+        who = f"face {target.spec.character_id}"
+        coverage = bank.coverage() if bank is not None else None
+        if coverage is None or coverage.samples == 0:
+            warnings.append(f"{who}: no usable view of this person's mouth in the video (too small, turned "
+                            "away or not found): the mouth is synthesised")
+        elif not coverage.has_open:
+            warnings.append(f"{who}: the video never shows this person's mouth open: open mouths are synthesised")
+        elif not coverage.has_closed:
+            warnings.append(f"{who}: the video never shows this person's mouth closed: closed mouths are "
+                            "synthesised")
+    return warnings
+
+
+def bank_report(targets: Sequence, banks: dict) -> list[dict]:
+    """Per requested face: what its mouth bank held and how often it was used."""
+    report = []
+    for target in targets:
+        bank = banks.get(target.key)
+        if bank is None:
+            continue
+        coverage = bank.coverage()
+        report.append({"character_id": target.spec.character_id, "samples": coverage.samples,
+                       "frames_sampled": bank.seen, "max_opening": round(coverage.max_opening, 3),
+                       "teeth": round(coverage.teeth, 3), "frames_from_bank": bank.frames_from_bank,
+                       "frames_synthesised": bank.frames_synthesised})
+    return report
 
 
 def lipsync_stages(video: str, audio: str, faces: Sequence[FaceSpec], settings: Settings) -> list:
@@ -324,25 +393,29 @@ def auto_faces(video: str, settings: Settings, context: JobContext,
 def lipsync(video: str | os.PathLike, audio: str | os.PathLike, faces: Sequence[FaceSpec] | None,
             out: str | os.PathLike, settings: Settings | None = None, context: JobContext | None = None,
             enhance_quality: bool = False, fidelity_weight: float = 0.7, sync_mode: str = "silence",
-            rules: SyncRules = SyncRules(), inline: bool = False) -> dict:
+            rules: SyncRules = SyncRules(), inline: bool = False, characters: Sequence[Character] = ()) -> dict:
     """Phase 2: re-animate the requested faces' mouths to the new audio, encode to `out`.
 
     faces None is auto mode (see `auto_faces`). inline=True runs the same stages
-    sequentially in this thread (the benchmark baseline).
+    sequentially in this thread (the benchmark baseline). characters: reference people who
+    name the people not requested (reported under their id in `unknown_faces`).
+    Shot cuts are found in the stream (`stages.shots`); the response lists them in `shots`.
     """
     settings = settings or Settings.from_env()
     context = context or JobContext()
     video, audio = str(video), str(audio)
     auto_rule = None
     if faces is None:
-        faces, auto_rule = auto_faces(video, settings, context)
+        faces, auto_rule = auto_faces(video, settings, context, characters)
     setup = prepare_lipsync(video, audio, faces, settings, context, enhance_quality, sync_mode, rules,
                             fidelity_weight)
     info, out_ms, warnings, engine, backend = setup.info, setup.out_ms, setup.warnings, setup.engine, setup.backend
     targets, track, plan = setup.targets, setup.track, setup.plan
+    track.add_references([(c.id, reference_embedding(backend, c)) for c in characters])
+    shots = ShotDetector()
     encoder = EncodeStage(out, info.width, info.height, info.time_base, info.fps,
                           setup.encode_settings(settings), AudioPlan(audio, duration_ms=out_ms))
-    pipeline = Pipeline(DecodeStage(video, hwaccel=video_hwaccel(setup.device), **setup.decode_options),
+    pipeline = Pipeline(DecodeStage(video, hwaccel=video_hwaccel(setup.device), shots=shots, **setup.decode_options),
                         [*setup.stages, encoder], queue_size=settings.queue_size)
     frames_total = int(round(out_ms / 1000 * info.fps))
     metrics = pipeline.run_inline() if inline else context.run("lipsync", pipeline, frames_total)
@@ -357,6 +430,7 @@ def lipsync(video: str | os.PathLike, audio: str | os.PathLike, faces: Sequence[
     busy = {m.name: m.busy_s * 1000 for m in metrics.stages}
     if auto_rule:
         warnings.append(f"{auto_rule} ({len(targets)} range(s)); pass faces[] to choose")
+    warnings.extend(track.place_warnings())
     return {
         "success": True,
         "faces": {
@@ -369,19 +443,21 @@ def lipsync(video: str | os.PathLike, audio: str | os.PathLike, faces: Sequence[
         "output": {"duration_ms": int(round(out_info.duration_ms)), "width": out_info.width,
                    "height": out_info.height, "fps": round(out_info.fps, 3),
                    "file_size_bytes": os.path.getsize(out), "frame_count": encoder.frames_written},
-        "timing": {"total_ms": round(metrics.wall_s * 1000, 1), "download_ms": 0.0,
+        "timing": {"total_ms": round(metrics.wall_s * 1000 + setup.bank_ms, 1), "download_ms": 0.0,
                    "detection_ms": round(busy["track"], 1),
                    "lipsync_ms": round(busy["plan"] + busy.get("upload", 0.0) + busy["lipsync"]
                                        + busy.get("animate", 0.0) + busy["composite"] + busy.get("download", 0.0), 1),
                    "enhancement_ms": round(busy.get("enhance", 0.0), 1), "encoding_ms": round(busy["encode"], 1),
                    "upload_ms": 0.0,
-                   "decode_ms": round(busy["decode"], 1)},
+                   "decode_ms": round(busy["decode"], 1), "mouth_bank_ms": round(setup.bank_ms, 1)},
+        "shots": shots.shots(out_ms),
         "engine": engine.name,
         "device": str(getattr(engine, "device", None) or "cpu"),  # where the mouths were rendered
         "encoder": setup.encoder.codec,
         "liveportrait": setup.animate is not None,
         "enhanced": setup.enhance is not None,
         "face_backend": backend.name,
+        "mouth_bank": bank_report(targets, setup.banks),
         "warnings": warnings,
         "metrics": metrics.as_dict(),
     }

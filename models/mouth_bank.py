@@ -1,0 +1,248 @@
+"""A per-person bank of real mouth samples, taken from the video itself (Video Rewrite style).
+
+In dubbing, the source video shows the actor speaking the original line: it already holds
+their real lips, teeth and tongue at many openings, under the video's own lighting. Each
+`MouthSample` is one such moment, resampled into a canonical, landmark-aligned frame
+(`FaceAxes`: origin at the mouth centre, u along the eye line, v down the face, unit = the
+inter-ocular distance s) at `PX_PER_S` pixels per s, with its 68 landmarks in that frame
+and the descriptors that choose it:
+
+- opening: inner-lip gap at the centre (s units); width: mouth-corner distance (s);
+- rounding: outer-lip height / width; teeth: share of the inner-mouth area that is
+  teeth-coloured (0-1); pose: (pitch, yaw, roll) degrees;
+- sharpness: variance of the Laplacian of the grey mouth area (motion blur scores low);
+- brightness: mean luma (0-255) of the skin around the mouth.
+
+Memory is bounded and independent of the video length: at most `capacity` samples
+(~85 kB each). Once full, a new sample competes with the closest pair in descriptor space
+and the blurrier of the two goes, so the bank keeps the range of shapes, not the first N.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+PX_PER_S = 100
+"""Canonical resolution: pixels per inter-ocular distance."""
+U_RANGE = (-0.95, 0.95)
+V_RANGE = (-0.5, 1.0)
+"""Canonical window in s units around the mouth centre: under the nose to below the lower
+lip of a wide-open mouth."""
+CANONICAL_SIZE = (int(round((U_RANGE[1] - U_RANGE[0]) * PX_PER_S)), int(round((V_RANGE[1] - V_RANGE[0]) * PX_PER_S)))
+"""(width, height) of a sample's patch in pixels."""
+
+OPEN_GAP = 0.12
+"""Inner-lip gap (s units) from which a mouth counts as open (teeth can show)."""
+CLOSED_GAP = 0.04
+"""Inner-lip gap (s units) under which a mouth counts as closed."""
+
+
+@dataclass(frozen=True)
+class FaceAxes:
+    """A face-aligned frame: p = origin + u*ex*scale + v*ey*scale, all in image pixels."""
+
+    origin: np.ndarray
+    ex: np.ndarray
+    ey: np.ndarray
+    scale: float
+
+    @classmethod
+    def from_landmarks(cls, pts: np.ndarray) -> FaceAxes:
+        """Eye centres give the axis and scale; the mouth corners give the origin."""
+        pts = np.asarray(pts, dtype=np.float64).reshape(68, 2)
+        left, right = pts[36:42].mean(axis=0), pts[42:48].mean(axis=0)
+        d = right - left
+        scale = float(np.linalg.norm(d))
+        ex = d / max(scale, 1e-6)
+        ey = np.array([-ex[1], ex[0]])
+        return cls(origin=(pts[48] + pts[54]) / 2.0, ex=ex, ey=ey, scale=max(scale, 1.0))
+
+    def to_local(self, pts: np.ndarray) -> np.ndarray:
+        """Image pixels -> local (u, v) in s units."""
+        q = np.asarray(pts, dtype=np.float64) - self.origin
+        return np.stack([q @ self.ex, q @ self.ey], axis=-1) / self.scale
+
+    def to_image(self, uv: np.ndarray) -> np.ndarray:
+        """Local (u, v) in s units -> image pixels."""
+        uv = np.asarray(uv, dtype=np.float64) * self.scale
+        return self.origin + uv[..., :1] * self.ex + uv[..., 1:2] * self.ey
+
+    def canonical_to_image(self) -> np.ndarray:
+        """2x3 affine taking canonical patch pixels to image pixels."""
+        k = self.scale / PX_PER_S
+        t = self.origin + self.scale * (U_RANGE[0] * self.ex + V_RANGE[0] * self.ey)
+        return np.array([[k * self.ex[0], k * self.ey[0], t[0]], [k * self.ex[1], k * self.ey[1], t[1]]])
+
+
+def local_to_canonical(uv: np.ndarray) -> np.ndarray:
+    """Local (u, v) s units -> canonical patch pixels."""
+    return (np.asarray(uv, dtype=np.float64) - np.array([U_RANGE[0], V_RANGE[0]])) * PX_PER_S
+
+
+def mouth_opening(uv: np.ndarray) -> float:
+    """Inner-lip gap at the centre (s units; local landmarks)."""
+    return float(max(0.0, uv[66, 1] - uv[62, 1]))
+
+
+def mouth_width(uv: np.ndarray) -> float:
+    """Mouth-corner distance (s units; local landmarks)."""
+    return float(uv[54, 0] - uv[48, 0])
+
+
+@dataclass
+class MouthSample:
+    """One real mouth, canonical patch (HxWx3 uint8 RGB) plus landmarks (68x2 local s units)."""
+
+    patch: np.ndarray
+    uv: np.ndarray
+    opening: float
+    width: float
+    rounding: float
+    teeth: float
+    pose: tuple[float, float, float]
+    sharpness: float
+    brightness: float
+    time_ms: float
+
+    def descriptor(self) -> np.ndarray:
+        """Descriptor scaled so that 1 is a visible difference in each coordinate."""
+        pitch, yaw, _ = self.pose
+        return np.array([self.opening / 0.04, self.width / 0.06, self.rounding / 0.08, self.teeth / 0.15,
+                         yaw / 10.0, pitch / 10.0, self.brightness / 25.0])
+
+
+def _region_masks(uv_px: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(inner-mouth mask, skin ring around the outer lips) in canonical pixels, uint8 0/1."""
+    w, h = size
+    inner = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(inner, [np.round(uv_px[60:68]).astype(np.int32)], 1)
+    lips = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(lips, [np.round(uv_px[48:60]).astype(np.int32)], 1)
+    grow = max(3, int(0.12 * PX_PER_S))
+    ring = cv2.dilate(lips, np.ones((grow, grow), np.uint8)) - cv2.dilate(lips, np.ones((5, 5), np.uint8))
+    return inner, ring
+
+
+def teeth_share(patch: np.ndarray, inner: np.ndarray, skin_luma: float) -> float:
+    """Share of the inner-mouth pixels that look like teeth: bright (at least 80% of the
+    skin's luma) and unsaturated (HSV saturation < 0.35)."""
+    if inner.sum() < 8:
+        return 0.0
+    hsv = cv2.cvtColor(patch, cv2.COLOR_RGB2HSV)
+    sat, val = hsv[..., 1][inner > 0] / 255.0, hsv[..., 2][inner > 0].astype(np.float64)
+    teeth = (sat < 0.35) & (val > 0.8 * skin_luma)
+    return float(teeth.mean())
+
+
+def sample_mouth(image: np.ndarray, landmarks: np.ndarray, pose: tuple[float, float, float] | None,
+                 time_ms: float) -> MouthSample | None:
+    """The canonical mouth sample of one face (RGB uint8 frame, 68 landmarks in pixels).
+
+    None when the face is too small (s < 24 px) for a useful mouth texture."""
+    pts = np.asarray(landmarks, dtype=np.float64).reshape(68, 2)
+    axes = FaceAxes.from_landmarks(pts)
+    if axes.scale < 24:
+        return None
+    m = axes.canonical_to_image()
+    patch = cv2.warpAffine(image, m, CANONICAL_SIZE, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                           borderMode=cv2.BORDER_REPLICATE)
+    uv = axes.to_local(pts)
+    uv_px = local_to_canonical(uv)
+    inner, ring = _region_masks(uv_px, CANONICAL_SIZE)
+    grey = cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY)
+    skin_luma = float(grey[ring > 0].mean()) if ring.any() else float(grey.mean())
+    x0, y0 = np.floor(uv_px[48:60].min(axis=0)).astype(int)
+    x1, y1 = np.ceil(uv_px[48:60].max(axis=0)).astype(int)
+    lap = cv2.Laplacian(grey[max(y0, 0):y1, max(x0, 0):x1].astype(np.float32), cv2.CV_32F)
+    width = mouth_width(uv)
+    return MouthSample(
+        patch=patch, uv=uv.astype(np.float32), opening=mouth_opening(uv), width=width,
+        rounding=float((uv[57, 1] - uv[51, 1]) / max(width, 1e-3)),
+        teeth=teeth_share(patch, inner, skin_luma), pose=tuple(pose) if pose is not None else (0.0, 0.0, 0.0),
+        sharpness=float(lap.var()) if lap.size else 0.0, brightness=skin_luma, time_ms=float(time_ms))
+
+
+@dataclass
+class Coverage:
+    """What shapes a bank can show: its opening range (s units) and whether it has teeth."""
+
+    samples: int
+    min_opening: float
+    max_opening: float
+    teeth: float
+
+    @property
+    def has_closed(self) -> bool:
+        return self.samples > 0 and self.min_opening <= CLOSED_GAP
+
+    @property
+    def has_open(self) -> bool:
+        return self.samples > 0 and self.max_opening >= OPEN_GAP
+
+
+@dataclass
+class MouthBank:
+    """At most `capacity` diverse samples of one person's mouth (see the module docstring)."""
+
+    capacity: int = 48
+    samples: list[MouthSample] = field(default_factory=list)
+    seen: int = 0
+    frames_from_bank: int = 0
+    """Frames the engine painted from this bank (counted while rendering)."""
+    frames_synthesised: int = 0
+    """Frames the engine had to synthesise because the bank lacked the shape."""
+
+    def add(self, sample: MouthSample) -> None:
+        """Keep the sample if the bank has room; otherwise keep the most diverse set."""
+        self.seen += 1
+        self.samples.append(sample)
+        if len(self.samples) <= self.capacity:
+            return
+        desc = np.stack([s.descriptor() for s in self.samples])
+        d = np.linalg.norm(desc[:, None, :] - desc[None, :, :], axis=2)
+        np.fill_diagonal(d, np.inf)
+        i, j = np.unravel_index(int(np.argmin(d)), d.shape)
+        drop = i if self.samples[i].sharpness < self.samples[j].sharpness else j
+        self.samples.pop(int(drop))
+
+    def coverage(self) -> Coverage:
+        if not self.samples:
+            return Coverage(0, 0.0, 0.0, 0.0)
+        openings = np.array([s.opening for s in self.samples])
+        open_teeth = [s.teeth for s in self.samples if s.opening >= OPEN_GAP]
+        return Coverage(len(self.samples), float(openings.min()), float(openings.max()),
+                        float(max(open_teeth)) if open_teeth else 0.0)
+
+    def opening_scale(self) -> float | None:
+        """How wide this person opens when speaking: the 90th percentile of the sampled
+        openings (s units), or None when the bank shows no open mouth."""
+        openings = [s.opening for s in self.samples]
+        if not openings or max(openings) < OPEN_GAP:
+            return None
+        return float(np.percentile(openings, 90))
+
+    def costs(self, opening: float, width: float, pose: tuple[float, float, float] | None,
+              brightness: float | None) -> np.ndarray:
+        """Per-sample cost of showing it for a target mouth (lower is better, 1 ~ visible).
+
+        Shape dominates (the sample is warped to the target's lips, so a mismatch
+        stretches its texture); pose and lighting follow; blurred samples and, for an open
+        target, samples without teeth pay a little more."""
+        if not self.samples:
+            return np.zeros(0)
+        ops = np.array([s.opening for s in self.samples])
+        widths = np.array([s.width for s in self.samples])
+        cost = ((ops - opening) / 0.035) ** 2 + ((widths - width) / 0.08) ** 2
+        if pose is not None:
+            pitch, yaw = pose[0], pose[1]
+            cost += ((np.array([s.pose[1] for s in self.samples]) - yaw) / 12.0) ** 2
+            cost += ((np.array([s.pose[0] for s in self.samples]) - pitch) / 15.0) ** 2
+        if brightness is not None:
+            cost += ((np.array([s.brightness for s in self.samples]) - brightness) / 40.0) ** 2
+        sharp = np.array([s.sharpness for s in self.samples])
+        cost += 0.5 * np.clip(1.0 - sharp / max(float(np.median(sharp)), 1e-6), 0.0, 1.0)
+        if opening >= OPEN_GAP:
+            cost -= 1.5 * np.array([s.teeth for s in self.samples])
+        return cost

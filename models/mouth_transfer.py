@@ -1,0 +1,149 @@
+"""Paint real mouths from a `MouthBank` into a face: warp, relight, blend.
+
+Each chosen sample is warped onto the target lips with a piecewise-affine mesh (its 20 lip
+landmarks plus a ring around them, one fixed triangulation for every sample and target),
+so the texture follows the audio-driven geometry exactly. Several samples are averaged
+with their weights (already aligned, so nothing doubles). Their light is matched to the
+current frame by a smooth additive correction: the difference between the frame and the
+sample on a skin band around the lips, spread over the mouth by normalised Gaussian
+convolution (a cheap membrane, as in seamless cloning). The result covers the target's
+outer lips grown by `MASK_GROW` with a feathered edge: inside it nothing of the original
+mouth survives.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+from scipy.spatial import Delaunay
+
+from models.mouth_bank import FaceAxes, MouthSample, local_to_canonical
+
+N_RING = 16
+RING_MARGIN = 0.22
+"""Distance (s units) of the mesh's outer ring beyond the outer lips."""
+MASK_GROW = 0.07
+"""How far (s units) the painted mouth reaches beyond the target's outer lips."""
+MASK_FEATHER = 0.035
+"""Gaussian sigma (s units) of the painted mouth's edge."""
+BAND = (0.05, 0.17)
+"""Skin band around the outer lips (s units) where the light is compared."""
+LIGHT_SIGMA = 0.2
+"""Spread (s units) of the light correction."""
+LIP_POINTS = list(range(48, 68))
+
+
+@dataclass
+class WeightedSample:
+    sample: MouthSample
+    weight: float
+
+
+def lip_ring(uv: np.ndarray) -> np.ndarray:
+    """N_RING points (local s units) on an ellipse enclosing the outer lips by RING_MARGIN."""
+    outer = uv[48:60]
+    lo, hi = outer.min(axis=0), outer.max(axis=0)
+    c, r = (lo + hi) / 2, (hi - lo) / 2 + RING_MARGIN
+    t = np.linspace(0, 2 * np.pi, N_RING, endpoint=False)
+    return np.stack([c[0] + r[0] * np.cos(t), c[1] + r[1] * np.sin(t)], axis=1)
+
+
+def _template_triangles() -> np.ndarray:
+    """One triangulation for every mouth: Delaunay of an open template mouth and its ring."""
+    uv = np.zeros((68, 2))
+
+    def ellipse(ids: Sequence[int], angles: Sequence[float], a: float, b: float) -> None:
+        for i, t in zip(ids, angles):
+            uv[i] = (a * np.cos(t), -b * np.sin(t))
+
+    sixth = np.pi / 6
+    ellipse(range(48, 60), [np.pi - k * sixth for k in range(12)], 0.45, 0.28)
+    quarter = np.pi / 4
+    ellipse(range(60, 68), [np.pi - k * quarter for k in range(8)], 0.33, 0.14)
+    points = np.concatenate([uv[LIP_POINTS], lip_ring(uv)])
+    return Delaunay(points).simplices.astype(np.int32)
+
+
+TRIANGLES = _template_triangles()
+
+
+def control_points(uv: np.ndarray) -> np.ndarray:
+    """The mesh's control points (local s units): the 20 lip landmarks, then the ring."""
+    return np.concatenate([uv[LIP_POINTS], lip_ring(uv)])
+
+
+def piecewise_affine_maps(src: np.ndarray, dst: np.ndarray, tris: np.ndarray, w: int, h: int
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Backward maps for cv2.remap (dst pixel -> src pixel) of a triangle mesh, and the
+    mask of dst pixels the mesh covers. Triangles with no area in dst (closed inner lips)
+    are skipped: their neighbours own those pixels."""
+    d, s = dst[tris], src[tris]
+    m = np.concatenate([d, np.ones((len(tris), 3, 1))], axis=2)
+    area = np.abs(np.linalg.det(m)) / 2
+    keep = area > 0.25
+    label = np.full((h, w), -1, dtype=np.int32)
+    corners = np.round(d * 16).astype(np.int32)
+    for k in np.flatnonzero(keep):
+        cv2.fillConvexPoly(label, corners[k], int(k), lineType=cv2.LINE_8, shift=4)
+    affine = np.zeros((len(tris) + 1, 2, 3))
+    affine[:, 0, 0] = affine[:, 1, 1] = 1.0
+    if keep.any():
+        affine[:-1][keep] = np.transpose(np.linalg.solve(m[keep], s[keep]), (0, 2, 1))
+    coef = np.ascontiguousarray(affine.reshape(-1, 6).T, dtype=np.float32)
+    c = [row.take(label) for row in coef]  # label -1 takes the identity row at the end
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    return c[0] * xs + c[1] * ys + c[2], c[3] * xs + c[4] * ys + c[5], label >= 0
+
+
+def _grown(mask: np.ndarray, px: float) -> np.ndarray:
+    k = max(1, int(round(2 * px)) | 1)
+    return cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+
+
+def paint_bank_mouth(pixels: np.ndarray, axes: FaceAxes, dst_uv: np.ndarray, offset: np.ndarray,
+                     chosen: Sequence[WeightedSample]) -> np.ndarray | None:
+    """Paint the weighted samples onto the target lips `dst_uv` (local s units) in place.
+
+    pixels is the crop (HxWx3 uint8) whose top-left is `offset` in the image that `axes`
+    describes. Returns the painted mask (HxW float32, 0-1) or None when nothing was
+    painted (the mouth is outside the crop)."""
+    s = axes.scale
+    h, w = pixels.shape[:2]
+    dst_ctrl = axes.to_image(control_points(dst_uv)) - offset
+    x0, y0 = np.floor(dst_ctrl.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(dst_ctrl.max(axis=0)).astype(int) + 1
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if x1 - x0 < 4 or y1 - y0 < 4 or not chosen:
+        return None
+    rw, rh = x1 - x0, y1 - y0
+    dst_local = dst_ctrl - [x0, y0]
+    warped = np.zeros((rh, rw, 3), np.float32)
+    covered = np.ones((rh, rw), bool)
+    total = sum(c.weight for c in chosen)
+    for item in chosen:
+        src = local_to_canonical(control_points(item.sample.uv.astype(np.float64)))
+        mx, my, valid = piecewise_affine_maps(src, dst_local, TRIANGLES, rw, rh)
+        covered &= valid
+        warped += (item.weight / total) * cv2.remap(item.sample.patch, mx, my, cv2.INTER_LINEAR,
+                                                    borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+
+    lips_px = axes.to_image(dst_uv[48:60]) - offset - [x0, y0]
+    lips = np.zeros((rh, rw), np.uint8)
+    cv2.fillPoly(lips, [np.round(lips_px * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
+    base = pixels[y0:y1, x0:x1].astype(np.float32)
+    band = ((_grown(lips, BAND[1] * s) - _grown(lips, BAND[0] * s)) > 0) & covered
+    if band.sum() >= 8:
+        sigma = LIGHT_SIGMA * s
+        weight = cv2.GaussianBlur(band.astype(np.float32), (0, 0), sigma)
+        diff = cv2.GaussianBlur((base - warped) * band[..., None], (0, 0), sigma)
+        warped += np.clip(diff / np.maximum(weight, 1e-3)[..., None], -80, 80)
+    alpha = cv2.GaussianBlur(_grown(lips, MASK_GROW * s).astype(np.float32), (0, 0), max(MASK_FEATHER * s, 0.7))
+    alpha = np.maximum(alpha, lips.astype(np.float32)) * covered
+    a = alpha[..., None]
+    pixels[y0:y1, x0:x1] = np.clip(base * (1 - a) + warped * a + 0.5, 0, 255).astype(np.uint8)
+    full = np.zeros((h, w), np.float32)
+    full[y0:y1, x0:x1] = alpha
+    return full

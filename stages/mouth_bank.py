@@ -1,0 +1,106 @@
+"""The mouth-bank pass: before lip-syncing, collect each requested person's real mouths.
+
+A pass of its own over the whole video (not only the synced ranges), decoded at
+`sample_fps` (at most `max_samples` frames in all, so its cost and memory do not grow
+with the video's length). On each sampled frame every face is detected with landmarks;
+a face is named by its identity embedding, never by where it stands: the embedding is
+computed when a face starts (no face of the previous sample overlaps it) or when its
+picture jumped (a cut, or a new person in the same place), and carried over otherwise.
+Faces that are a requested person's, and usable (frontal enough, large enough), give a
+`MouthSample` to that person's `MouthBank`.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from models.faces.base import FaceBackend
+from models.mouth_bank import MouthBank, sample_mouth
+from stream.frame import Face, Frame, iou
+from stream.stage import Stage
+
+log = logging.getLogger(__name__)
+
+MAX_YAW_DEG = 35.0
+"""Faces turned further than this give no sample: their mouth is foreshortened."""
+JUMP_GREY_LEVELS = 30.0
+"""Mean change (0-255) of a face's 16x16 grey thumbnail between samples above which it is
+named again from its embedding (a cut, or another person in the same place)."""
+
+
+def _thumbnail(image: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """16x16 grey float thumbnail of a face box (clipped to the frame)."""
+    h, w = image.shape[:2]
+    x1, y1 = max(0, int(box[0])), max(0, int(box[1]))
+    x2, y2 = min(w, int(box[2]) + 1), min(h, int(box[3]) + 1)
+    if x2 - x1 < 2 or y2 - y1 < 2:
+        return np.zeros((16, 16), np.float32)
+    return cv2.resize(image[y1:y2, x1:x2], (16, 16), interpolation=cv2.INTER_AREA).mean(axis=2, dtype=np.float32)
+
+
+@dataclass
+class _Seen:
+    """A face of the previous sample: its box, thumbnail and whom it was named as."""
+
+    box: np.ndarray
+    thumbnail: np.ndarray
+    person: str | None
+
+
+class MouthBankStage(Stage):
+    """Fills one `MouthBank` per requested person from the sampled frames it sees.
+
+    people maps a person key (the target's key) to that person's reference embedding."""
+
+    name = "bank"
+
+    def __init__(self, backend: FaceBackend, people: dict[str, np.ndarray], similarity_threshold: float = 0.5,
+                 capacity: int = 48) -> None:
+        self.backend = backend
+        self.people = people
+        self.threshold = similarity_threshold
+        self.banks = {key: MouthBank(capacity=capacity) for key in people}
+        self.embeddings_computed = 0
+        self._previous: list[_Seen] = []
+        # Faces continuing from the previous sample skip the backend's re-verification.
+        self._accepts_known_boxes = "known_boxes" in inspect.signature(backend.detect).parameters
+
+    def process(self, frame: Frame):
+        image = frame.image
+        known = [old.box for old in self._previous]
+        faces = (self.backend.detect(image, with_embedding=False, known_boxes=known) if self._accepts_known_boxes
+                 else self.backend.detect(image, with_embedding=False))
+        seen = []
+        for face in faces:
+            thumb = _thumbnail(image, face.bbox)
+            person = self._carried_over(face, thumb)
+            if person is False:
+                person = self._name(image, face)
+            seen.append(_Seen(face.bbox, thumb, person))
+            if person is not None and face.landmarks is not None and abs((face.pose or (0, 0, 0))[1]) <= MAX_YAW_DEG:
+                sample = sample_mouth(image, face.landmarks, face.pose, frame.time_ms)
+                if sample is not None:
+                    self.banks[person].add(sample)
+        self._previous = seen
+        return ()
+
+    def _carried_over(self, face: Face, thumb: np.ndarray) -> str | None | bool:
+        """The name of the previous sample's face this one continues, or False if none does."""
+        for old in self._previous:
+            if iou(old.box, face.bbox) >= 0.5 and float(np.abs(old.thumbnail - thumb).mean()) < JUMP_GREY_LEVELS:
+                return old.person
+        return False
+
+    def _name(self, image: np.ndarray, face: Face) -> str | None:
+        """The requested person this face is, by embedding, or None."""
+        self.backend.embed(image, [face])
+        self.embeddings_computed += 1
+        if face.embedding is None:
+            return None
+        scores = {key: self.backend.similarity(face.embedding, ref) for key, ref in self.people.items()}
+        best = max(scores, key=scores.get, default=None)
+        return best if best is not None and scores[best] >= self.threshold else None
