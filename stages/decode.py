@@ -190,7 +190,7 @@ class DecodeStage(Source):
         """(index, pts, time_base, frame) in presentation order, pts never None or repeated."""
         time_base = stream.time_base
         step = max(1, int(round(1 / (float(stream.average_rate or 25) * time_base))))
-        last_pts = None
+        last_pts = size = None
         try:
             for index, av_frame in enumerate(container.decode(stream)):
                 pts = av_frame.pts
@@ -199,12 +199,22 @@ class DecodeStage(Source):
                 if last_pts is not None and pts <= last_pts:
                     pts = last_pts + 1
                 last_pts = pts
+                size = self._same_size(size, av_frame, float(pts * time_base))
                 if self.max_duration_ms is not None and pts * time_base * 1000 >= self.max_duration_ms:
                     return
                 self.decoded = index + 1
                 yield index, pts, time_base, av_frame
         except av.error.FFmpegError as exc:
             raise MediaError(self.path, f"decoding failed after {self.decoded} frames ({exc}); the file is corrupt or truncated") from exc
+
+    def _same_size(self, size: tuple[int, int] | None, av_frame: av.VideoFrame, time_s: float) -> tuple[int, int]:
+        """The stream's frame size; a frame of another size is refused (422) before it is converted,
+        so a small first picture cannot smuggle in huge ones or put boxes in the wrong coordinates."""
+        this = (av_frame.width, av_frame.height)
+        if size is not None and this != size:
+            raise MediaError(self.path, f"changes resolution mid-stream, from {size[0]}x{size[1]} to "
+                                        f"{this[0]}x{this[1]} at {time_s:.2f} s; re-encode the video at one size")
+        return this
 
     def _extended(self, first_pass, container, stream):
         """The first pass, then more passes (loop or bounce) until extend_to_ms."""

@@ -10,8 +10,12 @@ Env vars (read by `Limits.from_env`):
   LIPSYNC_MAX_WAITING        jobs waiting for a worker before submissions get 503; default 8
   LIPSYNC_RETRY_AFTER_S      the Retry-After header of a 503, seconds; default 30
   LIPSYNC_MAX_BODY_BYTES     largest request body, bytes (413 above); default 1048576 (1 MiB)
-  LIPSYNC_MAX_DURATION_S     longest input video or audio, seconds (422 above); default 600
-  LIPSYNC_MAX_PIXELS         largest video frame, width x height pixels (422 above); default 8294400 (3840x2160)
+  LIPSYNC_MAX_DURATION_S     longest input video or audio, seconds, by its packets' timestamps (422 above); default 600
+  LIPSYNC_MAX_PIXELS         largest video frame, width x height pixels, every frame (422 above); default 8294400 (3840x2160)
+  LIPSYNC_MAX_FACES          most entries in a lipsync request's `faces` (422 above); default 16
+  LIPSYNC_MAX_CHARACTERS     most entries in a detect-faces request's `characters` (422 above); default 16
+  LIPSYNC_MAX_HEADSHOT_PIXELS  largest reference headshot, width x height pixels, checked before decoding
+                             (422 above); default 16777216 (4096x4096)
   LIPSYNC_SHUTDOWN_GRACE_S   on shutdown, how long running jobs may finish before they are cancelled; default 30
   LIPSYNC_JOB_TTL_S          how long a finished job's record stays readable at /jobs/{id}; default 3600
 """
@@ -45,6 +49,9 @@ _LIMIT_ENV = {
     "max_body_bytes": "LIPSYNC_MAX_BODY_BYTES",
     "max_duration_s": "LIPSYNC_MAX_DURATION_S",
     "max_pixels": "LIPSYNC_MAX_PIXELS",
+    "max_faces": "LIPSYNC_MAX_FACES",
+    "max_characters": "LIPSYNC_MAX_CHARACTERS",
+    "max_headshot_pixels": "LIPSYNC_MAX_HEADSHOT_PIXELS",
     "shutdown_grace_s": "LIPSYNC_SHUTDOWN_GRACE_S",
     "job_ttl_s": "LIPSYNC_JOB_TTL_S",
 }
@@ -60,6 +67,9 @@ class Limits:
     max_body_bytes: int = 1 << 20
     max_duration_s: float = 600.0
     max_pixels: int = 3840 * 2160
+    max_faces: int = 16
+    max_characters: int = 16
+    max_headshot_pixels: int = 4096 * 4096
     shutdown_grace_s: float = 30.0
     job_ttl_s: float = 3600.0
 
@@ -68,6 +78,8 @@ class Limits:
             raise ValueError("Limits: concurrency must be >= 1, max_waiting >= 0, max_body_bytes >= 1")
         if self.max_duration_s <= 0 or self.max_pixels <= 0 or self.shutdown_grace_s < 0 or self.job_ttl_s < 0:
             raise ValueError("Limits: max_duration_s and max_pixels must be > 0, grace and TTL >= 0")
+        if self.max_faces < 1 or self.max_characters < 0 or self.max_headshot_pixels < 1:
+            raise ValueError("Limits: max_faces and max_headshot_pixels must be >= 1, max_characters >= 0")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Limits":
@@ -83,6 +95,20 @@ class Limits:
             except ValueError:
                 raise ValueError(f"{_LIMIT_ENV[field.name]}={raw!r} is not a valid {cast.__name__}") from None
         return cls(**values)
+
+    def probe_limits(self, kind: str) -> dict:
+        """What `stream.probe.probe_media` checks while it reads an input of this kind."""
+        if kind == "image":
+            return {"max_pixels": self.max_headshot_pixels}
+        return {"max_duration_s": self.max_duration_s, "max_pixels": self.max_pixels if kind == "video" else None}
+
+    def check_counts(self, faces: int, characters: int) -> None:
+        """Refuse (422) a request with more faces or characters than one job may cost."""
+        for count, most, field, env in ((faces, self.max_faces, "faces", "LIPSYNC_MAX_FACES"),
+                                        (characters, self.max_characters, "characters", "LIPSYNC_MAX_CHARACTERS")):
+            if count > most:
+                raise InputError(f"field '{field}' has {count} entries; this server accepts at most {most} "
+                                 f"per request ({env})")
 
     def check_media(self, label: str, duration_s: float | None, width: int | None, height: int | None) -> None:
         """Refuse (422) an input longer than max_duration_s or larger than max_pixels."""

@@ -42,13 +42,19 @@ class MediaInfo:
     channels: int | None = None
 
 
-def probe_media(path: Path, kind: str) -> MediaInfo:
+def probe_media(path: Path, kind: str, *, max_duration_s: float | None = None,
+                max_pixels: int | None = None) -> MediaInfo:
     """Open `path` as a `kind` ('video', 'audio', 'image') and describe it, or raise MediaError.
 
     Catches what users actually send by mistake: an HTML or XML error page, text, an
     empty or truncated download, an audio file as the video, a silent video as the audio.
     For video and audio every packet of the needed stream is demuxed (not decoded) so a
     truncated file is caught here, not halfway through a job.
+
+    Limits are checked on what the file holds, not on what its header claims: the packets'
+    own timestamps against `max_duration_s` (demuxing stops at the first one past it), and
+    the first decoded picture (or the image's pixel grid, before it is decoded) against
+    `max_pixels` (width x height). Either raises MediaError (HTTP 422).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
@@ -64,8 +70,8 @@ def probe_media(path: Path, kind: str) -> MediaInfo:
     if problem:
         raise MediaError(path, problem)
     if kind == "image":
-        return _probe_image(path, head, size)
-    return _probe_av(path, kind, head, size)
+        return _probe_image(path, head, size, max_pixels)
+    return _probe_av(path, kind, head, size, max_duration_s, max_pixels)
 
 
 def _text_problem(head: bytes, kind: str) -> str | None:
@@ -120,9 +126,13 @@ def _sniff(head: bytes) -> str | None:
     return None
 
 
-def _probe_image(path: Path, head: bytes, size: int) -> MediaInfo:
+def _probe_image(path: Path, head: bytes, size: int, max_pixels: int | None) -> MediaInfo:
     try:
-        with Image.open(path) as image:
+        with Image.open(path) as image:  # reads the header only: the pixel grid is known before decoding
+            if max_pixels and image.width * image.height > max_pixels:
+                raise MediaError(path, f"is {image.width}x{image.height} ({image.width * image.height} pixels); "
+                                       f"images may have at most {max_pixels} pixels "
+                                       "(LIPSYNC_MAX_HEADSHOT_PIXELS); send a smaller headshot")
             image.load()
             return MediaInfo(
                 path=path,
@@ -154,7 +164,8 @@ def _is_cover_art(stream: av.stream.Stream) -> bool:
     return bool(int(stream.disposition) & int(av.stream.Disposition.attached_pic))
 
 
-def _probe_av(path: Path, kind: str, head: bytes, size: int) -> MediaInfo:
+def _probe_av(path: Path, kind: str, head: bytes, size: int, max_duration_s: float | None,
+              max_pixels: int | None) -> MediaInfo:
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except av.FFmpegError as exc:
@@ -183,7 +194,7 @@ def _probe_av(path: Path, kind: str, head: bytes, size: int) -> MediaInfo:
                 )
             raise MediaError(path, "has no audio stream; give an audio file (WAV, MP3, AAC, ...)")
         target = videos[0] if kind == "video" else audios[0]
-        covered = _scan_packets(container, target, path, kind)
+        covered = _scan_packets(container, target, path, kind, max_duration_s, max_pixels)
         declared = _declared_duration(target)
         _check_complete(path, f"{kind} stream", covered.get(target.index, 0.0), declared)
         # a cut file stops every stream early; the longest one must reach the container's duration
@@ -220,9 +231,13 @@ class _Coverage:
 
 
 def _scan_packets(
-    container: av.container.InputContainer, target: av.stream.Stream, path: Path, kind: str
+    container: av.container.InputContainer, target: av.stream.Stream, path: Path, kind: str,
+    max_duration_s: float | None = None, max_pixels: int | None = None,
 ) -> dict[int, float]:
     """Demux every packet (decoding only the target's first frame); seconds covered per stream index.
+
+    Stops at the first target packet that ends past `max_duration_s` (its timestamps, not
+    the header); refuses a first picture over `max_pixels`.
 
     A damaged last packet of the target means the file was cut; a few damaged packets
     inside are left to the decoder to conceal, many mean the file is corrupt.
@@ -241,10 +256,14 @@ def _scan_packets(
             packets += 1
             last_corrupt = packet.is_corrupt
             corrupt += last_corrupt
+            if max_duration_s is not None and coverage[target.index].seconds > max_duration_s:
+                raise MediaError(path, f"runs past {max_duration_s:g} s: its {kind} packets reach "
+                                       f"{coverage[target.index].end:.1f} s, whatever its header says; this server "
+                                       "accepts at most that (LIPSYNC_MAX_DURATION_S); send a shorter clip")
             if not decoded:
-                decoded = bool(packet.decode())
+                decoded = _first_picture_fits(packet.decode(), path, max_pixels)
         if not decoded:
-            decoded = bool(target.codec_context.decode(None))
+            decoded = _first_picture_fits(target.codec_context.decode(None), path, max_pixels)
     except av.FFmpegError as exc:
         problem = f"is truncated or corrupt: reading its {kind} stream failed ({exc.strerror or exc})"
         raise MediaError(path, problem) from None
@@ -256,6 +275,16 @@ def _scan_packets(
     if not decoded:
         raise MediaError(path, f"has a {kind} stream with no decodable frames; the file is corrupt or empty")
     return {index: span.seconds for index, span in coverage.items()}
+
+
+def _first_picture_fits(frames: list, path: Path, max_pixels: int | None) -> bool:
+    """True once a frame was decoded; refuses a video picture over max_pixels (width x height)."""
+    for frame in frames:
+        if max_pixels and isinstance(frame, av.VideoFrame) and frame.width * frame.height > max_pixels:
+            raise MediaError(path, f"is {frame.width}x{frame.height} ({frame.width * frame.height} pixels per "
+                                   f"frame); this server accepts at most {max_pixels} pixels (LIPSYNC_MAX_PIXELS); "
+                                   "send a smaller resolution")
+    return bool(frames)
 
 
 def _check_complete(path: Path, what: str, covered: float, declared: float | None) -> None:

@@ -259,7 +259,7 @@ def fetch_input(url: str, workdir: Path, policy: FetchPolicy, kind: str, label: 
     else:
         path = fetch_to_temp(url, workdir=workdir, policy=policy, kind=kind, label=label)
     try:
-        info = probe_media(path, kind)
+        info = probe_media(path, kind, **(limits.probe_limits(kind) if limits is not None else {}))
     except MediaError as exc:
         raise MediaError(label, exc.problem) from exc
     if limits is not None:
@@ -318,6 +318,8 @@ def keep_failed_output(path: Path, settings: Settings) -> Path:
 
 
 def detect_work(body, config: JobConfig) -> Work:
+    config.limits.check_counts(0, len(body.characters))
+
     def work(context: JobContext, workdir: Path, stats: dict) -> dict:
         started = time.perf_counter()
         inputs = [(body.video_url, "video", "video_url")]
@@ -338,6 +340,8 @@ def detect_work(body, config: JobConfig) -> Work:
 
 
 def lipsync_work(body, config: JobConfig) -> Work:
+    config.limits.check_counts(len(body.faces or ()), 0)
+
     def work(context: JobContext, workdir: Path, stats: dict) -> dict:
         started = time.perf_counter()
         if body.upload_url:
