@@ -6,6 +6,8 @@ and judges syncability. They are two stages so detection of frame n+1 overlaps n
 frame n. Identity embeddings are the expensive part of a face (about 100 ms each for the
 embedded backend), so only faces that start a track, or whose track was last embedded
 `EMBED_EVERY` samples ago, are embedded; the others take their track's running mean.
+At a shot cut (frame.notes["shot"] changes, see `stages.shots`) every track ends and every
+face is embedded and named again from its embedding alone, never from where it stands.
 """
 from __future__ import annotations
 
@@ -72,9 +74,15 @@ class IdentifyStage(Stage):
         self.rules = rules
         self._step = 0
         self._embedded_at: dict[int, int] = {}
+        self._shot = 0
 
     def process(self, frame: Frame):
         faces = frame.faces
+        shot = frame.notes.get("shot", 0)
+        if shot != self._shot:
+            self._shot = shot
+            self.tracker.end_all()
+            self._embedded_at.clear()
         self.backend.embed(frame.image, [f for f in faces if self._needs_embedding(f)])
         tracks = self.tracker.update(faces, self._step)
         for face, track in zip(faces, tracks):

@@ -7,7 +7,13 @@ similarity (Hungarian), so a face that was lost (left the frame, turned away) is
 again by who it is. Landmarks are smoothed with a One Euro filter against jitter.
 
 People that are not requested are named on detection frames (stable `face_N`, as in
-detect-faces) so the response can report them as unknown faces.
+detect-faces, or the id of a reference character they match) so the response can report
+them as unknown faces.
+
+A shot cut (frame.notes["shot"] changes, see `stages.shots`) is a hard boundary: every
+followed face and every naming track ends, the cut frame gets a full detection, and a
+requested person is found again by identity alone (never by where their box was). When
+another person stands where a request's bbox was, `place_warnings` says so.
 """
 from __future__ import annotations
 
@@ -120,20 +126,36 @@ class TrackStage(Stage):
         self.unknown_sightings: list[UnknownSighting] = []
         self.people_seen: set[str] = set()
         self._detections = 0
+        self._shot = 0
+        self._place_taken: dict[int, list[tuple[float, str]]] = {t.index: [] for t in targets}
         self._accepts_known_boxes = "known_boxes" in inspect.signature(backend.detect).parameters
 
+    def add_references(self, references: list[tuple[str, np.ndarray]]) -> None:
+        """Reference characters (id, embedding) that name people who are not requested."""
+        known = {identity.id for identity in self.book.identities}
+        for character_id, embedding in references:
+            if character_id not in known:
+                self.book.add_reference(character_id, embedding)
+
     def process(self, frame: Frame):
+        shot = frame.notes.get("shot", 0)
+        cut = shot != self._shot
+        if cut:
+            self._shot = shot
+            self._end_shot()
         active = [t for t in self.targets if t.active_at(frame.time_ms)]
         for target in self.targets:
             if target not in active:
                 self._follows[target.index] = _Follow()
-        must_detect = frame.index % self.detect_interval == 0 or any(
+        must_detect = cut or frame.index % self.detect_interval == 0 or any(
             not self._follows[t.index].started for t in active) or self._jumped(frame, active)
         if must_detect:
             detections = self._detect(frame)
             self._detections += 1
             claimed = self._match(active, detections, frame)
-            self._name_people(frame, detections, claimed)
+            names = self._name_people(frame, detections, claimed)
+            if cut:
+                self._check_places(frame.time_ms, active, detections, names)
         else:
             self._refresh(frame, active)
         observations = {}
@@ -150,6 +172,40 @@ class TrackStage(Stage):
             follow = self._follows[target.index]
             follow.thumbnail = None if follow.face is None else _thumbnail(frame.image, follow.face.bbox)
         return (frame,)
+
+    def _end_shot(self) -> None:
+        """A cut: forget every followed face and naming track. A target that had started stays
+        started, so it is matched again by identity only (its anchor box belongs to another shot)."""
+        for follow in self._follows.values():
+            follow.face = None
+            follow.thumbnail = None
+            follow.filter.reset()
+        self.tracker.end_all()
+
+    def _check_places(self, time_ms: float, active: list[Target], detections: list[Face],
+                      names: dict[int, str]) -> None:
+        """After a cut, note each target whose request bbox is now held by someone else."""
+        for target in active:
+            followed = self._follows[target.index].face
+            for face in detections:
+                if id(face) in names and face is not followed and iou(target.anchor.bbox, face.bbox) >= 0.3:
+                    self._place_taken[target.index].append((time_ms, names[id(face)]))
+                    break
+
+    def place_warnings(self) -> list[str]:
+        """One sentence per target whose place was taken by another person after a cut."""
+        warnings = []
+        for target in self.targets:
+            taken = self._place_taken[target.index]
+            if not taken:
+                continue
+            when = ", ".join(f"{t / 1000:.2f} s ({name})" for t, name in taken[:5])
+            more = f" and {len(taken) - 5} more" if len(taken) > 5 else ""
+            who = target.spec.character_id
+            warnings.append(f"face {who}: after the cut(s) at {when}{more} another person is where the request's "
+                            f"bbox was; {who} was followed by identity there (not_visible where absent), "
+                            "never by position")
+        return warnings
 
     def _jumped(self, frame: Frame, active: list[Target]) -> bool:
         """Did a followed face's picture change abruptly (a cut, or a jump the landmark path
@@ -258,7 +314,8 @@ class TrackStage(Stage):
                 claimed.add(int(j))
         return matched
 
-    def _name_people(self, frame: Frame, detections: list[Face], claimed: set[int]) -> None:
+    def _name_people(self, frame: Frame, detections: list[Face], claimed: set[int]) -> dict[int, str]:
+        """Name the people no target claimed; returns {id(face): name}."""
         for target in self.targets:
             if self._follows[target.index].face is not None:
                 self.people_seen.add(target.spec.character_id)
@@ -269,11 +326,14 @@ class TrackStage(Stage):
         tracks = self.tracker.update(others, self._detections)
         named = [(f, t) for f, t in zip(others, tracks) if t.embedding is not None]
         names = self.book.assign([t.embedding for _, t in named], [t.identity for _, t in named])
+        by_face = {}
         for (face, track), (name, _) in zip(named, names):
             track.identity = name
+            by_face[id(face)] = name
             self.people_seen.add(name)
             if name not in self._requested_ids:
                 self.unknown_sightings.append(UnknownSighting(frame.time_ms, name, face))
+        return by_face
 
     # ---- frames in between -------------------------------------------------------------
     def _refresh(self, frame: Frame, active: list[Target]) -> None:

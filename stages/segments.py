@@ -8,6 +8,12 @@ PlanStage holds a short look-ahead window of frames so it can decide, per face a
 - the strength of the effect: entering a synced run fades in, and leaving one fades out,
   over `fade_frames` (4) frames, so the mouth never pops.
 
+A shot cut (frame.notes["shot"], see `stages.shots`) is a hard boundary: segments split
+there, flicker is never merged across it (a face lost after a cut is not rendered from its
+landmarks before it), and no fade crosses it. A synced run that starts at a cut starts at
+full strength, and one that lasts up to a cut ends at full strength: the whole picture
+changes at a cut, so there is no pop to hide.
+
 SegmentBuilder turns the final per-frame states into the response's segments.
 """
 from __future__ import annotations
@@ -36,6 +42,7 @@ class _Segment:
     state: str
     start_ms: float
     end_ms: float
+    shot: int = 0
     frames: int = 0
     quality_sum: float = 0.0
     quality_count: int = 0
@@ -63,9 +70,11 @@ class SegmentBuilder:
     def __init__(self) -> None:
         self.segments: list[_Segment] = []
 
-    def add(self, state: str, start_ms: float, end_ms: float, face: Face | None, quality: float | None) -> None:
-        if not self.segments or self.segments[-1].state != state:
-            self.segments.append(_Segment(state, start_ms, end_ms))
+    def add(self, state: str, start_ms: float, end_ms: float, face: Face | None, quality: float | None,
+            shot: int = 0) -> None:
+        """One frame's final state; a new segment starts when the state or the shot changes."""
+        if not self.segments or self.segments[-1].state != state or self.segments[-1].shot != shot:
+            self.segments.append(_Segment(state, start_ms, end_ms, shot=shot))
         segment = self.segments[-1]
         segment.end_ms = end_ms
         segment.frames += 1
@@ -89,6 +98,7 @@ class _TargetPlan:
     previous: str | None = None
     run_length: int = 0  # frames since the current final synced run began
     last_face: Face | None = None
+    shot: int = 0
 
 
 class PlanStage(Stage):
@@ -104,6 +114,7 @@ class PlanStage(Stage):
         self.builders = {t.index: SegmentBuilder() for t in targets}
         self._plans = {t.index: _TargetPlan() for t in targets}
         self._pending: deque[Frame] = deque()
+        self._shot: int | None = None
 
     def process(self, frame: Frame):
         self._pending.append(frame)
@@ -122,24 +133,39 @@ class PlanStage(Stage):
         following = list(self._pending)
         end_ms = following[0].time_ms if following else frame.time_ms + self.frame_ms
         items = []
+        shot = frame.notes.get("shot", 0)
+        same_shot = []  # the look-ahead, up to the next cut
+        for upcoming in following:
+            if upcoming.notes.get("shot", 0) != shot:
+                break
+            same_shot.append(upcoming)
+        cut_ahead = len(same_shot) < len(following)
+        first_of_shot = self._shot is not None and shot != self._shot
+        self._shot = shot
         for target in self.targets:
             observation: TargetObservation | None = frame.notes["targets"].get(target.index)
             if observation is None:
                 continue
             plan = self._plans[target.index]
-            future = [f.notes["targets"].get(target.index) for f in following]
-            state = self._final_state(plan.previous, observation.state, [o.state if o else None for o in future])
+            if plan.shot != shot:
+                self._plans[target.index] = plan = _TargetPlan(shot=shot)
+            future = [f.notes["targets"].get(target.index) for f in same_shot]
+            states = [o.state if o else None for o in future]
+            state = self._final_state(plan.previous, observation.state, states)
             face = observation.face or (plan.last_face if state == SYNCED else None)
             if observation.face is not None:
                 plan.last_face = observation.face
-            plan.run_length = plan.run_length + 1 if state == SYNCED else 0
+            if state == SYNCED:
+                plan.run_length = self.fade_frames if first_of_shot else plan.run_length + 1
+            else:
+                plan.run_length = 0
             plan.previous = state
             quality = observation.quality if state == SYNCED else None
             self.builders[target.index].add(state, frame.time_ms, min(end_ms, target.spec.end_time_ms),
-                                            face if observation.face is not None else None, quality)
+                                            face if observation.face is not None else None, quality, shot)
             if state == SYNCED and face is not None:
                 strength = min(1.0, plan.run_length / self.fade_frames,
-                               self._frames_left([o.state if o else None for o in future]) / self.fade_frames)
+                               self._frames_left(states, cut_ahead) / self.fade_frames)
                 if strength > 0:
                     items.append(RenderItem(target, face, strength))
         frame.notes["render"] = items
@@ -158,8 +184,11 @@ class PlanStage(Stage):
             excursion += 1
         return state
 
-    def _frames_left(self, future: list[str | None]) -> int:
-        """Frames until the synced run ends, counting this one (a short flicker does not end it)."""
+    def _frames_left(self, future: list[str | None], cut_ahead: bool = False) -> int:
+        """Frames until the synced run ends, counting this one (a short flicker does not end it).
+
+        cut_ahead: `future` stops at a cut; a run that lasts up to it does not fade out.
+        """
         i = 0
         while i < len(future):
             if future[i] == SYNCED:
@@ -173,4 +202,4 @@ class PlanStage(Stage):
             if j - i >= self.min_run or j == len(future):
                 return i + 1
             i = j
-        return len(future) + 1
+        return self.fade_frames if cut_ahead else len(future) + 1

@@ -4,7 +4,8 @@ Each new frame's faces are matched to live tracks with the Hungarian algorithm o
 score = IoU + embedding similarity (ArcFace scale), gated so that a pair needs either a
 real overlap (IoU >= min_iou) or a confident same-person similarity. A track that is not
 seen for `max_missed` frames ends; a person coming back starts a new track, and the
-identity book (not the tracker) gives them their old name.
+identity book (not the tracker) gives them their old name. A shot cut ends every track
+(`end_all`): box overlap means nothing across a cut.
 """
 from __future__ import annotations
 
@@ -48,6 +49,10 @@ class FaceTracker:
         self.max_missed = max_missed
         self.tracks: list[Track] = []
         self._next_id = 1
+
+    def end_all(self) -> None:
+        """End every live track (a cut): the next faces start new tracks, named afresh."""
+        self.tracks = []
 
     def update(self, faces: Sequence[Face], step: int) -> list[Track]:
         """Set face.track_id for every face of frame `step`; returns their tracks in order."""
