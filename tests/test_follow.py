@@ -5,7 +5,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from stages.follow import SYNCED, Target, TrackStage
+from stages.follow import NOT_VISIBLE, SYNCED, Target, TrackStage
 from stream.frame import Face, Frame
 from stream.schema import FaceSpec
 
@@ -89,3 +89,71 @@ def test_backend_without_known_boxes_still_works():
         (out,) = stage.process(frame)
         assert out.notes["targets"][0].state == SYNCED
     assert backend.known == []
+
+
+def _shot_frames(count: int, cut: int):
+    """Frames 0..count-1; the shot changes at frame `cut`."""
+    image = np.zeros((720, 1280, 3), np.uint8)
+    return [Frame(i, i * 40, Fraction(1, 1000), image, notes={"shot": int(i >= cut)}) for i in range(count)]
+
+
+class SwappingBackend(ScriptedBackend):
+    """Person A (embedding [1, 0]) and B ([0, 1]); before frame `cut` A is on the left,
+    from it on B is on the left and A on the right (or gone, with `a_leaves`)."""
+
+    def __init__(self, cut: int, a_leaves: bool = False) -> None:
+        super().__init__([])
+        self.cut, self.a_leaves, self.frame = cut, a_leaves, 0
+
+    def _people(self):
+        if self.frame < self.cut:
+            return [(100, np.array([1.0, 0.0]))]
+        people = [(100, np.array([0.0, 1.0]))]
+        return people if self.a_leaves else people + [(800, np.array([1.0, 0.0]))]
+
+    def _detect_plain(self, image, with_embedding=True):
+        return [_face(x, 200) for x, _ in self._people()]
+
+    def embed(self, image, faces):
+        if faces:
+            self.embedded.append(len(faces))
+        for face in faces:
+            face.embedding = next(e for x, e in self._people() if abs(face.bbox[0] - x) < 50)
+
+
+def _run(stage: TrackStage, backend: SwappingBackend, frames):
+    observed = []
+    for frame in frames:
+        backend.frame = frame.index
+        (out,) = stage.process(frame)
+        observed.append(out.notes["targets"][0])
+    return observed
+
+
+def test_a_cut_reacquires_the_requested_person_by_identity_not_position():
+    backend = SwappingBackend(cut=7)
+    stage = TrackStage(backend, _targets(_face(100, 200, embedding=np.array([1.0, 0.0]))), detect_interval=5)
+    observed = _run(stage, backend, _shot_frames(12, 7))
+    assert all(o.state == SYNCED for o in observed)
+    assert [float(o.face.bbox[0]) for o in observed] == [100.0] * 7 + [800.0] * 5  # A moved right
+    assert stage.people_seen == {"p0", "face_1"}
+    assert [s.character_id for s in stage.unknown_sightings] == ["face_1", "face_1"]  # frames 7 and 10
+    (warning,) = stage.place_warnings()
+    assert "0.28 s (face_1)" in warning and "p0" in warning
+
+
+def test_after_a_cut_an_absent_person_is_not_visible_even_with_someone_in_their_place():
+    backend = SwappingBackend(cut=7, a_leaves=True)
+    stage = TrackStage(backend, _targets(_face(100, 200, embedding=np.array([1.0, 0.0]))), detect_interval=5)
+    observed = _run(stage, backend, _shot_frames(12, 7))
+    assert [o.state for o in observed] == [SYNCED] * 7 + [NOT_VISIBLE] * 5
+    assert all(o.face is None for o in observed[7:])
+
+
+def test_references_name_people_who_are_not_requested():
+    backend = SwappingBackend(cut=7)
+    stage = TrackStage(backend, _targets(_face(100, 200, embedding=np.array([1.0, 0.0]))), detect_interval=5)
+    stage.add_references([("bob", np.array([0.0, 1.0])), ("p0", np.array([0.5, 0.5]))])
+    _run(stage, backend, _shot_frames(12, 7))
+    assert stage.people_seen == {"p0", "bob"}
+    assert {s.character_id for s in stage.unknown_sightings} == {"bob"}
