@@ -49,7 +49,7 @@ from stream.prom import ServiceMetrics
 from stream.registry import shared_registry
 from stream.schema import first_invalid_text
 from stream.review import review_routes
-from stream.service import JobConfig, JobService
+from stream.service import SHUTDOWN_REASON, JobConfig, JobService
 from stream.webhook import check_webhook_url
 
 log = logging.getLogger("server")
@@ -125,9 +125,13 @@ async def run_sync(request: Request, kind: str) -> Response:
                     service.cancel(job_id, "client disconnected")
                     cancelled = True
             record = service.store.get(job_id)
-    finally:
-        if not record.finished:  # the request itself was cancelled (server shutting down)
-            service.cancel(job_id, "request cancelled")
+    except anyio.get_cancelled_exc_class():
+        # uvicorn cancels the requests still open when --timeout-graceful-shutdown runs out:
+        # stop the job and answer 503 + Retry-After instead of dying with a 500
+        service.cancel(job_id, SHUTDOWN_REASON)
+        response = busy_response(ShuttingDown("the server stopped before the job finished; retry"), state.limits)
+        response.headers["X-Job-Id"] = job_id
+        return response
     if record.state == SUCCEEDED:
         response = JSONResponse(record.result)
     else:

@@ -8,6 +8,9 @@ line with the job id (`event=job_running job_id=... kind=...`).
 
 States: queued -> running -> succeeded | failed | cancelled (queued -> cancelled too). A job
 whose worker died is claimed again (running -> running, `attempts` counts the runs).
+A cancelled job's `error_status` says who stopped it, whether it was queued or running:
+499 its client (DELETE /jobs/{id}, or the sync request went away), 503 the server's
+shutdown (retry, on another instance or later). A failed one carries the 4xx/5xx of its error.
 Progress percent never goes down; it reaches 100 only when the job succeeds.
 """
 from __future__ import annotations

@@ -77,6 +77,18 @@ class Outcome:
     stats: dict = field(default_factory=dict)
 
 
+SHUTDOWN_REASON = "server shutting down"
+"""The cancel reason of jobs that the server's shutdown stopped (HTTP 503, retry elsewhere)."""
+
+
+def cancelled_outcome(reason: str) -> Outcome:
+    """A cancelled job, queued or running alike: 503 (retry later) when the server's shutdown
+    stopped it, 499 when its client did (DELETE, or the sync request went away)."""
+    if reason == SHUTDOWN_REASON:
+        return Outcome(CANCELLED, error=f"job cancelled: {reason}; retry", error_status=503, reason="shutdown")
+    return Outcome(CANCELLED, error=f"job cancelled: {reason}", error_status=499, reason="cancelled")
+
+
 def phase_percent(kind: str, progress: Progress) -> float:
     """A phase's progress as the whole job's percent (PHASE_SPANS)."""
     start, end = PHASE_SPANS[kind].get(progress.phase, (0.0, 99.9))
@@ -103,7 +115,7 @@ def run_work(work: Work, context: JobContext, settings: Settings, job_id: str) -
         return Outcome(FAILED, error=str(exc), error_status=exc.status_code,
                        details=getattr(exc, "details", {}), reason=type(exc).__name__)
     except PipelineCancelled as exc:
-        return Outcome(CANCELLED, error=f"job cancelled: {exc}", error_status=499, reason="cancelled")
+        return cancelled_outcome(str(exc))
     except Exception as exc:  # noqa: BLE001 - shaped into the record, the service keeps serving
         log.error("event=job_error job_id=%s", job_id, exc_info=exc)
         stage = getattr(exc, "stage", None)
@@ -189,8 +201,7 @@ class JobService:
             return False
         live.context.cancel(reason)
         if self.admission.withdraw(job_id):
-            self._end(live, Outcome(CANCELLED, error=f"job cancelled: {reason}", error_status=499,
-                                    reason="cancelled"))
+            self._end(live, cancelled_outcome(reason))
         return True
 
     def position(self, job_id: str) -> int | None:
@@ -208,15 +219,14 @@ class JobService:
             with self._lock:
                 live = self._live.get(job_id)
             if live is not None:
-                live.context.cancel("server shutting down")
-                self._end(live, Outcome(CANCELLED, error="job cancelled: server shutting down", error_status=503,
-                                        reason="shutdown"))
+                live.context.cancel(SHUTDOWN_REASON)
+                self._end(live, cancelled_outcome(SHUTDOWN_REASON))
         if not self.admission.wait_idle(grace_s):
             with self._lock:
                 running = list(self._live.values())
             for live in running:
                 log_event("job_cancel_on_shutdown", live.job_id, grace_s=grace_s)
-                live.context.cancel("server shutting down")
+                live.context.cancel(SHUTDOWN_REASON)
         if not self.admission.join(60.0):
             log.warning("event=shutdown_incomplete job_id=- detail=\"a job did not stop within 60 s\"")
         for thread in list(self._webhooks):

@@ -297,3 +297,56 @@ class PostReceiver(PutReceiver):
     @property
     def posts(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.method == "POST"]
+
+
+class _SlowHandler(_QuietHandler):
+    def do_GET(self) -> None:
+        owner: SlowSender = self.server.owner  # type: ignore[attr-defined]
+        if self.path == "/mute":
+            owner.stop.wait(30)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp4")
+        self.send_header("Content-Length", str(owner.declared))
+        self.end_headers()
+        self.wfile.flush()
+        if self.path == "/silent":
+            owner.stop.wait(30)
+            return
+        for _ in range(owner.declared):
+            if owner.stop.wait(owner.interval_s):
+                return
+            try:
+                self.wfile.write(b"x")
+                self.wfile.flush()
+            except OSError:
+                return
+
+
+class SlowSender:
+    """A server that sends as slowly as an attacker would, to test deadlines and cancellation.
+
+    - `/drip`: Content-Length `declared`, then one byte every `interval_s`
+    - `/silent`: the headers, then nothing
+    - `/mute`: accepts the connection and never answers
+    """
+
+    def __init__(self, interval_s: float = 0.1, declared: int = 1000) -> None:
+        self.interval_s = interval_s
+        self.declared = declared
+        self.stop = threading.Event()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _SlowHandler)
+        self.httpd.daemon_threads = True
+        self.httpd.owner = self  # type: ignore[attr-defined]
+
+    def url(self, route: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{route}"
+
+    def __enter__(self) -> SlowSender:
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()

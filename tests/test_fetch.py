@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -17,63 +16,10 @@ from server import create_app
 from stream.admission import Limits
 from stream.config import Settings
 from stream.errors import FetchError
-from stream.fetch import FetchCancelled, FetchPolicy, fetch_to_temp
 from stream.delivery import UploadPolicy
+from stream.fetch import FetchCancelled, FetchPolicy, fetch_to_temp
+from tests.http_servers import SlowSender
 from tests.live_server import LiveServer
-
-
-class _SlowHandler(BaseHTTPRequestHandler):
-    """GET /drip: Content-Length 1000, then one byte every `interval_s`. /silent: headers, then
-    nothing. /mute: no answer at all."""
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-        return
-
-    def do_GET(self) -> None:
-        owner: SlowSender = self.server.owner  # type: ignore[attr-defined]
-        if self.path == "/mute":
-            owner.stop.wait(30)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "video/mp4")
-        self.send_header("Content-Length", str(owner.declared))
-        self.end_headers()
-        self.wfile.flush()
-        if self.path == "/silent":
-            owner.stop.wait(30)
-            return
-        for _ in range(owner.declared):
-            if owner.stop.wait(owner.interval_s):
-                return
-            try:
-                self.wfile.write(b"x")
-                self.wfile.flush()
-            except OSError:
-                return
-
-
-class SlowSender:
-    """A server that sends its body as slowly as a red-team client would."""
-
-    def __init__(self, interval_s: float = 0.1, declared: int = 1000) -> None:
-        self.interval_s = interval_s
-        self.declared = declared
-        self.stop = threading.Event()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _SlowHandler)
-        self.httpd.daemon_threads = True
-        self.httpd.owner = self  # type: ignore[attr-defined]
-
-    def url(self, route: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{route}"
-
-    def __enter__(self) -> SlowSender:
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture
