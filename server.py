@@ -283,6 +283,7 @@ def create_app(settings: Settings | None = None, fetch_policy: FetchPolicy | Non
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
+        await anyio.to_thread.run_sync(health.probe_hardware)  # so the first /health answers at once
         try:  # warm the face backend so the first request does not pay for it
             await anyio.to_thread.run_sync(app.state.registry.face_backend)
         except Exception:  # noqa: BLE001 - /health reports it; requests get the error

@@ -1,5 +1,8 @@
 """What /health reports: which models are really loaded, the GPU, where the work runs
-(torch device, NVENC, the face backend's onnxruntime providers), missing weight files."""
+(torch device, NVENC, the face backend's onnxruntime providers), missing weight files.
+
+Probing the GPU imports torch (seconds on a cold start), so the server probes once at
+startup (`probe_hardware`) and every /health answers from that cached result."""
 from __future__ import annotations
 
 import importlib.util
@@ -7,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from stream.config import Settings
-from stream.device import nvenc_problem, resolve_device
+from stream.device import nvenc_problem
 from stream.registry import ModelRegistry
 
 
@@ -24,6 +27,12 @@ def gpu_info() -> dict:
         info.update(gpu_available=True, gpu_name=props.name,
                     gpu_memory_gb=round(props.total_memory / 1024 ** 3, 1))
     return info
+
+
+def probe_hardware() -> None:
+    """Fill the caches /health reads (torch's CUDA probe, the NVENC probe); run at startup."""
+    gpu_info()
+    nvenc_problem()
 
 
 def report(registry: ModelRegistry, settings: Settings) -> dict:
@@ -50,5 +59,8 @@ def placement(settings: Settings, faces) -> dict:
     """Where the work can run: the torch device neural models use, whether NVENC opens here,
     and the face backend's onnxruntime providers (None until loaded, or for a backend
     without them). Each job's response says which device and encoder it really used."""
-    return {"device": resolve_device(settings.device), "nvenc_available": nvenc_problem() is None,
+    device = settings.device
+    if device == "auto":  # as stream.device.resolve_device, from the cached probe
+        device = "cuda" if gpu_info()["gpu_available"] else "cpu"
+    return {"device": device, "nvenc_available": nvenc_problem() is None,
             "onnx_providers": getattr(faces, "providers", None)}
