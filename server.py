@@ -51,6 +51,7 @@ from stream.schema import first_invalid_text
 from stream.review import review_routes
 from stream.service import SHUTDOWN_REASON, JobConfig, JobService
 from stream.webhook import check_webhook_url
+from stream.workdir import sweep
 
 log = logging.getLogger("server")
 
@@ -283,6 +284,8 @@ def create_app(settings: Settings | None = None, fetch_policy: FetchPolicy | Non
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
+        # what a crash (SIGKILL) or restart left behind: abandoned job dirs, expired kept outputs
+        await anyio.to_thread.run_sync(sweep, config.settings.workdir, config.settings.keep_failed_s)
         await anyio.to_thread.run_sync(health.probe_hardware)  # so the first /health answers at once
         try:  # warm the face backend so the first request does not pay for it
             await anyio.to_thread.run_sync(app.state.registry.face_backend)

@@ -8,11 +8,8 @@ job does the same wherever it runs. Nothing here knows about routes or HTTP resp
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import threading
 import time
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +29,7 @@ from stream.references import Character
 from stream.schema import parse_detect, parse_lipsync
 from stream.uploads import FileStore, StoreLimits, fetch_upload, is_upload_url, result_store, upload_store
 from stream.webhook import deliver
+from stream.workdir import job_dir, keep_output
 
 log = logging.getLogger(__name__)
 
@@ -105,24 +103,23 @@ def build_work(kind: str, raw: object, config: JobConfig) -> Work:
 
 
 def run_work(work: Work, context: JobContext, settings: Settings, job_id: str) -> Outcome:
-    """Run a job's work in a fresh temp dir (removed before returning) and shape how it ended."""
-    workdir = Path(tempfile.mkdtemp(prefix="lipsync-", dir=settings.workdir))
+    """Run a job's work in a fresh job dir (removed before returning, so before anyone hears
+    the job ended) and shape how it ended."""
     stats: dict = {}
-    try:
-        context.check()
-        return Outcome(SUCCEEDED, result=work(context, workdir, stats), stats=stats)
-    except LipSyncError as exc:
-        return Outcome(FAILED, error=str(exc), error_status=exc.status_code,
-                       details=getattr(exc, "details", {}), reason=type(exc).__name__)
-    except PipelineCancelled as exc:
-        return cancelled_outcome(str(exc))
-    except Exception as exc:  # noqa: BLE001 - shaped into the record, the service keeps serving
-        log.error("event=job_error job_id=%s", job_id, exc_info=exc)
-        stage = getattr(exc, "stage", None)
-        return Outcome(FAILED, error=f"internal error{f' in stage {stage}' if stage else ''}: "
-                                     f"{type(exc).__name__}: {exc}", error_status=500, reason="internal")
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)  # before anyone hears the job ended
+    with job_dir(settings.workdir) as workdir:
+        try:
+            context.check()
+            return Outcome(SUCCEEDED, result=work(context, workdir, stats), stats=stats)
+        except LipSyncError as exc:
+            return Outcome(FAILED, error=str(exc), error_status=exc.status_code,
+                           details=getattr(exc, "details", {}), reason=type(exc).__name__)
+        except PipelineCancelled as exc:
+            return cancelled_outcome(str(exc))
+        except Exception as exc:  # noqa: BLE001 - shaped into the record, the service keeps serving
+            log.error("event=job_error job_id=%s", job_id, exc_info=exc)
+            stage = getattr(exc, "stage", None)
+            return Outcome(FAILED, error=f"internal error{f' in stage {stage}' if stage else ''}: "
+                                         f"{type(exc).__name__}: {exc}", error_status=500, reason="internal")
 
 
 def record_outcome(metrics: ServiceMetrics, record: JobRecord, outcome: Outcome) -> None:
@@ -316,15 +313,9 @@ def named_inputs(**labels: Path):
 
 
 def keep_failed_output(path: Path, settings: Settings) -> Path:
-    """Move an output whose upload failed out of the workdir; delete it after keep_failed_s."""
-    folder = Path(settings.workdir) / "failed-uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    kept = folder / f"{uuid.uuid4().hex}.mp4"
-    shutil.move(str(path), kept)
-    timer = threading.Timer(settings.keep_failed_s, lambda: kept.unlink(missing_ok=True))
-    timer.daemon = True
-    timer.start()
-    return kept
+    """Move an output whose upload failed out of the job dir; deleted after keep_failed_s
+    (and by the startup sweep once expired, if the server restarts first)."""
+    return keep_output(path, settings.workdir, settings.keep_failed_s)
 
 
 def detect_work(body, config: JobConfig) -> Work:
