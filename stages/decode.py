@@ -14,6 +14,7 @@ then says why.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -109,6 +110,17 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
             audio_codec=audio.codec_context.name if audio else None,
             audio_sample_rate=audio.rate if audio else None,
         )
+
+
+def expected_frames(info: VideoInfo, sample_fps: float | None = None, max_duration_ms: float | None = None) -> int:
+    """How many frames a DecodeStage over this video yields, for progress totals: one per
+    1/sample_fps s tick (at most one per frame), or every frame before max_duration_ms.
+    An estimate for variable frame rates; JobContext ends a phase at the real count."""
+    duration_s = info.duration_ms / 1000
+    if max_duration_ms is not None:
+        duration_s = min(duration_s, max_duration_ms / 1000)
+    rate = min(sample_fps, info.fps) if sample_fps else info.fps
+    return max(1, min(info.frame_count, math.ceil(duration_s * rate - 1e-6)))
 
 
 def rotate_upright(image: np.ndarray, rotation: int) -> np.ndarray:

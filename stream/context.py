@@ -55,7 +55,10 @@ class JobContext:
             self.on_progress(Progress(phase, done, total))
 
     def run(self, phase: str, pipeline: Pipeline, frames_total: int, on_output=None) -> PipelineMetrics:
-        """Run one pipeline, reporting the last stage's item count as progress."""
+        """Run one pipeline, reporting the last stage's item count as progress.
+
+        frames_total is an estimate (see `stages.decode.expected_frames`): the count never
+        runs past it, and a phase that completes ends at its real count, done/done."""
         with self._lock:
             self.check()
             self._pipeline = pipeline
@@ -64,15 +67,20 @@ class JobContext:
 
         def watch() -> None:
             while not stop.wait(self.progress_interval_s):
-                self.report(phase, last.items_in, frames_total)
+                done = last.items_in
+                self.report(phase, done, max(done, frames_total))
 
         watcher = threading.Thread(target=watch, name=f"progress-{phase}", daemon=True)
         watcher.start()
+        completed = False
         try:
-            return pipeline.run(on_output=on_output, timeout_s=self.timeout_s)
+            metrics = pipeline.run(on_output=on_output, timeout_s=self.timeout_s)
+            completed = True
+            return metrics
         finally:
             stop.set()
             watcher.join()
             with self._lock:
                 self._pipeline = None
-            self.report(phase, last.items_in, frames_total)
+            done = last.items_in
+            self.report(phase, done, done if completed else max(done, frames_total))

@@ -13,7 +13,7 @@ from models.mfcc import asd_mfcc
 from stages.animate import AnimateStage
 from stages.audio import load_audio
 from stages.composite import CompositeStage
-from stages.decode import DecodeStage, VideoInfo, probe_video
+from stages.decode import DecodeStage, VideoInfo, expected_frames, probe_video
 from stages.detect import DetectStage, IdentifyStage
 from stages.encode import AudioPlan, EncodeSettings, EncodeStage
 from stages.enhance import EnhanceStage
@@ -106,8 +106,7 @@ def detect_faces(video: str | os.PathLike, characters: Sequence[Character] = (),
                                     shots=shots),
                         [DetectStage(backend), IdentifyStage(backend, book, tracker, rules)],
                         queue_size=settings.queue_size)
-    expected = max(1, int(info.duration_ms / 1000 * sample_fps))
-    metrics = context.run("detect", pipeline, expected, on_output=collect)
+    metrics = context.run("detect", pipeline, expected_frames(info, sample_fps), on_output=collect)
     reference_ids = {c.id for c in characters}
     seen = {face["character_id"] for frame in frames for face in frame["faces"]}
     speakers, asd_ms, warnings = None, 0.0, []
@@ -145,9 +144,9 @@ def _active_speakers(video: str, info: VideoInfo, frames: list[dict], model, set
     tracks = tracks_from_frames(frames)
     resampled = resample_tracks(tracks)
     cropper = SpeakerCropStage(resampled)
-    pipeline = Pipeline(DecodeStage(video, max_duration_ms=(cropper.last_grid + 1) * GRID_MS + 1),
-                        [cropper], queue_size=settings.queue_size)
-    metrics = context.run("speakers", pipeline, int(info.frame_count))
+    until_ms = (cropper.last_grid + 1) * GRID_MS + 1
+    pipeline = Pipeline(DecodeStage(video, max_duration_ms=until_ms), [cropper], queue_size=settings.queue_size)
+    metrics = context.run("speakers", pipeline, expected_frames(info, max_duration_ms=until_ms))
     started = time.perf_counter()
     mfcc = asd_mfcc(load_audio(video, ANALYSIS_RATE))
     scores = score_tracks(model, cropper.tracks, cropper.crops, mfcc)

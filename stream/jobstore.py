@@ -81,6 +81,17 @@ class JobProgress:
     percent: float = 0.0
 
 
+def frames_processed(result: dict | None, progress: JobProgress) -> int:
+    """The frames a succeeded job went through, for its final progress: the output's frames
+    (lipsync) or the sampled frames (detect-faces), not the last phase's unit (upload: files)."""
+    if isinstance(result, dict):
+        if isinstance(result.get("output"), dict) and "frame_count" in result["output"]:
+            return int(result["output"]["frame_count"])
+        if isinstance(result.get("frames"), list):
+            return len(result["frames"])
+    return progress.frames_done
+
+
 @dataclass
 class JobRecord:
     """Everything known about one job. Times are Unix epoch seconds."""
@@ -245,8 +256,8 @@ class JobStore:
             record.result, record.error, record.error_status = result, error, error_status
             record.error_details, record.failure_reason = dict(error_details or {}), failure_reason
             if state == SUCCEEDED:
-                record.progress = JobProgress("done", record.progress.frames_done,
-                                              record.progress.frames_total, 100.0)
+                frames = frames_processed(result, record.progress)
+                record.progress = JobProgress("done", frames, frames, 100.0)
         record = self._change(job_id, apply)
         if changed["now"]:
             run_s = record.finished_at - record.started_at if record.started_at else None
