@@ -159,7 +159,8 @@ def test_review_page_walks_the_whole_flow(browser, server, data_dir, edit, heads
     page.click("#cancel")
     page.wait_for_function("document.querySelector('#render-error').textContent.includes('cancel')")
     page.click("#render-button")
-    page.wait_for_selector("#result:not([hidden])", timeout=300_000)
+    page.wait_for_function("!document.querySelector('#result').hidden "
+                           "|| document.querySelector('#render-error').textContent !== ''", timeout=300_000)
     assert page.inner_text("#render-error") == ""
     assert page.eval_on_selector("#render-progress .bar", "bar => bar.style.width") == "100%"
     duration = page.eval_on_selector("#result-video", """video => new Promise(resolve => {
