@@ -105,7 +105,9 @@ def decode_all(video: str, out: str, audio: str | None, faces: int) -> dict:
 
 def detect_3fps(video: str, out: str, audio: str | None, faces: int) -> dict:
     """The detect-faces job at 3 fps. fps counts the video's frames, so it compares with
-    the other rows; ms_per_sampled_frame is the detector's busy time per sampled frame."""
+    the other rows; ms_per_sampled_frame is the detector's busy time per sampled frame;
+    shot_ms_per_frame is the shot detector's cost per decoded frame (every frame, sampled
+    or not) and shot_share its part of the job's wall time."""
     from stages.decode import probe_video
 
     jobs.detect_faces(video, sample_fps=1, settings=SETTINGS)  # load the backend before the clock
@@ -116,7 +118,9 @@ def detect_3fps(video: str, out: str, audio: str | None, faces: int) -> dict:
     frames = probe_video(video).frame_count
     return {"frames": frames, "wall_s": wall, "fps": frames / wall, "cpu_s": sum(cpu),
             "sampled_frames": sampled, "ms_per_sampled_frame": result["timing"]["detection_ms"] / sampled,
-            "faces_found": max(len(f["faces"]) for f in result["frames"])}
+            "faces_found": max(len(f["faces"]) for f in result["frames"]),
+            "shot_ms_per_frame": result["timing"]["shot_detection_ms"] / frames,
+            "shot_share": result["timing"]["shot_detection_ms"] / result["timing"]["total_ms"]}
 
 
 def active_speakers(video: str, out: str, audio: str | None, faces: int) -> dict:

@@ -448,7 +448,8 @@ def lipsync(video: str | os.PathLike, audio: str | os.PathLike, faces: Sequence[
                                        + busy.get("animate", 0.0) + busy["composite"] + busy.get("download", 0.0), 1),
                    "enhancement_ms": round(busy.get("enhance", 0.0), 1), "encoding_ms": round(busy["encode"], 1),
                    "upload_ms": 0.0,
-                   "decode_ms": round(busy["decode"], 1), "mouth_bank_ms": round(setup.bank_ms, 1)},
+                   "decode_ms": round(busy["decode"], 1), "mouth_bank_ms": round(setup.bank_ms, 1),
+                   "shot_detection_ms": round(shots.busy_s * 1000, 1)},
         "shots": shots.shots(out_ms),
         "engine": engine.name,
         "device": str(getattr(engine, "device", None) or "cpu"),  # where the mouths were rendered
