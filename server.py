@@ -40,6 +40,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from stream import health
+from stream.addresses import clipped
 from stream.admission import BodyTooLarge, Busy, Limits, ShuttingDown
 from stream.config import Settings
 from stream.errors import InputError, LipSyncError
@@ -185,7 +186,7 @@ def job_json(service, record: JobRecord) -> dict:
 
 
 def unknown_job(job_id: str) -> JSONResponse:
-    return error(404, f"no job {job_id}: it never existed or its record expired (LIPSYNC_JOB_TTL_S)")
+    return error(404, f"no job {clipped(job_id, 64)}: it never existed or its record expired (LIPSYNC_JOB_TTL_S)")
 
 
 async def job_route(request: Request) -> Response:

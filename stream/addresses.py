@@ -81,6 +81,7 @@ def redact_url(url: str | httpx.URL) -> str:
     """The URL without credentials or query string, safe for logs and error messages.
 
     Presigned URLs carry their signature in the query, so it never leaves this module.
+    A very long URL is cut (`clipped`).
     """
     try:
         parsed = httpx.URL(str(url))
@@ -88,7 +89,13 @@ def redact_url(url: str | httpx.URL) -> str:
         return "<unparseable URL>"
     netloc = parsed.netloc.decode("ascii", "replace")
     text = f"{parsed.scheme}://{netloc}{parsed.path}" if parsed.scheme else parsed.path
-    return text + ("?..." if parsed.query else "")
+    return clipped(text) + ("?..." if parsed.query else "")
+
+
+def clipped(text: str, limit: int = 200) -> str:
+    """`text` cut to `limit` characters for an error message or log line (a request may hold
+    a URL of a megabyte; echoing it whole helps nobody)."""
+    return text if len(text) <= limit else f"{text[:limit]}...({len(text)} characters)"
 
 
 SPECIAL_PURPOSE_NETWORKS: tuple[tuple[str, str], ...] = (
@@ -189,7 +196,7 @@ def resolve_destination(
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError) as exc:
-        raise error(f"{role} {shown} is not a valid URL ({exc})") from None
+        raise error(f"{role} {shown} is not a valid URL ({clipped(str(exc))})") from None
     if parsed.scheme not in ("http", "https"):
         scheme = parsed.scheme or "none"
         raise error(f"{role} {shown} uses the scheme {scheme!r}; only http and https URLs are accepted")
@@ -200,10 +207,10 @@ def resolve_destination(
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise error(f"{role} {shown}: the host {host!r} does not resolve ({exc.strerror}); check the URL") from None
+        raise error(f"{role} {shown}: the host {clipped(repr(host))} does not resolve ({exc.strerror}); check the URL") from None
     addresses = tuple(dict.fromkeys(info[4][0] for info in infos))
     if not addresses:
-        raise error(f"{role} {shown}: the host {host!r} has no addresses; check the URL")
+        raise error(f"{role} {shown}: the host {clipped(repr(host))} has no addresses; check the URL")
     if not allow_private:
         networks = [ipaddress.ip_network(cidr, strict=False) for cidr in allowed_networks]
         for address in addresses:

@@ -39,6 +39,7 @@ import httpx
 
 from stream.addresses import (
     REDIRECT_CODES,
+    clipped,
     describe_transport_error,
     env_bool,
     env_networks,
@@ -143,16 +144,18 @@ def fetch_to_temp(url: str, *, workdir: Path, policy: FetchPolicy, kind: str, la
 
 def _local_input(url: str, *, policy: FetchPolicy, role: str) -> Path:
     if not policy.allow_local_files:
-        raise FetchError(f"{role} {url!r} is not an http or https URL; local paths are accepted only by the CLI")
+        raise FetchError(f"{role} {clipped(repr(url))} is not an http or https URL; local paths are accepted "
+                         "only by the CLI")
     if url.lower().startswith("file:"):
         parts = urlsplit(url)
         if parts.netloc not in ("", "localhost"):
-            raise FetchError(f"{role} {url!r} names a remote host; a file:// URL must be file:///absolute/path")
+            raise FetchError(f"{role} {clipped(repr(url))} names a remote host; a file:// URL must be "
+                             "file:///absolute/path")
         path = Path(unquote(parts.path))
     else:
         path = Path(url).expanduser()
     if not path.is_file():
-        raise FetchError(f"{role} {str(path)!r} does not exist or is not a file")
+        raise FetchError(f"{role} {clipped(repr(str(path)))} does not exist or is not a file")
     return path.resolve()
 
 

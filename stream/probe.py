@@ -74,6 +74,11 @@ def probe_media(path: Path, kind: str, *, max_duration_s: float | None = None,
     return _probe_av(path, kind, head, size, max_duration_s, max_pixels)
 
 
+def _a(kind: str) -> str:
+    """'a video', 'an audio', 'an image'."""
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+
+
 def _text_problem(head: bytes, kind: str) -> str | None:
     """Name the kind of text document a download turned out to be, or None for binary data."""
     if b"\x00" in head:
@@ -86,21 +91,21 @@ def _text_problem(head: bytes, kind: str) -> str | None:
         text = head[: exc.start].decode("utf-8")
     lowered = text.lstrip("\ufeff \t\r\n").lower()
     if lowered.startswith(("<!doctype html", "<html")) or "<html" in lowered[:1024] or "<body" in lowered[:1024]:
-        return f"looks like an HTML page, not a {kind}: the URL probably points to a web page or an error page"
+        return f"looks like an HTML page, not {_a(kind)}: the URL probably points to a web page or an error page"
     if lowered.startswith("<svg") or "<svg" in lowered[:1024]:
-        return f"is an SVG drawing, not a {kind}" + ("; use a JPEG or PNG" if kind == "image" else "")
+        return f"is an SVG drawing, not {_a(kind)}" + ("; use a JPEG or PNG" if kind == "image" else "")
     if lowered.startswith("<?xml") or lowered.startswith("<error"):
         code = re.search(r"<code>([^<]{1,64})</code>", text, re.IGNORECASE)
         said = f" (it says {code.group(1)})" if code else ""
         return (
-            f"looks like an XML document{said}, not a {kind}: storage services answer errors such as "
+            f"looks like an XML document{said}, not {_a(kind)}: storage services answer errors such as "
             "AccessDenied or NoSuchKey this way; check the URL"
         )
     if lowered.startswith(("{", "[")):
-        return f"looks like JSON, not a {kind}: the URL probably points to an API response"
+        return f"looks like JSON, not {_a(kind)}: the URL probably points to an API response"
     printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in text)
     if text and printable / len(text) > 0.95:
-        return f"looks like a text file, not a {kind}"
+        return f"looks like a text file, not {_a(kind)}"
     return None
 
 
@@ -171,7 +176,7 @@ def _probe_av(path: Path, kind: str, head: bytes, size: int, max_duration_s: flo
     except av.FFmpegError as exc:
         sniffed = _sniff(head)
         if sniffed and sniffed.split()[-1] in ("image", "document", "archive"):
-            raise MediaError(path, f"looks like {sniffed}, not a {kind}") from None
+            raise MediaError(path, f"looks like {sniffed}, not {_a(kind)}") from None
         raise MediaError(
             path,
             f"is not a readable {kind} file ({exc.strerror or exc}); it may be truncated, corrupt "
@@ -179,7 +184,7 @@ def _probe_av(path: Path, kind: str, head: bytes, size: int, max_duration_s: flo
         ) from None
     with container:
         if _is_still_image(container):
-            raise MediaError(path, f"is a still image ({container.format.name}), not a {kind}")
+            raise MediaError(path, f"is a still image ({container.format.name}), not {_a(kind)}")
         videos = [s for s in container.streams.video if not _is_cover_art(s)]
         audios = list(container.streams.audio)
         if kind == "video" and not videos:
@@ -273,7 +278,7 @@ def _scan_packets(
     if corrupt > max(1, packets // 100):
         raise MediaError(path, f"is corrupt: {corrupt} of {packets} {kind} packets are damaged")
     if not decoded:
-        raise MediaError(path, f"has a {kind} stream with no decodable frames; the file is corrupt or empty")
+        raise MediaError(path, f"has {_a(kind)} stream with no decodable frames; the file is corrupt or empty")
     return {index: span.seconds for index, span in coverage.items()}
 
 

@@ -125,3 +125,23 @@ def test_an_id_of_128_characters_is_accepted(api):
                                                 f'[{{"id": "{"y" * MAX_ID_CHARS}", "reference_image_url": '
                                                 '"http://127.0.0.1:9/a.png"}]}')
     assert answer.status_code == 202, answer.text
+
+
+def test_huge_values_are_not_echoed_in_full(api):
+    client, _ = api
+    long_url = "http://127.0.0.1:9/" + "v" * 60_000 + ".mp4"  # httpx refuses URLs over 64 KiB
+    answer = client.post("/detect-faces", json={"video_url": long_url})
+    assert answer.status_code == 502, answer.text  # nothing listens on port 9
+    assert len(answer.text) < 2000 and f"({len(long_url)} characters)" in answer.json()["error_message"]
+    answer = client.get("/jobs/" + "j" * 5000)
+    assert answer.status_code == 404 and len(answer.text) < 500
+
+
+def test_wording_names_the_kind_with_the_right_article(api, tmp_path):
+    from stream.errors import MediaError
+    from stream.io import probe_media
+    page = tmp_path / "page.bin"
+    page.write_bytes(b"<html><body>sign in</body></html>")
+    for kind, said in (("audio", "not an audio"), ("image", "not an image"), ("video", "not a video")):
+        with pytest.raises(MediaError, match=said):
+            probe_media(page, kind)
