@@ -3,10 +3,11 @@
     python -m stream.run passthrough --video IN.mp4 --out OUT.mp4 [--audio NEW.wav]
     python -m stream.run detect --video IN.mp4 [--refs characters.json] [--sample-fps 3]
     python -m stream.run lipsync --video IN.mp4 --audio NEW.wav --out OUT.mp4 \
-        (--faces faces.json | --auto [--refs characters.json])
+        (--faces faces.json | --auto) [--refs characters.json]
 
 characters.json is the /detect-faces `characters` list (reference_image_url may be a
-local path, relative to the JSON file); faces.json is the /lipsync `faces` list.
+local path, relative to the JSON file); faces.json is the /lipsync `faces` list. In lipsync,
+--refs also names the people who are not requested (`unknown_faces` under their id).
 
 Prints a JSON summary on stdout; a progress bar goes to stderr when it is a terminal.
 Exit code 2 means bad input (the message says what to fix), 1 an internal failure.
@@ -97,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     chosen = lipsync.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--faces", help="faces.json: [{character_id, bbox, start_time_ms, end_time_ms}]")
     chosen.add_argument("--auto", action="store_true", help="every syncable recognised person, whole video")
-    lipsync.add_argument("--refs", help="characters.json for --auto")
+    lipsync.add_argument("--refs", help="characters.json: who --auto picks, and names for people not requested")
     lipsync.add_argument("--sync-mode", default="silence", choices=SYNC_MODES)
     lipsync.add_argument("--enhance", action="store_true", help="restore faces with CodeFormer")
     lipsync.add_argument("--fidelity-weight", type=float, default=0.7)
@@ -120,12 +121,13 @@ def main(argv: list[str] | None = None) -> int:
             result = jobs.detect_faces(args.video, load_characters(args.refs), args.sample_fps,
                                        args.similarity_threshold, settings, context)
         else:
+            characters = load_characters(args.refs)
             if args.auto:
-                faces, _ = jobs.auto_faces(args.video, settings, JobContext(), load_characters(args.refs))
+                faces, _ = jobs.auto_faces(args.video, settings, JobContext(), characters)
             else:
                 faces = parse_faces(read_json_file(args.faces), "faces.json")
             result = jobs.lipsync(args.video, args.audio, faces, args.out, settings, context,
-                                  args.enhance, args.fidelity_weight, args.sync_mode)
+                                  args.enhance, args.fidelity_weight, args.sync_mode, characters=characters)
             result["output"]["path"] = str(Path(args.out).resolve())
     except LipSyncError as exc:
         bar.close()
