@@ -82,7 +82,7 @@ def test_size_limit_declared_or_streamed(server):
 @pytest.mark.parametrize("kind, name, content_type, status, says", [
     ("movie", "a.mp4", "video/mp4", 422, "'kind' must be one of video, audio, image"),
     ("video", "page.html", "text/html", 415, "is sent as text/html, not a video type"),
-    ("image", "face.jpg", "video/mp4", 415, "not a image type"),
+    ("image", "face.jpg", "video/mp4", 415, "not an image type"),
 ])
 def test_kind_and_type_limits(server, kind, name, content_type, status, says):
     answer = upload(server, b"\xff\xd8\xff" + b"\0" * 100, kind, name, content_type)

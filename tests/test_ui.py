@@ -174,11 +174,16 @@ def test_review_page_walks_the_whole_flow(browser, server, data_dir, edit, heads
     download = httpx.get(server.url + href)
     assert download.status_code == 200 and download.headers["content-type"] == "video/mp4"
     assert download.headers["content-disposition"].startswith("attachment")
+    assert download.content[4:8] == b"ftyp"
+    head = httpx.get(server.url + href, headers={"Range": "bytes=0-99"})  # what a <video> seeks with
+    assert head.status_code == 206 and head.content == download.content[:100]
     page.click("#play-both")
     page.wait_for_function("!document.querySelector('#result-video').paused "
                            "&& !document.querySelector('#compare-original').paused")
     page.click("#play-both")
-    page.eval_on_selector("#result-video", "v => { v.currentTime = 3; }")
-    page.wait_for_function("Math.abs(document.querySelector('#compare-original').currentTime - 3) < 0.2")
+    page.eval_on_selector("#result-video", "v => { v.currentTime = 1.2; }")  # the host, lip-synced
+    page.wait_for_function("Math.abs(document.querySelector('#compare-original').currentTime - 1.2) < 0.2 "
+                           "&& !document.querySelector('#compare-original').seeking "
+                           "&& !document.querySelector('#result-video').seeking")
     shoot(page, "review_result.png")
     page.close()

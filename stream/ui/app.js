@@ -193,7 +193,7 @@ async function runJob(kind, body, progress) {
   return new Promise((resolve, reject) => {
     const source = new EventSource(submitted.events_url);
     state.job = { id: submitted.job_id, source };
-    const finish = (record) => { source.close(); state.job = null; resolve(record); };
+    const finish = (record) => { source.close(); state.job = null; refreshHealth(); resolve(record); };
     source.addEventListener("progress", (event) => {
       const p = JSON.parse(event.data);
       const frames = p.frames_total ? ` ${p.frames_done}/${p.frames_total} frames` : "";
@@ -771,7 +771,12 @@ $("#play-both").addEventListener("click", () => {
 
 // ------------------------------------------------------------------ start
 
-fetch("/health").then((r) => r.json()).then((h) => {
-  $("#health").textContent = `face backend ${h.face_backend || "loading"} · engine ${h.lipsync_engine || "loads with the first job"}` +
-    (h.gpu_available ? ` · ${h.gpu_name}` : " · CPU");
-}).catch(() => {});
+// What runs here (/health): shown in the header, refreshed after each job (models load lazily).
+function refreshHealth() {
+  fetch("/health").then((r) => r.json()).then((h) => {
+    $("#health").textContent = `face backend ${h.face_backend || "loading"} · engine ${h.lipsync_engine || "loads with the first job"}` +
+      (h.gpu_available ? ` · ${h.gpu_name}` : " · CPU");
+  }).catch(() => {});
+}
+
+refreshHealth();
