@@ -152,6 +152,21 @@ def test_review_page_walks_the_whole_flow(browser, server, data_dir, edit, heads
     assert "0.00–2.50 s" in page.get_attribute(".lane-track[data-person=host] .range", "title")
     page.uncheck(f".choice[data-person={other}] input[type=checkbox]")
     assert page.locator(f".lane-track[data-person={other}] .range").count() == 0
+    track = page.locator(".lane-track[data-person=host]").bounding_box()
+    handle = page.locator(".lane-track[data-person=host] .range .handle.end").bounding_box()
+    page.mouse.move(handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(track["x"] + track["width"] * 2.0 / EDIT_S, handle["y"] + 5, steps=4)
+    page.mouse.up()
+    assert float(end.input_value()) == pytest.approx(2.0, abs=0.05)  # dragged to the 2 s mark
+    end.fill("0")  # a range that ends before it starts: the API's 422 shows in that range's row
+    end.dispatch_event("change")
+    page.click("#render-button")
+    range_error = page.locator(".choice[data-person=host] .range-row .error")
+    range_error.wait_for(state="visible")
+    assert "faces[0].end_time_ms" in range_error.inner_text()
+    end.fill("2.5")
+    end.dispatch_event("change")
 
     # 4. render: a cancelled run first, then a finished one
     page.click("#render-button")
