@@ -90,7 +90,7 @@ def codec_floor(video: str, out: str, audio: str | None, faces: int) -> dict:
 def passthrough(video: str, out: str, audio: str | None, faces: int) -> dict:
     with _pipeline_cpu() as cpu:
         result = jobs.passthrough(video, out, audio, SETTINGS)
-    return _pipeline_result(result["frames"], result["metrics"], sum(cpu))
+    return _pipeline_result(result["output"]["frame_count"], result["metrics"], sum(cpu))
 
 
 def decode_all(video: str, out: str, audio: str | None, faces: int) -> dict:

@@ -35,6 +35,7 @@ from stream.device import EncoderChoice, choose_encoder, is_cuda, job_device, vi
 from stream.errors import InputError, MediaError
 from stream.frame import Frame
 from stream.pipeline import Pipeline
+from stream.probe import probe_media
 from stream.references import Character, reference_embedding
 from stream.registry import shared_registry
 from stream.schema import FaceSpec
@@ -58,8 +59,10 @@ def passthrough(video: str | os.PathLike, out: str | os.PathLike, audio: str | o
     settings = settings or Settings.from_env()
     context = context or JobContext()
     info = probe_video(video)
+    warnings = []
     if audio is not None:
         plan = AudioPlan(str(audio), duration_ms=info.duration_ms)
+        warnings += _audio_fit_warnings(info.duration_ms, probe_media(Path(audio), "audio").duration_s)
     elif info.has_audio:
         plan = AudioPlan(str(video), copy=True)
     else:
@@ -69,16 +72,33 @@ def passthrough(video: str | os.PathLike, out: str | os.PathLike, audio: str | o
     encoder = EncodeStage(out, info.width, info.height, info.time_base, info.fps,
                           encode_settings(settings, choice.codec), plan)
     pipeline = Pipeline(DecodeStage(video, hwaccel=video_hwaccel(device)), [encoder], queue_size=settings.queue_size)
-    metrics = context.run("passthrough", pipeline, info.frame_count)
+    metrics = context.run("passthrough", pipeline, expected_frames(info))
     return {
-        "frames": encoder.frames_written,
-        "duration_ms": round(info.duration_ms, 1),
-        "fps": round(encoder.frames_written / metrics.wall_s, 2) if metrics.wall_s else 0.0,
-        "output": {"path": str(Path(out)), "file_size_bytes": os.path.getsize(out)},
+        "success": True,
+        "output": {"path": str(Path(out)), **output_json(out, encoder.frames_written)},
+        "timing": {"total_ms": round(metrics.wall_s * 1000, 1),
+                   "decode_ms": round(metrics.stage("decode").busy_s * 1000, 1),
+                   "encoding_ms": round(metrics.stage("encode").busy_s * 1000, 1)},
+        "device": device,
         "encoder": choice.codec,
-        "warnings": [choice.warning] if choice.warning else [],
+        "warnings": warnings + ([choice.warning] if choice.warning else []),
         "metrics": metrics.as_dict(),
     }
+
+
+def output_json(out: str | os.PathLike, frames_written: int) -> dict:
+    """The response's `output` block for an encoded file: its real duration (ms), size and frames."""
+    info = probe_video(out)
+    return {"duration_ms": int(round(info.duration_ms)), "width": info.width, "height": info.height,
+            "fps": round(info.fps, 3), "file_size_bytes": os.path.getsize(out), "frame_count": frames_written}
+
+
+def _audio_fit_warnings(video_ms: float, audio_s: float | None) -> list[str]:
+    """What passthrough did to a new audio of another length: it always keeps the video's."""
+    if audio_s is None or abs(video_ms - audio_s * 1000) < 40:
+        return []
+    change = "trimmed the audio" if audio_s * 1000 > video_ms else "padded the audio with silence"
+    return [f"audio {audio_s:.2f} s, video {video_ms / 1000:.2f} s: {change} to the video length"]
 
 
 def detect_faces(video: str | os.PathLike, characters: Sequence[Character] = (), sample_fps: float = 3.0,
@@ -327,7 +347,7 @@ def build_mouth_banks(video: str, info: VideoInfo, targets: Sequence, backend, s
     fps = min(BANK_FPS, BANK_MAX_FRAMES / max(info.duration_ms / 1000, 1e-3))
     stage = MouthBankStage(backend, people, capacity=settings.mouth_bank)
     pipeline = Pipeline(DecodeStage(video, sample_fps=fps), [stage], queue_size=settings.queue_size)
-    metrics = context.run("bank", pipeline, max(1, int(info.duration_ms / 1000 * fps)))
+    metrics = context.run("bank", pipeline, expected_frames(info, fps))
     banks = {t.key: stage.banks[t.spec.character_id] for t in targets if t.spec.character_id in stage.banks}
     return banks, metrics.wall_s * 1000
 
@@ -386,7 +406,20 @@ def auto_faces(video: str, settings: Settings, context: JobContext,
     faces = faces_from_detection(detected, recognised_only=bool(characters))
     if not faces:
         raise InputError("auto mode found no syncable face in the video; pass faces[] explicitly")
-    return faces, "auto mode: lip-synced every syncable face where it is present (no active speaker found)"
+    return faces, ("auto mode: lip-synced every syncable face where it is present, not the active speakers: "
+                   + _why_no_speakers(video, detected, settings))
+
+
+def _why_no_speakers(video: str, detected: dict, settings: Settings) -> str:
+    """Why the active-speaker rule gave no faces: no model, no audio, or nobody it could use."""
+    if "speakers" in detected:
+        return ("Light-ASD found no active speaker in the original audio" if not detected["speakers"] else
+                "the active speakers Light-ASD found are not syncable (or not recognised) where they speak")
+    if not probe_video(video).has_audio:
+        return "the video has no audio track to find the active speaker in"
+    if not (Path(settings.models_dir) / "light-asd" / "pretrain_AVA_CVPR.model").is_file():
+        return "Light-ASD weights not found (MODELS_DIR/light-asd/pretrain_AVA_CVPR.model)"
+    return "Light-ASD needs torch, which is not installed"
 
 
 def lipsync(video: str | os.PathLike, audio: str | os.PathLike, faces: Sequence[FaceSpec] | None,
@@ -425,7 +458,6 @@ def lipsync(video: str | os.PathLike, audio: str | os.PathLike, faces: Sequence[
         results.append({"character_id": target.spec.character_id, "success": summary["synced_ms"] > 0,
                         "segments": segments, "summary": summary})
     unknown = _unknown_faces(track.unknown_sightings, 1000.0 * settings.detect_interval / info.fps * 2)
-    out_info = probe_video(out)
     busy = {m.name: m.busy_s * 1000 for m in metrics.stages}
     if auto_rule:
         warnings.append(f"{auto_rule} ({len(targets)} range(s)); pass faces[] to choose")
@@ -439,9 +471,7 @@ def lipsync(video: str | os.PathLike, audio: str | os.PathLike, faces: Sequence[
             "results": results,
             "unknown_faces": unknown,
         },
-        "output": {"duration_ms": int(round(out_info.duration_ms)), "width": out_info.width,
-                   "height": out_info.height, "fps": round(out_info.fps, 3),
-                   "file_size_bytes": os.path.getsize(out), "frame_count": encoder.frames_written},
+        "output": output_json(out, encoder.frames_written),
         "timing": {"total_ms": round(metrics.wall_s * 1000 + setup.bank_ms, 1), "download_ms": 0.0,
                    "detection_ms": round(busy["track"], 1),
                    "lipsync_ms": round(busy["plan"] + busy.get("upload", 0.0) + busy["lipsync"]

@@ -28,7 +28,7 @@ def test_passthrough_keeps_frames_timestamps_and_quality(tmp_path, data_dir):
     out = tmp_path / "out.mp4"
     result = jobs.passthrough(src, out, data_dir / "audio" / "yongen.wav", Settings(crf=18))
     info, out_info = probe_video(src), probe_video(out)
-    assert result["frames"] == info.frame_count
+    assert result["output"]["frame_count"] == info.frame_count
     assert read_pts(out) == read_pts(src)
     assert (out_info.width, out_info.height, out_info.fps) == (info.width, info.height, info.fps)
     originals, encoded = read_frames(src), read_frames(out)
@@ -135,7 +135,7 @@ def test_explicit_nvenc_request_gives_a_valid_mp4_either_way(tmp_path, data_dir)
 
     out = tmp_path / "nvenc.mp4"
     result = jobs.passthrough(data_dir / "video" / "d20.mp4", out, settings=Settings(encoder="h264_nvenc"))
-    assert result["frames"] == probe_video(out).frame_count == len(read_pts(out))
+    assert result["output"]["frame_count"] == probe_video(out).frame_count == len(read_pts(out))
     if nvenc_problem() is None:
         assert result["encoder"] == "h264_nvenc" and result["warnings"] == []
     else:
