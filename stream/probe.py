@@ -224,7 +224,10 @@ class _Coverage:
     end: float = 0.0
 
     def add(self, packet: av.Packet) -> None:
-        if packet.pts is None or not packet.time_base:
+        if not packet.time_base:
+            return
+        if packet.pts is None:  # a raw stream (Annex B H.264) has no timestamps: add up durations
+            self.end += float((packet.duration or 0) * packet.time_base)
             return
         t0 = float(packet.pts * packet.time_base)
         self.start = t0 if self.start is None else min(self.start, t0)
@@ -261,9 +264,10 @@ def _scan_packets(
             packets += 1
             last_corrupt = packet.is_corrupt
             corrupt += last_corrupt
-            if max_duration_s is not None and coverage[target.index].seconds > max_duration_s:
+            elapsed = _elapsed(coverage[target.index], packets, target)
+            if max_duration_s is not None and elapsed > max_duration_s:
                 raise MediaError(path, f"runs past {max_duration_s:g} s: its {kind} packets reach "
-                                       f"{coverage[target.index].end:.1f} s, whatever its header says; this server "
+                                       f"{elapsed:.2f} s, whatever its header says; this server "
                                        "accepts at most that (LIPSYNC_MAX_DURATION_S); send a shorter clip")
             if not decoded:
                 decoded = _first_picture_fits(packet.decode(), path, max_pixels)
@@ -280,6 +284,15 @@ def _scan_packets(
     if not decoded:
         raise MediaError(path, f"has {_a(kind)} stream with no decodable frames; the file is corrupt or empty")
     return {index: span.seconds for index, span in coverage.items()}
+
+
+def _elapsed(span: _Coverage, packets: int, target: av.stream.Stream) -> float:
+    """Seconds a stream's packets cover so far; for video whose packets carry neither timestamps
+    nor durations, their count at the stream's frame rate."""
+    rate = target.average_rate or target.guessed_rate if target.type == "video" else None
+    if span.start is None and span.end == 0 and rate:
+        return packets / float(rate)
+    return span.seconds
 
 
 def _first_picture_fits(frames: list, path: Path, max_pixels: int | None) -> bool:

@@ -127,6 +127,21 @@ def test_probe_checks_the_decoded_picture_and_the_packet_timestamps(media, data_
     assert probe_media(media / "patched.mp4", "video", max_duration_s=8.0).frame_count == 175
 
 
+
+def test_duration_of_a_raw_stream_without_timestamps(media, data_dir, tmp_path):
+    raw = tmp_path / "raw.h264"  # Annex B H.264: no container, packets carry no timestamps
+    with av.open(str(data_dir / "video" / "d20.mp4")) as source, av.open(str(raw), "w", format="h264") as out:
+        stream = out.add_stream_from_template(source.streams.video[0])
+        for packet in source.demux(video=0):
+            if packet.size:
+                packet.stream = stream
+                out.mux(packet)
+    # before: 0 s covered, so any length passed LIPSYNC_MAX_DURATION_S
+    assert probe_media(raw, "video").duration_s == pytest.approx(7.0, abs=0.1)
+    with pytest.raises(MediaError, match=r"runs past 3 s: its video packets reach 3\.0\d s"):
+        probe_media(raw, "video", max_duration_s=3.0)
+
+
 def test_headshot_pixels_are_checked_before_decoding(media):
     assert (media / "huge.png").stat().st_size < 100_000
     with pytest.raises(MediaError, match=r"9000x9000 \(81000000 pixels\).*LIPSYNC_MAX_HEADSHOT_PIXELS"):
