@@ -105,6 +105,8 @@ class MouthSample:
     sharpness: float
     brightness: float
     time_ms: float
+    centre_xy: tuple[float, float] = (0.0, 0.0)
+    """Where the mouth centre was in its frame (pixels)."""
 
     def descriptor(self) -> np.ndarray:
         """Descriptor scaled so that 1 is a visible difference in each coordinate."""
@@ -161,7 +163,8 @@ def sample_mouth(image: np.ndarray, landmarks: np.ndarray, pose: tuple[float, fl
         patch=patch, uv=uv.astype(np.float32), opening=mouth_opening(uv), width=width,
         rounding=float((uv[57, 1] - uv[51, 1]) / max(width, 1e-3)),
         teeth=teeth_share(patch, inner, skin_luma), pose=tuple(pose) if pose is not None else (0.0, 0.0, 0.0),
-        sharpness=float(lap.var()) if lap.size else 0.0, brightness=skin_luma, time_ms=float(time_ms))
+        sharpness=float(lap.var()) if lap.size else 0.0, brightness=skin_luma, time_ms=float(time_ms),
+        centre_xy=(float(axes.origin[0]), float(axes.origin[1])))
 
 
 @dataclass
@@ -234,7 +237,10 @@ class MouthBank:
             return np.zeros(0)
         ops = np.array([s.opening for s in self.samples])
         widths = np.array([s.width for s in self.samples])
-        cost = ((ops - opening) / 0.035) ** 2 + ((widths - width) / 0.08) ** 2
+        # A nearly closed target takes nearly closed lips (an open sample squeezed shut
+        # shows its cavity as a dark line); open ones tolerate more stretch for teeth.
+        spread = 0.03 if opening < OPEN_GAP else 0.06
+        cost = ((ops - opening) / spread) ** 2 + ((widths - width) / 0.08) ** 2
         if pose is not None:
             pitch, yaw = pose[0], pose[1]
             cost += ((np.array([s.pose[1] for s in self.samples]) - yaw) / 12.0) ** 2
@@ -244,5 +250,5 @@ class MouthBank:
         sharp = np.array([s.sharpness for s in self.samples])
         cost += 0.5 * np.clip(1.0 - sharp / max(float(np.median(sharp)), 1e-6), 0.0, 1.0)
         if opening >= OPEN_GAP:
-            cost -= 1.5 * np.array([s.teeth for s in self.samples])
+            cost -= 3.0 * np.array([s.teeth for s in self.samples])
         return cost

@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 
 ANALYSIS_RATE = 16000
 HOP_MS = 10.0
+SILENCE_DB = -60.0
+"""Speech-band level (dB of the summed 512-point power spectrum; normal speech peaks near
++20, speech 60 dB quieter near -40, digital zeros at -100) under which the mouth is closed
+whatever the job's adaptive floor says."""
 
 
 @dataclass(frozen=True)
@@ -185,7 +189,9 @@ def mouth_track_from_audio(
     ref = maximum_filter1d(level_s, _window(cfg.ref_window_ms), mode="nearest")
     ref = np.maximum(ref, loud_job - 15.0)
     ref = uniform_filter1d(ref, _window(300), mode="nearest")
-    gate = floor + cfg.silence_margin_db
+    # Digital silence (or a hiss far below any voice) is silence whatever the job's range:
+    # an all-zero track has no "loud" part to normalise against.
+    gate = np.maximum(floor + cfg.silence_margin_db, SILENCE_DB)
     rng = np.clip(ref - gate, 6.0, cfg.dynamic_range_db)
     loud = np.clip((level_s - ref + rng) / rng, 0.0, 1.0)
     loud = np.where(level_s > gate, loud, 0.0)

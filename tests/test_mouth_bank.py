@@ -1,0 +1,112 @@
+"""The mouth bank: canonical samples and descriptors on real frames, a bounded diverse bank,
+selection, and the bank pass naming people by identity."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import av
+import numpy as np
+import pytest
+
+from models.faces.default import DefaultFaceBackend
+from models.mouth_bank import CANONICAL_SIZE, CLOSED_GAP, OPEN_GAP, MouthBank, sample_mouth
+from stages.decode import DecodeStage
+from stages.mouth_bank import MouthBankStage
+from stream.pipeline import Pipeline
+
+
+@pytest.fixture(scope="module")
+def backend() -> DefaultFaceBackend:
+    return DefaultFaceBackend()
+
+
+def frame_at(path, time_ms: float) -> np.ndarray:
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            if frame.time * 1000 >= time_ms - 1:
+                return frame.to_ndarray(format="rgb24")
+    raise AssertionError(f"no frame at {time_ms} ms")
+
+
+@pytest.fixture(scope="module")
+def d12_samples(data_dir, backend):
+    """d12 at 0 ms (lips closed), 1000 ms (a toothy smile) and 5000 ms (a wide-open 'o')."""
+    out = {}
+    for t in (0, 1000, 5000):
+        image = frame_at(data_dir / "video" / "d12.mp4", t)
+        face = backend.detect(image, with_embedding=False)[0]
+        out[t] = sample_mouth(image, face.landmarks, face.pose, t)
+    return out
+
+
+def test_samples_are_canonical_patches_with_descriptors(d12_samples):
+    closed, smile, wide = d12_samples[0], d12_samples[1000], d12_samples[5000]
+    for sample in (closed, smile, wide):
+        assert sample.patch.shape == (CANONICAL_SIZE[1], CANONICAL_SIZE[0], 3)
+        assert 0.6 < sample.width < 1.2  # mouth width in inter-ocular units
+        assert sample.sharpness > 0 and 60 < sample.brightness < 220
+    assert closed.opening < CLOSED_GAP
+    assert wide.opening > 0.3
+    assert smile.opening > OPEN_GAP
+    assert smile.teeth > 0.2  # his teeth show in the smile
+    assert closed.teeth < 0.05
+    # Landmark-aligned: the mouth centre sits at the same canonical place in every sample.
+    centres = [s.uv[[48, 54]].mean(axis=0) for s in d12_samples.values()]
+    assert np.abs(np.array(centres)).max() < 1e-6
+
+
+def test_full_bank_keeps_the_range_of_shapes_not_the_first_n(d12_samples):
+    base = d12_samples[1000]
+    bank = MouthBank(capacity=8)
+    openings = [0.01, 0.02, 0.02, 0.03] * 6 + [0.45]  # 24 nearly-closed mouths, then one wide
+    for k, opening in enumerate(openings):
+        bank.add(replace(base, opening=opening, sharpness=10.0 + k))
+    assert len(bank.samples) == 8
+    assert bank.seen == len(openings)
+    kept = sorted(s.opening for s in bank.samples)
+    assert kept[0] <= 0.01 and kept[-1] == pytest.approx(0.45)
+
+
+def test_costs_prefer_the_matching_shape_and_pose(d12_samples):
+    bank = MouthBank()
+    for sample in d12_samples.values():
+        bank.add(sample)
+    wide = int(np.argmin(bank.costs(0.4, 0.75, (0.0, 0.0, 0.0), None)))
+    closed = int(np.argmin(bank.costs(0.0, 0.8, (0.0, 0.0, 0.0), None)))
+    assert bank.samples[wide].time_ms == 5000
+    assert bank.samples[closed].time_ms == 0
+    coverage = bank.coverage()
+    assert coverage.has_open and coverage.has_closed and coverage.samples == 3
+
+
+def test_coverage_says_when_a_person_never_opens(d12_samples):
+    bank = MouthBank()
+    bank.add(d12_samples[0])
+    coverage = bank.coverage()
+    assert coverage.has_closed and not coverage.has_open
+    assert bank.opening_scale() is None
+
+
+def test_bank_pass_names_people_by_identity_not_position(data_dir, backend, tmp_path):
+    """Two people side by side; the bank of one holds only that person's mouths."""
+    from tests.media import read_frames, write_video
+
+    a = read_frames(data_dir / "video" / "d12.mp4")[:50:5]
+    b = read_frames(data_dir / "video" / "d20.mp4")[:50:5]
+    b = [np.asarray(frame[:480, :480]) for frame in b]
+    frames = [np.concatenate([fa[16:496, 16:496], fb], axis=1) for fa, fb in zip(a, b)]
+    # Half-way through, the two swap sides (a cut): the banks must follow the people.
+    frames = frames[:5] + [np.concatenate([f[:, 480:], f[:, :480]], axis=1) for f in frames[5:]]
+    path = write_video(tmp_path / "two.mp4", frames, fps=5)
+    ref_a = backend.detect(a[0])[0].embedding
+    ref_b = backend.detect(b[0])[0].embedding
+    stage = MouthBankStage(backend, {"a": ref_a, "b": ref_b})
+    Pipeline(DecodeStage(path, sample_fps=5), [stage]).run()
+    assert stage.banks["a"].seen == len(frames) and stage.banks["b"].seen == len(frames)
+    for key in ("a", "b"):
+        for sample in stage.banks[key].samples:
+            # Each sample's mouth centre lies on the side where that person stood then.
+            index = int(round(sample.time_ms / 200))
+            left_person = "a" if index < 5 else "b"
+            x_centre = sample.centre_xy[0]
+            assert (x_centre < 480) == (key == left_person), (key, index, x_centre)
