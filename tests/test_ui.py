@@ -2,7 +2,8 @@
 driven by Playwright for Python, against the real app served by uvicorn on 127.0.0.1.
 
 One walk through the whole flow on real media: an edit of two shots (d12's man for 3 s, a cut,
-d20's man for 2 s, each with its own sound) and yongen.wav uploaded through POST /uploads,
+d20's man for 2 s with d11's girl small in a corner, each shot with its own sound) and
+yongen.wav uploaded through POST /uploads,
 a headshot of d12's man cropped from his clip, detect-faces as a job (progress over SSE), the lanes,
 thumbnails and boxes, an edited range, a cancelled render, a finished render played side
 by side. Screenshots go to tests/artifacts/ (git-ignored).
@@ -65,14 +66,17 @@ def headshot(data_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def edit(data_dir, tmp_path_factory) -> Path:
     """Two shots at 512x512, 25 fps, sound and all: d12 on the left for CUT_S seconds, then d20
-    on the right until EDIT_S (apart, so no tracker can mistake one man for the other)."""
+    on the right until EDIT_S (apart, so no tracker can mistake one man for the other), with
+    d11's girl at 120 px in a corner, her face under the 64 px a lip-sync needs."""
     first = clip_frames(data_dir / "video" / "d12.mp4", 320)[:int(CUT_S * 25)]
     second = clip_frames(data_dir / "video" / "d20.mp4", 320)
+    small = clip_frames(data_dir / "video" / "d11.mp4", 120)
     sound = np.concatenate([load_audio(data_dir / "video" / "d12.mp4", RATE)[:int(CUT_S * RATE)],
                             load_audio(data_dir / "video" / "d20.mp4", RATE)[:int((EDIT_S - CUT_S) * RATE)]])
     path = tmp_path_factory.mktemp("ui-edit") / "edit.mp4"
     return compose(path, [{"frames": first, "x": 0, "y": 96, "end_s": CUT_S},
-                          {"frames": second, "x": 192, "y": 96, "start_s": CUT_S}], 512, 512, EDIT_S, audio=sound)
+                          {"frames": second, "x": 192, "y": 96, "start_s": CUT_S},
+                          {"frames": small, "x": 16, "y": 376, "start_s": CUT_S}], 512, 512, EDIT_S, audio=sound)
 
 
 def shoot(page, name: str) -> None:
@@ -118,19 +122,27 @@ def test_review_page_walks_the_whole_flow(browser, server, data_dir, edit, heads
     assert "done" in page.inner_text("#detect-progress .label")
     assert page.eval_on_selector("#detect-progress .bar", "bar => bar.style.width") == "100%"
     lanes = page.eval_on_selector_all(".lane-track", "tracks => tracks.map(t => t.dataset.person)")
-    assert len(lanes) == 2 and lanes[0] == "host" and lanes[1].startswith("face_"), lanes
-    other = lanes[1]  # d20's man: no headshot, so a face_N of his own
+    assert len(lanes) == 3 and lanes[0] == "host" and all(lane.startswith("face_") for lane in lanes[1:]), lanes
+    kinds = {lane: page.eval_on_selector_all(f".lane-track[data-person={lane}] .span:not(.speaking)",
+                                             "spans => [...new Set(spans.map(s => s.classList[1]))]")
+             for lane in lanes[1:]}
+    other = next(lane for lane in lanes[1:] if kinds[lane] == ["syncable"])  # d20's man: a face_N of his own
+    girl = next(lane for lane in lanes[1:] if kinds[lane] == ["skipped"])
+    page.hover(f".lane-track[data-person={girl}] .span.skipped")
+    assert page.get_attribute(f".lane-track[data-person={girl}] .span.skipped", "title") == "skipped: face_too_small"
+    assert not page.is_checked(f".lane-label[data-person={girl}] input")  # nothing of hers can be synced
     spans = page.eval_on_selector_all(".lane-track[data-person=host] .span.syncable",
                                       "spans => spans.map(s => [parseFloat(s.style.left), parseFloat(s.style.width)])")
     assert spans[0][0] == 0 and 45 < sum(w for _, w in spans) <= 62, spans  # the first 3 s of 5
-    after_cut = page.eval_on_selector_all(f".lane-track[data-person={other}] .span",
-                                          "spans => spans.map(s => parseFloat(s.style.left))")
-    assert after_cut and min(after_cut) >= 55, after_cut  # only after the cut
+    for lane in lanes[1:]:
+        after_cut = page.eval_on_selector_all(f".lane-track[data-person={lane}] .span",
+                                              "spans => spans.map(s => parseFloat(s.style.left))")
+        assert after_cut and min(after_cut) >= 55, (lane, after_cut)  # only after the cut
     shots = page.evaluate("state.detection.shots")
     if shots is not None:  # detect-faces reports shots[]: one boundary, drawn on every lane
         assert len(shots) == 2, shots
         assert page.get_attribute("#timeline", "data-shot-boundaries") == "1"
-        assert page.locator(".shot-line").count() == 2
+        assert page.locator(".shot-line").count() == 3  # on every lane
     page.wait_for_selector(".lane-label[data-person=host] canvas[data-drawn='1']")
     lit = page.eval_on_selector(".lane-label[data-person=host] canvas", """canvas => {
         const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
