@@ -28,6 +28,14 @@ from stream.uploads import KIND_TYPES, UPLOAD_SCHEME, StoreLimits, result_store,
 UI_DIR = Path(__file__).resolve().parent / "ui"
 
 
+class UploadRefused(Exception):
+    """An upload stopped mid-body: its HTTP status and the message that says what to do."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 def field_error(status: int, message: str, field: str) -> JSONResponse:
     return JSONResponse({"success": False, "error_message": message, "field": field}, status_code=status)
 
@@ -41,8 +49,9 @@ def _stores(request: Request) -> StoreLimits:
 
 
 async def upload_route(request: Request) -> Response:
-    """Store one input file; 413 over LIPSYNC_UPLOAD_MAX_BYTES, 415 for a Content-Type of
-    another kind, 422 when it is not a usable file of that kind (the same probe as a URL's)."""
+    """Store one input file; 413 over LIPSYNC_UPLOAD_MAX_BYTES, 507 past LIPSYNC_UPLOAD_TOTAL_BYTES
+    for all live uploads, 415 for a Content-Type of another kind, 422 when it is not a usable
+    file of that kind (the same probe as a URL's)."""
     state = request.app.state
     limits = _stores(request)
     kind = request.query_params.get("kind", "")
@@ -60,6 +69,11 @@ async def upload_route(request: Request) -> Response:
     if declared.isdigit() and int(declared) > limits.upload_max_bytes:
         return field_error(413, too_large, kind)
     store = upload_store(state.settings.workdir, limits)
+    room = limits.upload_total_bytes - store.total_bytes()
+    full = (f"the server holds {limits.upload_total_bytes} bytes of uploads, its limit (LIPSYNC_UPLOAD_TOTAL_BYTES); "
+            f"try again when older uploads expire (LIPSYNC_UPLOAD_TTL_S) or give {kind} as a URL")
+    if declared.isdigit() and int(declared) > room:
+        return field_error(507, full, kind)
     file_id, path = store.new_path(Path(name).suffix, tag=kind)
     size = 0
     try:
@@ -67,16 +81,21 @@ async def upload_route(request: Request) -> Response:
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limits.upload_max_bytes:
-                    raise OverflowError
+                    raise UploadRefused(413, too_large)
+                if size > room:
+                    raise UploadRefused(507, full)
                 out.write(chunk)
         if size == 0:
             raise MediaError(name, "is empty (0 bytes); choose the file again")
         info = await anyio.to_thread.run_sync(probe_media, path, kind)
         state.limits.check_media(name, info.duration_s, info.width if kind == "video" else None,
                                  info.height if kind == "video" else None)
-    except OverflowError:
+    except UploadRefused as exc:
         path.unlink(missing_ok=True)
-        return field_error(413, too_large, kind)
+        return field_error(exc.status, str(exc), kind)
+    except OSError as exc:  # the disk is full
+        path.unlink(missing_ok=True)
+        return field_error(507, f"storing {name} failed ({exc.strerror or exc}); try again later", kind)
     except MediaError as exc:
         path.unlink(missing_ok=True)
         return field_error(exc.status_code, f"{name}: {exc.problem}", kind)

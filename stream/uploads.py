@@ -15,6 +15,7 @@ share LIPSYNC_WORKDIR with the server to read uploads and write results).
 Env vars (read by `StoreLimits.from_env`):
 
   LIPSYNC_UPLOAD_MAX_BYTES   largest file POST /uploads accepts, bytes (413 above); default 536870912 (512 MiB)
+  LIPSYNC_UPLOAD_TOTAL_BYTES most bytes all live uploads together may hold (507 above); default 10737418240 (10 GiB)
   LIPSYNC_UPLOAD_TTL_S       how long an uploaded input stays usable, seconds; default 3600
   LIPSYNC_RESULT_TTL_S       how long a result kept on the server stays at GET /results/{id}, seconds; default 3600
 """
@@ -43,12 +44,13 @@ class StoreLimits:
     """Size and lifetime of kept files; each field has an env var twin (module docstring)."""
 
     upload_max_bytes: int = 512 * 1024**2  # LIPSYNC_UPLOAD_MAX_BYTES, bytes
+    upload_total_bytes: int = 10 * 1024**3  # LIPSYNC_UPLOAD_TOTAL_BYTES, bytes
     upload_ttl_s: float = 3600.0  # LIPSYNC_UPLOAD_TTL_S, seconds
     result_ttl_s: float = 3600.0  # LIPSYNC_RESULT_TTL_S, seconds
 
     def __post_init__(self) -> None:
-        if self.upload_max_bytes < 1 or self.upload_ttl_s <= 0 or self.result_ttl_s <= 0:
-            raise ValueError("StoreLimits: upload_max_bytes must be >= 1 and the TTLs > 0")
+        if self.upload_max_bytes < 1 or self.upload_total_bytes < 1 or self.upload_ttl_s <= 0 or self.result_ttl_s <= 0:
+            raise ValueError("StoreLimits: the byte limits must be >= 1 and the TTLs > 0")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> StoreLimits:
@@ -63,6 +65,7 @@ class StoreLimits:
                 raise ValueError(f"{name}={raw!r} is not a valid {cast.__name__}") from None
 
         return cls(int(number("LIPSYNC_UPLOAD_MAX_BYTES", d.upload_max_bytes, int)),
+                   int(number("LIPSYNC_UPLOAD_TOTAL_BYTES", d.upload_total_bytes, int)),
                    number("LIPSYNC_UPLOAD_TTL_S", d.upload_ttl_s, float),
                    number("LIPSYNC_RESULT_TTL_S", d.result_ttl_s, float))
 
@@ -106,6 +109,11 @@ class FileStore:
             if time.time() < expires_at and path.name.split(".", 1)[0] == file_id:
                 return KeptFile(file_id, path, expires_at)
         return None
+
+    def total_bytes(self) -> int:
+        """Bytes the store's files hold now (expired ones are swept first)."""
+        self.sweep()
+        return sum(path.stat().st_size for path in self.folder.glob("*")) if self.folder.is_dir() else 0
 
     def sweep(self) -> int:
         """Delete expired files; returns how many went."""

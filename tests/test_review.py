@@ -142,3 +142,23 @@ def test_results_are_served_only_by_a_live_random_id(server):
         answer = httpx.get(f"{server.url}/results/{result_id}")
         assert answer.status_code == 404 and answer.json()["field"] == "result"
     assert httpx.get(f"{server.url}/results/..%2Fserver.py").status_code == 404
+
+
+def test_all_live_uploads_together_are_capped(tmp_path, data_dir):
+    video = (data_dir / "video" / "d12.mp4").read_bytes()  # 596 KB; two do not fit in 1 MB
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LIPSYNC_UPLOAD_TOTAL_BYTES", "1000000")
+        app = create_app(Settings(workdir=tmp_path, models_dir=tmp_path / "no-weights"))
+    with LiveServer(app) as server:
+        assert upload(server, video, "video", "first.mp4").status_code == 201
+        declared = upload(server, video, "video", "second.mp4")
+        streamed = httpx.post(f"{server.url}/uploads", params={"kind": "video", "name": "third.mp4"},
+                              content=iter([video[:300_000], video[300_000:]]), timeout=60)
+        for refused in (declared, streamed):
+            assert refused.status_code == 507
+            assert "LIPSYNC_UPLOAD_TOTAL_BYTES" in refused.json()["error_message"]
+        assert len(list((tmp_path / "lipsync-uploads").glob("*"))) == 1
+        old = time.time() - 3601  # once the first one expires there is room again
+        for path in (tmp_path / "lipsync-uploads").glob("*"):
+            os.utime(path, (old, old))
+        assert upload(server, video, "video", "again.mp4").status_code == 201

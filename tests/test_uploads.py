@@ -45,6 +45,16 @@ def test_expired_files_are_not_served_and_are_swept(tmp_path):
     assert store.sweep() == 1 and not path.exists()
 
 
+def test_total_bytes_counts_live_files_only(tmp_path):
+    store = FileStore(tmp_path / "kept", ttl_s=60)
+    assert store.total_bytes() == 0  # no folder yet
+    for size in (10, 20, 30):
+        _, path = store.new_path(".bin")
+        path.write_bytes(b"x" * size)
+    age(path, 61)
+    assert store.total_bytes() == 30
+
+
 def test_fetch_upload_links_the_file_into_the_job_dir(tmp_path):
     store = FileStore(tmp_path / "uploads", ttl_s=60)
     file_id, path = store.new_path(".mp4", tag="video")
@@ -60,7 +70,8 @@ def test_fetch_upload_links_the_file_into_the_job_dir(tmp_path):
 
 def test_store_limits_from_env():
     limits = StoreLimits.from_env({"LIPSYNC_UPLOAD_MAX_BYTES": "1000", "LIPSYNC_RESULT_TTL_S": "5"})
-    assert limits == StoreLimits(upload_max_bytes=1000, upload_ttl_s=3600.0, result_ttl_s=5.0)
+    assert limits == StoreLimits(upload_max_bytes=1000, upload_total_bytes=10 * 1024**3, upload_ttl_s=3600.0,
+                                 result_ttl_s=5.0)
     with pytest.raises(ValueError, match="LIPSYNC_UPLOAD_TTL_S='soon' is not a valid float"):
         StoreLimits.from_env({"LIPSYNC_UPLOAD_TTL_S": "soon"})
     with pytest.raises(ValueError, match="TTLs > 0"):
