@@ -22,7 +22,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from stream.errors import LipSyncError, MediaError
-from stream.io import probe_media
+from stream.probe import probe_media
 from stream.uploads import KIND_TYPES, UPLOAD_SCHEME, StoreLimits, result_store, upload_store
 
 UI_DIR = Path(__file__).resolve().parent / "ui"
