@@ -9,6 +9,8 @@ and LIPSYNC_CA_BUNDLE are described in `stream.addresses`):
   LIPSYNC_UPLOAD_BACKOFF_MAX_S   cap on one retry delay, seconds; default 8
   LIPSYNC_UPLOAD_CONNECT_TIMEOUT_S seconds to open a connection to the upload URL; default 10
   LIPSYNC_UPLOAD_TIMEOUT_S       seconds the upload server may stall while sending or answering; default 120
+  LIPSYNC_UPLOAD_TOTAL_TIMEOUT_S wall-clock seconds for a whole upload, retries included, however slowly the
+                                 server reads (a `stream.watchdog.Watchdog`); default 1800
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +41,8 @@ from stream.addresses import (
     send_pinned,
 )
 from stream.errors import InputError, UploadError
+from stream.pipeline import PipelineCancelled
+from stream.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,7 @@ class UploadPolicy:
     backoff_max_s: float = 8.0  # LIPSYNC_UPLOAD_BACKOFF_MAX_S
     connect_timeout_s: float = 10.0  # LIPSYNC_UPLOAD_CONNECT_TIMEOUT_S
     io_timeout_s: float = 120.0  # LIPSYNC_UPLOAD_TIMEOUT_S
+    total_timeout_s: float = 1800.0  # LIPSYNC_UPLOAD_TOTAL_TIMEOUT_S
     ca_bundle: str | None = None  # LIPSYNC_CA_BUNDLE: PEM file of trusted CAs instead of certifi's
 
     def __post_init__(self) -> None:
@@ -81,6 +86,7 @@ class UploadPolicy:
             backoff_max_s=env_number(env, "LIPSYNC_UPLOAD_BACKOFF_MAX_S", d.backoff_max_s, float, 0.0),
             connect_timeout_s=env_number(env, "LIPSYNC_UPLOAD_CONNECT_TIMEOUT_S", d.connect_timeout_s, float, 0.001),
             io_timeout_s=env_number(env, "LIPSYNC_UPLOAD_TIMEOUT_S", d.io_timeout_s, float, 0.001),
+            total_timeout_s=env_number(env, "LIPSYNC_UPLOAD_TOTAL_TIMEOUT_S", d.total_timeout_s, float, 0.001),
             ca_bundle=env.get("LIPSYNC_CA_BUNDLE", "").strip() or None,
         )
 
@@ -143,13 +149,20 @@ def _file_chunks(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
-def upload_file(path: Path, url: str, *, policy: UploadPolicy) -> UploadResult:
+class UploadCancelled(PipelineCancelled):
+    """The job was cancelled while its result was uploading."""
+
+
+def upload_file(path: Path, url: str, *, policy: UploadPolicy,
+                cancelled: Callable[[], bool] | None = None) -> UploadResult:
     """PUT the file at `path` to `url` (e.g. a presigned S3/GCS URL), streamed.
 
     Content-Length is always sent (presigned PUTs refuse chunked bodies). Connection
     errors, timeouts, 5xx, 408 and 429 are retried with exponential backoff; any other
     4xx fails at once. Raises UploadError: status_code 422 when the URL is wrong or was
-    refused (an expired presigned URL), 502 when the store failed or could not be reached.
+    refused (an expired presigned URL), 502 when the store failed or could not be reached
+    or the upload took longer than policy.total_timeout_s (wall clock, retries included).
+    Once `cancelled()` is True the upload stops within about 0.2 s (UploadCancelled).
     """
     path = Path(path)
     if not path.is_file():
@@ -161,11 +174,13 @@ def upload_file(path: Path, url: str, *, policy: UploadPolicy) -> UploadResult:
     timeout = httpx.Timeout(policy.io_timeout_s, connect=policy.connect_timeout_s)
     started = time.monotonic()
     last_problem = ""
-    with pinned_client(timeout, policy.ca_bundle) as client:
+    with Watchdog(policy.total_timeout_s, cancelled) as watchdog, pinned_client(timeout, policy.ca_bundle) as client:
         for attempt in range(1, policy.attempts + 1):
             try:
-                response = send_pinned(client, "PUT", dest, headers=headers, content=lambda: _file_chunks(path))
+                response = send_pinned(client, "PUT", dest, headers=headers, content=lambda: _file_chunks(path),
+                                       trace=watchdog.trace)
             except httpx.TransportError as exc:
+                _raise_if_stopped(watchdog, shown)
                 last_problem = describe_transport_error(exc, f"{dest.host}:{dest.port}", policy.connect_timeout_s)
             else:
                 try:
@@ -184,10 +199,20 @@ def upload_file(path: Path, url: str, *, policy: UploadPolicy) -> UploadResult:
                 log.warning(
                     "upload to %s attempt %d failed (%s); retrying in %.2f s", shown, attempt, last_problem, delay
                 )
-                time.sleep(delay)
+                watchdog.stopped.wait(delay)
+                _raise_if_stopped(watchdog, shown)
     raise _upload_error(
         f"upload to {shown} failed after {policy.attempts} attempts: {last_problem}", status=502
     )
+
+
+def _raise_if_stopped(watchdog: Watchdog, shown: str) -> None:
+    why = watchdog.why_stopped()
+    if why == "cancelled":
+        raise UploadCancelled("uploading the result stopped: the job was cancelled")
+    if why == "deadline":
+        raise _upload_error(f"upload to {shown} took longer than {watchdog.total_s:g} s "
+                            "(LIPSYNC_UPLOAD_TOTAL_TIMEOUT_S); the storage is too slow, try again", status=502)
 
 
 def _refused_upload_error(
@@ -245,8 +270,8 @@ class PostResult:
 
 def post_json(url: str, payload: dict, *, policy: UploadPolicy, role: str = "webhook_url") -> PostResult:
     """POST `payload` as JSON to `url`, pinned to the checked address. Connection errors,
-    5xx, 408 and 429 are retried with the upload backoff; other answers end it. Never raises
-    for a delivery problem: the result says what happened."""
+    5xx, 408 and 429 are retried with the upload backoff; other answers end it, and so does
+    policy.total_timeout_s. Never raises for a delivery problem: the result says what happened."""
     shown = redact_url(url)
     body = json.dumps(payload).encode()
     headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
@@ -257,11 +282,15 @@ def post_json(url: str, payload: dict, *, policy: UploadPolicy, role: str = "web
     except InputError as exc:
         return PostResult(False, 0, None, str(exc))
     problem = ""
-    with pinned_client(timeout, policy.ca_bundle) as client:
+    with Watchdog(policy.total_timeout_s) as watchdog, pinned_client(timeout, policy.ca_bundle) as client:
         for attempt in range(1, policy.attempts + 1):
             try:
-                response = send_pinned(client, "POST", dest, headers=headers, content=lambda: iter([body]))
+                response = send_pinned(client, "POST", dest, headers=headers, content=lambda: iter([body]),
+                                       trace=watchdog.trace)
             except httpx.TransportError as exc:
+                if watchdog.why_stopped():
+                    return PostResult(False, attempt, None, f"{shown} took longer than {watchdog.total_s:g} s "
+                                                            "(LIPSYNC_UPLOAD_TOTAL_TIMEOUT_S)")
                 problem = describe_transport_error(exc, f"{dest.host}:{dest.port}", policy.connect_timeout_s)
             else:
                 response.close()

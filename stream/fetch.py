@@ -4,7 +4,7 @@ Every hop passes the address policy (`stream.addresses`). A download ends, whate
 sender does (one byte a minute, a huge Content-Length, silence after the headers), when:
 the file is complete; it passes LIPSYNC_FETCH_MAX_BYTES; LIPSYNC_FETCH_TOTAL_TIMEOUT_S of
 wall-clock time have gone by since it started (502); or the job is cancelled (within
-about DEADLINE_POLL_S, reported as cancelled). A watchdog thread enforces the last two by
+about 0.2 s, reported as cancelled). A `stream.watchdog.Watchdog` enforces the last two by
 shutting down the download's sockets, which wakes a read blocked inside httpx at once.
 
 Env vars (read by `FetchPolicy.from_env`; LIPSYNC_ALLOW_PRIVATE_URLS, LIPSYNC_ALLOWED_NETWORKS
@@ -23,16 +23,13 @@ import ipaddress
 import logging
 import os
 import re
-import socket
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -52,12 +49,11 @@ from stream.addresses import (
 )
 from stream.errors import FetchError
 from stream.pipeline import PipelineCancelled
+from stream.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
 KINDS = ("video", "audio", "image")
-DEADLINE_POLL_S = 0.2
-"""How often the watchdog looks at the clock and the cancel flag, seconds."""
 
 
 class FetchCancelled(PipelineCancelled):
@@ -159,77 +155,17 @@ def _local_input(url: str, *, policy: FetchPolicy, role: str) -> Path:
     return path.resolve()
 
 
-class _Watchdog:
-    """Stops a download from another thread at its wall-clock deadline or when the job is cancelled.
-
-    httpx's read timeout restarts on every byte, so a slow sender is never caught by it.
-    The watchdog records each socket the download opens (httpcore's `trace` hook) and, when
-    time is up or `cancelled()` says so, shuts them down: a read blocked on one returns at once.
-    """
-
-    def __init__(self, total_s: float, cancelled: Callable[[], bool] | None) -> None:
-        self.total_s = total_s
-        self.expires = time.monotonic() + total_s
-        self.cancelled = cancelled or (lambda: False)
-        self.reason: str | None = None  # "deadline" or "cancelled" once it stopped the download
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="fetch-watchdog", daemon=True)
-
-    def __enter__(self) -> _Watchdog:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join()
-
-    def left_s(self) -> float:
-        return max(0.001, self.expires - time.monotonic())
-
-    def trace(self, event: str, info: dict[str, Any]) -> None:
-        """httpcore's trace extension: keep each new connection's socket."""
-        if event not in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
-            return
-        stream = info.get("return_value")
-        sock = stream.get_extra_info("socket") if stream is not None else None
-        if sock is not None:
-            with self._lock:
-                self._sockets.append(sock)
-                stopped = self.reason is not None
-            if stopped:
-                _shut(sock)
-
-    def _watch(self) -> None:
-        while not self._done.wait(DEADLINE_POLL_S):
-            if self.cancelled():
-                self.reason = "cancelled"
-            elif time.monotonic() >= self.expires:
-                self.reason = "deadline"
-            else:
-                continue
-            with self._lock:
-                for sock in self._sockets:
-                    _shut(sock)
-            return
-
-    def raise_if_stopped(self, role: str, shown: str) -> None:
-        if self.reason == "cancelled":
-            raise FetchCancelled(f"fetching {role} stopped: the job was cancelled")
-        if self.reason == "deadline" or time.monotonic() >= self.expires:
-            raise _fetch_error(
-                f"{role} {shown} took longer than {self.total_s:g} s to download "
-                "(LIPSYNC_FETCH_TOTAL_TIMEOUT_S); use a faster host or a smaller file",
-                status=502,
-            )
-
-
-def _shut(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed
+def _raise_if_stopped(watchdog: Watchdog, role: str, shown: str) -> None:
+    """Raise why the watchdog stopped the download, if it did."""
+    why = watchdog.why_stopped()
+    if why == "cancelled":
+        raise FetchCancelled(f"fetching {role} stopped: the job was cancelled")
+    if why == "deadline":
+        raise _fetch_error(
+            f"{role} {shown} took longer than {watchdog.total_s:g} s to download "
+            "(LIPSYNC_FETCH_TOTAL_TIMEOUT_S); use a faster host or a smaller file",
+            status=502,
+        )
 
 
 def _download(url: str, *, workdir: Path, policy: FetchPolicy, kind: str, role: str,
@@ -240,7 +176,7 @@ def _download(url: str, *, workdir: Path, policy: FetchPolicy, kind: str, role: 
     started = time.monotonic()
     shown = redact_url(url)
     try:
-        with os.fdopen(fd, "wb") as out, _Watchdog(policy.total_timeout_s, cancelled) as watchdog:
+        with os.fdopen(fd, "wb") as out, Watchdog(policy.total_timeout_s, cancelled) as watchdog:
             timeout = httpx.Timeout(policy.read_timeout_s, connect=min(policy.connect_timeout_s, watchdog.left_s()))
             with pinned_client(timeout, policy.ca_bundle) as client:
                 try:
@@ -251,7 +187,7 @@ def _download(url: str, *, workdir: Path, policy: FetchPolicy, kind: str, role: 
                     finally:
                         response.close()
                 except (FetchError, httpx.TransportError):
-                    watchdog.raise_if_stopped(role, shown)  # the watchdog's reason, not the broken socket
+                    _raise_if_stopped(watchdog, role, shown)  # the watchdog's reason, not the broken socket
                     raise
     except BaseException:
         path.unlink(missing_ok=True)
@@ -274,7 +210,7 @@ def _suffix_of(url: str) -> str:
 
 
 def _open_following_redirects(
-    client: httpx.Client, url: str, *, policy: FetchPolicy, role: str, watchdog: _Watchdog
+    client: httpx.Client, url: str, *, policy: FetchPolicy, role: str, watchdog: Watchdog
 ) -> tuple[httpx.Response, str]:
     """GET with redirects followed by hand, so each hop passes the SSRF guard."""
     current = url
@@ -340,7 +276,7 @@ def _status_error(role: str, shown: str, code: int) -> FetchError:
 
 
 def _copy_body(
-    response: httpx.Response, out, *, policy: FetchPolicy, role: str, shown: str, watchdog: _Watchdog
+    response: httpx.Response, out, *, policy: FetchPolicy, role: str, shown: str, watchdog: Watchdog
 ) -> int:
     """Stream the body to `out` as it arrives, enforcing the size limit; returns bytes.
 
@@ -356,7 +292,7 @@ def _copy_body(
     written = 0
     try:
         for chunk in response.iter_bytes():
-            watchdog.raise_if_stopped(role, shown)
+            _raise_if_stopped(watchdog, role, shown)
             written += len(chunk)
             if written > policy.max_bytes:
                 raise FetchError(
@@ -365,7 +301,7 @@ def _copy_body(
                 )
             out.write(chunk)
     except httpx.TransportError as exc:
-        watchdog.raise_if_stopped(role, shown)
+        _raise_if_stopped(watchdog, role, shown)
         raise _fetch_error(
             f"{role} {shown}: download failed after {written} bytes: "
             + describe_transport_error(exc, "the server", policy.connect_timeout_s),

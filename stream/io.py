@@ -8,10 +8,9 @@
 Each module documents its own env vars.
 """
 from stream.addresses import non_public_reason, redact_url
-from stream.fetch import FetchCancelled, FetchPolicy, fetch_to_temp
-from stream.probe import MediaInfo, probe_media
 from stream.delivery import (
     PostResult,
+    UploadCancelled,
     UploadPolicy,
     UploadResult,
     check_destination,
@@ -19,9 +18,11 @@ from stream.delivery import (
     post_json,
     upload_file,
 )
+from stream.fetch import FetchCancelled, FetchPolicy, fetch_to_temp
+from stream.probe import MediaInfo, probe_media
 
 __all__ = [
-    "FetchCancelled", "FetchPolicy", "MediaInfo", "PostResult", "UploadPolicy", "UploadResult",
+    "FetchCancelled", "FetchPolicy", "MediaInfo", "PostResult", "UploadCancelled", "UploadPolicy", "UploadResult",
     "check_destination", "check_upload_url", "fetch_to_temp", "non_public_reason", "post_json",
     "probe_media", "redact_url", "upload_file",
 ]

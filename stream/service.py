@@ -20,6 +20,7 @@ from stream.admission import Admission, Busy, Limits, ShuttingDown
 from stream.config import Settings
 from stream.context import JobContext, Progress
 from stream.errors import InputError, LipSyncError, MediaError, UploadError
+from stream.delivery import UploadCancelled
 from stream.fetch import FetchCancelled, fetches_cancelled_by
 from stream.io import FetchPolicy, UploadPolicy, check_upload_url, fetch_to_temp, probe_media, upload_file
 from stream.jobstore import CANCELLED, FAILED, SUCCEEDED, JobRecord, JobStore, log_event, new_job_id
@@ -365,7 +366,11 @@ def lipsync_work(body, config: JobConfig) -> Work:
             return result
         context.report("upload", 0, 1)
         try:
-            upload = upload_file(out, body.upload_url, policy=config.upload_policy)
+            upload = upload_file(out, body.upload_url, policy=config.upload_policy,
+                                 cancelled=lambda: context.cancelled)
+        except UploadCancelled:
+            context.check()  # with the job's own reason (client, DELETE, shutdown)
+            raise
         except UploadError as exc:
             kept = keep_failed_output(out, config.settings)
             exc.details = {"output_path": str(kept), "output": result["output"], "faces": result["faces"]}

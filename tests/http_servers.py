@@ -300,6 +300,9 @@ class PostReceiver(PutReceiver):
 
 
 class _SlowHandler(_QuietHandler):
+    def do_PUT(self) -> None:  # an upload target that never reads the body nor answers
+        self.do_GET()
+
     def do_GET(self) -> None:
         owner: SlowSender = self.server.owner  # type: ignore[attr-defined]
         if self.path == "/mute":
@@ -329,6 +332,7 @@ class SlowSender:
     - `/drip`: Content-Length `declared`, then one byte every `interval_s`
     - `/silent`: the headers, then nothing
     - `/mute`: accepts the connection and never answers
+    PUT (an upload) is answered as GET: `/mute` never reads the body.
     """
 
     def __init__(self, interval_s: float = 0.1, declared: int = 1000) -> None:

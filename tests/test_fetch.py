@@ -15,8 +15,8 @@ import pytest
 from server import create_app
 from stream.admission import Limits
 from stream.config import Settings
-from stream.errors import FetchError
-from stream.delivery import UploadPolicy
+from stream.errors import FetchError, UploadError
+from stream.delivery import UploadCancelled, UploadPolicy, upload_file
 from stream.fetch import FetchCancelled, FetchPolicy, fetch_to_temp
 from tests.http_servers import SlowSender
 from tests.live_server import LiveServer
@@ -53,7 +53,7 @@ def test_cancel_stops_a_download_within_a_second(slow, tmp_path):
     threading.Timer(0.5, flag.set).start()
     error, elapsed = _fetch(slow.url("drip"), tmp_path, policy, cancelled=flag.is_set)
     assert isinstance(error, FetchCancelled) and "cancelled" in str(error)
-    assert elapsed < 5.0  # cancelled at 0.5 s; stops within about DEADLINE_POLL_S after
+    assert elapsed < 5.0  # cancelled at 0.5 s; stops within about watchdog.POLL_S after
     assert list(tmp_path.iterdir()) == []
 
 
@@ -78,3 +78,30 @@ def test_a_job_deleted_while_fetching_ends_cancelled_at_once(slow, tmp_path, dat
         assert record["state"] == "cancelled" and record["error_status"] == 499
         assert "cancelled by the client" in record["error"]
         assert list(settings.workdir.iterdir()) == []  # the job's temp dir and partial file are gone
+
+
+# ---------------------------------------------------------------- uploads hold a deadline too
+
+
+def test_upload_deadline_holds_against_a_server_that_never_answers(slow, tmp_path):
+    """/mute never reads the body nor answers: the send blocks once the socket buffers are full."""
+    output = tmp_path / "output.mp4"
+    output.write_bytes(b"\0" * (8 << 20))  # more than the socket buffers take, so the send blocks
+    policy = UploadPolicy(allow_private_networks=True, total_timeout_s=1.0, io_timeout_s=30.0, attempts=3,
+                          backoff_base_s=0.1)
+    started = time.monotonic()
+    with pytest.raises(UploadError) as caught:
+        upload_file(output, slow.url("mute"), policy=policy)
+    assert caught.value.status_code == 502 and "LIPSYNC_UPLOAD_TOTAL_TIMEOUT_S" in str(caught.value)
+    assert time.monotonic() - started < 6.0  # deadline 1 s; before: 3 attempts x 30 s
+
+
+def test_cancel_stops_an_upload(slow, tmp_path):
+    output = tmp_path / "output.mp4"
+    output.write_bytes(b"\0" * (8 << 20))
+    flag = threading.Event()
+    threading.Timer(0.5, flag.set).start()
+    started = time.monotonic()
+    with pytest.raises(UploadCancelled):
+        upload_file(output, slow.url("mute"), policy=UploadPolicy(allow_private_networks=True), cancelled=flag.is_set)
+    assert time.monotonic() - started < 5.0
