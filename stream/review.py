@@ -87,7 +87,7 @@ async def upload_route(request: Request) -> Response:
                 out.write(chunk)
         if size == 0:
             raise MediaError(name, "is empty (0 bytes); choose the file again")
-        info = await anyio.to_thread.run_sync(probe_media, path, kind)
+        info = await anyio.to_thread.run_sync(lambda: probe_media(path, kind, **state.limits.probe_limits(kind)))
         state.limits.check_media(name, info.duration_s, info.width if kind == "video" else None,
                                  info.height if kind == "video" else None)
     except UploadRefused as exc:
