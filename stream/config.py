@@ -32,9 +32,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import tempfile
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Iterable
+
+from stream.device import ENCODERS
+
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
 
 _ENV = {
     "models_dir": "MODELS_DIR",
@@ -79,21 +86,46 @@ class Settings:
         return cls(**values)
 
     @staticmethod
-    def add_arguments(parser: argparse.ArgumentParser) -> None:
-        """Add the CLI twins; their defaults come from the environment."""
+    def add_arguments(parser: argparse.ArgumentParser, names: Iterable[str] | None = None) -> None:
+        """Add the CLI twins of `names` (default: every setting), so a command shows only the
+        settings it uses; their defaults come from the environment."""
         defaults = Settings.from_env()
-        for field in fields(Settings):
-            flag = "--" + field.name.replace("_", "-")
-            parser.add_argument(flag, dest=field.name, default=getattr(defaults, field.name),
-                                type=lambda raw, name=field.name: _convert(name, raw),
-                                help=f"(env {_ENV[field.name]}, default %(default)s)")
+        for name in names or [field.name for field in fields(Settings)]:
+            description, choices = _FLAGS[name]
+            parser.add_argument("--" + name.replace("_", "-"), dest=name, default=getattr(defaults, name),
+                                type=lambda raw, name=name: _convert(name, raw), choices=choices,
+                                metavar="{auto,cpu,cuda,cuda:N}" if name == "device" else None,
+                                help=f"{description} (env {_ENV[name]}; default %(default)s)")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "Settings":
-        return cls(**{field.name: getattr(args, field.name) for field in fields(cls)})
+        """The settings a command's flags give; those it has no flag for come from the environment."""
+        return replace(cls.from_env(), **{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)})
+
+
+_FLAGS: dict[str, tuple[str, tuple[str, ...] | None]] = {
+    "models_dir": ("folder of downloaded weights (scripts/download_models.py)", None),
+    "face_backend": ("face detector and identity embedder; auto: InsightFace buffalo_l when its weights "
+                     "are in the models folder, else the embedded default", ("auto", "insightface", "default")),
+    "engine": ("lip-sync engine; auto: MuseTalk when its weights are in the models folder, else classical",
+               ("auto", "classical", "musetalk")),
+    "device": ("torch device; auto: cuda when torch sees a GPU, else cpu", None),
+    "encoder": ("video encoder; auto: h264_nvenc on a cuda device whose GPU has one, else libx264",
+                ENCODERS),
+    "queue_size": ("frames each queue between stages holds (bounds memory)", None),
+    "preset": ("libx264 speed preset (slower: smaller file)", X264_PRESETS),
+    "crf": ("video quality 0-51, lower is better (18 is visually lossless)", None),
+    "detect_interval": ("run the full face detector every N frames, follow faces by landmarks between", None),
+    "workdir": ("folder for each job's temp files", None),
+    "keep_failed_s": ("seconds an output whose upload failed is kept on disk", None),
+    "mouth_bank": ("real mouth samples kept per person for the classical engine (0: synthesised only)", None),
+}
+"""Each setting's flag help and allowed values (None: any value of its type)."""
 
 
 def _convert(name: str, raw: str):
+    if name == "device" and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", raw):
+        raise argparse.ArgumentTypeError(f"device must be auto, cpu, cuda or cuda:N, not {raw!r}")
     kind = {f.name: f.type for f in fields(Settings)}[name]
     if kind in ("Path", Path):
         return Path(raw)

@@ -9,8 +9,10 @@ characters.json is the /detect-faces `characters` list (reference_image_url may 
 local path, relative to the JSON file); faces.json is the /lipsync `faces` list. In lipsync,
 --refs also names the people who are not requested (`unknown_faces` under their id).
 
-Prints a JSON summary on stdout; a progress bar goes to stderr when it is a terminal.
-Exit code 2 means bad input (the message says what to fix), 1 an internal failure.
+Prints the job's JSON on stdout (as the HTTP API answers it; timing.total_ms is the whole
+job, passes included). Progress goes to stderr: a redrawn bar on a terminal, else one line
+as each phase starts and ends. Exit code 2 means bad input (the message says what to fix),
+1 an internal failure, 130 cancelled.
 """
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ import argparse
 import json
 import logging
 import sys
-
+import time
 from pathlib import Path
+from typing import TextIO
 
 from stream import jobs
 from stream.config import Settings
@@ -29,27 +32,53 @@ from stream.pipeline import PipelineCancelled
 from stream.references import Character
 from stream.schema import SYNC_MODES, parse_characters, parse_faces
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+SETTINGS_USED = {
+    "passthrough": ("device", "encoder", "preset", "crf", "queue_size"),
+    "detect": ("models_dir", "face_backend", "device", "queue_size"),
+    "lipsync": ("models_dir", "face_backend", "engine", "device", "encoder", "preset", "crf", "queue_size",
+                "detect_interval", "mouth_bank"),
+}
+"""The settings (stream.config) each command reads, so its --help lists only those."""
+
 
 class ProgressBar:
-    """A one-line progress bar on stderr, drawn only on a terminal."""
+    """Progress on stderr: a bar redrawn in place on a terminal; elsewhere (a log, a pipe)
+    one line when each phase starts and one when it ends, so a long pass is never silent."""
 
-    def __init__(self, stream=sys.stderr, width: int = 30) -> None:
+    def __init__(self, stream: TextIO = sys.stderr, width: int = 30) -> None:
         self.stream = stream
         self.width = width
-        self.enabled = stream.isatty()
+        self.redraw = stream.isatty()
+        self.last: Progress | None = None
 
     def __call__(self, progress: Progress) -> None:
-        if not self.enabled:
-            return
-        filled = int(progress.fraction * self.width)
-        bar = "#" * filled + "." * (self.width - filled)
-        self.stream.write(f"\r{progress.phase:>12} [{bar}] {progress.fraction:4.0%} "
-                          f"{progress.frames_done}/{progress.frames_total} frames")
-        self.stream.flush()
+        if self.last is not None and progress.phase != self.last.phase:
+            self.close()
+        if self.redraw:
+            self._write("\r", progress, "")
+        elif self.last is None:
+            self._write("", progress, "\n")  # the phase starts
+        self.last = progress
 
     def close(self) -> None:
-        if self.enabled:
+        """End the current phase: keep the bar's last state, or write the phase's end line."""
+        if self.last is None:
+            return
+        if self.redraw:
             self.stream.write("\n")
+        else:
+            self._write("", self.last, "\n")
+        self.stream.flush()
+        self.last = None
+
+    def _write(self, start: str, progress: Progress, end: str) -> None:
+        filled = int(progress.fraction * self.width)
+        bar = "#" * filled + "." * (self.width - filled)
+        self.stream.write(f"{start}{progress.phase:>12} [{bar}] {progress.fraction:4.0%} "
+                          f"{progress.frames_done}/{progress.frames_total} frames{end}")
+        self.stream.flush()
 
 
 def read_json_file(path: str) -> object:
@@ -81,54 +110,76 @@ def load_characters(path: str | None) -> list[Character]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m stream.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    passthrough = commands.add_parser("passthrough", help="decode and re-encode untouched, with new audio")
-    passthrough.add_argument("--video", required=True)
-    passthrough.add_argument("--out", required=True)
-    passthrough.add_argument("--audio")
-    detect = commands.add_parser("detect", help="find, name and judge every face (prints /detect-faces JSON)")
-    detect.add_argument("--video", required=True)
-    detect.add_argument("--refs", help="characters.json: [{id, name, reference_image_url}]")
-    detect.add_argument("--sample-fps", type=float, default=3.0)
-    detect.add_argument("--similarity-threshold", type=float, default=0.5)
-    lipsync = commands.add_parser("lipsync", help="re-animate faces to the new audio (prints /lipsync JSON)")
-    lipsync.add_argument("--video", required=True)
-    lipsync.add_argument("--audio", required=True)
-    lipsync.add_argument("--out", required=True)
-    chosen = lipsync.add_mutually_exclusive_group(required=True)
-    chosen.add_argument("--faces", help="faces.json: [{character_id, bbox, start_time_ms, end_time_ms}]")
-    chosen.add_argument("--auto", action="store_true", help="every syncable recognised person, whole video")
-    lipsync.add_argument("--refs", help="characters.json: who --auto picks, and names for people not requested")
-    lipsync.add_argument("--sync-mode", default="silence", choices=SYNC_MODES)
-    lipsync.add_argument("--enhance", action="store_true", help="restore faces with CodeFormer")
-    lipsync.add_argument("--fidelity-weight", type=float, default=0.7)
-    for sub in commands.choices.values():
-        Settings.add_arguments(sub)
-        sub.add_argument("--log-level", default="WARNING")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{passthrough,detect,lipsync}")
+    add_passthrough(commands.add_parser("passthrough", help="decode and re-encode untouched, with new audio"))
+    add_detect(commands.add_parser("detect", help="find, name and judge every face (prints /detect-faces JSON)"))
+    add_lipsync(commands.add_parser("lipsync", help="re-animate faces to the new audio (prints /lipsync JSON)"))
+    for name, sub in commands.choices.items():
+        Settings.add_arguments(sub, SETTINGS_USED[name])
+        sub.add_argument("--log-level", default="WARNING", choices=LOG_LEVELS,
+                         help="lowest level of log lines on stderr (default %(default)s)")
     return parser
+
+
+def add_passthrough(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--video", required=True, help="input video file (required)")
+    command.add_argument("--out", required=True, help="output .mp4 path (required)")
+    command.add_argument("--audio", help="new audio file, trimmed or padded to the video's length "
+                                         "(default: the video's own audio, copied)")
+
+
+def add_detect(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--video", required=True, help="input video file (required)")
+    command.add_argument("--refs", help="characters.json: [{id, name, reference_image_url}] to name faces "
+                                        "(default: none, people are face_1, face_2, ...)")
+    command.add_argument("--sample-fps", type=float, default=3.0,
+                         help="frames analysed per second of video, > 0 to 60 (default %(default)s)")
+    command.add_argument("--similarity-threshold", type=float, default=0.5,
+                         help="ArcFace cosine similarity, -1 to 1, from which a face is a reference's "
+                              "person (default %(default)s)")
+
+
+def add_lipsync(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--video", required=True, help="input video file (required)")
+    command.add_argument("--audio", required=True, help="new audio file (required)")
+    command.add_argument("--out", required=True, help="output .mp4 path (required)")
+    chosen = command.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--faces", help="faces.json: [{character_id, bbox, start_time_ms, end_time_ms}] "
+                                        "(this or --auto is required)")
+    chosen.add_argument("--auto", action="store_true",
+                        help="pick faces and ranges from a detection pass: the active speakers, else every "
+                             "syncable (recognised, with --refs) person where present (this or --faces is required)")
+    command.add_argument("--refs", help="characters.json: who --auto picks, and names for people not requested "
+                                        "(default: none)")
+    command.add_argument("--sync-mode", default="silence", choices=SYNC_MODES,
+                         help="when audio and video lengths differ: silence keeps the video's length, cut_off "
+                              "the shorter, loop or bounce extend the video (default %(default)s)")
+    command.add_argument("--enhance", action="store_true",
+                         help="restore the synced faces with CodeFormer when its weights are present (default off)")
+    command.add_argument("--fidelity-weight", type=float, default=0.7,
+                         help="CodeFormer with --enhance: 0 (most restored) to 1 (most faithful) "
+                              "(default %(default)s)")
+
+
+def run_job(args: argparse.Namespace, settings: Settings, context: JobContext) -> dict:
+    """The command's job, as the API's: lipsync --auto runs its detection pass in the job."""
+    if args.command == "passthrough":
+        return jobs.passthrough(args.video, args.out, args.audio, settings, context)
+    if args.command == "detect":
+        return jobs.detect_faces(args.video, load_characters(args.refs), args.sample_fps,
+                                 args.similarity_threshold, settings, context)
+    faces = None if args.auto else parse_faces(read_json_file(args.faces), "faces.json")
+    return jobs.lipsync(args.video, args.audio, faces, args.out, settings, context, args.enhance,
+                        args.fidelity_weight, args.sync_mode, characters=load_characters(args.refs))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_args(args)
     bar = ProgressBar()
-    context = JobContext(on_progress=bar)
+    started = time.perf_counter()
     try:
-        if args.command == "passthrough":
-            result = jobs.passthrough(args.video, args.out, args.audio, settings, context)
-        elif args.command == "detect":
-            result = jobs.detect_faces(args.video, load_characters(args.refs), args.sample_fps,
-                                       args.similarity_threshold, settings, context)
-        else:
-            characters = load_characters(args.refs)
-            if args.auto:
-                faces, _ = jobs.auto_faces(args.video, settings, JobContext(), characters)
-            else:
-                faces = parse_faces(read_json_file(args.faces), "faces.json")
-            result = jobs.lipsync(args.video, args.audio, faces, args.out, settings, context,
-                                  args.enhance, args.fidelity_weight, args.sync_mode, characters=characters)
-            result["output"]["path"] = str(Path(args.out).resolve())
+        result = run_job(args, Settings.from_args(args), JobContext(on_progress=bar))
     except LipSyncError as exc:
         bar.close()
         print(json.dumps({"success": False, "error_message": str(exc)}), flush=True)
@@ -138,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"success": False, "error_message": "cancelled"}), flush=True)
         return 130
     bar.close()
+    result["timing"]["total_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    if "output" in result:
+        result["output"]["path"] = str(Path(args.out).resolve())
     print(json.dumps(result, indent=2), flush=True)
     return 0
 

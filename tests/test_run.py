@@ -2,7 +2,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from stages.decode import probe_video
+from stream.run import build_parser
 from tests.conftest import ROOT
 
 
@@ -11,15 +14,24 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
-def test_passthrough_cli_prints_summary(tmp_path, data_dir):
+def test_passthrough_cli_answers_like_lipsync_and_warns_about_the_audio(tmp_path, data_dir):
     out = tmp_path / "out.mp4"
     done = run_cli("passthrough", "--video", str(data_dir / "video" / "d20.mp4"), "--out", str(out),
                    "--audio", str(data_dir / "audio" / "sun.wav"))
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
-    assert summary["frames"] == probe_video(out).frame_count == 175
-    assert summary["fps"] > 0
+    assert summary["success"] is True
+    assert summary["output"]["frame_count"] == probe_video(out).frame_count == 175
+    assert summary["output"]["path"] == str(out.resolve()) and summary["output"]["duration_ms"] == 7000
+    assert summary["warnings"] == ["audio 22.49 s, video 7.00 s: trimmed the audio to the video length"]
+    assert summary["timing"]["total_ms"] >= summary["metrics"]["wall_s"] * 1000
     assert [s["name"] for s in summary["metrics"]["stages"]] == ["decode", "encode"]
+    assert phase_lines(done.stderr, "passthrough")[-1].endswith("175/175 frames")
+
+
+def phase_lines(stderr: str, phase: str) -> list[str]:
+    """The progress lines of one phase (stderr is not a terminal: one as it starts, one as it ends)."""
+    return [line.strip() for line in stderr.splitlines() if line.strip().startswith(phase + " [")]
 
 
 def test_cli_bad_input_exits_2_with_message(tmp_path):
@@ -44,6 +56,7 @@ def test_detect_and_lipsync_cli(tmp_path, data_dir):
     done = run_cli("detect", "--video", str(video), "--refs", str(refs), "--sample-fps", "1")
     assert done.returncode == 0, done.stderr
     detected = json.loads(done.stdout)
+    assert len(detected["frames"]) == 8 and phase_lines(done.stderr, "detect")[-1].endswith("8/8 frames")
     assert detected["characters_detected"] == ["man"]
     assert all(f["faces"][0]["character_id"] == "man" for f in detected["frames"])
 
@@ -66,3 +79,53 @@ def test_lipsync_cli_rejects_bad_faces_file(tmp_path, data_dir):
                    str(data_dir / "audio" / "yongen.wav"), "--faces", str(faces), "--out", str(tmp_path / "o.mp4"))
     assert done.returncode == 2
     assert "bbox" in json.loads(done.stdout)["error_message"]
+
+
+def test_lipsync_auto_shows_its_detection_pass_and_says_which_rule_ran(tmp_path, data_dir):
+    out = tmp_path / "out.mp4"
+    done = run_cli("lipsync", "--auto", "--video", str(data_dir / "video" / "d12.mp4"),
+                   "--audio", str(data_dir / "audio" / "yongen.wav"), "--out", str(out),
+                   "--models-dir", str(tmp_path / "no-weights"))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    detect, lipsync = phase_lines(done.stderr, "detect"), phase_lines(done.stderr, "lipsync")
+    assert detect[-1].endswith("22/22 frames") and lipsync[-1].endswith("183/183 frames")
+    assert done.stderr.index(detect[-1]) < done.stderr.index(lipsync[0])
+    assert any("every syncable face" in w and "Light-ASD weights not found" in w for w in result["warnings"])
+    assert result["timing"]["total_ms"] > result["metrics"]["wall_s"] * 1000  # the detection pass counts
+    assert result["output"]["frame_count"] == probe_video(out).frame_count == 183
+
+
+COMMAND_FLAGS = {
+    "passthrough": {"--video", "--out", "--audio", "--device", "--encoder", "--preset", "--crf", "--queue-size",
+                    "--log-level"},
+    "detect": {"--video", "--refs", "--sample-fps", "--similarity-threshold", "--models-dir", "--face-backend",
+               "--device", "--queue-size", "--log-level"},
+    "lipsync": {"--video", "--audio", "--out", "--faces", "--auto", "--refs", "--sync-mode", "--enhance",
+                "--fidelity-weight", "--models-dir", "--face-backend", "--engine", "--device", "--encoder", "--preset",
+                "--crf", "--queue-size", "--detect-interval", "--mouth-bank", "--log-level"},
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_FLAGS))
+def test_help_lists_only_the_flags_a_command_uses_each_with_its_default(command):
+    parser = build_parser()._subparsers._group_actions[0].choices[command]
+    actions = [a for a in parser._actions if a.option_strings != ["-h", "--help"]]
+    assert {a.option_strings[0] for a in actions} == COMMAND_FLAGS[command]
+    for action in actions:
+        assert action.help and ("default" in action.help or "required" in action.help), action.option_strings
+    choices = {a.option_strings[0]: a.choices for a in actions if a.choices}
+    assert choices["--log-level"] == ("DEBUG", "INFO", "WARNING", "ERROR")
+    if command == "lipsync":
+        assert choices["--engine"] == ("auto", "classical", "musetalk")
+        assert choices["--face-backend"] == ("auto", "insightface", "default")
+        assert choices["--encoder"] == ("auto", "libx264", "h264_nvenc")
+        assert choices["--sync-mode"] == ("silence", "cut_off", "loop", "bounce")
+
+
+def test_device_flag_takes_only_the_devices_there_are(capsys):
+    parse = build_parser().parse_args
+    assert parse(["detect", "--video", "v.mp4", "--device", "cuda:1"]).device == "cuda:1"
+    with pytest.raises(SystemExit):
+        parse(["detect", "--video", "v.mp4", "--device", "gpu"])
+    assert "device must be auto, cpu, cuda or cuda:N" in capsys.readouterr().err
