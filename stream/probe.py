@@ -245,12 +245,15 @@ def _scan_packets(
     """Demux every packet (decoding only the target's first frame); seconds covered per stream index.
 
     Stops at the first target packet that ends past `max_duration_s` (its timestamps, not
-    the header); refuses a first picture over `max_pixels`.
+    the header). With `max_pixels`, a video's keyframes are decoded too (a new picture size
+    starts at a keyframe in H.264/HEVC): one over `max_pixels`, or of another size than the
+    first picture, is refused here, before a job decodes the whole stream.
 
     A damaged last packet of the target means the file was cut; a few damaged packets
     inside are left to the decoder to conceal, many mean the file is corrupt.
     """
     coverage: dict[int, _Coverage] = {}
+    pictures = _Pictures(path, max_pixels)
     decoded = False
     packets = corrupt = 0
     last_corrupt = False
@@ -270,9 +273,11 @@ def _scan_packets(
                                        f"{elapsed:.2f} s, whatever its header says; this server "
                                        "accepts at most that (LIPSYNC_MAX_DURATION_S); send a shorter clip")
             if not decoded:
-                decoded = _first_picture_fits(packet.decode(), path, max_pixels)
+                decoded = pictures.check(packet.decode())
+            elif max_pixels and packet.is_keyframe and target.type == "video":
+                pictures.check_keyframe(packet)
         if not decoded:
-            decoded = _first_picture_fits(target.codec_context.decode(None), path, max_pixels)
+            decoded = pictures.check(target.codec_context.decode(None))
     except av.FFmpegError as exc:
         problem = f"is truncated or corrupt: reading its {kind} stream failed ({exc.strerror or exc})"
         raise MediaError(path, problem) from None
@@ -295,14 +300,38 @@ def _elapsed(span: _Coverage, packets: int, target: av.stream.Stream) -> float:
     return span.seconds
 
 
-def _first_picture_fits(frames: list, path: Path, max_pixels: int | None) -> bool:
-    """True once a frame was decoded; refuses a video picture over max_pixels (width x height)."""
-    for frame in frames:
-        if max_pixels and isinstance(frame, av.VideoFrame) and frame.width * frame.height > max_pixels:
-            raise MediaError(path, f"is {frame.width}x{frame.height} ({frame.width * frame.height} pixels per "
-                                   f"frame); this server accepts at most {max_pixels} pixels (LIPSYNC_MAX_PIXELS); "
-                                   "send a smaller resolution")
-    return bool(frames)
+class _Pictures:
+    """Checks decoded video pictures: at most `max_pixels`, all of the first one's size."""
+
+    def __init__(self, path: Path, max_pixels: int | None) -> None:
+        self.path = path
+        self.max_pixels = max_pixels
+        self.size: tuple[int, int] | None = None
+
+    def check(self, frames: list) -> bool:
+        """True when `frames` holds a frame; raises MediaError for a picture that breaks the rules."""
+        for frame in frames:
+            if not isinstance(frame, av.VideoFrame):
+                continue
+            width, height = frame.width, frame.height
+            if self.max_pixels and width * height > self.max_pixels:
+                raise MediaError(self.path, f"is {width}x{height} ({width * height} pixels per frame); this "
+                                            f"server accepts at most {self.max_pixels} pixels (LIPSYNC_MAX_PIXELS); "
+                                            "send a smaller resolution")
+            if self.size is not None and (width, height) != self.size:
+                at = f" at {float(frame.time):.2f} s" if frame.time is not None else ""
+                raise MediaError(self.path, f"changes resolution mid-stream, from {self.size[0]}x{self.size[1]} to "
+                                            f"{width}x{height}{at}; re-encode the video at one size")
+            self.size = self.size or (width, height)
+        return bool(frames)
+
+    def check_keyframe(self, packet: av.Packet) -> None:
+        """Decode one keyframe (the frames between are never sent) and check its picture."""
+        try:
+            frames = packet.decode()
+        except av.FFmpegError:  # a keyframe that needs the frames we skipped: the decode stage will see it
+            return
+        self.check(frames)
 
 
 def _check_complete(path: Path, what: str, covered: float, declared: float | None) -> None:

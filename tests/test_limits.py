@@ -26,6 +26,7 @@ from stream.errors import MediaError
 from stream.io import FetchPolicy, UploadPolicy, probe_media
 from tests.http_servers import FileServer, PutReceiver
 from tests.live_server import LiveServer
+from tests.media import write_video
 
 
 def resolution_change_ts(path: Path, sizes=((320, 240), (640, 480)), frames_each: int = 25, fps: int = 25) -> Path:
@@ -91,6 +92,7 @@ def media(tmp_path_factory, data_dir):
     resolution_change_ts(folder / "change.ts")
     patch_durations(data_dir / "video" / "d20.mp4", folder / "patched.mp4", 1.0)
     Image.new("1", (9000, 9000)).save(folder / "huge.png")
+    write_video(folder / "short.mp4", [np.full((64, 64, 3), 128, np.uint8)] * 10)
     return folder
 
 
@@ -121,6 +123,11 @@ def test_decoder_refuses_a_mid_stream_resolution_change(media):
 def test_probe_checks_the_decoded_picture_and_the_packet_timestamps(media, data_dir):
     with pytest.raises(MediaError, match=r"480x480 \(230400 pixels per frame\).*LIPSYNC_MAX_PIXELS"):
         probe_media(data_dir / "video" / "d20.mp4", "video", max_pixels=100_000)
+    # the header says 320x240; a later keyframe is bigger, or just of another size
+    with pytest.raises(MediaError, match=r"640x480 \(307200 pixels per frame\).*at most 76800"):
+        probe_media(media / "change.ts", "video", max_pixels=320 * 240)
+    with pytest.raises(MediaError, match=r"changes resolution mid-stream, from 320x240 to 640x480 at 1\.00 s"):
+        probe_media(media / "change.ts", "video", max_pixels=640 * 480)
     assert probe_media(media / "patched.mp4", "video").duration_s == pytest.approx(1.0)  # the header lies
     with pytest.raises(MediaError, match=r"runs past 3 s.*LIPSYNC_MAX_DURATION_S"):
         probe_media(media / "patched.mp4", "video", max_duration_s=3.0)
@@ -188,7 +195,7 @@ def test_too_many_faces_or_characters_and_duplicates_are_refused(api):
 def test_huge_headshot_is_refused_without_decoding_it(api):
     client, files, _ = api
     started = time.monotonic()
-    answer = client.post("/detect-faces", json={"video_url": files.url("change.ts"), "characters": [
+    answer = client.post("/detect-faces", json={"video_url": files.url("short.mp4"), "characters": [
         {"id": "a", "reference_image_url": files.url("huge.png")}]})
     # before: 8 s and 1.46 GB of RSS to decode the 81-megapixel PNG
     assert answer.status_code == 422, answer.text
