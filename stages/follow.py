@@ -41,6 +41,12 @@ above which the frame gets a full detection. Measured on d12 (a shaky hand-held 
 head, detector box every frame): median 11, 90th percentile 22; the jump at 2.04 s that
 the landmark path loses scores 25, a cut far more. So about one frame in ten of a shaky
 video is re-detected, and nearly none of a steady one."""
+SWAP_GREY_LEVELS = 45.0
+"""A followed face's thumbnail change above which its box may now hold someone else (a cut
+the shot detector missed, e.g. a small face swapped on a still set: 35-67 on the tests'
+edited videos; a hand-held shake about 25): the face matched there is embedded and must
+still be the same person (similarity >= the threshold), else the target is lost and found
+again by identity."""
 SYNCED = "synced"
 
 
@@ -81,6 +87,7 @@ class _Follow:
     filter: OneEuroFilter = field(default_factory=OneEuroFilter)
     started: bool = False
     thumbnail: np.ndarray | None = None
+    verify: bool = False  # its picture jumped: check who is there at the next detection
 
 
 def _thumbnail(image: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -147,8 +154,9 @@ class TrackStage(Stage):
         for target in self.targets:
             if target not in active:
                 self._follows[target.index] = _Follow()
-        must_detect = cut or frame.index % self.detect_interval == 0 or any(
-            not self._follows[t.index].started for t in active) or self._jumped(frame, active)
+        jumped = self._jumped(frame, active)  # on every frame: a jump also flags a check of who is there
+        must_detect = cut or jumped or frame.index % self.detect_interval == 0 or any(
+            not self._follows[t.index].started for t in active)
         if must_detect:
             detections = self._detect(frame)
             self._detections += 1
@@ -209,16 +217,19 @@ class TrackStage(Stage):
 
     def _jumped(self, frame: Frame, active: list[Target]) -> bool:
         """Did a followed face's picture change abruptly (a cut, or a jump the landmark path
-        cannot follow)? Then this frame gets a full detection instead of landmarks alone."""
+        cannot follow)? Then this frame gets a full detection instead of landmarks alone,
+        and after a very large change the face found there is checked to be the same person."""
+        jumped = False
         for target in active:
             follow = self._follows[target.index]
             if follow.face is None or follow.thumbnail is None:
                 continue
-            now = _thumbnail(frame.image, follow.face.bbox)
-            if float(np.mean(np.abs(now - follow.thumbnail))) > JUMP_GREY_LEVELS:
+            change = float(np.mean(np.abs(_thumbnail(frame.image, follow.face.bbox) - follow.thumbnail)))
+            if change > JUMP_GREY_LEVELS:
                 follow.filter.reset()
-                return True
-        return False
+                follow.verify = change > SWAP_GREY_LEVELS
+                jumped = True
+        return jumped
 
     # ---- detection frames --------------------------------------------------------------
     def _detect(self, frame: Frame) -> list[Face]:
@@ -247,6 +258,7 @@ class TrackStage(Stage):
         searching = [t for t in active if self._follows[t.index].face is None]
         matched = self._assign(followed, detections, claimed, lambda t, face: (
             iou(self._follows[t.index].face.bbox, face.bbox), 0.3))
+        self._verify(followed, matched, detections, claimed, frame)
         lost = [t for t in followed if t.index not in matched]
         searching += lost
         if searching:
@@ -274,6 +286,23 @@ class TrackStage(Stage):
                     face.embedding = target.anchor.embedding
                 follow.face = self._smoothed(follow, face, frame.time_ms)
         return claimed
+
+    def _verify(self, followed: list[Target], matched: dict[int, Face], detections: list[Face],
+                claimed: set[int], frame: Frame) -> None:
+        """Unmatch a jumped target whose box now holds a different person (by embedding)."""
+        for target in followed:
+            follow = self._follows[target.index]
+            face = matched.get(target.index)
+            if not follow.verify or face is None or target.anchor.embedding is None:
+                follow.verify = False
+                continue
+            follow.verify = False
+            if face.embedding is None:
+                self.backend.embed(frame.image, [face])
+            if face.embedding is not None and \
+                    self.backend.similarity(face.embedding, target.anchor.embedding) < self.threshold:
+                del matched[target.index]
+                claimed.discard(next(j for j, d in enumerate(detections) if d is face))
 
     def _needs_identity(self, searching: list[Target], detections: list[Face], claimed: set[int]) -> bool:
         """Whether matching the searching targets needs identity embeddings (~100 ms a face).

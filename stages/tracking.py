@@ -2,7 +2,9 @@
 
 Each new frame's faces are matched to live tracks with the Hungarian algorithm on
 score = IoU + embedding similarity (ArcFace scale), gated so that a pair needs either a
-real overlap (IoU >= min_iou) or a confident same-person similarity. A track that is not
+real overlap (IoU >= min_iou) or a confident same-person similarity, and never pairs two
+embeddings less similar than `veto_similarity` (different people in one place: a cut the
+shot detector missed). A track that is not
 seen for `max_missed` frames ends; a person coming back starts a new track, and the
 identity book (not the tracker) gives them their old name. A shot cut ends every track
 (`end_all`): box overlap means nothing across a cut.
@@ -42,10 +44,12 @@ class Track:
 
 class FaceTracker:
     def __init__(self, similarity: Callable[[np.ndarray, np.ndarray], float] | None = None,
-                 min_iou: float = 0.2, min_similarity: float = 0.5, max_missed: int = 2) -> None:
+                 min_iou: float = 0.2, min_similarity: float = 0.5, max_missed: int = 2,
+                 veto_similarity: float = 0.3) -> None:
         self.similarity = similarity
         self.min_iou = min_iou
         self.min_similarity = min_similarity
+        self.veto_similarity = veto_similarity
         self.max_missed = max_missed
         self.tracks: list[Track] = []
         self._next_id = 1
@@ -65,6 +69,8 @@ class FaceTracker:
                 sim = 0.0
                 if self.similarity is not None and face.embedding is not None and track.embedding is not None:
                     sim = self.similarity(face.embedding, track.embedding)
+                    if sim < self.veto_similarity:
+                        continue
                 if overlap >= self.min_iou or sim >= self.min_similarity:
                     scores[i, j] = overlap + max(sim, 0.0)
         chosen: list[Track | None] = [None] * len(faces)

@@ -160,3 +160,26 @@ def test_people_are_named_across_shots(synced):
     assert "vera" in unknown and len(unknown) == 2 and "ravi" not in unknown
     assert any("1.60 s" in w and "bbox" in w for w in result["warnings"]), result["warnings"]
     assert len(result["shots"]) == 4
+
+
+def test_a_cut_the_shot_detector_misses_is_caught_where_the_face_was(edited, detected, tmp_path_factory):
+    """With no shot detector at all, the followed face's own picture jumps at the cut (35-67
+    grey levels), so the person found in R's old box is checked by identity: U is never
+    rendered, and R is found again on the left."""
+    folder, cuts = edited
+    video = folder / "edited.mp4"
+    stages = jobs.lipsync_stages(str(video), str(folder / "speech.wav"), _request_r(detected),
+                                 Settings(models_dir=tmp_path_factory.mktemp("weights")))
+    originals = read_frames(video)
+    u_changed, r_changed = [], []
+
+    def measure(frame: Frame) -> None:
+        layout = LAYOUT[shot_at(cuts, frame.index)]
+        diff = np.abs(frame.image.astype(np.int16) - originals[frame.index]).max(axis=2)
+        for person, x in layout.items():
+            region = int(diff[TOP:TOP + SIZE, x:x + SIZE].max())
+            (r_changed if person == "R" else u_changed).append(region)
+
+    Pipeline(DecodeStage(video), [*stages, FunctionStage("measure", measure)]).run_inline()
+    assert max(u_changed) == 0
+    assert sum(1 for c in r_changed if c > 0) >= 0.8 * len(r_changed)
