@@ -175,6 +175,7 @@ def parse_faces(items: Any, where: str = "faces") -> list[FaceSpec]:
     if not isinstance(items, list) or not items:
         raise InputError(f"field '{where}' must be a non-empty list of faces to lip-sync")
     faces = []
+    seen: dict[tuple, int] = {}  # a face's fields -> its index, to refuse repeats
     for i, item in enumerate(items):
         prefix = f"{where}[{i}]."
         item = _object(item, f"{where}[{i}]")
@@ -191,8 +192,10 @@ def parse_faces(items: Any, where: str = "faces") -> list[FaceSpec]:
         if end <= start:
             raise InputError(f"field '{prefix}end_time_ms' ({end:g}) must be after start_time_ms ({start:g})")
         face = FaceSpec(_id(item, "character_id", prefix), [float(v) for v in bbox], start, end)
-        if face in faces:
-            raise InputError(f"field '{prefix[:-1]}' repeats faces[{faces.index(face)}]; give each face once")
+        key = (face.character_id, *face.bbox, start, end)
+        if key in seen:
+            raise InputError(f"field '{prefix[:-1]}' repeats faces[{seen[key]}]; give each face once")
+        seen[key] = i
         faces.append(face)
     return faces
 
