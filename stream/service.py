@@ -38,11 +38,12 @@ KINDS = ("detect-faces", "lipsync")
 
 PHASE_SPANS = {
     "detect-faces": {"fetch": (0.0, 10.0), "detect": (10.0, 70.0), "speakers": (70.0, 100.0)},
-    "lipsync": {"fetch": (0.0, 5.0), "detect": (5.0, 15.0), "speakers": (15.0, 20.0), "lipsync": (20.0, 95.0),
-                "upload": (95.0, 100.0)},
+    "lipsync": {"fetch": (0.0, 5.0), "detect": (5.0, 12.0), "speakers": (12.0, 15.0), "bank": (15.0, 20.0),
+                "lipsync": (20.0, 95.0), "upload": (95.0, 100.0)},
 }
 """Each phase's share of a job's percent: (start, end). Auto mode adds the detect phases;
-"speakers" (active speaker detection) runs when the Light-ASD weights are present."""
+"speakers" (active speaker detection) runs when the Light-ASD weights are present; "bank"
+(the mouth-bank pass) with the classical engine. A phase missing here would jump to 99.9%."""
 
 Work = Callable[[JobContext, Path, dict], dict]
 """A job's body: (context, its temp dir, stats to fill: frames, pipeline_s) -> result JSON."""

@@ -173,7 +173,7 @@ def test_events_stream_monotone_progress_to_100_then_the_result(api, files):
     assert len(progress) >= 4 and percents == sorted(percents)
     assert percents[-1] == 100 and all(p < 100 for p in percents[:-1])
     phases = list(dict.fromkeys(p["phase"] for p in progress))
-    order = ["queued", "fetch", "detect", "lipsync", "upload", "done"]  # events sample it; short phases may be missed
+    order = ["queued", "fetch", "detect", "bank", "lipsync", "upload", "done"]  # events sample it; short phases may be missed
     assert phases == sorted(phases, key=order.index) and {"detect", "lipsync", "done"} <= set(phases)
     lipsync = [p for p in progress if p["phase"] == "lipsync"]
     assert [p["frames_done"] for p in lipsync] == sorted(p["frames_done"] for p in lipsync)
