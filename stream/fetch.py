@@ -112,7 +112,6 @@ class FetchPolicy:
         )
 
 
-
 def fetch_to_temp(url: str, *, workdir: Path, policy: FetchPolicy, kind: str, label: str | None = None,
                   cancelled: Callable[[], bool] | None = None) -> Path:
     """Download `url` into a new temp file in `workdir` and return its path.

@@ -12,7 +12,8 @@ import pytest
 from server import create_app
 from stream.admission import Limits
 from stream.config import Settings
-from stream.io import FetchPolicy, UploadPolicy
+from stream.errors import MediaError
+from stream.io import FetchPolicy, UploadPolicy, probe_media
 from stream.schema import MAX_ID_CHARS
 from tests.http_servers import PutReceiver
 from tests.live_server import LiveServer
@@ -137,9 +138,7 @@ def test_huge_values_are_not_echoed_in_full(api):
     assert answer.status_code == 404 and len(answer.text) < 500
 
 
-def test_wording_names_the_kind_with_the_right_article(api, tmp_path):
-    from stream.errors import MediaError
-    from stream.io import probe_media
+def test_wording_names_the_kind_with_the_right_article(tmp_path):
     page = tmp_path / "page.bin"
     page.write_bytes(b"<html><body>sign in</body></html>")
     for kind, said in (("audio", "not an audio"), ("image", "not an image"), ("video", "not a video")):
