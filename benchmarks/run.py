@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 RESULTS = ROOT / "benchmarks" / "results"
 AUDIO = DATA / "audio" / "sun.wav"
 ALL_SCENARIOS = ("codec_floor", "passthrough", "decode_all", "detect_3fps", "lipsync_1face", "lipsync",
-                 "sequential", "naive", "neural_tiny", "active_speakers")
+                 "lipsync_synth", "sequential", "naive", "neural_tiny", "active_speakers")
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,8 @@ def scenario_plan(case: Case, wanted: tuple[str, ...]) -> list[tuple[str, str, i
             log.warning("torch or %s missing: the active_speakers scenario is skipped", ASD_WEIGHTS)
         else:
             faces = (case.neural_faces or case.faces) if name == "neural_tiny" else case.faces
-            label = f"{name} {faces}f" if name in ("lipsync", "sequential", "naive", "neural_tiny") else name
+            label = f"{name} {faces}f" if name in ("lipsync", "lipsync_synth", "sequential", "naive",
+                                                   "neural_tiny") else name
             plan.append((label, name, faces))
     return plan
 
@@ -142,6 +143,9 @@ def format_table(rows: list[dict]) -> str:
         if "ms_per_sampled_frame" in row:
             stages = (f"{row['sampled_frames']} frames sampled, {row['ms_per_sampled_frame']:.0f} ms each; job time "
                       f"{_ratio(row.get('x_decode_all_time'))}x decoding every frame")
+        if "engine_ms_per_face" in row:
+            stages += (f"; engine {row['engine_ms_per_face']:.1f} ms per face-frame, mouth-bank pass "
+                       f"{row['mouth_bank_ms']:.0f} ms (decode {row['decode_ms']:.0f} ms)")
         cpu = "-" if row.get("cpu_ms_per_frame") is None else f"{row['cpu_ms_per_frame']:.1f}"
         lines.append(f"| {row['input']} | {row['scenario']} | {row['fps']:.1f} | {_ratio(row['x_floor'])} | "
                      f"{_ratio(row['x_naive'])} | {cpu} | {row['peak_rss_mb']:.0f} | {stages} |")

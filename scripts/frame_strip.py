@@ -1,99 +1,84 @@
-"""Render a before/after frame strip (PNG) of the classical lip-sync engine, for the README.
+"""Before/after strips (PNG) of a real lip-sync run over the whole clip, for the README.
 
-    python scripts/frame_strip.py --video V.mp4 --audio A.wav --out strip.png [--frames 6]
+    python scripts/frame_strip.py --video V.mp4 --audio A.wav --out strip.png [--frames 12]
 
-The largest face of each chosen frame is found with dlib (68 landmarks); the engine
-renders it driven by the audio at the frame's time. Top row: the input frames; bottom
-row: the lip-synced frames, labelled with the time and the target openness.
+Runs the product's own lipsync job (auto mode, the settings from the environment, so the
+embedded default engine unless weights are present), then picks `--frames` frames evenly
+from the first to the very last one, so the hardest moments are shown with the rest, plus
+any `--extra` frame indices. Each column is the face's lower half in the input (top) and
+the output (bottom), cropped around the mouth the project's landmarks find in the input,
+labelled with the frame index.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+import tempfile
 from pathlib import Path
 
 import av
 import cv2
-import dlib
-import face_recognition_models
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.classical_lipsync import ClassicalLipSync  # noqa: E402
-from models.engine import MouthPatch, MouthRequest  # noqa: E402
-from stages.audio import load_audio  # noqa: E402
-from stream.frame import Face  # noqa: E402
+from models.faces.default import DefaultFaceBackend  # noqa: E402
+from stream.jobs import lipsync  # noqa: E402
 
 log = logging.getLogger("frame_strip")
 
 
-def blend(image: np.ndarray, patch: MouthPatch) -> np.ndarray:
-    """out = alpha*pixels + (1-alpha)*frame inside the patch box."""
-    out = image.copy()
-    h, w = patch.alpha.shape
-    region = out[patch.y : patch.y + h, patch.x : patch.x + w].astype(np.float32)
-    a = patch.alpha[..., None]
-    out[patch.y : patch.y + h, patch.x : patch.x + w] = np.clip(a * patch.pixels + (1 - a) * region + 0.5, 0, 255).astype(np.uint8)
-    return out
+def read_frames(path: str | Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+def mouth_crop(image: np.ndarray, landmarks: np.ndarray) -> tuple[slice, slice]:
+    """A square around the lower face: from the eyes to below the chin."""
+    centre = landmarks[48:68].mean(axis=0)
+    half = 0.62 * (landmarks[16, 0] - landmarks[0, 0])
+    cy = centre[1] - 0.1 * half
+    h, w = image.shape[:2]
+    y0, y1 = int(max(0, cy - half)), int(min(h, cy + half))
+    x0, x1 = int(max(0, centre[0] - half)), int(min(w, centre[0] + half))
+    return slice(y0, y1), slice(x0, x1)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--video", required=True)
-    ap.add_argument("--audio", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--frames", type=int, default=6, help="number of frames in the strip")
-    ap.add_argument("--start-ms", type=float, default=0.0, help="time of the first frame")
-    ap.add_argument("--step-ms", type=float, default=200.0, help="time between strip frames")
-    ap.add_argument("--height", type=int, default=256, help="height of each tile in pixels")
+    ap.add_argument("--video", required=True, help="input video")
+    ap.add_argument("--audio", required=True, help="the new audio track")
+    ap.add_argument("--out", required=True, help="PNG to write")
+    ap.add_argument("--frames", type=int, default=12, help="frames spread evenly over the whole clip (default 12)")
+    ap.add_argument("--extra", type=int, nargs="*", default=[], help="more frame indices to show")
+    ap.add_argument("--height", type=int, default=150, help="height of each tile in pixels (default 150)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
-    engine = ClassicalLipSync()
-    with av.open(args.video) as container:
-        stream = container.streams.video[0]
-        fps = float(stream.average_rate or 25)
-        audio = load_audio(args.audio, 16000)
-        track = engine.prepare_audio(audio, 16000, fps)
-        wanted = [args.start_ms + k * args.step_ms for k in range(args.frames)]
-        before, after = [], []
-        for index, frame in enumerate(container.decode(stream)):
-            t_ms = float(frame.time * 1000) if frame.time is not None else index * 1000 / fps
-            if not wanted or t_ms + 500 / fps < wanted[0]:
-                if not wanted:
-                    break
-                continue
-            wanted.pop(0)
-            img = frame.to_ndarray(format="rgb24")
-            found = detector(img, 1)
-            if not found:
-                log.warning("no face at %.0f ms, skipped", t_ms)
-                continue
-            rect = max(found, key=lambda r: r.area())
-            lm = np.array([[p.x, p.y] for p in predictor(img, rect).parts()], dtype=np.float32)
-            face = Face(bbox=[rect.left(), rect.top(), rect.right(), rect.bottom()], score=1.0, kps=np.zeros((5, 2)), landmarks=lm)
-            shape = track.at(t_ms)
-            (patch,) = engine.render([MouthRequest(index, t_ms, img, face, track_key="strip")], track)
-            out = blend(img, patch)
-            cx, cy = lm[:, 0].mean(), lm[:, 1].mean()
-            half = 0.75 * (lm[:, 0].max() - lm[:, 0].min())
-            x0, y0 = int(max(0, cx - half)), int(max(0, cy - half))
-            x1, y1 = int(min(img.shape[1], cx + half)), int(min(img.shape[0], cy + half))
-            for row, im in ((before, img), (after, out)):
-                tile = cv2.resize(np.ascontiguousarray(im[y0:y1, x0:x1]), (args.height, args.height), interpolation=cv2.INTER_AREA)
-                row.append(tile)
-            label = f"{t_ms / 1000:.2f}s open {shape.openness:.2f}"
-            cv2.putText(after[-1], label, (6, args.height - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
-    if not before:
+    with tempfile.TemporaryDirectory() as tmp:
+        output = Path(tmp) / "out.mp4"
+        lipsync(args.video, args.audio, None, output)
+        before, after = read_frames(args.video), read_frames(output)
+    count = min(len(before), len(after))
+    chosen = sorted(set(np.linspace(0, count - 1, args.frames).round().astype(int)) | {i for i in args.extra if i < count})
+    backend = DefaultFaceBackend()
+    columns = []
+    for index in chosen:
+        faces = backend.detect(before[index], with_embedding=False)
+        if not faces:
+            log.warning("no face in frame %d, skipped", index)
+            continue
+        box = mouth_crop(before[index], faces[0].landmarks)
+        tiles = [cv2.resize(np.ascontiguousarray(img[box]), (args.height, args.height), interpolation=cv2.INTER_AREA)
+                 for img in (before[index], after[index])]
+        cv2.putText(tiles[0], f"#{index}", (5, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+        columns.append(np.concatenate(tiles, axis=0))
+    if not columns:
         log.error("no face found in the chosen frames")
         return 1
-    strip = np.concatenate([np.concatenate(before, axis=1), np.concatenate(after, axis=1)], axis=0)
-    cv2.imwrite(args.out, cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
-    log.info("wrote %s (%d frames)", args.out, len(before))
+    cv2.imwrite(args.out, cv2.cvtColor(np.concatenate(columns, axis=1), cv2.COLOR_RGB2BGR))
+    log.info("wrote %s (%d frames: %s)", args.out, len(columns), ", ".join(str(i) for i in chosen))
     return 0
 
 

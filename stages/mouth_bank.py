@@ -1,8 +1,9 @@
 """The mouth-bank pass: before lip-syncing, collect each requested person's real mouths.
 
 A pass of its own over the whole video (not only the synced ranges), decoded at
-`sample_fps` (at most `max_samples` frames in all, so its cost and memory do not grow
-with the video's length). On each sampled frame every face is detected with landmarks;
+`sample_fps` (at most a fixed number of frames in all, so its cost and memory do not grow
+with the video's length). Faces are detected every `DETECT_EVERY` samples and followed by
+their landmarks in between (a detection again whenever one moved or its picture jumped);
 a face is named by its identity embedding, never by where it stands: the embedding is
 computed when a face starts (no face of the previous sample overlaps it) or when its
 picture jumped (a cut, or a new person in the same place), and carried over otherwise.
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 
 MAX_YAW_DEG = 35.0
 """Faces turned further than this give no sample: their mouth is foreshortened."""
+DETECT_EVERY = 5
+"""A full detection every this many samples (1 s at 5 fps); the faces are followed by
+their landmarks in between."""
 JUMP_GREY_LEVELS = 30.0
 """Mean change (0-255) of a face's 16x16 grey thumbnail between samples above which it is
 named again from its embedding (a cut, or another person in the same place)."""
@@ -65,15 +69,17 @@ class MouthBankStage(Stage):
         self.threshold = similarity_threshold
         self.banks = {key: MouthBank(capacity=capacity) for key in people}
         self.embeddings_computed = 0
+        self.detections = 0
+        self._since_detection = 0
         self._previous: list[_Seen] = []
         # Faces continuing from the previous sample skip the backend's re-verification.
         self._accepts_known_boxes = "known_boxes" in inspect.signature(backend.detect).parameters
 
     def process(self, frame: Frame):
         image = frame.image
-        known = [old.box for old in self._previous]
-        faces = (self.backend.detect(image, with_embedding=False, known_boxes=known) if self._accepts_known_boxes
-                 else self.backend.detect(image, with_embedding=False))
+        faces = self._followed(image)
+        if faces is None:
+            faces = self._detected(image)
         seen = []
         for face in faces:
             thumb = _thumbnail(image, face.bbox)
@@ -87,6 +93,27 @@ class MouthBankStage(Stage):
                     self.banks[person].add(sample)
         self._previous = seen
         return ()
+
+    def _detected(self, image: np.ndarray) -> list[Face]:
+        """Every face, by the full detector (known boxes skip the backend's re-verification)."""
+        self.detections += 1
+        self._since_detection = 0
+        if self._accepts_known_boxes:
+            return self.backend.detect(image, with_embedding=False, known_boxes=[old.box for old in self._previous])
+        return self.backend.detect(image, with_embedding=False)
+
+    def _followed(self, image: np.ndarray) -> list[Face] | None:
+        """The previous sample's faces refreshed by the cheap landmark path (~2 ms a face
+        instead of a detection), or None when a detection is due: every `DETECT_EVERY`
+        samples (to find people who came in), or when a face moved or its picture jumped."""
+        self._since_detection += 1
+        if not self._previous or self._since_detection >= DETECT_EVERY:
+            return None
+        faces = self.backend.landmarks(image, [old.box for old in self._previous])
+        for old, face in zip(self._previous, faces):
+            if iou(old.box, face.bbox) < 0.5 or float(np.abs(old.thumbnail - _thumbnail(image, face.bbox)).mean()) >= JUMP_GREY_LEVELS:
+                return None
+        return faces
 
     def _carried_over(self, face: Face, thumb: np.ndarray) -> str | None | bool:
         """The name of the previous sample's face this one continues, or False if none does."""
