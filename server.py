@@ -48,7 +48,7 @@ from stream.io import FetchPolicy, UploadPolicy, check_upload_url
 from stream.jobstore import FAILED, SUCCEEDED, JobRecord, configure_logging, log_event
 from stream.prom import ServiceMetrics
 from stream.registry import shared_registry
-from stream.schema import first_invalid_text
+from stream.schema import MAX_DEPTH, check_json
 from stream.review import review_routes
 from stream.service import SHUTDOWN_REASON, JobConfig, JobService
 from stream.webhook import check_webhook_url
@@ -84,12 +84,10 @@ async def read_json(request: Request, limit: int) -> object:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"request body is not valid JSON ({exc})") from None
     except RecursionError:
-        raise InputError("request body nests arrays or objects too deeply to be a request") from None
+        raise InputError(f"request body nests arrays or objects more than {MAX_DEPTH} levels deep") from None
     except ValueError as exc:  # an integer literal over sys.get_int_max_str_digits() digits
         raise InputError(f"request body has a number too long to read ({exc})") from None
-    where = first_invalid_text(parsed)
-    if where is not None:
-        raise InputError(f"field '{where}' is not valid Unicode text (it holds a lone surrogate such as \\ud800)")
+    check_json(parsed)
     return parsed
 
 

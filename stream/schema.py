@@ -100,23 +100,31 @@ def is_text(value: str) -> bool:
     return True
 
 
-def first_invalid_text(value: Any) -> str | None:
-    """Where in a parsed JSON value the first string (key or value) that is not valid text
-    sits, as a path like "faces[0].character_id"; None when every string is valid."""
-    stack: list[tuple[str, Any]] = [("body", value)]
+MAX_DEPTH = 32
+"""Deepest nesting of arrays and objects a request body may have; ours need 4."""
+
+
+def check_json(value: Any) -> None:
+    """Refuse (InputError, 422) a parsed body nested deeper than MAX_DEPTH, or holding a string
+    (key or value) that is not valid text; the message names where, e.g. "faces[0].character_id".
+    Deep bodies would break every recursive walk after this one (deepcopy, asdict)."""
+    stack: list[tuple[str, Any, int]] = [("body", value, 0)]
     while stack:
-        path, item = stack.pop()
+        path, item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise InputError(f"request body nests arrays or objects more than {MAX_DEPTH} levels deep "
+                             f"(at {shown(path)})")
         if isinstance(item, str):
             if not is_text(item):
-                return path
+                raise InputError(f"field '{path}' is not valid Unicode text (it holds a lone surrogate "
+                                 "such as \\ud800)")
         elif isinstance(item, dict):
             for key, child in item.items():
                 if not is_text(key):
-                    return f"{path} (a key)"
-                stack.append((key if path == "body" else f"{path}.{key}", child))
+                    raise InputError(f"a key in '{path}' is not valid Unicode text (it holds a lone surrogate)")
+                stack.append((key if path == "body" else f"{path}.{key}", child, depth + 1))
         elif isinstance(item, list):
-            stack.extend((f"{path}[{i}]", child) for i, child in enumerate(item))
-    return None
+            stack.extend((f"{path}[{i}]", child, depth + 1) for i, child in enumerate(item))
 
 
 def _id(body: dict, key: str, where: str) -> str:

@@ -80,8 +80,18 @@ def test_deep_nesting_is_422(api, opener):
     client, _ = api
     answer = post(client, "/jobs/detect-faces", opener * 100_000)
     assert answer.status_code == 422, answer.text
-    assert "too deeply" in answer.json()["error_message"]
+    assert "more than 32 levels deep" in answer.json()["error_message"]
     assert client.get("/health").status_code == 200  # and the server keeps serving
+
+
+@pytest.mark.parametrize("depth", [33, 500, 990])
+def test_nesting_deeper_than_32_levels_is_422(api, depth):
+    client, _ = api
+    body = '{"video_url": "http://127.0.0.1:9/v.mp4", "x": ' + "[" * depth + "]" * depth + "}"
+    answer = post(client, "/jobs/detect-faces", body)
+    # before: 500 (RecursionError copying the record) for depths json.loads still accepts
+    assert answer.status_code == 422, answer.text
+    assert "more than 32 levels deep" in answer.json()["error_message"]
 
 
 @pytest.mark.parametrize("path", ["/lipsync", "/jobs/lipsync"])
