@@ -63,6 +63,8 @@ class LipsyncRequest:
     fidelity_weight: float = 0.7
     sync_mode: str = "silence"
     auto: bool = False
+    characters: list[CharacterSpec] = field(default_factory=list)
+    """Reference people: auto mode picks them, and people not requested are named by them."""
 
 
 def _require(body: dict, key: str, kind: type | tuple, where: str = "") -> Any:
@@ -220,6 +222,7 @@ def parse_lipsync(body: Any, require_upload: bool = True) -> LipsyncRequest:
         enhance_quality=bool(_optional(body, "enhance_quality", bool, False)),
         fidelity_weight=float(_optional(body, "fidelity_weight", (int, float), 0.7)),
         sync_mode=_optional(body, "sync_mode", str, "silence"),
+        characters=parse_characters(body.get("characters") or []),
     )
     if not 0 <= request.fidelity_weight <= 1:
         raise InputError("field 'fidelity_weight' must be in [0, 1]")

@@ -343,19 +343,23 @@ def detect_work(body, config: JobConfig) -> Work:
 
 
 def lipsync_work(body, config: JobConfig) -> Work:
-    config.limits.check_counts(len(body.faces or ()), 0)
+    config.limits.check_counts(len(body.faces or ()), len(body.characters))
 
     def work(context: JobContext, workdir: Path, stats: dict) -> dict:
         started = time.perf_counter()
         if body.upload_url:
             check_upload_url(body.upload_url, config.upload_policy)
-        video, audio = fetch_all([(body.video_url, "video", "video_url"), (body.audio_url, "audio", "audio_url")],
-                                 workdir, config, context)
+        inputs = [(body.video_url, "video", "video_url"), (body.audio_url, "audio", "audio_url")]
+        inputs += [(c.reference_image_url, "image", f"characters[{i}].reference_image_url")
+                   for i, c in enumerate(body.characters)]
+        video, audio, *images = fetch_all(inputs, workdir, config, context)
+        characters = [Character(c.id, c.name, image) for c, image in zip(body.characters, images)]
         download_ms = (time.perf_counter() - started) * 1000
         out = workdir / "output.mp4"
         with named_inputs(video_url=video, audio_url=audio):
             result = jobs.lipsync(video, audio, body.faces, out, config.settings, context,
-                                  body.enhance_quality, body.fidelity_weight, body.sync_mode)
+                                  body.enhance_quality, body.fidelity_weight, body.sync_mode,
+                                  characters=characters)
         stats.update(frames=result["output"]["frame_count"], pipeline_s=result["metrics"]["wall_s"])
         result["timing"]["download_ms"] = round(download_ms, 1)
         context.check()

@@ -4,6 +4,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from PIL import Image
 from scipy.io import wavfile
 
 from models.faces.default import DefaultFaceBackend
@@ -202,3 +203,20 @@ def test_bad_lipsync_requests(api, files, change, fragment):
         assert receiver.puts == []
     assert httpx.get(server.url + "/health").status_code == 200
     assert list(Path(settings.workdir).glob("lipsync-*")) == []
+
+
+def test_people_not_requested_are_named_by_the_references(api, files, data_dir):
+    """Only the left face is requested; the right one matches the `characters` headshot
+    (a moment of its clip the video does not show), so it is reported under that id."""
+    server, _ = api
+    headshot = clip_frames(data_dir / "video" / "d20.mp4", 360)[160]
+    Image.fromarray(headshot).save(files.root / "bob.png")
+    body = request_body(files, None, characters=[{"id": "bob", "reference_image_url": files.url("bob.png")}])
+    body["faces"] = body["faces"][:1]
+    with PutReceiver([200]) as receiver:
+        body["upload_url"] = receiver.url("out/named.mp4")
+        response = httpx.post(server.url + "/lipsync", json=body, timeout=600)
+    assert response.status_code == 200, response.text
+    faces = response.json()["faces"]
+    assert faces["total_detected"] == 2 and faces["processed"] == 1
+    assert [u["character_id"] for u in faces["unknown_faces"]] == ["bob"]
