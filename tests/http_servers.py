@@ -335,16 +335,22 @@ class SlowSender:
     PUT (an upload) is answered as GET: `/mute` never reads the body.
     """
 
-    def __init__(self, interval_s: float = 0.1, declared: int = 1000) -> None:
+    def __init__(self, interval_s: float = 0.1, declared: int = 1000, tls: tuple[Path, Path] | None = None) -> None:
         self.interval_s = interval_s
         self.declared = declared
         self.stop = threading.Event()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _SlowHandler)
         self.httpd.daemon_threads = True
         self.httpd.owner = self  # type: ignore[attr-defined]
+        self.tls = tls
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*map(str, tls))
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
 
-    def url(self, route: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{route}"
+    def url(self, route: str, host: str = "127.0.0.1") -> str:
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{host}:{self.httpd.server_address[1]}/{route}"
 
     def __enter__(self) -> SlowSender:
         threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()

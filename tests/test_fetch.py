@@ -18,7 +18,7 @@ from stream.config import Settings
 from stream.errors import FetchError, UploadError
 from stream.delivery import UploadCancelled, UploadPolicy, upload_file
 from stream.fetch import FetchCancelled, FetchPolicy, fetch_to_temp
-from tests.http_servers import SlowSender
+from tests.http_servers import SlowSender, self_signed_cert
 from tests.live_server import LiveServer
 
 
@@ -45,6 +45,24 @@ def test_total_deadline_holds_whatever_the_sender_does(slow, tmp_path, route):
     assert "took longer than 1 s" in str(error) and "LIPSYNC_FETCH_TOTAL_TIMEOUT_S" in str(error)
     assert elapsed < 6.0  # the deadline is 1 s; a loaded machine gets a wide margin
     assert list(tmp_path.iterdir()) == []  # the partial file is gone
+
+
+def test_deadline_and_cancel_hold_over_tls(tmp_path):
+    """The watchdog shuts the TLS socket down too (the TCP socket is detached by the TLS wrap)."""
+    try:
+        cert = self_signed_cert(tmp_path, "localhost")
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    with SlowSender(tls=cert) as slow:
+        url = slow.url("drip", host="localhost")
+        policy = FetchPolicy(allow_private_networks=True, total_timeout_s=1.0, ca_bundle=str(cert[0]))
+        error, elapsed = _fetch(url, tmp_path / "a", policy)
+        assert isinstance(error, FetchError) and "took longer than 1 s" in str(error) and elapsed < 6.0
+        flag = threading.Event()
+        threading.Timer(0.5, flag.set).start()
+        policy = FetchPolicy(allow_private_networks=True, total_timeout_s=60.0, ca_bundle=str(cert[0]))
+        error, elapsed = _fetch(url, tmp_path / "b", policy, cancelled=flag.is_set)
+        assert isinstance(error, FetchCancelled) and elapsed < 5.0
 
 
 def test_cancel_stops_a_download_within_a_second(slow, tmp_path):
