@@ -202,3 +202,15 @@ def test_huge_headshot_is_refused_without_decoding_it(api):
     message = answer.json()["error_message"]
     assert "characters[0].reference_image_url" in message and "LIPSYNC_MAX_HEADSHOT_PIXELS" in message
     assert time.monotonic() - started < 30
+
+
+def test_limits_from_env():
+    limits = Limits.from_env({"LIPSYNC_MAX_FACES": "4", "LIPSYNC_MAX_CHARACTERS": "0",
+                              "LIPSYNC_MAX_HEADSHOT_PIXELS": "1000000"})
+    assert (limits.max_faces, limits.max_characters, limits.max_headshot_pixels) == (4, 0, 1_000_000)
+    defaults = Limits.from_env({})
+    assert (defaults.max_faces, defaults.max_characters, defaults.max_headshot_pixels) == (16, 16, 4096 * 4096)
+    assert defaults.probe_limits("image") == {"max_pixels": 4096 * 4096}
+    assert defaults.probe_limits("audio") == {"max_duration_s": 600.0, "max_pixels": None}
+    with pytest.raises(ValueError, match="LIPSYNC_MAX_FACES"):
+        Limits.from_env({"LIPSYNC_MAX_FACES": "many"})
