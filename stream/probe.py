@@ -18,6 +18,8 @@ from PIL import Image, UnidentifiedImageError
 from stream.errors import MediaError
 
 KINDS = ("video", "audio", "image")
+KEYFRAME_CHECK_S = 2.0
+"""Seconds between two keyframes the probe decodes to check the picture size."""
 _HEAD_BYTES = 4096
 
 
@@ -245,9 +247,11 @@ def _scan_packets(
     """Demux every packet (decoding only the target's first frame); seconds covered per stream index.
 
     Stops at the first target packet that ends past `max_duration_s` (its timestamps, not
-    the header). With `max_pixels`, a video's keyframes are decoded too (a new picture size
-    starts at a keyframe in H.264/HEVC): one over `max_pixels`, or of another size than the
-    first picture, is refused here, before a job decodes the whole stream.
+    the header). With `max_pixels`, a video's keyframes are decoded too, one every
+    KEYFRAME_CHECK_S at most (a new picture size starts at a keyframe in H.264/HEVC; an
+    all-intra stream such as ProRes would otherwise be decoded whole): one over
+    `max_pixels`, or of another size than the first picture, is refused here, before a job
+    decodes the stream. The decode stage still checks every frame.
 
     A damaged last packet of the target means the file was cut; a few damaged packets
     inside are left to the decoder to conceal, many mean the file is corrupt.
@@ -307,6 +311,7 @@ class _Pictures:
         self.path = path
         self.max_pixels = max_pixels
         self.size: tuple[int, int] | None = None
+        self.next_check_s = 0.0
 
     def check(self, frames: list) -> bool:
         """True when `frames` holds a frame; raises MediaError for a picture that breaks the rules."""
@@ -326,7 +331,13 @@ class _Pictures:
         return bool(frames)
 
     def check_keyframe(self, packet: av.Packet) -> None:
-        """Decode one keyframe (the frames between are never sent) and check its picture."""
+        """Decode one keyframe (the frames between are never sent) and check its picture,
+        unless one was checked less than KEYFRAME_CHECK_S before it."""
+        if packet.pts is not None and packet.time_base:
+            at = float(packet.pts * packet.time_base)
+            if at < self.next_check_s:
+                return
+            self.next_check_s = at + KEYFRAME_CHECK_S
         try:
             frames = packet.decode()
         except av.FFmpegError:  # a keyframe that needs the frames we skipped: the decode stage will see it
