@@ -36,13 +36,21 @@ class Shot:
     """Frames at the end of the shot that fade to black (a fade-out, then the next shot)."""
 
 
+def _bounced(index: int, length: int) -> int:
+    """Frame `index` of a clip played forwards, backwards, forwards... (no jump at its ends)."""
+    period = max(1, 2 * length - 2)
+    index %= period
+    return index if index < length else period - index
+
+
 def shot_frames(shot: Shot, width: int, height: int, fps: int, start: int):
-    """The shot's canvases; clips play from their offset, continuing from `start` (frame index)."""
+    """The shot's canvases; clips play from their offset, continuing from `start` (frame index),
+    and play backwards at their end (a clip that jumped back to its start would be a cut)."""
     count = int(round(shot.seconds * fps))
     for k in range(count):
         canvas = np.full((height, width, 3), 90, np.uint8)
         for person in shot.people:
-            image = person.frames[(start + k + person.offset) % len(person.frames)]
+            image = person.frames[_bounced(start + k + person.offset, len(person.frames))]
             h, w = image.shape[:2]
             canvas[person.y:person.y + h, person.x:person.x + w] = image
         left = count - k
