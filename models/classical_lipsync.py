@@ -35,7 +35,7 @@ from scipy.spatial import Delaunay
 from models.engine import MouthPatch, MouthRequest
 from models.mouth_bank import CLOSED_GAP, OPEN_GAP, FaceAxes, MouthBank, mouth_opening, mouth_width
 from models.mouth_params import MouthParamConfig, MouthShape, MouthTrack, mouth_track_from_audio
-from models.mouth_transfer import WeightedSample, paint_bank_mouth
+from models.mouth_transfer import WeightedSample, paint_bank_mouth, with_real_lips
 
 log = logging.getLogger(__name__)
 
@@ -329,6 +329,14 @@ class ClassicalLipSync:
     def prepare_audio(self, audio: np.ndarray, sample_rate: int, fps: float) -> MouthTrack:
         return mouth_track_from_audio(audio, sample_rate, fps, self.audio)
 
+    @staticmethod
+    def with_expressiveness(features: MouthTrack, expressiveness: float) -> MouthTrack:
+        """The track with its motion scaled (expressiveness 0-1): 0.5 as analysed, 0 still, 1 twice
+        as wide; openness, width and rounding are multiplied by 2 * expressiveness, capped at 1."""
+        gain = 2.0 * float(expressiveness)
+        return replace(features, **{name: np.clip(getattr(features, name) * gain, 0.0, 1.0)
+                                    for name in ("openness", "width", "rounding")})
+
     def render(self, requests: Sequence[MouthRequest], audio_features: MouthTrack) -> list[MouthPatch]:
         return [self.render_one(r, audio_features.at(r.time_ms)) for r in requests]
 
@@ -372,6 +380,8 @@ class ClassicalLipSync:
         warp = self._warp_for(req.bank)
         dst_uv = articulate_local(self._neutral(state, src_uv), shape, state.neutral_width, warp)
         chosen = self._choose_samples(req.bank, state, dst_uv, face.pose)
+        if chosen:
+            dst_uv = with_real_lips(dst_uv, chosen)
 
         poly_uv = _alpha_polygon(src_uv, dst_uv, warp)
         ring_uv = _ring(poly_uv, warp.ring_margin)

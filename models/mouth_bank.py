@@ -37,6 +37,9 @@ OPEN_GAP = 0.12
 """Inner-lip gap (s units) from which a mouth counts as open (teeth can show)."""
 CLOSED_GAP = 0.04
 """Inner-lip gap (s units) under which a mouth counts as closed."""
+NEAR_CLOSED_GAP = 0.08
+"""A bank whose least open sample is under this gap can close the mouth: lips a little
+apart, pressed together by the warp, still look like the person's closed lips."""
 
 
 @dataclass(frozen=True)
@@ -178,7 +181,7 @@ class Coverage:
 
     @property
     def has_closed(self) -> bool:
-        return self.samples > 0 and self.min_opening <= CLOSED_GAP
+        return self.samples > 0 and self.min_opening <= NEAR_CLOSED_GAP
 
     @property
     def has_open(self) -> bool:
@@ -231,8 +234,8 @@ class MouthBank:
         """Per-sample cost of showing it for a target mouth (lower is better, 1 ~ visible).
 
         Shape dominates (the sample is warped to the target's lips, so a mismatch
-        stretches its texture); pose and lighting follow; blurred samples and, for an open
-        target, samples without teeth pay a little more."""
+        stretches its texture); pose and lighting follow; blurred samples pay a little more,
+        and so do samples without teeth for an open target, with teeth for a closed one."""
         if not self.samples:
             return np.zeros(0)
         ops = np.array([s.opening for s in self.samples])
@@ -249,6 +252,8 @@ class MouthBank:
             cost += ((np.array([s.brightness for s in self.samples]) - brightness) / 40.0) ** 2
         sharp = np.array([s.sharpness for s in self.samples])
         cost += 0.5 * np.clip(1.0 - sharp / max(float(np.median(sharp)), 1e-6), 0.0, 1.0)
-        if opening >= OPEN_GAP:
-            cost -= 3.0 * np.array([s.teeth for s in self.samples])
+        # Open targets favour samples that show teeth; nearly closed ones avoid them (a
+        # sample's teeth the landmarks put inside its lips would show as a white line).
+        teeth = np.array([s.teeth for s in self.samples])
+        cost += -3.0 * teeth if opening >= OPEN_GAP else 3.0 * teeth
         return cost

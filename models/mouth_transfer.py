@@ -24,7 +24,7 @@ from models.mouth_bank import FaceAxes, MouthSample, local_to_canonical
 N_RING = 16
 RING_MARGIN = 0.22
 """Distance (s units) of the mesh's outer ring beyond the outer lips."""
-MASK_GROW = 0.07
+MASK_GROW = 0.12
 """How far (s units) the painted mouth reaches beyond the target's outer lips."""
 MASK_FEATHER = 0.035
 """Gaussian sigma (s units) of the painted mouth's edge."""
@@ -39,6 +39,35 @@ LIP_POINTS = list(range(48, 68))
 class WeightedSample:
     sample: MouthSample
     weight: float
+
+
+_OUTER_ANCHORS = ((60,), (60, 61), (61,), (62,), (63,), (63, 64), (64,), (64, 65), (65,), (66,), (67,), (67, 60))
+"""For each outer-lip landmark 48-59, the inner-lip landmarks it lies over or under."""
+
+
+def _anchors(uv: np.ndarray) -> np.ndarray:
+    return np.stack([uv[list(ids)].mean(axis=0) for ids in _OUTER_ANCHORS])
+
+
+def with_real_lips(dst_uv: np.ndarray, chosen: Sequence[WeightedSample]) -> np.ndarray:
+    """Target landmarks whose outer lips have the chosen samples' real thickness.
+
+    The inner lips (the audio-driven opening) are kept. Closing a wide-open mouth by
+    moving its landmarks leaves the open mouth's outer contour (a deep lower lip, a
+    pout); the person's own lips at this opening give the shape instead: each outer
+    point is put at its inner anchor plus the samples' weighted offset (widths scaled to
+    the target mouth, local s units)."""
+    total = sum(c.weight for c in chosen)
+    width = dst_uv[54, 0] - dst_uv[48, 0]
+    offset = np.zeros((12, 2))
+    for item in chosen:
+        uv = item.sample.uv.astype(np.float64)
+        o = uv[48:60] - _anchors(uv)
+        o[:, 0] *= width / max(uv[54, 0] - uv[48, 0], 1e-3)
+        offset += (item.weight / total) * o
+    out = dst_uv.copy()
+    out[48:60] = _anchors(dst_uv) + offset
+    return out
 
 
 def lip_ring(uv: np.ndarray) -> np.ndarray:
