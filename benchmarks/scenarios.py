@@ -124,6 +124,23 @@ def detect_3fps(video: str, out: str, audio: str | None, faces: int) -> dict:
             "shot_share": result["timing"]["shot_detection_ms"] / 1000 / sum(cpu)}
 
 
+def shot_detection(video: str, out: str, audio: str | None, faces: int) -> dict:
+    """Every frame decoded (no RGB) and handed to the shot detector, as the decoder does in
+    both jobs. shot_ms_per_frame is the detector's CPU per frame (thumbnail + decision)."""
+    from stages.shots import ShotDetector
+
+    detector = ShotDetector()
+    start, cpu = time.perf_counter(), time.process_time()
+    with av.open(video) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        entries = ((i, f.pts, stream.time_base, f) for i, f in enumerate(container.decode(stream)))
+        frames = sum(1 for _ in detector.label(entries))
+    wall = time.perf_counter() - start
+    return {"frames": frames, "wall_s": wall, "fps": frames / wall, "cpu_s": time.process_time() - cpu,
+            "shot_ms_per_frame": detector.ms_per_frame, "boundaries": len(detector.boundaries_ms)}
+
+
 def active_speakers(video: str, out: str, audio: str | None, faces: int) -> dict:
     """Light-ASD on every face track of a detect-faces pass (the shared weights, read in
     place). fps counts video frames per second of the ASD pass (crops + scoring);
@@ -254,7 +271,7 @@ SCENARIOS: dict[str, Callable[[str, str, str | None, int], dict]] = {
     "codec_floor": codec_floor, "passthrough": passthrough, "decode_all": decode_all,
     "detect_3fps": detect_3fps, "lipsync": lipsync, "lipsync_synth": lipsync_synth, "sequential": sequential,
     "naive": naive,
-    "neural_tiny": neural_tiny, "active_speakers": active_speakers,
+    "neural_tiny": neural_tiny, "active_speakers": active_speakers, "shot_detection": shot_detection,
 }
 
 
