@@ -11,9 +11,8 @@ A frame t starts a new shot when
 - its change from frame t-1 (mean absolute thumbnail difference, grey levels) is at least
   `min_change` and `ratio` times the change around it (the larger of the two changes before
   it and the smaller of the two after it, repeated frames skipped, plus `floor`): a spike,
-  not sustained motion,
-  which is what a shaky hand-held camera makes; and it is not a flash (frame t+1 back to
-  what t-1 was); or
+  not the sustained motion a shaky hand-held camera makes; and it is not a flash (frame
+  t+1 back to what t-1 was); or
 - the picture goes dark (mean luma below `dark_enter`) after being lit: a fade out; the
   fade in that follows belongs to the new shot.
 Two boundaries are at least `min_shot_ms` apart (PySceneDetect's `min_scene_len`).
