@@ -170,3 +170,28 @@ def test_closing_a_wide_open_mouth_leaves_no_ghost(data_dir, inputs, backend, tm
     # 0.14-0.28 on these frames; the synthesised mouth 0.25-0.36 (its ghost); the bank 0.08-0.21.
     assert float(np.mean(shares_in)) > 0.15  # the original really is open there
     assert float(np.mean(shares_out)) < 0.14 and max(shares_out) < 0.25, shares_out
+
+
+def test_bank_mouth_follows_the_new_speech_and_closes_in_silence(data_dir, inputs, backend, tmp_path):
+    """d12 re-synced to another voice: the output opening (its landmarks) follows the
+    audio's target opening, and the mouth is shut where the audio says closed."""
+    from models.classical_lipsync import ClassicalLipSync
+    from stages.audio import load_audio
+
+    frames, faces = inputs["d12"]
+    audio = data_dir / "audio" / "yongen.wav"
+    output = run(data_dir / "video" / "d12.mp4", audio, tmp_path / "dub.mp4", 48)
+    track = ClassicalLipSync().prepare_audio(load_audio(audio, 16000), 16000, 25.0)
+    target, measured, closed = [], [], []
+    for i in faces:
+        face = first_face(backend, output[i])
+        if face is None:
+            continue
+        shape = track.at(i * 40.0)
+        target.append(shape.openness)
+        closed.append(shape.closed)
+        measured.append(mouth_opening(FaceAxes.from_landmarks(face.landmarks).to_local(face.landmarks)))
+    target, measured, closed = np.array(target), np.array(measured), np.array(closed)
+    assert np.corrcoef(target, measured)[0, 1] >= 0.5
+    assert (closed > 0.7).sum() >= 3
+    assert float(np.median(measured[closed > 0.7])) < 0.08
