@@ -1,4 +1,9 @@
-"""Resolving the requested faces: which detected face each request's bbox means."""
+"""Resolving the requested faces: which detected face each request's bbox means.
+
+The bbox is matched at its start time, or, when no face is there, a little before or after;
+those nearby frames must be in the same shot (`stages.shots`), since across a cut the same
+place may hold another person.
+"""
 from __future__ import annotations
 
 import uuid
@@ -8,11 +13,14 @@ import numpy as np
 from models.faces.base import FaceBackend
 from stages.decode import open_media, rotate_upright
 from stages.follow import Target
+from stages.shots import ShotDetector
 from stream.errors import InputError
 from stream.frame import Face, iou, xywh_to_xyxy
 from stream.schema import FaceSpec
 
 _PROBE_OFFSETS_MS = (0, 200, -200, 500, -500)
+_SHOT_LEAD_MS = 1000.0
+"""Decoded before the probes, so the shot detector's first boundary can be one of theirs."""
 
 
 def frame_at(path: str, time_ms: float) -> tuple[float, np.ndarray] | None:
@@ -38,6 +46,30 @@ def frame_at(path: str, time_ms: float) -> tuple[float, np.ndarray] | None:
         return float(chosen.pts * stream.time_base * 1000), image
 
 
+def shot_span(path: str, time_ms: float, reach_ms: float) -> tuple[float, float]:
+    """[start, end) ms of the shot holding `time_ms`, as far as `reach_ms` either side shows."""
+    detector = ShotDetector()
+    with open_media(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        first_ms = max(0.0, time_ms - reach_ms - _SHOT_LEAD_MS)
+        container.seek(int(first_ms / 1000 / stream.time_base), stream=stream, backward=True)
+
+        def entries():
+            for index, frame in enumerate(container.decode(stream)):
+                if frame.pts is None:
+                    continue
+                if frame.pts * stream.time_base * 1000 > time_ms + reach_ms:
+                    return
+                yield index, frame.pts, stream.time_base, frame
+
+        for _ in detector.label(entries()):
+            pass
+    start = max((b for b in detector.boundaries_ms if b <= time_ms), default=float("-inf"))
+    end = min((b for b in detector.boundaries_ms if b > time_ms), default=float("inf"))
+    return start, end
+
+
 def _best_match(spec_box: np.ndarray, faces: list[Face]) -> Face | None:
     """The detection the caller's box means: best IoU, or the one whose centre it contains."""
     scored = [(iou(spec_box, f.bbox), f) for f in faces]
@@ -60,8 +92,13 @@ def resolve_targets(video: str, specs: list[FaceSpec], backend: FaceBackend, dur
         box = xywh_to_xyxy(spec.bbox)
         seen: list[list[int]] = []
         match = None
+        span = None
         for offset in _PROBE_OFFSETS_MS:
             probe_ms = min(max(spec.start_time_ms + offset, 0.0), duration_ms - 1)
+            if offset:
+                span = span or shot_span(video, spec.start_time_ms, max(map(abs, _PROBE_OFFSETS_MS)))
+                if not span[0] <= probe_ms < span[1]:
+                    continue
             found = frame_at(video, probe_ms)
             if found is None:
                 continue

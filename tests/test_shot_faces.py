@@ -12,15 +12,18 @@ import cv2
 import numpy as np
 import pytest
 
+from models.faces.default import DefaultFaceBackend
 from stages.decode import DecodeStage
 from stages.shots import ShotDetector
 from stream import jobs
 from stream.config import Settings
+from stream.errors import InputError
 from stream.frame import Frame
 from stream.pipeline import Pipeline
 from stream.references import Character
 from stream.schema import FaceSpec
 from stream.stage import FunctionStage
+from stream.targets import resolve_targets, shot_span
 from tests.media import clip_frames, read_frames
 from tests.shot_media import Person, Shot, edited_video, shot_at
 
@@ -183,3 +186,18 @@ def test_a_cut_the_shot_detector_misses_is_caught_where_the_face_was(edited, det
     Pipeline(DecodeStage(video), [*stages, FunctionStage("measure", measure)]).run_inline()
     assert max(u_changed) == 0
     assert sum(1 for c in r_changed if c > 0) >= 0.8 * len(r_changed)
+
+
+def test_a_request_bbox_is_never_matched_in_another_shot(edited, detected):
+    """At 1.5 s nobody stands on the left; 0.1 s later, after the cut, R does. The request
+    must not take R from the next shot by where R stands."""
+    folder, cuts = edited
+    video = str(folder / "edited.mp4")
+    bbox = _person_at(detected["frames"][6]["faces"], LEFT)["bbox"]  # R on the left, in shot 2
+    with pytest.raises(InputError, match="matches no face"):
+        resolve_targets(video, [FaceSpec("ravi", [float(v) for v in bbox], 1500, 3000)],
+                        DefaultFaceBackend(), 6400)
+    assert shot_span(video, 1500, 500) == (float("-inf"), cuts[0] * 1000 / FPS)
+    (target,) = resolve_targets(video, [FaceSpec("ravi", [float(v) for v in bbox], 1700, 3000)],
+                                DefaultFaceBackend(), 6400)
+    assert abs(target.anchor.center[0] - (LEFT + SIZE / 2)) < SIZE / 2
