@@ -22,11 +22,14 @@ def track_key(person_key: str, frame: Frame) -> str:
 class LipSyncStage(BatchStage):
     name = "lipsync"
 
-    def __init__(self, engine: LipSyncEngine, audio_features: Any, banks: dict | None = None) -> None:
+    def __init__(self, engine: LipSyncEngine, audio_features: Any, banks: dict | None = None,
+                 features_by_key: dict | None = None) -> None:
         super().__init__()
         self.engine = engine
         self.audio_features = audio_features
         self.banks = banks or {}
+        self.features_by_key = features_by_key or {}
+        """Per target key, the features its face renders with (its own stem, its expressiveness)."""
         self.batch_size = max(1, engine.batch_size)
         self.faces_rendered = 0
         self._faces_pending = 0
@@ -43,16 +46,19 @@ class LipSyncStage(BatchStage):
         return super()._run_pending()
 
     def process_batch(self, frames: list[Frame]) -> list[Frame]:
-        requests, owners = [], []
+        groups: dict[int, tuple[Any, list, list]] = {}  # one engine call per distinct features
         for frame in frames:
             frame.notes["patches"] = []
             for item in frame.notes.get("render", ()):
+                features = self.features_by_key.get(item.target.key, self.audio_features)
+                _, requests, slots = groups.setdefault(id(features), (features, [], []))
                 requests.append(MouthRequest(frame.index, frame.time_ms, frame.image, item.face,
                                              track_key(item.target.key, frame), item.strength,
                                              self.banks.get(item.target.key)))
-                owners.append(frame)
-        if requests:
-            for frame, patch in zip(owners, self.engine.render(requests, self.audio_features)):
-                frame.notes["patches"].append(patch)
+                slots.append((frame, len(frame.notes["patches"])))  # the patch keeps its item's place
+                frame.notes["patches"].append(None)
+        for features, requests, slots in groups.values():
+            for (frame, slot), patch in zip(slots, self.engine.render(requests, features)):
+                frame.notes["patches"][slot] = patch
             self.faces_rendered += len(requests)
         return frames

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,8 @@ from stream.pipeline import Pipeline
 from stream.probe import probe_media
 from stream.references import Character, reference_embedding
 from stream.registry import shared_registry
-from stream.schema import FaceSpec
+from stream.schema import FaceSpec, Voice
+from stream.stems import auto_faces_with_stems, mix_stems, stem_features, stems_of
 from stream.targets import resolve_targets
 
 ANALYSIS_RATE = 16000
@@ -255,6 +257,8 @@ class LipsyncSetup:
     banks: dict = field(default_factory=dict)
     """Per target key, the person's `MouthBank` (classical engine), from `build_mouth_banks`."""
     bank_ms: float = 0.0
+    expressiveness_applied: bool = False
+    """Whether the engine scales its mouth motion by expressiveness (`stream.stems.stem_features`)."""
 
     @property
     def encodes_on_device(self) -> bool:
@@ -287,8 +291,10 @@ class LipsyncSetup:
 
 def prepare_lipsync(video: str, audio: str, faces: Sequence[FaceSpec], settings: Settings,
                     context: JobContext, enhance_quality: bool = False, sync_mode: str = "silence",
-                    rules: SyncRules = SyncRules(), fidelity_weight: float = 0.7) -> LipsyncSetup:
-    """Check the inputs, match the requested faces, analyse the audio, build the stages."""
+                    rules: SyncRules = SyncRules(), fidelity_weight: float = 0.7,
+                    expressiveness: float = 0.5) -> LipsyncSetup:
+    """Check the inputs, match the requested faces, analyse the audio (and each face's own
+    stem: `stream.stems`), build the stages."""
     info = probe_video(video)
     try:
         speech = load_audio(audio, ANALYSIS_RATE)
@@ -316,6 +322,10 @@ def prepare_lipsync(video: str, audio: str, faces: Sequence[FaceSpec], settings:
     if getattr(engine, "mask_source", None) == "landmarks":
         warnings.append("face-parsing weights are absent: MuseTalk blends through a landmark-derived mask")
     features = engine.prepare_audio(_fit_audio(speech, ANALYSIS_RATE, out_ms), ANALYSIS_RATE, info.fps)
+    features_by_key, expressive, stem_warnings = stem_features(
+        engine, targets, features, lambda samples: _fit_audio(samples, ANALYSIS_RATE, out_ms), info.fps,
+        expressiveness, ANALYSIS_RATE)
+    warnings.extend(stem_warnings)
     context.check()
     banks, bank_ms = {}, 0.0
     if getattr(engine, "uses_mouth_bank", False) and settings.mouth_bank > 0:
@@ -327,10 +337,10 @@ def prepare_lipsync(video: str, audio: str, faces: Sequence[FaceSpec], settings:
         warnings.append(encoder.warning)
     return LipsyncSetup(info, out_ms, decode_options, warnings, targets, engine, backend,
                         TrackStage(backend, targets, settings.detect_interval, rules=rules),
-                        PlanStage(targets, info.fps), LipSyncStage(engine, features, banks),
+                        PlanStage(targets, info.fps), LipSyncStage(engine, features, banks, features_by_key),
                         AnimateStage(animator) if animator is not None else None,
                         EnhanceStage(restorer, fidelity_weight) if restorer is not None else None,
-                        device, encoder, banks, bank_ms)
+                        device, encoder, banks, bank_ms, expressive)
 
 
 def build_mouth_banks(video: str, info: VideoInfo, targets: Sequence, backend, settings: Settings,
@@ -392,22 +402,28 @@ def lipsync_stages(video: str, audio: str, faces: Sequence[FaceSpec], settings: 
 
 
 def auto_faces(video: str, settings: Settings, context: JobContext,
-               characters: Sequence[Character] = ()) -> tuple[list[FaceSpec], str]:
+               characters: Sequence[Character] = (), voices: dict[str, Voice] | None = None
+               ) -> tuple[list[FaceSpec], str]:
     """Auto mode, from a detect-faces pass at 3 fps: who speaks when in the original audio
     (Light-ASD) when it can tell; otherwise every syncable person (recognised ones when
     references are given) where they are present. The new audio is assumed to be a dub
-    aligned with the original. Returns the faces and a sentence saying which rule ran."""
+    aligned with the original. A person with their own stem (voices, by character_id) is
+    synced only while present and their stem has speech (`stream.stems`).
+    Returns the faces and a sentence saying which rule ran."""
     detected = detect_faces(video, characters, 3.0, 0.5, settings, context)
     faces = faces_from_speakers(detected)
     if characters:
         faces = [f for f in faces if f.character_id in detected["characters_detected"]]
     if faces:
-        return faces, "auto mode: lip-synced each person while they are the active speaker in the original audio"
+        faces, stems_rule = auto_faces_with_stems(faces, detected, voices, ANALYSIS_RATE)
+        return faces, ("auto mode: lip-synced each person while they are the active speaker in the original audio"
+                       + stems_rule)
     faces = faces_from_detection(detected, recognised_only=bool(characters))
     if not faces:
         raise InputError("auto mode found no syncable face in the video; pass faces[] explicitly")
+    faces, stems_rule = auto_faces_with_stems(faces, detected, voices, ANALYSIS_RATE)
     return faces, ("auto mode: lip-synced every syncable face where it is present, not the active speakers: "
-                   + _why_no_speakers(video, detected, settings))
+                   + _why_no_speakers(video, detected, settings) + stems_rule)
 
 
 def _why_no_speakers(video: str, detected: dict, settings: Settings) -> str:
@@ -422,25 +438,35 @@ def _why_no_speakers(video: str, detected: dict, settings: Settings) -> str:
     return "Light-ASD needs torch, which is not installed"
 
 
-def lipsync(video: str | os.PathLike, audio: str | os.PathLike, faces: Sequence[FaceSpec] | None,
+def lipsync(video: str | os.PathLike, audio: str | os.PathLike | None, faces: Sequence[FaceSpec] | None,
             out: str | os.PathLike, settings: Settings | None = None, context: JobContext | None = None,
             enhance_quality: bool = False, fidelity_weight: float = 0.7, sync_mode: str = "silence",
-            rules: SyncRules = SyncRules(), inline: bool = False, characters: Sequence[Character] = ()) -> dict:
+            rules: SyncRules = SyncRules(), inline: bool = False, characters: Sequence[Character] = (),
+            voices: dict[str, Voice] | None = None, expressiveness: float = 0.5) -> dict:
     """Phase 2: re-animate the requested faces' mouths to the new audio, encode to `out`.
 
     faces None is auto mode (see `auto_faces`). inline=True runs the same stages
     sequentially in this thread (the benchmark baseline). characters: reference people who
     name the people not requested (reported under their id in `unknown_faces`).
     Shot cuts are found in the stream (`stages.shots`); the response lists them in `shots`.
+    Per-face stems (`FaceSpec.voice`, or voices by character_id in auto mode) drive only their
+    face; audio None makes the stems mixed the output track (`stream.stems`).
     """
     settings = settings or Settings.from_env()
     context = context or JobContext()
+    if audio is None:
+        with tempfile.TemporaryDirectory(prefix="stems-") as folder:
+            mix, notes = mix_stems(stems_of(faces, voices), Path(folder) / "mix.wav")
+            result = lipsync(video, mix, faces, out, settings, context, enhance_quality, fidelity_weight,
+                             sync_mode, rules, inline, characters, voices, expressiveness)
+        result["warnings"].extend(notes)
+        return result
     video, audio = str(video), str(audio)
     auto_rule = None
     if faces is None:
-        faces, auto_rule = auto_faces(video, settings, context, characters)
+        faces, auto_rule = auto_faces(video, settings, context, characters, voices)
     setup = prepare_lipsync(video, audio, faces, settings, context, enhance_quality, sync_mode, rules,
-                            fidelity_weight)
+                            fidelity_weight, expressiveness)
     info, out_ms, warnings, engine, backend = setup.info, setup.out_ms, setup.warnings, setup.engine, setup.backend
     targets, track, plan = setup.targets, setup.track, setup.plan
     track.add_references([(c.id, reference_embedding(backend, c)) for c in characters])
@@ -486,6 +512,7 @@ def lipsync(video: str | os.PathLike, audio: str | os.PathLike, faces: Sequence[
         "encoder": setup.encoder.codec,
         "liveportrait": setup.animate is not None,
         "enhanced": setup.enhance is not None,
+        "expressiveness_applied": setup.expressiveness_applied,
         "face_backend": backend.name,
         "mouth_bank": bank_report(targets, setup.banks),
         "warnings": warnings,

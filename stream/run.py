@@ -30,7 +30,8 @@ from stream.context import JobContext, Progress
 from stream.errors import InputError, LipSyncError
 from stream.pipeline import PipelineCancelled
 from stream.references import Character
-from stream.schema import SYNC_MODES, parse_characters, parse_faces
+from stream.schema import SYNC_MODES, FaceSpec, Voice, parse_characters, parse_faces, parse_voices
+from stream.stems import fetched_stems, stem_inputs
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -96,15 +97,34 @@ def load_characters(path: str | None) -> list[Character]:
     base = Path(path).resolve().parent
     characters = []
     for spec in specs:
-        location = spec.reference_image_url.removeprefix("file://")
-        if "://" in location:
-            raise InputError(f"characters.json: {spec.id}: the CLI reads local reference images; "
-                             f"download {spec.reference_image_url} first")
-        image = (base / location) if not Path(location).is_absolute() else Path(location)
-        if not image.is_file():
-            raise InputError(f"characters.json: {spec.id}: reference image {image} not found")
+        image = local_file(spec.reference_image_url, base, f"characters.json: {spec.id}: reference image")
         characters.append(Character(spec.id, spec.name, image))
     return characters
+
+
+def local_file(url: str, base: Path, what: str) -> Path:
+    """A JSON file's local path (or file:// URL), relative to `base`; the CLI fetches nothing."""
+    location = url.removeprefix("file://")
+    if "://" in location:
+        raise InputError(f"{what}: the CLI reads local files; download {url} first")
+    path = (base / location) if not Path(location).is_absolute() else Path(location)
+    if not path.is_file():
+        raise InputError(f"{what} {path} not found")
+    return path
+
+
+def load_faces(path: str | None, voices_path: str | None) -> tuple[list[FaceSpec] | None, dict[str, Voice]]:
+    """faces.json (or, for --auto, voices.json) with each stem's audio_url a local file,
+    relative to its JSON file."""
+    source = path or voices_path
+    if source is None:
+        return None, {}
+    faces = parse_faces(read_json_file(path), "faces.json") if path else None
+    voices = parse_voices(read_json_file(voices_path), "voices.json") if voices_path else {}
+    base = Path(source).resolve().parent
+    files = {label: local_file(url, base, f"{Path(source).name}: {label}")
+             for url, _, label in stem_inputs(faces, voices)}
+    return fetched_stems(faces, voices, files)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,16 +161,24 @@ def add_detect(command: argparse.ArgumentParser) -> None:
 
 def add_lipsync(command: argparse.ArgumentParser) -> None:
     command.add_argument("--video", required=True, help="input video file (required)")
-    command.add_argument("--audio", required=True, help="new audio file (required)")
+    command.add_argument("--audio", help="new audio file: the final mix muxed into the output (default: the "
+                                         "faces' own audio_url stems, mixed; required when a face has none)")
     command.add_argument("--out", required=True, help="output .mp4 path (required)")
     chosen = command.add_mutually_exclusive_group(required=True)
-    chosen.add_argument("--faces", help="faces.json: [{character_id, bbox, start_time_ms, end_time_ms}] "
-                                        "(this or --auto is required)")
+    chosen.add_argument("--faces", help="faces.json: [{character_id, bbox, start_time_ms, end_time_ms, "
+                                        "audio_url?, audio_offset_ms?, expressiveness?}]; audio_url is that "
+                                        "face's own stem, a local path (this or --auto is required)")
     chosen.add_argument("--auto", action="store_true",
                         help="pick faces and ranges from a detection pass: the active speakers, else every "
                              "syncable (recognised, with --refs) person where present (this or --faces is required)")
     command.add_argument("--refs", help="characters.json: who --auto picks, and names for people not requested "
                                         "(default: none)")
+    command.add_argument("--voices", help="with --auto, voices.json: [{character_id, audio_url, audio_offset_ms?, "
+                                          "expressiveness?}]: a person with a stem is synced to it, only while "
+                                          "it has speech (default: none)")
+    command.add_argument("--expressiveness", type=float, default=0.5,
+                         help="how wide the mouths move, 0 to 1; 0.5 is the engine's own amount, a face's "
+                              "expressiveness overrides it (default %(default)s)")
     command.add_argument("--sync-mode", default="silence", choices=SYNC_MODES,
                          help="when audio and video lengths differ: silence keeps the video's length, cut_off "
                               "the shorter, loop or bounce extend the video (default %(default)s)")
@@ -168,9 +196,17 @@ def run_job(args: argparse.Namespace, settings: Settings, context: JobContext) -
     if args.command == "detect":
         return jobs.detect_faces(args.video, load_characters(args.refs), args.sample_fps,
                                  args.similarity_threshold, settings, context)
-    faces = None if args.auto else parse_faces(read_json_file(args.faces), "faces.json")
+    if args.voices and not args.auto:
+        raise InputError("--voices is for --auto; with --faces, give each face its audio_url in faces.json")
+    if not 0 <= args.expressiveness <= 1:
+        raise InputError("--expressiveness must be in [0, 1] (0.5 moves the mouth as the engine does)")
+    faces, voices = load_faces(args.faces, args.voices)
+    given = [f.voice for f in faces] if faces is not None else list(voices.values())
+    if args.audio is None and (not given or any(v.audio_url is None for v in given)):
+        raise InputError("--audio is required unless every face has its own audio_url (the stems are then mixed)")
     return jobs.lipsync(args.video, args.audio, faces, args.out, settings, context, args.enhance,
-                        args.fidelity_weight, args.sync_mode, characters=load_characters(args.refs))
+                        args.fidelity_weight, args.sync_mode, characters=load_characters(args.refs),
+                        voices=voices, expressiveness=args.expressiveness)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,6 +42,20 @@ class DetectRequest:
 
 
 @dataclass
+class Voice:
+    """A character's own dialogue stem, which drives only their mouth, and how wide it moves.
+
+    audio_url: the stem (a URL in a request, a local path once fetched); None: the job's audio.
+    offset_ms: where the stem starts on the video's timeline (ms; negative cuts its start).
+    expressiveness: 0-1, how wide the mouth moves (0.5 the engine's own); None: the request's.
+    """
+
+    audio_url: str | None = None
+    offset_ms: float = 0.0
+    expressiveness: float | None = None
+
+
+@dataclass
 class FaceSpec:
     """A face to lip-sync: bbox [x, y, w, h] px near start_time_ms, and its time range (ms)."""
 
@@ -49,6 +63,8 @@ class FaceSpec:
     bbox: list[float]
     start_time_ms: float
     end_time_ms: float
+    voice: Voice = field(default_factory=Voice)
+    """This face's own stem and expressiveness (`faces[i].audio_url`...); empty: the job's audio."""
 
 
 @dataclass
@@ -56,7 +72,8 @@ class LipsyncRequest:
     """faces None (omitted, or `auto: true`) means auto mode: who speaks, when."""
 
     video_url: str
-    audio_url: str
+    audio_url: str | None
+    """The track muxed into the output (the final mix); None: every face's stem, mixed."""
     upload_url: str | None
     faces: list[FaceSpec] | None
     enhance_quality: bool = False
@@ -65,6 +82,10 @@ class LipsyncRequest:
     auto: bool = False
     characters: list[CharacterSpec] = field(default_factory=list)
     """Reference people: auto mode picks them, and people not requested are named by them."""
+    voices: dict[str, Voice] = field(default_factory=dict)
+    """Auto mode's faces[] entries by character_id: each person's stem and expressiveness."""
+    expressiveness: float = 0.5
+    """How wide every mouth moves (0-1, 0.5 the engine's own), unless a face sets its own."""
 
 
 def _require(body: dict, key: str, kind: type | tuple, where: str = "") -> Any:
@@ -201,7 +222,8 @@ def parse_faces(items: Any, where: str = "faces") -> list[FaceSpec]:
             raise InputError(f"field '{prefix}start_time_ms' must be >= 0")
         if end <= start:
             raise InputError(f"field '{prefix}end_time_ms' ({end:g}) must be after start_time_ms ({start:g})")
-        face = FaceSpec(_id(item, "character_id", prefix), [float(v) for v in bbox], start, end)
+        face = FaceSpec(_id(item, "character_id", prefix), [float(v) for v in bbox], start, end,
+                        parse_voice(item, prefix))
         key = (face.character_id, *face.bbox, start, end)
         if key in seen:
             raise InputError(f"field '{prefix[:-1]}' repeats faces[{seen[key]}]; give each face once")
@@ -210,14 +232,49 @@ def parse_faces(items: Any, where: str = "faces") -> list[FaceSpec]:
     return faces
 
 
+def _expressiveness(value: Any, name: str) -> float | None:
+    if value is not None and not 0 <= value <= 1:
+        raise InputError(f"field '{name}' must be in [0, 1] (0.5 moves the mouth as the engine does)")
+    return None if value is None else float(value)
+
+
+def parse_voice(item: dict, prefix: str) -> Voice:
+    """A faces[] entry's optional audio_url (its stem), audio_offset_ms and expressiveness."""
+    voice = Voice(_optional(item, "audio_url", str, None, prefix),
+                  float(_optional(item, "audio_offset_ms", (int, float), 0.0, prefix)),
+                  _expressiveness(_optional(item, "expressiveness", (int, float), None, prefix),
+                                  f"{prefix}expressiveness"))
+    if voice.audio_url is None and voice.offset_ms != 0:
+        raise InputError(f"field '{prefix}audio_offset_ms' places a stem: give '{prefix}audio_url' too")
+    return voice
+
+
+def parse_voices(items: Any, where: str = "faces") -> dict[str, Voice]:
+    """Auto mode's faces[]: [{character_id, audio_url?, audio_offset_ms?, expressiveness?}]."""
+    if not isinstance(items, list):
+        raise InputError(f"field '{where}' must be a list")
+    voices: dict[str, Voice] = {}
+    for i, item in enumerate(items):
+        prefix = f"{where}[{i}]."
+        item = _object(item, f"{where}[{i}]")
+        character_id = _id(item, "character_id", prefix)
+        if character_id in voices:
+            raise InputError(f"field '{where}[{i}]' repeats character_id {shown(character_id)}; in auto mode "
+                             "give each person once")
+        voices[character_id] = parse_voice(item, prefix)
+    return voices
+
+
 def parse_lipsync(body: Any, require_upload: bool = True) -> LipsyncRequest:
     body = _object(body)
     auto = bool(_optional(body, "auto", bool, False)) or body.get("faces") is None
     request = LipsyncRequest(
         video_url=_require(body, "video_url", str),
-        audio_url=_require(body, "audio_url", str),
+        audio_url=_optional(body, "audio_url", str, None),
         upload_url=_require(body, "upload_url", str) if require_upload else _optional(body, "upload_url", str, None),
         faces=None if auto else parse_faces(body.get("faces")),
+        voices=parse_voices(body["faces"]) if auto and body.get("faces") is not None else {},
+        expressiveness=_expressiveness(_optional(body, "expressiveness", (int, float), 0.5), "expressiveness"),
         auto=auto,
         enhance_quality=bool(_optional(body, "enhance_quality", bool, False)),
         fidelity_weight=float(_optional(body, "fidelity_weight", (int, float), 0.7)),
@@ -228,4 +285,9 @@ def parse_lipsync(body: Any, require_upload: bool = True) -> LipsyncRequest:
         raise InputError("field 'fidelity_weight' must be in [0, 1]")
     if request.sync_mode not in SYNC_MODES:
         raise InputError(f"field 'sync_mode' must be one of {', '.join(SYNC_MODES)}")
+    if request.audio_url is None:
+        voices = [f.voice for f in request.faces] if request.faces is not None else list(request.voices.values())
+        if not voices or any(v.audio_url is None for v in voices):
+            raise InputError("missing field 'audio_url' (it may be left out only when every entry of faces[] "
+                             "has its own audio_url: the output track is then those stems mixed)")
     return request

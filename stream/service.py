@@ -28,6 +28,7 @@ from stream.pipeline import PipelineCancelled
 from stream.prom import ServiceMetrics
 from stream.references import Character
 from stream.schema import parse_detect, parse_lipsync
+from stream.stems import fetched_stems, stem_inputs
 from stream.uploads import FileStore, StoreLimits, fetch_upload, is_upload_url, result_store, upload_store
 from stream.webhook import deliver
 from stream.workdir import job_dir, keep_output
@@ -349,17 +350,23 @@ def lipsync_work(body, config: JobConfig) -> Work:
         started = time.perf_counter()
         if body.upload_url:
             check_upload_url(body.upload_url, config.upload_policy)
-        inputs = [(body.video_url, "video", "video_url"), (body.audio_url, "audio", "audio_url")]
+        inputs = [(body.video_url, "video", "video_url")]
+        inputs += [(body.audio_url, "audio", "audio_url")] if body.audio_url is not None else []
         inputs += [(c.reference_image_url, "image", f"characters[{i}].reference_image_url")
                    for i, c in enumerate(body.characters)]
-        video, audio, *images = fetch_all(inputs, workdir, config, context)
-        characters = [Character(c.id, c.name, image) for c, image in zip(body.characters, images)]
+        stems = stem_inputs(body.faces, body.voices)  # per-face audio_url: fetched and probed alike
+        paths = dict(zip([label for _, _, label in inputs + stems],
+                         fetch_all(inputs + stems, workdir, config, context)))
+        video, audio = paths["video_url"], paths.get("audio_url")
+        characters = [Character(c.id, c.name, paths[f"characters[{i}].reference_image_url"])
+                      for i, c in enumerate(body.characters)]
+        faces, voices = fetched_stems(body.faces, body.voices, paths)
         download_ms = (time.perf_counter() - started) * 1000
         out = workdir / "output.mp4"
-        with named_inputs(video_url=video, audio_url=audio):
-            result = jobs.lipsync(video, audio, body.faces, out, config.settings, context,
+        with named_inputs(video_url=video, audio_url=audio, **{label: paths[label] for _, _, label in stems}):
+            result = jobs.lipsync(video, audio, faces, out, config.settings, context,
                                   body.enhance_quality, body.fidelity_weight, body.sync_mode,
-                                  characters=characters)
+                                  characters=characters, voices=voices, expressiveness=body.expressiveness)
         stats.update(frames=result["output"]["frame_count"], pipeline_s=result["metrics"]["wall_s"])
         result["timing"]["download_ms"] = round(download_ms, 1)
         context.check()

@@ -101,9 +101,10 @@ COMMAND_FLAGS = {
                     "--log-level"},
     "detect": {"--video", "--refs", "--sample-fps", "--similarity-threshold", "--models-dir", "--face-backend",
                "--device", "--queue-size", "--log-level"},
-    "lipsync": {"--video", "--audio", "--out", "--faces", "--auto", "--refs", "--sync-mode", "--enhance",
-                "--fidelity-weight", "--models-dir", "--face-backend", "--engine", "--device", "--encoder", "--preset",
-                "--crf", "--queue-size", "--detect-interval", "--mouth-bank", "--log-level"},
+    "lipsync": {"--video", "--audio", "--out", "--faces", "--auto", "--refs", "--voices", "--expressiveness",
+                "--sync-mode", "--enhance", "--fidelity-weight", "--models-dir", "--face-backend", "--engine",
+                "--device", "--encoder", "--preset", "--crf", "--queue-size", "--detect-interval", "--mouth-bank",
+                "--log-level"},
 }
 
 
