@@ -344,7 +344,7 @@ def detect_work(body, config: JobConfig) -> Work:
 
 
 def lipsync_work(body, config: JobConfig) -> Work:
-    config.limits.check_counts(len(body.faces or ()), len(body.characters))
+    config.limits.check_counts(len(body.faces or body.voices), len(body.characters))  # auto: faces[] -> voices
 
     def work(context: JobContext, workdir: Path, stats: dict) -> dict:
         started = time.perf_counter()
