@@ -7,7 +7,7 @@ embedded default engine unless weights are present), then picks `--frames` frame
 from the first to the very last one, so the hardest moments are shown with the rest, plus
 any `--extra` frame indices. Each column is the face's lower half in the input (top) and
 the output (bottom), cropped around the mouth the project's landmarks find in the input,
-labelled with the frame index.
+labelled with the frame index; the columns wrap into rows of `--per-row`.
 """
 from __future__ import annotations
 
@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=12, help="frames spread evenly over the whole clip (default 12)")
     ap.add_argument("--extra", type=int, nargs="*", default=[], help="more frame indices to show")
     ap.add_argument("--height", type=int, default=150, help="height of each tile in pixels (default 150)")
+    ap.add_argument("--per-row", type=int, default=8, help="columns per row of the picture (default 8)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -77,7 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     if not columns:
         log.error("no face found in the chosen frames")
         return 1
-    cv2.imwrite(args.out, cv2.cvtColor(np.concatenate(columns, axis=1), cv2.COLOR_RGB2BGR))
+    rows = [np.concatenate(columns[k:k + args.per_row], axis=1) for k in range(0, len(columns), args.per_row)]
+    width = rows[0].shape[1]
+    rows = [np.pad(r, ((0, 6), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    cv2.imwrite(args.out, cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
     log.info("wrote %s (%d frames: %s)", args.out, len(columns), ", ".join(str(i) for i in chosen))
     return 0
 
