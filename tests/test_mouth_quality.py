@@ -195,3 +195,19 @@ def test_bank_mouth_follows_the_new_speech_and_closes_in_silence(data_dir, input
     assert np.corrcoef(target, measured)[0, 1] >= 0.5
     assert (closed > 0.7).sum() >= 3
     assert float(np.median(measured[closed > 0.7])) < 0.08
+
+
+def test_a_person_who_never_opens_their_mouth_gets_synthesised_open_mouths_and_a_warning(data_dir, tmp_path):
+    """A still of d12's man with his lips closed: the bank holds no open mouth, so open
+    targets are synthesised, and the response says who and why."""
+    from tests.media import write_video
+
+    still = read_frames(data_dir / "video" / "d12.mp4")[0]
+    video = write_video(tmp_path / "still.mp4", [still] * 50, fps=25)
+    face = first_face(DefaultFaceBackend(), still)
+    result = lipsync(video, data_dir / "audio" / "yongen.wav", [FaceSpec("silent_man", face.xywh, 0.0, 2000.0)],
+                     tmp_path / "out.mp4")
+    (bank,) = result["mouth_bank"]
+    assert bank["character_id"] == "silent_man" and bank["samples"] >= 1
+    assert bank["frames_synthesised"] > 0 and bank["frames_from_bank"] > 0
+    assert any("silent_man" in w and "never shows this person's mouth open" in w for w in result["warnings"])
