@@ -19,7 +19,7 @@ from stream import jobs
 from stream.config import Settings
 from stream.errors import InputError
 from stream.io import FetchPolicy, UploadPolicy
-from stream.schema import Voice, parse_lipsync
+from stream.schema import FaceSpec, Voice, parse_lipsync
 from stream.stems import mix_stems, place_stem, speech_ranges
 from tests.http_servers import FileServer, PutReceiver
 from tests.live_server import LiveServer
@@ -136,7 +136,9 @@ def test_each_face_follows_its_own_stem_not_the_other(synced, scene):
 
 
 def snr(got: np.ndarray, want: np.ndarray) -> float:
-    return float(10 * np.log10(np.sum(want.astype(np.float64) ** 2) / np.sum((got - want).astype(np.float64) ** 2)))
+    """Signal-to-error ratio (dB); identical samples give 200 dB."""
+    error = np.sum((got - want).astype(np.float64) ** 2)
+    return float(10 * np.log10(np.sum(want.astype(np.float64) ** 2) / max(error, 1e-20)))
 
 
 def test_without_audio_url_the_output_carries_the_stems_mixed(synced, scene, tmp_path):
@@ -224,3 +226,64 @@ def test_schema_needs_the_mix_or_a_stem_for_every_face():
     auto = parse_lipsync({"video_url": "v", "upload_url": "u", "auto": True,
                           "faces": [{"character_id": "a", "audio_url": "s", "audio_offset_ms": -250}]})
     assert auto.faces is None and auto.voices["a"] == Voice("s", -250.0, None)
+
+
+def test_the_given_mix_is_muxed_and_expressiveness_scales_each_face(api, files, scene, synced, tmp_path):
+    folder, _, _, mix = scene
+    final = mix + np.float32(0.05) * np.sin(2 * np.pi * 220 * np.arange(len(mix)) / RATE).astype(np.float32)
+    wavfile.write(folder / "final.wav", RATE, final)  # the final mix: the stems plus a music bed
+    request = body(files) | {"audio_url": files.url("final.wav"), "expressiveness": 0.2}
+    request["faces"][1]["expressiveness"] = 1.0  # the right face's own; the left takes the request's
+    with PutReceiver([200]) as receiver:
+        response = httpx.post(api.url + "/lipsync", json=request | {"upload_url": receiver.url("out.mp4")},
+                              timeout=600)
+        assert response.status_code == 200, response.text
+        (tmp_path / "out.mp4").write_bytes(receiver.stored["/out.mp4"])
+    assert response.json()["expressiveness_applied"] is True
+    got = load_audio(tmp_path / "out.mp4", RATE)
+    jobs.passthrough(folder / "two.mp4", tmp_path / "plain.mp4", folder / "final.wav")
+    plain = load_audio(tmp_path / "plain.mp4", RATE)
+    n = min(len(got), len(final))
+    print(f"muxed vs the given mix: SNR {snr(got[:n], final[:n]):.1f} dB (AAC alone "
+          f"{snr(plain[:n], final[:n]):.1f} dB), vs the mix AAC-encoded alone: {snr(got[:n], plain[:n]):.1f} dB")
+    assert snr(got[:n], plain[:n]) >= 40 and snr(got[:n], final[:n]) >= 20
+    before, after = openings(synced[1]), openings(tmp_path / "out.mp4")
+    print({face: (round(float(before[face].mean()), 3), round(float(after[face].mean()), 3)) for face in before})
+    assert after["left"].mean() < 0.7 * before["left"].mean()  # expressiveness 0.2 < 0.5
+    assert after["right"].mean() > 1.2 * before["right"].mean()  # 1.0 > 0.5
+
+
+def test_auto_mode_syncs_a_face_only_while_its_own_stem_speaks(scene, tmp_path):
+    folder = scene[0]
+    settings = Settings(models_dir=tmp_path / "weights")  # no Light-ASD: the presence rule, cut by the stems
+    detected = jobs.detect_faces(folder / "two.mp4", settings=settings)
+    first = sorted(detected["frames"][0]["faces"], key=lambda f: f["bbox"][0])
+    left, right = first[0]["character_id"], first[1]["character_id"]
+    voices = {left: Voice(str(folder / "left.wav")), right: Voice(str(folder / "right.wav"), RIGHT_OFFSET_MS)}
+    result = jobs.lipsync(folder / "two.mp4", None, None, tmp_path / "auto.mp4", settings, voices=voices)
+    synced = {left: [], right: []}
+    for face in result["faces"]["results"]:
+        synced[face["character_id"]] += [(s["start_ms"], s["end_ms"]) for s in face["segments"] if s["synced"]]
+    print("auto mode synced ranges:", synced)
+    for person, speaks in ((left, LEFT_SPEAKS), (right, [(1.0, 2.5)])):
+        assert synced[person], f"{person} never synced"
+        for start, end in synced[person]:  # inside a line of its stem (padded by its speech detection)
+            assert any(s * 1000 - 250 <= start and end <= e * 1000 + 250 for s, e in speaks), (person, start, end)
+        covered = sum(end - start for start, end in synced[person])
+        assert covered >= 0.8 * sum(e - s for s, e in speaks) * 1000
+    assert any("while present and their own stem has speech" in w for w in result["warnings"])
+
+
+def test_musetalk_says_it_cannot_apply_expressiveness_but_takes_each_stem(scene, data_dir, tmp_path):
+    pytest.importorskip("diffusers")
+    from benchmarks.tiny_models import write_tiny_musetalk
+
+    settings = Settings(models_dir=write_tiny_musetalk(tmp_path / "weights"))
+    clip = compose(tmp_path / "one.mp4", [{"frames": clip_frames(data_dir / "video" / "d20.mp4", 320)[:25],
+                                           "x": 0, "y": 0}], 320, 320, 1.0)
+    bbox = jobs.detect_faces(clip, sample_fps=1, settings=settings)["frames"][0]["faces"][0]["bbox"]
+    face = FaceSpec("a", bbox, 0, 1000, Voice(str(scene[0] / "left.wav"), -500, 0.9))
+    result = jobs.lipsync(clip, None, [face], tmp_path / "out.mp4", settings)
+    assert result["engine"].startswith("musetalk") and result["expressiveness_applied"] is False
+    assert any("expressiveness 0.9 was not applied" in w and "musetalk" in w for w in result["warnings"])
+    assert result["faces"]["results"][0]["summary"]["synced_ms"] > 800
