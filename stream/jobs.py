@@ -455,7 +455,7 @@ def lipsync(video: str | os.PathLike, audio: str | os.PathLike | None, faces: Se
     settings = settings or Settings.from_env()
     context = context or JobContext()
     if audio is None:
-        with tempfile.TemporaryDirectory(prefix="stems-") as folder:
+        with tempfile.TemporaryDirectory(prefix=".stems-", dir=Path(out).parent) as folder:  # beside the output
             mix, notes = mix_stems(stems_of(faces, voices), Path(folder) / "mix.wav")
             result = lipsync(video, mix, faces, out, settings, context, enhance_quality, fidelity_weight,
                              sync_mode, rules, inline, characters, voices, expressiveness)

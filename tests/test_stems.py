@@ -3,6 +3,7 @@
 Two real talking heads side by side, two real speech stems with different on/off timing
 (the right one placed by audio_offset_ms), over real HTTP; mouths measured with the
 project's landmarks (DefaultFaceBackend)."""
+import json
 from pathlib import Path
 
 import httpx
@@ -287,3 +288,28 @@ def test_musetalk_says_it_cannot_apply_expressiveness_but_takes_each_stem(scene,
     assert result["engine"].startswith("musetalk") and result["expressiveness_applied"] is False
     assert any("expressiveness 0.9 was not applied" in w and "musetalk" in w for w in result["warnings"])
     assert result["faces"]["results"][0]["summary"]["synced_ms"] > 800
+
+
+def test_cli_takes_stems_in_faces_json_relative_to_it(scene, files, tmp_path, capsys):
+    from stream.run import main
+
+    folder = scene[0]
+    faces = body(files)["faces"]
+    faces[0]["audio_url"], faces[1]["audio_url"] = "left.wav", str(folder / "right.wav")
+    (folder / "faces.json").write_text(json.dumps(faces))
+    video = str(folder / "two.mp4")
+    assert main(["lipsync", "--video", video, "--faces", str(folder / "faces.json"), "--out", str(tmp_path / "o.mp4"),
+                 "--expressiveness", "0.7"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [r["summary"]["synced_ms"] >= 2700 for r in result["faces"]["results"]] == [True, True]
+    assert result["expressiveness_applied"] and any("stem(s) mixed" in w for w in result["warnings"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.mp4"]  # the mix's temp folder is gone
+    refused = ["lipsync", "--video", video, "--faces", str(folder / "faces.json"), "--out", str(tmp_path / "x.mp4")]
+    faces[1]["audio_url"] = "absent.wav"
+    (folder / "faces.json").write_text(json.dumps(faces))
+    assert main(refused) == 2
+    assert "faces[1].audio_url" in json.loads(capsys.readouterr().out)["error_message"]
+    del faces[1]["audio_url"], faces[1]["audio_offset_ms"]
+    (folder / "faces.json").write_text(json.dumps(faces))
+    assert main(refused) == 2
+    assert "--audio is required" in json.loads(capsys.readouterr().out)["error_message"]
