@@ -35,7 +35,7 @@ from scipy.spatial import Delaunay
 from models.engine import MouthPatch, MouthRequest
 from models.mouth_bank import CLOSED_GAP, OPEN_GAP, FaceAxes, MouthBank, mouth_opening, mouth_width
 from models.mouth_params import MouthParamConfig, MouthShape, MouthTrack, mouth_track_from_audio
-from models.mouth_transfer import WeightedSample, paint_bank_mouth, with_real_lips
+from models.mouth_transfer import MeshRaster, WeightedSample, paint_bank_mouth, with_real_lips
 
 log = logging.getLogger(__name__)
 
@@ -186,20 +186,6 @@ def _ring(poly_uv: np.ndarray, margin: float) -> np.ndarray:
     c, r = (lo + hi) / 2, (hi - lo) / 2 * 1.1
     t = np.linspace(0, 2 * np.pi, N_RING, endpoint=False)
     return np.stack([c[0] + r[0] * np.cos(t), c[1] + r[1] * np.sin(t)], axis=1)
-
-
-def _affine_batch(dst_tri: np.ndarray, src_tri: np.ndarray) -> np.ndarray:
-    """(T,2,3) affine maps taking each dst triangle's vertices to the src triangle's."""
-    n = len(dst_tri)
-    m = np.concatenate([dst_tri, np.ones((n, 3, 1))], axis=2)  # T x 3 x 3
-    det = np.linalg.det(m)
-    ok = np.abs(det) > 1e-6
-    out = np.zeros((n, 2, 3))
-    out[:, 0, 0] = out[:, 1, 1] = 1.0
-    if ok.any():
-        sol = np.linalg.solve(m[ok], src_tri[ok])  # 3x2 per triangle: [x y 1] @ sol = src
-        out[ok] = np.transpose(sol, (0, 2, 1))
-    return out
 
 
 def _inset_inner_lips(uv: np.ndarray, inset: float) -> np.ndarray:
@@ -406,7 +392,9 @@ class ClassicalLipSync:
 
         src_img = axes.to_image(src_ctrl) - off
         dst_img = axes.to_image(dst_ctrl) - off
-        map_x, map_y = self._maps(src_img, dst_img, tris, cw, ch)
+        # Evaluated on every pixel: the closed-lip triangles are a pixel or two thin and map
+        # to the whole original gap, so a coarser grid would smear the lip line.
+        map_x, map_y = MeshRaster.of(dst_img, tris, cw, ch).maps(src_img, tris)
 
         crop_src = image[y0:y1, x0:x1]
         # The ring's source triangles lie inside the crop, so the warp reads only the crop.
@@ -476,25 +464,6 @@ class ClassicalLipSync:
         while len(self._tracks) > MAX_TRACK_STATES:
             self._tracks.popitem(last=False)
         return st
-
-    @staticmethod
-    def _maps(src: np.ndarray, dst: np.ndarray, tris: np.ndarray, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
-        """Backward maps (crop pixel -> source pixel, crop coordinates) of the mesh warp.
-
-        Evaluated on every pixel: the closed-lip triangles are a pixel or two thin and map
-        to the whole original gap, so a coarser grid would smear the lip line.
-        """
-        affines = _affine_batch(dst[tris], src[tris])
-        label = np.full((h, w), -1, dtype=np.int32)
-        corners = np.round(dst * 16).astype(np.int32)[tris]  # T x 3 x 2, 4 fractional bits
-        for k, triangle in enumerate(corners):
-            cv2.fillConvexPoly(label, triangle, k, lineType=cv2.LINE_8, shift=4)
-        affines = np.concatenate([affines, np.array([[[1.0, 0, 0], [0, 1.0, 0]]])], axis=0)  # -1 -> identity
-        coef = np.ascontiguousarray(affines.reshape(-1, 6).T, dtype=np.float32)  # 6 x (T+1)
-        c = [row.take(label) for row in coef]  # per pixel, its triangle's coefficients
-        xs = np.arange(w, dtype=np.float32)[None, :]
-        ys = np.arange(h, dtype=np.float32)[:, None]
-        return c[0] * xs + c[1] * ys + c[2], c[3] * xs + c[4] * ys + c[5]
 
     @staticmethod
     def _alpha(poly: np.ndarray, w: int, h: int, sigma: float) -> np.ndarray:

@@ -103,28 +103,58 @@ def control_points(uv: np.ndarray) -> np.ndarray:
     return np.concatenate([uv[LIP_POINTS], lip_ring(uv)])
 
 
-def piecewise_affine_maps(src: np.ndarray, dst: np.ndarray, tris: np.ndarray, w: int, h: int
-                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Backward maps for cv2.remap (dst pixel -> src pixel) of a triangle mesh, and the
-    mask of dst pixels the mesh covers. Triangles with no area in dst (closed inner lips)
-    are skipped: their neighbours own those pixels."""
-    d, s = dst[tris], src[tris]
-    m = np.concatenate([d, np.ones((len(tris), 3, 1))], axis=2)
-    area = np.abs(np.linalg.det(m)) / 2
-    keep = area > 0.25
-    label = np.full((h, w), -1, dtype=np.int32)
-    corners = np.round(d * 16).astype(np.int32)
-    for k in np.flatnonzero(keep):
-        cv2.fillConvexPoly(label, corners[k], int(k), lineType=cv2.LINE_8, shift=4)
-    affine = np.zeros((len(tris) + 1, 2, 3))
-    affine[:, 0, 0] = affine[:, 1, 1] = 1.0
-    if keep.any():
-        affine[:-1][keep] = np.transpose(np.linalg.solve(m[keep], s[keep]), (0, 2, 1))
-    coef = np.ascontiguousarray(affine.reshape(-1, 6).T, dtype=np.float32)
-    c = [row.take(label) for row in coef]  # label -1 takes the identity row at the end
-    xs = np.arange(w, dtype=np.float32)[None, :]
-    ys = np.arange(h, dtype=np.float32)[:, None]
-    return c[0] * xs + c[1] * ys + c[2], c[3] * xs + c[4] * ys + c[5], label >= 0
+@dataclass
+class MeshRaster:
+    """Which triangle of a mesh (in its destination position) owns each pixel of a w x h
+    box: -1 outside the mesh. Triangles with no area (closed inner lips) own nothing:
+    their neighbours own those pixels."""
+
+    label: np.ndarray
+    dst_h: np.ndarray  # T x 3 x 3: each triangle's vertices as rows [x, y, 1]
+    keep: np.ndarray
+
+    @classmethod
+    def of(cls, dst: np.ndarray, tris: np.ndarray, w: int, h: int) -> MeshRaster:
+        d = dst[tris]
+        dst_h = np.concatenate([d, np.ones((len(tris), 3, 1))], axis=2)
+        keep = np.abs(np.linalg.det(dst_h)) / 2 > 0.25
+        label = np.full((h, w), -1, dtype=np.int32)
+        corners = np.round(d * 16).astype(np.int32)
+        for k in np.flatnonzero(keep):
+            cv2.fillConvexPoly(label, corners[k], int(k), lineType=cv2.LINE_8, shift=4)
+        return cls(label, dst_h, keep)
+
+    def maps(self, src: np.ndarray, tris: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Backward maps for cv2.remap (box pixel -> src pixel) to the mesh at `src`."""
+        affine = np.zeros((len(tris) + 1, 2, 3))
+        affine[:, 0, 0] = affine[:, 1, 1] = 1.0
+        if self.keep.any():
+            solved = np.linalg.solve(self.dst_h[self.keep], src[tris][self.keep])
+            affine[:-1][self.keep] = np.transpose(solved, (0, 2, 1))
+        coef = np.ascontiguousarray(affine.reshape(-1, 6).T, dtype=np.float32)
+        c = [row.take(self.label) for row in coef]  # label -1 takes the identity row at the end
+        h, w = self.label.shape
+        xs = np.arange(w, dtype=np.float32)[None, :]
+        ys = np.arange(h, dtype=np.float32)[:, None]
+        return c[0] * xs + c[1] * ys + c[2], c[3] * xs + c[4] * ys + c[5]
+
+    @property
+    def covered(self) -> np.ndarray:
+        return self.label >= 0
+
+
+def _smooth_fill(values: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """Normalised Gaussian convolution: `values` known where `mask`, spread smoothly over
+    the whole box. Computed on a grid `sigma / 4` times coarser (it is smooth anyway)."""
+    h, w = mask.shape
+    step = max(1, int(sigma / 4))
+    small = (max(1, w // step), max(1, h // step))
+    weight = cv2.resize(mask.astype(np.float32), small, interpolation=cv2.INTER_AREA)
+    total = cv2.resize(values * mask[..., None], small, interpolation=cv2.INTER_AREA)
+    weight = cv2.GaussianBlur(weight, (0, 0), sigma / step)
+    total = cv2.GaussianBlur(total, (0, 0), sigma / step)
+    filled = total / np.maximum(weight, 1e-3)[..., None]
+    return cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def _grown(mask: np.ndarray, px: float) -> np.ndarray:
@@ -148,14 +178,12 @@ def paint_bank_mouth(pixels: np.ndarray, axes: FaceAxes, dst_uv: np.ndarray, off
     if x1 - x0 < 4 or y1 - y0 < 4 or not chosen:
         return None
     rw, rh = x1 - x0, y1 - y0
-    dst_local = dst_ctrl - [x0, y0]
+    raster = MeshRaster.of(dst_ctrl - [x0, y0], TRIANGLES, rw, rh)  # one target, shared by the samples
+    covered = raster.covered
     warped = np.zeros((rh, rw, 3), np.float32)
-    covered = np.ones((rh, rw), bool)
     total = sum(c.weight for c in chosen)
     for item in chosen:
-        src = local_to_canonical(control_points(item.sample.uv.astype(np.float64)))
-        mx, my, valid = piecewise_affine_maps(src, dst_local, TRIANGLES, rw, rh)
-        covered &= valid
+        mx, my = raster.maps(local_to_canonical(control_points(item.sample.uv.astype(np.float64))), TRIANGLES)
         warped += (item.weight / total) * cv2.remap(item.sample.patch, mx, my, cv2.INTER_LINEAR,
                                                     borderMode=cv2.BORDER_REFLECT).astype(np.float32)
 
@@ -165,10 +193,7 @@ def paint_bank_mouth(pixels: np.ndarray, axes: FaceAxes, dst_uv: np.ndarray, off
     base = pixels[y0:y1, x0:x1].astype(np.float32)
     band = ((_grown(lips, BAND[1] * s) - _grown(lips, BAND[0] * s)) > 0) & covered
     if band.sum() >= 8:
-        sigma = LIGHT_SIGMA * s
-        weight = cv2.GaussianBlur(band.astype(np.float32), (0, 0), sigma)
-        diff = cv2.GaussianBlur((base - warped) * band[..., None], (0, 0), sigma)
-        warped += np.clip(diff / np.maximum(weight, 1e-3)[..., None], -80, 80)
+        warped += np.clip(_smooth_fill(base - warped, band, LIGHT_SIGMA * s), -80, 80)
     alpha = cv2.GaussianBlur(_grown(lips, MASK_GROW * s).astype(np.float32), (0, 0), max(MASK_FEATHER * s, 0.7))
     alpha = np.maximum(alpha, lips.astype(np.float32)) * covered
     a = alpha[..., None]
