@@ -179,6 +179,12 @@ def test_a_mix_that_would_clip_is_scaled_down_and_said(tmp_path):
     assert np.max(np.abs(load_audio(path, RATE))) <= 1.0 and "scaled down" in warnings[-1]
 
 
+def test_an_offset_delays_or_cuts_the_stem():
+    samples = np.arange(1, 11, dtype=np.float32)
+    assert place_stem(samples, 1000, 3).tolist() == [0, 0, 0, *range(1, 11)]
+    assert place_stem(samples, 1000, -4).tolist() == list(range(5, 11))
+
+
 def test_speech_ranges_find_the_lines(scene):
     _, left_line, right_line, _ = scene
     for line, spans in ((left_line, LEFT_SPEAKS), (right_line, [(1.0, 2.5)])):
