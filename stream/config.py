@@ -13,6 +13,7 @@
 | detect_interval    | LIPSYNC_DETECT_INTERVAL  | --detect-interval| 5           |
 | workdir            | LIPSYNC_WORKDIR          | --workdir        | system temp |
 | keep_failed_s      | LIPSYNC_KEEP_FAILED_S    | --keep-failed-s  | 3600        |
+| mouth_bank         | LIPSYNC_MOUTH_BANK       | --mouth-bank     | 48          |
 
 face_backend: auto | insightface | default. engine: auto | classical | musetalk.
 device: auto (cuda when torch sees a GPU, else cpu) | cpu | cuda | cuda:N.
@@ -22,9 +23,12 @@ see `stream/device.py`.
 detect_interval: in lipsync, run the full detector every N frames and follow faces with
 the cheap landmark path in between (DeepStream's `interval`).
 keep_failed_s: how long an output whose upload failed is kept on disk for retrieval.
+mouth_bank: real mouth samples kept per person by the classical engine's mouth bank
+(`stages/mouth_bank.py`); 0 turns the bank off (synthesised mouths only).
 
-Other settings live with the code they configure, each documented there: URL fetching and
-uploads in `stream/io.py`, the server's admission and limits in `stream/admission.py`, the
+Other settings live with the code they configure, each documented there: the address
+policy in `stream/addresses.py`, fetching in `stream/fetch.py`, uploads and webhooks in
+`stream/delivery.py`, browser uploads and kept results in `stream/uploads.py`, the server's admission and limits in `stream/admission.py`, the
 Redis queue (LIPSYNC_QUEUE, LIPSYNC_QUEUE_NAME, LIPSYNC_QUEUE_VISIBILITY_S,
 LIPSYNC_QUEUE_TIME_LIMIT_S, LIPSYNC_WORKER_HEARTBEAT_S) in `stream/queue.py`.
 """
