@@ -137,7 +137,7 @@ def test_each_face_follows_its_own_stem_not_the_other(synced, scene):
 
 
 def snr(got: np.ndarray, want: np.ndarray) -> float:
-    """Signal-to-error ratio (dB); identical samples give 200 dB."""
+    """Signal-to-error ratio (dB); identical samples give over 200 dB."""
     error = np.sum((got - want).astype(np.float64) ** 2)
     return float(10 * np.log10(np.sum(want.astype(np.float64) ** 2) / max(error, 1e-20)))
 
