@@ -9,6 +9,7 @@ crops, renders and returns its patches as tensors on that device.
 from __future__ import annotations
 
 from stages.composite import blend_patch, copy_image
+from stages.lipsync import track_key
 from stream.frame import Frame
 from stream.stage import BatchStage
 
@@ -34,7 +35,7 @@ class AnimateStage(BatchStage):
             for patch in patches:
                 blend_patch(driving, patch)
             for slot, item in enumerate(items[:len(patches)]):
-                requests.append(AnimateRequest(frame.image, driving, item.face.kps, item.target.key,
+                requests.append(AnimateRequest(frame.image, driving, item.face.kps, track_key(item.target.key, frame),
                                                frame.index, item.strength))
                 slots.append((frame, slot))
         if requests:
