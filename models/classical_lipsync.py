@@ -1,25 +1,30 @@
-"""The classical, weight-free lip-sync engine: audio features -> warped lower face.
+"""The classical, weight-free lip-sync engine: audio features -> the person's own mouth.
 
 Per face and frame:
   1. Build a face frame from the 68 landmarks: origin at the mouth centre, u along the
      eye line, v pointing down the face, scale s = inter-ocular distance (pixels).
   2. Target landmarks: first remove the speaker's own mouth motion (close the inner lips
-     onto their midline, lower lip and chin rising by the original gap, upper lip a little
-     down; restore the mouth width to its slow per-track average), then open, widen and
-     round from the MouthShape (lower lip and chin drop with the jaw, the upper lip lifts a
-     little, the corners follow).
+     onto their midline, the lower lip rising by most of the original gap and the chin by
+     half of it, upper lip a little down; restore the mouth width to its slow per-track
+     average), then open, widen and round from the MouthShape (lower lip and chin drop
+     with the jaw, the upper lip lifts a little, the corners follow). With a mouth bank
+     the widest opening is this person's own (`_warp_for`).
   3. Backward piecewise-affine warp over a per-track fixed triangulation of the lower-face
-     landmarks plus a ring of fixed points around it, applied with one cv2.remap on a crop.
-  4. Paint the inner mouth where the target inner lips are apart: a dark cavity coloured
-     from the lips (darker at the centre), a band of upper teeth when open enough, soft edges.
+     landmarks plus a ring of fixed points around it, applied with one cv2.remap on a crop
+     whose original mouth gap was first painted over with lip texture.
+  4. The mouth: with the person's `MouthBank` (MouthRequest.bank), the best matching real
+     samples, their weights smoothed over time, warped onto the target lips with their
+     real lip thickness, relit and blended (`models.mouth_transfer`). Without a bank, or
+     where it lacks the shape (no open / no closed sample), a synthesised inner mouth:
+     a dark cavity coloured from the lips, a band of upper teeth when open enough.
   5. Alpha: the lower face below the nose and down to just under the lowest jaw line
      (source or target), Gaussian-feathered, zero at the crop border, times strength.
 
-Temporal state (per MouthRequest.track_key): the closed-mouth shape (2-frame average in
-face coordinates), the neutral mouth width (slow average), the lip and skin colours
-(exponential averages) and the triangulation, so that the target
-depends smoothly on the inputs and the cavity colour does not flicker. A track unseen for
-more than `STATE_GAP_FRAMES` frames starts afresh.
+Temporal state (per MouthRequest.track_key, a person within one shot): the closed-mouth
+shape (2-frame average in face coordinates), the neutral mouth width (slow average), the
+lip and skin colours (exponential averages), the triangulation and the bank samples'
+weights, so that the target depends smoothly on the inputs and nothing flickers. A track
+unseen for more than `STATE_GAP_FRAMES` frames starts afresh.
 """
 from __future__ import annotations
 
@@ -404,7 +409,7 @@ class ClassicalLipSync:
         # few pixels, and what they miss must not survive the warp.
         cleaned = close_original_gap(crop_src, src_pts, state.lip_rgb, state.skin_rgb, s)
         pixels = cv2.remap(cleaned, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        if chosen and paint_bank_mouth(pixels, axes, dst_uv, off, chosen) is not None:
+        if chosen and paint_bank_mouth(pixels, axes, dst_uv, off, chosen):
             req.bank.frames_from_bank += 1
         else:
             self._paint_mouth(pixels, axes, dst_uv, off, state, shape)

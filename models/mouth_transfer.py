@@ -163,12 +163,11 @@ def _grown(mask: np.ndarray, px: float) -> np.ndarray:
 
 
 def paint_bank_mouth(pixels: np.ndarray, axes: FaceAxes, dst_uv: np.ndarray, offset: np.ndarray,
-                     chosen: Sequence[WeightedSample]) -> np.ndarray | None:
+                     chosen: Sequence[WeightedSample]) -> bool:
     """Paint the weighted samples onto the target lips `dst_uv` (local s units) in place.
 
     pixels is the crop (HxWx3 uint8) whose top-left is `offset` in the image that `axes`
-    describes. Returns the painted mask (HxW float32, 0-1) or None when nothing was
-    painted (the mouth is outside the crop)."""
+    describes. False when nothing was painted (the mouth is outside the crop)."""
     s = axes.scale
     h, w = pixels.shape[:2]
     dst_ctrl = axes.to_image(control_points(dst_uv)) - offset
@@ -176,7 +175,7 @@ def paint_bank_mouth(pixels: np.ndarray, axes: FaceAxes, dst_uv: np.ndarray, off
     x1, y1 = np.ceil(dst_ctrl.max(axis=0)).astype(int) + 1
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
     if x1 - x0 < 4 or y1 - y0 < 4 or not chosen:
-        return None
+        return False
     rw, rh = x1 - x0, y1 - y0
     raster = MeshRaster.of(dst_ctrl - [x0, y0], TRIANGLES, rw, rh)  # one target, shared by the samples
     covered = raster.covered
@@ -198,6 +197,4 @@ def paint_bank_mouth(pixels: np.ndarray, axes: FaceAxes, dst_uv: np.ndarray, off
     alpha = np.maximum(alpha, lips.astype(np.float32)) * covered
     a = alpha[..., None]
     pixels[y0:y1, x0:x1] = np.clip(base * (1 - a) + warped * a + 0.5, 0, 255).astype(np.uint8)
-    full = np.zeros((h, w), np.float32)
-    full[y0:y1, x0:x1] = alpha
-    return full
+    return True
