@@ -31,6 +31,9 @@ MAX_YAW_DEG = 35.0
 DETECT_EVERY = 5
 """A full detection every this many samples (1 s at 5 fps); the faces are followed by
 their landmarks in between."""
+CARRY_IOU = 0.3
+"""Box overlap with a face of the previous sample (200 ms earlier) above which a face
+whose picture did not jump keeps that face's name without a new embedding (~110 ms)."""
 JUMP_GREY_LEVELS = 30.0
 """Mean change (0-255) of a face's 16x16 grey thumbnail between samples above which it is
 named again from its embedding (a cut, or another person in the same place)."""
@@ -118,7 +121,7 @@ class MouthBankStage(Stage):
     def _carried_over(self, face: Face, thumb: np.ndarray) -> str | None | bool:
         """The name of the previous sample's face this one continues, or False if none does."""
         for old in self._previous:
-            if iou(old.box, face.bbox) >= 0.5 and float(np.abs(old.thumbnail - thumb).mean()) < JUMP_GREY_LEVELS:
+            if iou(old.box, face.bbox) >= CARRY_IOU and float(np.abs(old.thumbnail - thumb).mean()) < JUMP_GREY_LEVELS:
                 return old.person
         return False
 
