@@ -443,7 +443,7 @@ class ClassicalLipSync:
         coverage = bank.coverage()
         if (opening >= OPEN_GAP and not coverage.has_open) or (opening <= CLOSED_GAP and not coverage.has_closed):
             return []
-        costs = bank.costs(opening, width, pose, None)
+        costs = bank.costs(opening, width, pose)
         best = np.argsort(costs)[:BANK_CANDIDATES]
         target = np.zeros(len(costs))
         target[best] = np.exp(-(costs[best] - costs[best[0]]) / BANK_TEMPERATURE)

@@ -207,10 +207,12 @@ class MouthBank:
     """Frames the engine painted from this bank (counted while rendering)."""
     frames_synthesised: int = 0
     """Frames the engine had to synthesise because the bank lacked the shape."""
+    _columns: dict | None = field(default=None, init=False, repr=False, compare=False)
 
     def add(self, sample: MouthSample) -> None:
         """Keep the sample if the bank has room; otherwise keep the most diverse set."""
         self.seen += 1
+        self._columns = None
         self.samples.append(sample)
         if len(self.samples) <= self.capacity:
             return
@@ -221,47 +223,55 @@ class MouthBank:
         drop = i if self.samples[i].sharpness < self.samples[j].sharpness else j
         self.samples.pop(int(drop))
 
+    def columns(self) -> dict[str, np.ndarray]:
+        """The samples' descriptors as arrays (opening, width, pitch, yaw, sharpness,
+        teeth), built once after the bank pass rather than on every rendered frame."""
+        if self._columns is None:
+            self._columns = {
+                "opening": np.array([s.opening for s in self.samples]),
+                "width": np.array([s.width for s in self.samples]),
+                "pitch": np.array([s.pose[0] for s in self.samples]),
+                "yaw": np.array([s.pose[1] for s in self.samples]),
+                "sharpness": np.array([s.sharpness for s in self.samples]),
+                "teeth": np.array([s.teeth for s in self.samples]),
+            }
+        return self._columns
+
     def coverage(self) -> Coverage:
         if not self.samples:
             return Coverage(0, 0.0, 0.0, 0.0)
-        openings = np.array([s.opening for s in self.samples])
-        open_teeth = [s.teeth for s in self.samples if s.opening >= OPEN_GAP]
-        return Coverage(len(self.samples), float(openings.min()), float(openings.max()),
-                        float(max(open_teeth)) if open_teeth else 0.0)
+        col = self.columns()
+        open_teeth = col["teeth"][col["opening"] >= OPEN_GAP]
+        return Coverage(len(self.samples), float(col["opening"].min()), float(col["opening"].max()),
+                        float(open_teeth.max()) if open_teeth.size else 0.0)
 
     def opening_scale(self) -> float | None:
         """How wide this person opens when speaking: the 90th percentile of the sampled
         openings (s units), or None when the bank shows no open mouth."""
-        openings = [s.opening for s in self.samples]
-        if not openings or max(openings) < OPEN_GAP:
+        openings = self.columns()["opening"]
+        if not openings.size or openings.max() < OPEN_GAP:
             return None
         return float(np.percentile(openings, 90))
 
-    def costs(self, opening: float, width: float, pose: tuple[float, float, float] | None,
-              brightness: float | None) -> np.ndarray:
+    def costs(self, opening: float, width: float, pose: tuple[float, float, float] | None) -> np.ndarray:
         """Per-sample cost of showing it for a target mouth (lower is better, 1 ~ visible).
 
         Shape dominates (the sample is warped to the target's lips, so a mismatch
-        stretches its texture); pose and lighting follow; blurred samples pay a little more,
-        and so do samples without teeth for an open target, with teeth for a closed one."""
+        stretches its texture); pose follows (light is matched when painting, see
+        `models.mouth_transfer`); blurred samples pay a little more, and so do samples
+        without teeth for an open target, with teeth for a closed one."""
         if not self.samples:
             return np.zeros(0)
-        ops = np.array([s.opening for s in self.samples])
-        widths = np.array([s.width for s in self.samples])
+        col = self.columns()
         # A nearly closed target takes nearly closed lips (an open sample squeezed shut
         # shows its cavity as a dark line); open ones tolerate more stretch for teeth.
         spread = 0.03 if opening < OPEN_GAP else 0.06
-        cost = ((ops - opening) / spread) ** 2 + ((widths - width) / 0.08) ** 2
+        cost = ((col["opening"] - opening) / spread) ** 2 + ((col["width"] - width) / 0.08) ** 2
         if pose is not None:
-            pitch, yaw = pose[0], pose[1]
-            cost += ((np.array([s.pose[1] for s in self.samples]) - yaw) / 12.0) ** 2
-            cost += ((np.array([s.pose[0] for s in self.samples]) - pitch) / 15.0) ** 2
-        if brightness is not None:
-            cost += ((np.array([s.brightness for s in self.samples]) - brightness) / 40.0) ** 2
-        sharp = np.array([s.sharpness for s in self.samples])
+            cost += ((col["yaw"] - pose[1]) / 12.0) ** 2 + ((col["pitch"] - pose[0]) / 15.0) ** 2
+        sharp = col["sharpness"]
         cost += 0.5 * np.clip(1.0 - sharp / max(float(np.median(sharp)), 1e-6), 0.0, 1.0)
         # Open targets favour samples that show teeth; nearly closed ones avoid them (a
         # sample's teeth the landmarks put inside its lips would show as a white line).
-        teeth = np.array([s.teeth for s in self.samples])
-        cost += -3.0 * teeth if opening >= OPEN_GAP else 3.0 * teeth
+        cost += -3.0 * col["teeth"] if opening >= OPEN_GAP else 3.0 * col["teeth"]
         return cost

@@ -93,7 +93,7 @@ class _Follow:
     verify: bool = False  # its picture jumped: check who is there at the next detection
 
 
-def _thumbnail(image: np.ndarray, box: np.ndarray) -> np.ndarray:
+def face_thumbnail(image: np.ndarray, box: np.ndarray) -> np.ndarray:
     """The box's picture as a 24x24 grey float thumbnail (the box clipped to the frame).
 
     Every k-th pixel (about 48 per side) is averaged down rather than the whole box: the
@@ -188,7 +188,7 @@ class TrackStage(Stage):
         frame.notes["targets"] = observations
         for target in active:
             follow = self._follows[target.index]
-            follow.thumbnail = None if follow.face is None else _thumbnail(frame.image, follow.face.bbox)
+            follow.thumbnail = None if follow.face is None else face_thumbnail(frame.image, follow.face.bbox)
         return (frame,)
 
     def _end_shot(self) -> None:
@@ -234,7 +234,7 @@ class TrackStage(Stage):
             follow = self._follows[target.index]
             if follow.face is None or follow.thumbnail is None:
                 continue
-            change = float(np.mean(np.abs(_thumbnail(frame.image, follow.face.bbox) - follow.thumbnail)))
+            change = float(np.mean(np.abs(face_thumbnail(frame.image, follow.face.bbox) - follow.thumbnail)))
             if change > JUMP_GREY_LEVELS:
                 follow.filter.reset()
                 follow.verify = change > SWAP_GREY_LEVELS

@@ -16,11 +16,11 @@ import inspect
 import logging
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from models.faces.base import FaceBackend
 from models.mouth_bank import MouthBank, sample_mouth
+from stages.follow import face_thumbnail
 from stream.frame import Face, Frame, iou
 from stream.stage import Stage
 
@@ -36,17 +36,8 @@ CARRY_IOU = 0.3
 whose picture did not jump keeps that face's name without a new embedding (~110 ms)."""
 JUMP_GREY_LEVELS = 30.0
 """Mean change (0-255) of a face's 16x16 grey thumbnail between samples above which it is
-named again from its embedding (a cut, or another person in the same place)."""
-
-
-def _thumbnail(image: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """16x16 grey float thumbnail of a face box (clipped to the frame)."""
-    h, w = image.shape[:2]
-    x1, y1 = max(0, int(box[0])), max(0, int(box[1]))
-    x2, y2 = min(w, int(box[2]) + 1), min(h, int(box[3]) + 1)
-    if x2 - x1 < 2 or y2 - y1 < 2:
-        return np.zeros((16, 16), np.float32)
-    return cv2.resize(image[y1:y2, x1:x2], (16, 16), interpolation=cv2.INTER_AREA).mean(axis=2, dtype=np.float32)
+named again from its embedding (a cut, or another person in the same place); the
+thumbnail is the track stage's 24x24 grey one."""
 
 
 @dataclass
@@ -56,6 +47,10 @@ class _Seen:
     box: np.ndarray
     thumbnail: np.ndarray
     person: str | None
+
+    def jumped(self, thumbnail: np.ndarray) -> bool:
+        """Is `thumbnail` (same box, this sample) too different to be this face still?"""
+        return float(np.abs(self.thumbnail - thumbnail).mean()) >= JUMP_GREY_LEVELS
 
 
 class MouthBankStage(Stage):
@@ -80,12 +75,11 @@ class MouthBankStage(Stage):
 
     def process(self, frame: Frame):
         image = frame.image
-        faces = self._followed(image)
-        if faces is None:
-            faces = self._detected(image)
+        found = self._followed(image)
+        if found is None:
+            found = [(face, face_thumbnail(image, face.bbox)) for face in self._detected(image)]
         seen = []
-        for face in faces:
-            thumb = _thumbnail(image, face.bbox)
+        for face, thumb in found:
             person = self._carried_over(face, thumb)
             if person is False:
                 person = self._name(image, face)
@@ -105,23 +99,25 @@ class MouthBankStage(Stage):
             return self.backend.detect(image, with_embedding=False, known_boxes=[old.box for old in self._previous])
         return self.backend.detect(image, with_embedding=False)
 
-    def _followed(self, image: np.ndarray) -> list[Face] | None:
+    def _followed(self, image: np.ndarray) -> list[tuple[Face, np.ndarray]] | None:
         """The previous sample's faces refreshed by the cheap landmark path (~2 ms a face
-        instead of a detection), or None when a detection is due: every `DETECT_EVERY`
-        samples (to find people who came in), or when a face moved or its picture jumped."""
+        instead of a detection), with their thumbnails, or None when a detection is due:
+        every `DETECT_EVERY` samples (to find people who came in), or when a face moved or
+        its picture jumped."""
         self._since_detection += 1
         if not self._previous or self._since_detection >= DETECT_EVERY:
             return None
         faces = self.backend.landmarks(image, [old.box for old in self._previous])
-        for old, face in zip(self._previous, faces):
-            if iou(old.box, face.bbox) < 0.5 or float(np.abs(old.thumbnail - _thumbnail(image, face.bbox)).mean()) >= JUMP_GREY_LEVELS:
+        found = [(face, face_thumbnail(image, face.bbox)) for face in faces]
+        for old, (face, thumb) in zip(self._previous, found):
+            if iou(old.box, face.bbox) < 0.5 or old.jumped(thumb):
                 return None
-        return faces
+        return found
 
     def _carried_over(self, face: Face, thumb: np.ndarray) -> str | None | bool:
         """The name of the previous sample's face this one continues, or False if none does."""
         for old in self._previous:
-            if iou(old.box, face.bbox) >= CARRY_IOU and float(np.abs(old.thumbnail - thumb).mean()) < JUMP_GREY_LEVELS:
+            if iou(old.box, face.bbox) >= CARRY_IOU and not old.jumped(thumb):
                 return old.person
         return False
 

@@ -362,10 +362,19 @@ def build_mouth_banks(video: str, info: VideoInfo, targets: Sequence, backend, s
     return banks, metrics.wall_s * 1000
 
 
-def bank_warnings(targets: Sequence, banks: dict) -> list[str]:
-    """Say who gets synthesised mouths, and why, so a user knows why they look worse."""
-    warnings = []
+def _one_per_person(targets: Sequence) -> list:
+    """The first target of each character (a person's ranges share one mouth bank)."""
+    first: dict = {}
     for target in targets:
+        first.setdefault(target.spec.character_id, target)
+    return list(first.values())
+
+
+def bank_warnings(targets: Sequence, banks: dict) -> list[str]:
+    """Say who gets synthesised mouths, and why, so a user knows why they look worse
+    (once per person, however many ranges they have)."""
+    warnings = []
+    for target in _one_per_person(targets):
         bank = banks.get(target.key)
         who = f"face {target.spec.character_id}"
         coverage = bank.coverage() if bank is not None else None
@@ -381,9 +390,9 @@ def bank_warnings(targets: Sequence, banks: dict) -> list[str]:
 
 
 def bank_report(targets: Sequence, banks: dict) -> list[dict]:
-    """Per requested face: what its mouth bank held and how often it was used."""
+    """Per requested person: what their mouth bank held and how often it was used."""
     report = []
-    for target in targets:
+    for target in _one_per_person(targets):
         bank = banks.get(target.key)
         if bank is None:
             continue

@@ -71,8 +71,8 @@ def test_costs_prefer_the_matching_shape_and_pose(d12_samples):
     bank = MouthBank()
     for sample in d12_samples.values():
         bank.add(sample)
-    wide = int(np.argmin(bank.costs(0.4, 0.75, (0.0, 0.0, 0.0), None)))
-    closed = int(np.argmin(bank.costs(0.0, 0.8, (0.0, 0.0, 0.0), None)))
+    wide = int(np.argmin(bank.costs(0.4, 0.75, (0.0, 0.0, 0.0))))
+    closed = int(np.argmin(bank.costs(0.0, 0.8, (0.0, 0.0, 0.0))))
     assert bank.samples[wide].time_ms == 5000
     assert bank.samples[closed].time_ms == 0
     coverage = bank.coverage()
