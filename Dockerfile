@@ -37,6 +37,8 @@ RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
 COPY pyproject.toml README.md ./
 COPY server.py ./
 COPY stream ./stream
+COPY jobs ./jobs
+COPY service ./service
 COPY stages ./stages
 COPY models ./models
 COPY scripts ./scripts

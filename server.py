@@ -12,10 +12,10 @@ fix come back as 4xx with `success: false` and a message that says what to fix.
 
 The job service is one of two twins with the same methods (submit, cancel, position,
 store, health, shutdown):
-- `stream.service.JobService`, the default: jobs run on this process's threads
-  (stream.admission: LIPSYNC_CONCURRENCY at once, LIPSYNC_MAX_WAITING waiting).
-- `stream.queue.QueueService`, with LIPSYNC_QUEUE=redis://host:port/db: jobs go through
-  Celery to any number of `python -m stream.worker` processes; this server only admits,
+- `service.job_service.JobService`, the default: jobs run on this process's threads
+  (service.admission: LIPSYNC_CONCURRENCY at once, LIPSYNC_MAX_WAITING waiting).
+- `service.queue.QueueService`, with LIPSYNC_QUEUE=redis://host:port/db: jobs go through
+  Celery to any number of `python -m service.worker` processes; this server only admits,
   enqueues and reports (records and progress live in Redis).
 
 On shutdown (lifespan), in-process: nothing new is admitted, waiting jobs are cancelled,
@@ -39,20 +39,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from stream import health
-from stream.addresses import clipped
-from stream.admission import BodyTooLarge, Busy, Limits, ShuttingDown
-from stream.config import Settings
+from jobs.config import Settings
+from jobs.registry import shared_registry
+from jobs.schema import MAX_DEPTH, check_json
+from service import health
+from service.addresses import clipped
+from service.admission import BodyTooLarge, Busy, Limits, ShuttingDown
+from service.delivery import UploadPolicy, check_upload_url
+from service.fetch import FetchPolicy
+from service.job_service import SHUTDOWN_REASON, JobConfig, JobService
+from service.jobstore import FAILED, SUCCEEDED, JobRecord, configure_logging, log_event
+from service.prom import ServiceMetrics
+from service.review import review_routes
+from service.webhook import check_webhook_url
+from service.workdir import sweep
 from stream.errors import InputError, LipSyncError
-from stream.io import FetchPolicy, UploadPolicy, check_upload_url
-from stream.jobstore import FAILED, SUCCEEDED, JobRecord, configure_logging, log_event
-from stream.prom import ServiceMetrics
-from stream.registry import shared_registry
-from stream.schema import MAX_DEPTH, check_json
-from stream.review import review_routes
-from stream.service import SHUTDOWN_REASON, JobConfig, JobService
-from stream.webhook import check_webhook_url
-from stream.workdir import sweep
 
 log = logging.getLogger("server")
 
@@ -267,7 +268,10 @@ def job_service(config: JobConfig, metrics: ServiceMetrics, queue_url: str | Non
     """The embedded queue, or the Celery front when a queue URL is set (LIPSYNC_QUEUE)."""
     if not queue_url:
         return JobService(config, metrics)
-    from stream.queue import QueueConfig, QueueService  # celery and redis are needed only in queue mode
+    from service.queue import (  # celery and redis are needed only in queue mode
+        QueueConfig,
+        QueueService,
+    )
 
     return QueueService(QueueConfig.from_env(url=queue_url), config, metrics)
 

@@ -18,10 +18,10 @@ import numpy as np
 
 from benchmarks.inputs import build_input
 from benchmarks.run import RESULTS, parse_size
+from jobs.registry import shared_registry
+from jobs.targets import resolve_targets
 from stages.decode import DecodeStage, probe_video
 from stages.follow import TrackStage
-from stream.registry import shared_registry
-from stream.targets import resolve_targets
 
 MOUTH = slice(48, 68)
 

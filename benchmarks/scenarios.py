@@ -23,9 +23,11 @@ from typing import Callable, Iterator
 import av
 import cv2
 
+from jobs import lipsync as lipsync_job
+from jobs import passthrough as passthrough_job
+from jobs.config import Settings
+from jobs.detect import detect_faces
 from stages.encode import yuv420p_frame
-from stream import jobs
-from stream.config import Settings
 from stream.pipeline import Pipeline
 
 SETTINGS = Settings(engine="classical")
@@ -90,7 +92,7 @@ def codec_floor(video: str, out: str, audio: str | None, faces: int) -> dict:
 
 def passthrough(video: str, out: str, audio: str | None, faces: int) -> dict:
     with _pipeline_cpu() as cpu:
-        result = jobs.passthrough(video, out, audio, SETTINGS)
+        result = passthrough_job.passthrough(video, out, audio, SETTINGS)
     return _pipeline_result(result["output"]["frame_count"], result["metrics"], sum(cpu))
 
 
@@ -111,9 +113,9 @@ def detect_3fps(video: str, out: str, audio: str | None, faces: int) -> dict:
     or not) and shot_share its part of the job's CPU time."""
     from stages.decode import probe_video
 
-    jobs.detect_faces(video, sample_fps=1, settings=SETTINGS)  # load the backend before the clock
+    detect_faces(video, sample_fps=1, settings=SETTINGS)  # load the backend before the clock
     with _pipeline_cpu() as cpu:
-        result = jobs.detect_faces(video, sample_fps=3, settings=SETTINGS)
+        result = detect_faces(video, sample_fps=3, settings=SETTINGS)
     wall = result["timing"]["total_ms"] / 1000
     sampled = len(result["frames"])
     frames = probe_video(video).frame_count
@@ -152,11 +154,11 @@ def active_speakers(video: str, out: str, audio: str | None, faces: int) -> dict
         (Path(tmp) / "light-asd").mkdir()
         os.symlink(weights, Path(tmp) / "light-asd" / weights.name)
         with_sound = str(Path(tmp) / "with_sound.mp4")
-        jobs.passthrough(video, with_sound, audio, SETTINGS)  # the input has no audio track of its own
+        passthrough_job.passthrough(video, with_sound, audio, SETTINGS)  # the input has no audio track of its own
         settings = Settings(preset=SETTINGS.preset, crf=SETTINGS.crf, models_dir=Path(tmp))
-        jobs.detect_faces(with_sound, sample_fps=1, settings=settings)  # load the models before the clock
+        detect_faces(with_sound, sample_fps=1, settings=settings)  # load the models before the clock
         with _pipeline_cpu() as cpu:
-            result = jobs.detect_faces(with_sound, sample_fps=3, settings=settings)
+            result = detect_faces(with_sound, sample_fps=3, settings=settings)
         info = probe_video(with_sound)
     wall = result["timing"]["speaker_detection_ms"] / 1000
     tracks = max(1, max(len(f["faces"]) for f in result["frames"]))
@@ -166,10 +168,10 @@ def active_speakers(video: str, out: str, audio: str | None, faces: int) -> dict
 
 def _face_specs(video: str, count: int, settings: Settings) -> list:
     """The first `count` faces at t=0, for the whole video (found before the clock starts)."""
+    from jobs.schema import FaceSpec
     from stages.decode import probe_video
-    from stream.schema import FaceSpec
 
-    found = jobs.detect_faces(video, sample_fps=1, settings=settings)["frames"][0]["faces"]
+    found = detect_faces(video, sample_fps=1, settings=settings)["frames"][0]["faces"]
     if len(found) < count:
         raise RuntimeError(f"{video}: {count} faces asked, {len(found)} found at t=0")
     duration = probe_video(video).duration_ms
@@ -178,12 +180,12 @@ def _face_specs(video: str, count: int, settings: Settings) -> list:
 
 def _lipsync(video: str, out: str, audio: str | None, faces: int, settings: Settings = SETTINGS,
              inline: bool = False) -> dict:
-    from stream.registry import shared_registry
+    from jobs.registry import shared_registry
 
     specs = _face_specs(video, faces, settings)
     shared_registry(settings).lipsync_engine()  # model loading is not part of the run
     with _pipeline_cpu() as cpu:
-        result = jobs.lipsync(video, audio, specs, out, settings, inline=inline)
+        result = lipsync_job.lipsync(video, audio, specs, out, settings, inline=inline)
     frames = result["output"]["frame_count"]
     engine_s = next(s["busy_s"] for s in result["metrics"]["stages"] if s["name"] == "lipsync")
     return _pipeline_result(frames, result["metrics"], sum(cpu), engine=result["engine"],
@@ -228,7 +230,7 @@ def naive(video: str, out: str, audio: str | None, faces: int) -> dict:
 
     specs = _face_specs(video, faces, SETTINGS)
     info = probe_video(video)
-    stages = jobs.lipsync_stages(video, audio, specs, SETTINGS)  # setup, as in the other rows
+    stages = lipsync_job.lipsync_stages(video, audio, specs, SETTINGS)  # setup, as in the other rows
     start, cpu = time.perf_counter(), time.process_time()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -262,7 +264,7 @@ def naive(video: str, out: str, audio: str | None, faces: int) -> dict:
                 image = cv2.imread(str(folder / f"{k:06d}.png"))
                 sink.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
             sink.mux(stream.encode(None))
-        jobs.passthrough(silent, out, audio, SETTINGS)  # 4. mux the audio (re-encodes, as scripts do)
+        passthrough_job.passthrough(silent, out, audio, SETTINGS)  # 4. mux the audio (re-encodes, as scripts do)
     wall = time.perf_counter() - start
     return {"frames": count, "wall_s": wall, "fps": count / wall, "cpu_s": time.process_time() - cpu}
 

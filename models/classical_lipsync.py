@@ -38,9 +38,26 @@ import numpy as np
 from scipy.spatial import Delaunay
 
 from models.engine import MouthPatch, MouthRequest
-from models.mouth_bank import CLOSED_GAP, OPEN_GAP, FaceAxes, MouthBank, mouth_opening, mouth_width
-from models.mouth_params import MouthParamConfig, MouthShape, MouthTrack, mouth_track_from_audio
-from models.mouth_transfer import MeshRaster, WeightedSample, paint_bank_mouth, with_real_lips
+from models.mouth_bank import (
+    CLOSED_GAP,
+    OPEN_GAP,
+    FaceAxes,
+    MouthBank,
+    mouth_opening,
+    mouth_width,
+)
+from models.mouth_params import (
+    MouthParamConfig,
+    MouthShape,
+    MouthTrack,
+    mouth_track_from_audio,
+)
+from models.mouth_transfer import (
+    MeshRaster,
+    WeightedSample,
+    paint_bank_mouth,
+    with_real_lips,
+)
 
 log = logging.getLogger(__name__)
 

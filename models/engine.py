@@ -15,7 +15,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from stream.frame import Face
+from models.faces.face import Face
 
 
 @dataclass

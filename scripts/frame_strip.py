@@ -23,8 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from jobs.lipsync import lipsync  # noqa: E402
 from models.faces.default import DefaultFaceBackend  # noqa: E402
-from stream.jobs import lipsync  # noqa: E402
 
 log = logging.getLogger("frame_strip")
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from models.faces.base import FaceBackend
+from models.faces.face import Face, iou
 from stages.identity import IdentityBook
 from stages.syncability import SyncRules, assess
 from stages.tracking import FaceTracker
-from stream.frame import Face, Frame, iou
+from stream.frame import Frame
 from stream.stage import Stage
 
 EMBED_EVERY = 3

@@ -26,12 +26,12 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from models.faces.base import FaceBackend
+from models.faces.face import Face, iou
 from stages.identity import IdentityBook
 from stages.smoothing import OneEuroFilter
 from stages.syncability import SyncRules, assess
 from stages.tracking import FaceTracker
-from stream.frame import Face, Frame, iou
-from stream.schema import FaceSpec
+from stream.frame import Frame
 from stream.stage import Stage
 
 NOT_VISIBLE = "not_visible"
@@ -55,7 +55,8 @@ is repeated from its own box; more means the fit had not converged on the face."
 
 @dataclass
 class Target:
-    """A requested face: its spec, the face matched at its start, and its list index.
+    """A requested face: who (character_id), its time range (ms), the face matched at its start,
+    and its index in the request.
 
     `job` makes `key` unique to one job: engines are shared between jobs (running side by
     side or one after another) and keep per-track state (colours, mesh, smoothing) by key,
@@ -63,16 +64,18 @@ class Target:
     """
 
     index: int
-    spec: FaceSpec
+    character_id: str
+    start_ms: float
+    end_ms: float
     anchor: Face
     job: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     @property
     def key(self) -> str:
-        return f"{self.job}:{self.index}:{self.spec.character_id}"
+        return f"{self.job}:{self.index}:{self.character_id}"
 
     def active_at(self, time_ms: float) -> bool:
-        return self.spec.start_time_ms <= time_ms < self.spec.end_time_ms
+        return self.start_ms <= time_ms < self.end_ms
 
 
 @dataclass
@@ -137,9 +140,9 @@ class TrackStage(Stage):
         self.book = IdentityBook(backend.similarity, similarity_threshold)
         for target in targets:
             if target.anchor.embedding is not None:
-                self.book.add_reference(target.spec.character_id, target.anchor.embedding)
+                self.book.add_reference(target.character_id, target.anchor.embedding)
         self.tracker = FaceTracker(backend.similarity, min_similarity=similarity_threshold)
-        self._requested_ids = {t.spec.character_id for t in targets}
+        self._requested_ids = {t.character_id for t in targets}
         self.unknown_sightings: list[UnknownSighting] = []
         self.people_seen: set[str] = set()
         self._detections = 0
@@ -219,7 +222,7 @@ class TrackStage(Stage):
                 continue
             when = ", ".join(f"{t / 1000:.2f} s ({name})" for t, name in taken[:5])
             more = f" and {len(taken) - 5} more" if len(taken) > 5 else ""
-            who = target.spec.character_id
+            who = target.character_id
             warnings.append(f"face {who}: after the cut(s) at {when}{more} another person is where the request's "
                             f"bbox was; {who} was followed by identity there (not_visible where absent), "
                             "never by position")
@@ -357,7 +360,7 @@ class TrackStage(Stage):
         """Name the people no target claimed; returns {id(face): name}."""
         for target in self.targets:
             if self._follows[target.index].face is not None:
-                self.people_seen.add(target.spec.character_id)
+                self.people_seen.add(target.character_id)
         others = [f for j, f in enumerate(detections) if j not in claimed]
         live = [t.box for t in self.tracker.tracks if self._detections - t.last_step <= 1]
         new = [f for f in others if f.embedding is None and not any(iou(f.bbox, box) >= 0.3 for box in live)]

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.faces.base import FaceBackend
+from models.faces.face import Face, iou
 from models.mouth_bank import MouthBank, sample_mouth
 from stages.follow import face_thumbnail
-from stream.frame import Face, Frame, iou
+from stream.frame import Frame
 from stream.stage import Stage
 
 log = logging.getLogger(__name__)

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from models.faces.face import Face
 from stages.follow import SYNCED, Target, TargetObservation
-from stream.frame import Face, Frame
+from stream.frame import Frame
 from stream.stage import Stage
 
 
@@ -161,7 +162,7 @@ class PlanStage(Stage):
                 plan.run_length = 0
             plan.previous = state
             quality = observation.quality if state == SYNCED else None
-            self.builders[target.index].add(state, frame.time_ms, min(end_ms, target.spec.end_time_ms),
+            self.builders[target.index].add(state, frame.time_ms, min(end_ms, target.end_ms),
                                             face if observation.face is not None else None, quality, shot)
             if state == SYNCED and face is not None:
                 strength = min(1.0, plan.run_length / self.fade_frames,

@@ -20,7 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.asd_crop import CROP_SIZE, ResampledTrack, crop_face, resample_track, smooth_windows
+from models.asd_crop import (
+    CROP_SIZE,
+    ResampledTrack,
+    crop_face,
+    resample_track,
+    smooth_windows,
+)
 from stream.frame import Frame
 from stream.stage import Stage
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from stream.frame import Face
+from models.faces.face import Face
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from stream.frame import Face, iou
+from models.faces.face import Face, iou
 
 
 @dataclass

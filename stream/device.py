@@ -8,28 +8,18 @@ classical default path runs without it.
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
+from models.runtime import is_cuda
+
 log = logging.getLogger(__name__)
 
 ENCODERS = ("auto", "libx264", "h264_nvenc")
 _PROBE_SIZE = 256  # pixels; NVENC refuses very small frames, so probe with a real size
-
-
-def resolve_device(setting: str) -> str:
-    """The torch device a `device` setting names: "auto" is "cuda" when torch sees a GPU, else "cpu"."""
-    if setting != "auto":
-        return setting
-    if importlib.util.find_spec("torch") is None:
-        return "cpu"
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def job_device(setting: str, engine: Any = None) -> str:
@@ -42,23 +32,9 @@ def job_device(setting: str, engine: Any = None) -> str:
     return "cpu" if setting == "auto" else setting
 
 
-def is_cuda(device: Any) -> bool:
-    """True for "cuda", "cuda:1" or a torch.device of type cuda."""
-    return str(device).split(":")[0] == "cuda"
-
-
 def is_tensor(image: Any) -> bool:
     """True for a torch tensor, told apart without importing torch."""
     return type(image).__module__.startswith("torch")
-
-
-def onnx_providers(device: str) -> list[str]:
-    """onnxruntime providers for `device`: CUDA first when asked for and in this build, the CPU always last."""
-    import onnxruntime as ort
-
-    if is_cuda(device) and "CUDAExecutionProvider" in ort.get_available_providers():
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
 
 
 def video_hwaccel(device: str) -> Any | None:

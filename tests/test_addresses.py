@@ -10,9 +10,9 @@ import ipaddress
 
 import pytest
 
-from stream.addresses import non_public_reason
+from service.addresses import non_public_reason
+from service.fetch import FetchPolicy, fetch_to_temp
 from stream.errors import FetchError
-from stream.fetch import FetchPolicy, fetch_to_temp
 from tests.http_servers import FileServer
 
 NOT_GLOBAL = [

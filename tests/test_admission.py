@@ -3,7 +3,7 @@ import threading
 
 import pytest
 
-from stream.admission import Admission, Busy, Limits, ShuttingDown
+from service.admission import Admission, Busy, Limits, ShuttingDown
 from stream.errors import InputError
 
 

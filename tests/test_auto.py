@@ -1,7 +1,7 @@
 """Auto mode's faces[] from a detect-faces result: ranges never cross a shot cut."""
 from __future__ import annotations
 
-from stream.auto import faces_from_detection, faces_from_speakers
+from jobs.auto import faces_from_detection, faces_from_speakers
 
 
 def _result() -> dict:

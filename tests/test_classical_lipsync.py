@@ -17,10 +17,10 @@ import pytest
 
 from models.classical_lipsync import MAX_TRACK_STATES, ClassicalLipSync
 from models.engine import MouthPatch, MouthRequest
+from models.faces.face import Face
 from models.mouth_metrics import mouth_opening
 from models.mouth_params import MouthShape
 from stages.audio import load_audio
-from stream.frame import Face
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SR = 16000

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from models.checkpoint import CheckpointError
 from models.codeformer import (
     CODEFORMER_FILE,
     FFHQ_TEMPLATE_512,
@@ -18,7 +19,6 @@ from models.codeformer import (
     load_codeformer,
     save_codeformer,
 )
-from models.checkpoint import CheckpointError
 from models.liveportrait.crop import five_points_from_68
 
 TINY = dict(dim_embd=64, n_head=4, n_layers=2, codebook_size=64, img_size=64, nf=32, ch_mult=(1, 1, 2),

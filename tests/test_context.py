@@ -1,8 +1,8 @@
 """JobContext progress: totals that match what decode yields, and phases that end at done/done."""
 import pytest
 
+from jobs.detect import detect_faces
 from stages.decode import DecodeStage, expected_frames, probe_video
-from stream import jobs
 from stream.context import JobContext, Progress
 from stream.pipeline import Pipeline
 from stream.stage import FunctionStage
@@ -31,7 +31,7 @@ def test_a_phase_never_counts_past_its_total_and_ends_at_its_real_count(data_dir
 
 def test_detect_progress_ends_at_the_sampled_frame_count(data_dir):
     seen: list[Progress] = []
-    result = jobs.detect_faces(data_dir / "video" / "d12.mp4", sample_fps=3.0, context=JobContext(seen.append))
+    result = detect_faces(data_dir / "video" / "d12.mp4", sample_fps=3.0, context=JobContext(seen.append))
     detect = [p for p in seen if p.phase == "detect"]
     assert len(result["frames"]) == 22
     assert {p.frames_total for p in detect} == {22} and detect[-1].frames_done == 22

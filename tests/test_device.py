@@ -4,9 +4,15 @@ import sys
 
 import pytest
 
+from models.runtime import is_cuda, onnx_providers, resolve_device
 from stream import device
-from stream.device import (choose_encoder, is_cuda, is_tensor, job_device, nvenc_problem, onnx_providers,
-                           resolve_device, video_hwaccel)
+from stream.device import (
+    choose_encoder,
+    is_tensor,
+    job_device,
+    nvenc_problem,
+    video_hwaccel,
+)
 from tests.conftest import ROOT
 
 

@@ -7,10 +7,10 @@ import av
 import numpy as np
 import pytest
 
+from jobs.config import Settings
+from jobs.passthrough import passthrough
 from stages.decode import DecodeStage, probe_video
 from stages.encode import EncodeSettings, EncodeStage
-from stream import jobs
-from stream.config import Settings
 from stream.frame import Frame
 from stream.pipeline import Pipeline
 from tests.conftest import ROOT
@@ -26,7 +26,7 @@ def audio_duration_s(path) -> float:
 def test_passthrough_keeps_frames_timestamps_and_quality(tmp_path, data_dir):
     src = data_dir / "video" / "d12.mp4"
     out = tmp_path / "out.mp4"
-    result = jobs.passthrough(src, out, data_dir / "audio" / "yongen.wav", Settings(crf=18))
+    result = passthrough(src, out, data_dir / "audio" / "yongen.wav", Settings(crf=18))
     info, out_info = probe_video(src), probe_video(out)
     assert result["output"]["frame_count"] == info.frame_count
     assert read_pts(out) == read_pts(src)
@@ -43,7 +43,7 @@ def test_short_audio_is_padded_with_silence(tmp_path, data_dir):
     short = write_video(tmp_path / "short_audio.mp4", [np.zeros((32, 32, 3), np.uint8)] * 3,
                         audio=np.sin(np.arange(16000) / 10).astype(np.float32) * 0.5)
     out = tmp_path / "out.mp4"
-    jobs.passthrough(data_dir / "video" / "d20.mp4", out, short)
+    passthrough(data_dir / "video" / "d20.mp4", out, short)
     assert audio_duration_s(out) == pytest.approx(7.0, abs=0.05)
     with av.open(str(out)) as container:
         samples = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)])
@@ -55,7 +55,7 @@ def test_short_audio_is_padded_with_silence(tmp_path, data_dir):
 def test_original_audio_is_copied_when_no_new_audio(tmp_path, data_dir):
     src = data_dir / "video" / "d11.mp4"
     out = tmp_path / "copy.mp4"
-    jobs.passthrough(src, out)
+    passthrough(src, out)
     with av.open(str(src)) as a, av.open(str(out)) as b:
         src_packets = [bytes(p) for p in a.demux(a.streams.audio[0]) if p.size]
         out_packets = [bytes(p) for p in b.demux(b.streams.audio[0]) if p.size]
@@ -64,7 +64,7 @@ def test_original_audio_is_copied_when_no_new_audio(tmp_path, data_dir):
 
 def test_faststart_puts_moov_before_mdat(tmp_path, data_dir):
     out = tmp_path / "fast.mp4"
-    jobs.passthrough(data_dir / "video" / "d20.mp4", out)
+    passthrough(data_dir / "video" / "d20.mp4", out)
     head = out.read_bytes()
     assert head.index(b"moov") < head.index(b"mdat")
 
@@ -103,8 +103,8 @@ def test_failed_run_removes_partial_output(tmp_path, data_dir):
 
 PEAK_RSS_SCRIPT = """
 import json, resource, sys
-from stream import jobs
-jobs.passthrough(sys.argv[1], sys.argv[2])
+from jobs.passthrough import passthrough
+passthrough(sys.argv[1], sys.argv[2])
 print(json.dumps({"peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
 
@@ -134,7 +134,7 @@ def test_explicit_nvenc_request_gives_a_valid_mp4_either_way(tmp_path, data_dir)
     from stream.device import nvenc_problem
 
     out = tmp_path / "nvenc.mp4"
-    result = jobs.passthrough(data_dir / "video" / "d20.mp4", out, settings=Settings(encoder="h264_nvenc"))
+    result = passthrough(data_dir / "video" / "d20.mp4", out, settings=Settings(encoder="h264_nvenc"))
     assert result["output"]["frame_count"] == probe_video(out).frame_count == len(read_pts(out))
     if nvenc_problem() is None:
         assert result["encoder"] == "h264_nvenc" and result["warnings"] == []

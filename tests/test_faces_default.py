@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from models.faces.default import D_SAME, DefaultFaceBackend, dlib_distance_to_similarity
-from stream.frame import iou
+from models.faces.face import iou
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 if not DATA.is_dir():

@@ -19,9 +19,13 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from models.faces.insightface_backend import BUFFALO_L_FILES, InsightFaceBackend, missing_buffalo_l_files
+from models.faces.face import iou
+from models.faces.insightface_backend import (
+    BUFFALO_L_FILES,
+    InsightFaceBackend,
+    missing_buffalo_l_files,
+)
 from models.faces.select import load_face_backend
-from stream.frame import iou
 
 # Box distances (left, top, right, bottom) and kps offsets in units of the stride (32 px).
 BOX_DIST = (1.0, 1.5, 1.0, 2.0)

@@ -12,12 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from jobs.config import Settings
 from server import create_app
-from stream.admission import Limits
-from stream.config import Settings
+from service.admission import Limits
+from service.delivery import UploadCancelled, UploadPolicy, upload_file
+from service.fetch import FetchCancelled, FetchPolicy, fetch_to_temp
 from stream.errors import FetchError, UploadError
-from stream.delivery import UploadCancelled, UploadPolicy, upload_file
-from stream.fetch import FetchCancelled, FetchPolicy, fetch_to_temp
 from tests.http_servers import SlowSender, self_signed_cert
 from tests.live_server import LiveServer
 

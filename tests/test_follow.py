@@ -5,9 +5,9 @@ from fractions import Fraction
 
 import numpy as np
 
+from models.faces.face import Face
 from stages.follow import NOT_VISIBLE, SYNCED, Target, TrackStage
-from stream.frame import Face, Frame
-from stream.schema import FaceSpec
+from stream.frame import Frame
 
 
 def _face(x: float, y: float, size: float = 200.0, embedding: np.ndarray | None = None) -> Face:
@@ -47,7 +47,7 @@ class ScriptedBackend:
 
 
 def _targets(*anchors: Face) -> list[Target]:
-    return [Target(i, FaceSpec(f"p{i}", [float(a.bbox[0]), float(a.bbox[1]), a.width, a.height], 0, 10_000), a)
+    return [Target(i, f"p{i}", 0, 10_000, a)
             for i, a in enumerate(anchors)]
 
 

@@ -9,18 +9,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from jobs.probe import probe_media
+from service.addresses import non_public_reason, redact_url
+from service.delivery import UploadPolicy, check_upload_url, upload_file
+from service.fetch import FetchPolicy, fetch_to_temp
 from stream.errors import FetchError, MediaError, UploadError
-from stream.io import (
-    FetchPolicy,
-    UploadPolicy,
-    check_upload_url,
-    fetch_to_temp,
-    non_public_reason,
-    probe_media,
-    redact_url,
-    upload_file,
+from tests.http_servers import (
+    FileServer,
+    PutReceiver,
+    closed_port_url,
+    self_signed_cert,
 )
-from tests.http_servers import FileServer, PutReceiver, closed_port_url, self_signed_cert
 from tests.media import write_video
 
 OPEN = FetchPolicy(allow_private_networks=True)

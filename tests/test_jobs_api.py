@@ -11,16 +11,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from jobs.config import Settings
 from models.faces.default import DefaultFaceBackend
 from server import create_app
-from stream.admission import Limits
-from stream.config import Settings
-from stream.io import FetchPolicy, UploadPolicy
+from service.admission import Limits
+from service.delivery import UploadPolicy
+from service.fetch import FetchPolicy
 from tests.http_servers import FileServer, PostReceiver, PutReceiver
-from tests.live_server import LiveServer
 from tests.job_media import FINAL, follow_events, wait_for, write_job_media
+from tests.live_server import LiveServer
 from tests.media import clip_frames, compose, read_frames
-
 
 
 @pytest.fixture(scope="module")

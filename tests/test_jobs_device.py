@@ -11,14 +11,15 @@ pytest.importorskip("diffusers")
 import torch  # noqa: E402
 
 import stages.transfer  # noqa: E402
+from jobs.config import Settings  # noqa: E402
+from jobs.detect import detect_faces
+from jobs.lipsync import lipsync  # noqa: E402
+from jobs.registry import shared_registry  # noqa: E402
+from jobs.schema import FaceSpec  # noqa: E402
 from models.codeformer import FaceRestorer  # noqa: E402
 from models.liveportrait import LivePortraitAnimator  # noqa: E402
 from stages.composite import CompositeStage  # noqa: E402
-from stream import jobs  # noqa: E402
-from stream.config import Settings  # noqa: E402
 from stream.device import nvenc_problem  # noqa: E402
-from stream.registry import shared_registry  # noqa: E402
-from stream.schema import FaceSpec  # noqa: E402
 from tests.media import read_frames, read_pts, write_video  # noqa: E402
 from tests.test_codeformer import TINY as TINY_CODEFORMER  # noqa: E402
 from tests.test_liveportrait import TINY as TINY_LIVEPORTRAIT  # noqa: E402
@@ -80,10 +81,10 @@ class Transfers:
 
 def run_on(device: str, tmp_path, clip, data_dir, models_dir, monkeypatch) -> tuple[dict, Transfers, Path]:
     settings = settings_for(models_dir, device)
-    bbox = jobs.detect_faces(clip, sample_fps=1, settings=settings)["frames"][0]["faces"][0]["bbox"]
+    bbox = detect_faces(clip, sample_fps=1, settings=settings)["frames"][0]["faces"][0]["bbox"]
     transfers = Transfers(monkeypatch, read_frames(clip)[0].shape)
     out = tmp_path / f"{device}.mp4"
-    result = jobs.lipsync(clip, data_dir / "audio" / "yongen.wav", [FaceSpec("a", bbox, 200, 600)], out, settings,
+    result = lipsync(clip, data_dir / "audio" / "yongen.wav", [FaceSpec("a", bbox, 200, 600)], out, settings,
                           enhance_quality=True, fidelity_weight=0.5)
     return result, transfers, out
 

@@ -8,12 +8,13 @@ import pytest
 
 pytest.importorskip("diffusers")
 
+from jobs.config import Settings  # noqa: E402
+from jobs.detect import detect_faces
+from jobs.lipsync import lipsync  # noqa: E402
+from jobs.registry import shared_registry  # noqa: E402
+from jobs.schema import FaceSpec  # noqa: E402
 from models.codeformer import FaceRestorer  # noqa: E402
 from models.liveportrait import LivePortraitAnimator  # noqa: E402
-from stream import jobs  # noqa: E402
-from stream.config import Settings  # noqa: E402
-from stream.registry import shared_registry  # noqa: E402
-from stream.schema import FaceSpec  # noqa: E402
 from tests.media import read_frames, read_pts, write_video  # noqa: E402
 from tests.test_codeformer import TINY as TINY_CODEFORMER  # noqa: E402
 from tests.test_liveportrait import TINY as TINY_LIVEPORTRAIT  # noqa: E402
@@ -42,9 +43,9 @@ def clip(tmp_path_factory, data_dir) -> Path:
 
 
 def run(clip, data_dir, settings, out, fidelity) -> dict:
-    bbox = jobs.detect_faces(clip, sample_fps=1, settings=settings)["frames"][0]["faces"][0]["bbox"]
+    bbox = detect_faces(clip, sample_fps=1, settings=settings)["frames"][0]["faces"][0]["bbox"]
     faces = [FaceSpec("a", bbox, 200, 1000)]
-    return jobs.lipsync(clip, data_dir / "audio" / "yongen.wav", faces, out, settings,
+    return lipsync(clip, data_dir / "audio" / "yongen.wav", faces, out, settings,
                         enhance_quality=True, fidelity_weight=fidelity)
 
 

@@ -1,5 +1,5 @@
 """JobStore progress: a succeeded job's final progress counts its frames, not its last phase's unit."""
-from stream.jobstore import SUCCEEDED, JobRecord, JobStore
+from service.jobstore import SUCCEEDED, JobRecord, JobStore
 
 
 def finished_progress(kind: str, result: dict) -> dict:

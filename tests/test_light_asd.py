@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from models.asd_crop import CropWindow, crop_face, crop_track, frames_shown_at, resample_track, smooth_windows
+from models.asd_crop import (
+    CropWindow,
+    crop_face,
+    crop_track,
+    frames_shown_at,
+    resample_track,
+    smooth_windows,
+)
 from models.light_asd import (
     NO_AUDIO_SCORE,
     ActiveSpeakerModel,

@@ -18,12 +18,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from jobs.config import Settings
+from jobs.probe import probe_media
 from server import create_app
+from service.admission import Limits
+from service.delivery import UploadPolicy
+from service.fetch import FetchPolicy
 from stages.decode import DecodeStage
-from stream.admission import Limits
-from stream.config import Settings
 from stream.errors import MediaError
-from stream.io import FetchPolicy, UploadPolicy, probe_media
 from tests.http_servers import FileServer, PutReceiver
 from tests.live_server import LiveServer
 from tests.media import write_video

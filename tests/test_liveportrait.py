@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from models.liveportrait import LIP_ROWS, AnimateRequest, CheckpointError, LivePortraitAnimator, load_liveportrait
+from models.liveportrait import (
+    LIP_ROWS,
+    AnimateRequest,
+    CheckpointError,
+    LivePortraitAnimator,
+    load_liveportrait,
+)
 from models.liveportrait.config import (
     AppearanceConfig,
     DenseMotionConfig,
@@ -33,7 +39,11 @@ from models.liveportrait.loader import (
     build_networks,
     save_liveportrait,
 )
-from models.liveportrait.smoothing import ExpressionFilter, SmoothingConfig, TrackSmoother
+from models.liveportrait.smoothing import (
+    ExpressionFilter,
+    SmoothingConfig,
+    TrackSmoother,
+)
 
 TINY = LivePortraitConfig(
     appearance=AppearanceConfig(block_expansion=8, max_features=64, reshape_channel=16, reshape_depth=4, num_resblocks=1),

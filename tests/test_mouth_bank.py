@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from models.faces.default import DefaultFaceBackend
-from models.mouth_bank import CANONICAL_SIZE, CLOSED_GAP, OPEN_GAP, MouthBank, sample_mouth
+from models.mouth_bank import (
+    CANONICAL_SIZE,
+    CLOSED_GAP,
+    OPEN_GAP,
+    MouthBank,
+    sample_mouth,
+)
 from stages.decode import DecodeStage
 from stages.mouth_bank import MouthBankStage
 from stream.pipeline import Pipeline

@@ -17,12 +17,12 @@ import cv2
 import numpy as np
 import pytest
 
+from jobs.config import Settings
+from jobs.lipsync import lipsync
+from jobs.schema import FaceSpec
 from models.faces.default import DefaultFaceBackend
+from models.faces.face import Face
 from models.mouth_bank import FaceAxes, mouth_opening, sample_mouth
-from stream.config import Settings
-from stream.frame import Face
-from stream.jobs import lipsync
-from stream.schema import FaceSpec
 from tests.media import read_frames
 
 EVERY = 3

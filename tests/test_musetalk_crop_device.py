@@ -3,8 +3,20 @@ import numpy as np
 import pytest
 import torch
 
-from models.musetalk.crop import CropGeometry, face_crop, finish_mask, paste_box_for, place_face, read_region
-from models.musetalk.crop_device import face_crop_tensor, finish_mask_tensor, place_face_tensor, resize_image
+from models.musetalk.crop import (
+    CropGeometry,
+    face_crop,
+    finish_mask,
+    paste_box_for,
+    place_face,
+    read_region,
+)
+from models.musetalk.crop_device import (
+    face_crop_tensor,
+    finish_mask_tensor,
+    place_face_tensor,
+    resize_image,
+)
 from tests.media import read_frames
 
 

@@ -11,14 +11,30 @@ import torch
 
 from benchmarks.tiny_models import OFFICIAL_UNET_CONFIG, TINY_UNET_CONFIG
 from models.engine import MouthRequest
-from models.musetalk import CheckpointError, MissingWeightsError, MuseTalkEngine, missing_files
+from models.faces.face import Face
+from models.musetalk import (
+    CheckpointError,
+    MissingWeightsError,
+    MuseTalkEngine,
+    missing_files,
+)
 from models.musetalk.audio_features import AudioFeatures, WhisperAudioEncoder
-from models.musetalk.crop import crop_geometry, face_box_from_landmarks, finish_mask, landmark_jaw_mask, paste_box_for
+from models.musetalk.crop import (
+    crop_geometry,
+    face_box_from_landmarks,
+    finish_mask,
+    landmark_jaw_mask,
+    paste_box_for,
+)
 from models.musetalk.face_parsing import BiSeNet, FaceParser, load_bisenet
-from models.musetalk.unet import build_unet, load_unet, positional_encoding, read_unet_config
+from models.musetalk.unet import (
+    build_unet,
+    load_unet,
+    positional_encoding,
+    read_unet_config,
+)
 from models.musetalk.vae import load_vae
 from stages.audio import load_audio
-from stream.frame import Face
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -1,4 +1,4 @@
-"""Queue mode end to end: a real redis-server, two `python -m stream.worker` processes, the
+"""Queue mode end to end: a real redis-server, two `python -m service.worker` processes, the
 server under uvicorn with LIPSYNC_QUEUE, inputs from a real file server, uploads to a real
 PUT receiver. Jobs complete on both workers, a cancel reaches a worker, a SIGKILLed
 worker's job is redelivered to the other one, /health counts workers and queue depth.
@@ -22,14 +22,15 @@ import pytest
 
 pytest.importorskip("celery", reason="queue mode needs celery and redis (pip install celery[redis])")
 
+from jobs.config import Settings  # noqa: E402
 from models.faces.default import DefaultFaceBackend  # noqa: E402
 from server import create_app  # noqa: E402
-from stream.admission import Limits  # noqa: E402
-from stream.config import Settings  # noqa: E402
-from stream.io import FetchPolicy, UploadPolicy  # noqa: E402
+from service.admission import Limits  # noqa: E402
+from service.delivery import UploadPolicy  # noqa: E402
+from service.fetch import FetchPolicy
 from tests.http_servers import FileServer, PostReceiver, PutReceiver  # noqa: E402
-from tests.live_server import LiveServer  # noqa: E402
 from tests.job_media import FINAL, follow_events, wait_for, write_job_media  # noqa: E402
+from tests.live_server import LiveServer  # noqa: E402
 from tests.media import read_frames  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +83,7 @@ def files(scene):
 
 
 class Worker:
-    """`python -m stream.worker` as a real subprocess, its log in a file."""
+    """`python -m service.worker` as a real subprocess, its log in a file."""
 
     def __init__(self, redis_url: str, folder: Path, name: str) -> None:
         self.log = folder / f"{name}.log"
@@ -92,7 +93,7 @@ class Worker:
         env.update(LIPSYNC_ALLOW_PRIVATE_URLS="1", LIPSYNC_UPLOAD_BACKOFF_S="0.01", PYTHONPATH=str(ROOT))
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "stream.worker", "--queue", redis_url, "--visibility-timeout-s",
+                [sys.executable, "-m", "service.worker", "--queue", redis_url, "--visibility-timeout-s",
                  str(VISIBILITY_S), "--heartbeat-s", "1", "--models-dir", str(folder / "weights"),
                  "--workdir", str(self.workdir)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 

@@ -1,4 +1,4 @@
-"""The review page's HTTP side (stream/review.py) on a real uvicorn server: GET / and its files,
+"""The review page's HTTP side (service/review.py) on a real uvicorn server: GET / and its files,
 POST /uploads and its limits (size, type, the same probing and media limits as a fetched
 input, expiry), upload:// URLs in the API, and GET /results/{id}."""
 from __future__ import annotations
@@ -9,9 +9,9 @@ import time
 import httpx
 import pytest
 
+from jobs.config import Settings
 from server import create_app
-from stream.admission import Limits
-from stream.config import Settings
+from service.admission import Limits
 from tests.live_server import LiveServer
 
 MAX_BYTES = 2_000_000  # LIPSYNC_UPLOAD_MAX_BYTES here: d12.mp4 (596 KB) fits, yongen.wav (1.5 MB) fits

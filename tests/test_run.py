@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
+from jobs.cli import build_parser
 from stages.decode import probe_video
-from stream.run import build_parser
 from tests.conftest import ROOT
 
 

@@ -5,10 +5,10 @@ from fractions import Fraction
 
 import numpy as np
 
+from models.faces.face import Face
 from stages.follow import NOT_VISIBLE, SYNCED, Target, TargetObservation
 from stages.segments import PlanStage
-from stream.frame import Face, Frame
-from stream.schema import FaceSpec
+from stream.frame import Frame
 
 
 def _face() -> Face:
@@ -17,7 +17,7 @@ def _face() -> Face:
 
 def _plan(states: list[str], cut: int | None) -> tuple[PlanStage, list[Frame]]:
     """25 fps frames with the target's state per frame; the shot changes at frame `cut`."""
-    target = Target(0, FaceSpec("a", [100, 100, 200, 200], 0, 10_000), _face())
+    target = Target(0, "a", 0, 10_000, _face())
     stage = PlanStage([target], fps=25)
     out = []
     for i, state in enumerate(states):

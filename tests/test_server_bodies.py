@@ -9,12 +9,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from jobs.config import Settings
+from jobs.probe import probe_media
+from jobs.schema import MAX_ID_CHARS
 from server import create_app
-from stream.admission import Limits
-from stream.config import Settings
+from service.admission import Limits
+from service.delivery import UploadPolicy
+from service.fetch import FetchPolicy
 from stream.errors import MediaError
-from stream.io import FetchPolicy, UploadPolicy, probe_media
-from stream.schema import MAX_ID_CHARS
 from tests.http_servers import PutReceiver
 from tests.live_server import LiveServer
 

@@ -6,9 +6,10 @@ import cv2
 import httpx
 import pytest
 
+from jobs.config import Settings
 from server import create_app
-from stream.config import Settings
-from stream.io import FetchPolicy, UploadPolicy
+from service.delivery import UploadPolicy
+from service.fetch import FetchPolicy
 from tests.http_servers import FileServer, closed_port_url
 from tests.live_server import LiveServer
 from tests.media import clip_frames, compose

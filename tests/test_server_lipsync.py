@@ -7,12 +7,13 @@ import pytest
 from PIL import Image
 from scipy.io import wavfile
 
+from jobs.config import Settings
 from models.faces.default import DefaultFaceBackend
 from models.mouth_metrics import mouth_opening
 from server import create_app
+from service.delivery import UploadPolicy
+from service.fetch import FetchPolicy
 from stages.audio import load_audio
-from stream.config import Settings
-from stream.io import FetchPolicy, UploadPolicy
 from tests.http_servers import FileServer, PutReceiver, closed_port_url
 from tests.live_server import LiveServer
 from tests.media import clip_frames, compose, psnr, read_frames, read_pts

@@ -12,18 +12,19 @@ import cv2
 import numpy as np
 import pytest
 
+from jobs.config import Settings
+from jobs.detect import detect_faces
+from jobs.lipsync import lipsync, lipsync_stages
+from jobs.references import Character
+from jobs.schema import FaceSpec
+from jobs.targets import resolve_targets, shot_span
 from models.faces.default import DefaultFaceBackend
 from stages.decode import DecodeStage
 from stages.shots import ShotDetector
-from stream import jobs
-from stream.config import Settings
 from stream.errors import InputError
 from stream.frame import Frame
 from stream.pipeline import Pipeline
-from stream.references import Character
-from stream.schema import FaceSpec
 from stream.stage import FunctionStage
-from stream.targets import resolve_targets, shot_span
 from tests.media import clip_frames, read_frames
 from tests.shot_media import Person, Shot, edited_video, shot_at
 
@@ -62,7 +63,7 @@ def _person_at(frame_faces: list[dict], x: int) -> dict | None:
 def detected(edited, tmp_path_factory):
     folder, _ = edited
     settings = Settings(models_dir=tmp_path_factory.mktemp("weights"))
-    return jobs.detect_faces(folder / "edited.mp4", _characters(folder), 3.0, settings=settings)
+    return detect_faces(folder / "edited.mp4", _characters(folder), 3.0, settings=settings)
 
 
 def test_shots_are_reported(detected, edited):
@@ -114,7 +115,7 @@ def _request_r(detected) -> list[FaceSpec]:
 def synced(edited, detected, tmp_path_factory):
     folder, _ = edited
     work = tmp_path_factory.mktemp("synced")
-    return jobs.lipsync(folder / "edited.mp4", folder / "speech.wav", _request_r(detected), work / "out.mp4",
+    return lipsync(folder / "edited.mp4", folder / "speech.wav", _request_r(detected), work / "out.mp4",
                         Settings(models_dir=work), characters=_characters(folder))
 
 
@@ -123,7 +124,7 @@ def test_lipsync_changes_only_the_requested_persons_pixels(edited, detected, tmp
     the pixels compare exactly: R's are changed where R is on screen, nobody else's ever."""
     folder, cuts = edited
     video = folder / "edited.mp4"
-    stages = jobs.lipsync_stages(str(video), str(folder / "speech.wav"), _request_r(detected),
+    stages = lipsync_stages(str(video), str(folder / "speech.wav"), _request_r(detected),
                                  Settings(models_dir=tmp_path_factory.mktemp("weights")))
     originals = read_frames(video)
     changed: dict[str, list[int]] = {"R": [], "others": []}
@@ -171,7 +172,7 @@ def test_a_cut_the_shot_detector_misses_is_caught_where_the_face_was(edited, det
     rendered, and R is found again on the left."""
     folder, cuts = edited
     video = folder / "edited.mp4"
-    stages = jobs.lipsync_stages(str(video), str(folder / "speech.wav"), _request_r(detected),
+    stages = lipsync_stages(str(video), str(folder / "speech.wav"), _request_r(detected),
                                  Settings(models_dir=tmp_path_factory.mktemp("weights")))
     originals = read_frames(video)
     u_changed, r_changed = [], []

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import httpx
 
+from jobs.config import Settings
 from server import create_app
-from stream.admission import Limits
-from stream.config import Settings
-from stream.io import FetchPolicy, UploadPolicy
+from service.admission import Limits
+from service.delivery import UploadPolicy
+from service.fetch import FetchPolicy
 from tests.http_servers import SlowSender
 from tests.live_server import LiveServer
 

@@ -7,10 +7,11 @@ import pytest
 
 pytest.importorskip("torch")
 
+from jobs.config import Settings  # noqa: E402
+from jobs.detect import detect_faces
+from jobs.lipsync import lipsync  # noqa: E402
 from stages.audio import load_audio  # noqa: E402
 from stages.speakers import GRID_MS, SpeakerScores, speaker_ranges, tracks_from_frames  # noqa: E402
-from stream import jobs  # noqa: E402
-from stream.config import Settings  # noqa: E402
 from tests.conftest import SHARED_MODELS  # noqa: E402
 from tests.media import clip_frames, compose  # noqa: E402
 
@@ -41,7 +42,7 @@ def two_talkers(tmp_path_factory, data_dir):
 
 @pytest.fixture(scope="module")
 def detected(two_talkers, models_dir):
-    return jobs.detect_faces(two_talkers[0], sample_fps=3, settings=Settings(models_dir=models_dir))
+    return detect_faces(two_talkers[0], sample_fps=3, settings=Settings(models_dir=models_dir))
 
 
 def side(face: dict) -> str:
@@ -69,7 +70,7 @@ def test_the_face_whose_audio_plays_is_the_speaker(detected, two_talkers):
 
 
 def test_auto_lipsync_follows_the_speakers(tmp_path, two_talkers, models_dir, data_dir):
-    result = jobs.lipsync(two_talkers[0], data_dir / "audio" / "yongen.wav", None, tmp_path / "o.mp4",
+    result = lipsync(two_talkers[0], data_dir / "audio" / "yongen.wav", None, tmp_path / "o.mp4",
                           Settings(models_dir=models_dir))
     assert any("active speaker" in w for w in result["warnings"])
     synced = {r["character_id"]: r["summary"]["synced_ms"] for r in result["faces"]["results"]}

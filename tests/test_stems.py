@@ -11,17 +11,20 @@ import numpy as np
 import pytest
 from scipy.io import wavfile
 
+from jobs.config import Settings
+from jobs.detect import detect_faces
+from jobs.lipsync import lipsync
+from jobs.passthrough import passthrough
+from jobs.schema import FaceSpec, Voice, parse_lipsync
+from jobs.stems import mix_stems, place_stem, speech_ranges
 from models.classical_lipsync import ClassicalLipSync
 from models.faces.default import DefaultFaceBackend
 from models.mouth_metrics import mouth_opening
 from server import create_app
+from service.delivery import UploadPolicy
+from service.fetch import FetchPolicy
 from stages.audio import load_audio
-from stream import jobs
-from stream.config import Settings
 from stream.errors import InputError
-from stream.io import FetchPolicy, UploadPolicy
-from stream.schema import FaceSpec, Voice, parse_lipsync
-from stream.stems import mix_stems, place_stem, speech_ranges
 from tests.http_servers import FileServer, PutReceiver
 from tests.live_server import LiveServer
 from tests.media import clip_frames, compose, read_frames
@@ -153,7 +156,7 @@ def test_without_audio_url_the_output_carries_the_stems_mixed(synced, scene, tmp
     best = max(lags, key=lambda lag: float(np.dot(got[max(lag, 0):n + min(lag, 0)], mix[max(-lag, 0):n - max(lag, 0)])))
     # the AAC tolerance: the same mix, written by this test, through the product's plain encode
     wavfile.write(tmp_path / "mix.wav", RATE, mix)
-    jobs.passthrough(scene[0] / "two.mp4", tmp_path / "plain.mp4", tmp_path / "mix.wav")
+    passthrough(scene[0] / "two.mp4", tmp_path / "plain.mp4", tmp_path / "mix.wav")
     plain = load_audio(tmp_path / "plain.mp4", RATE)
     snr_mix, snr_plain = snr(got[:n], mix[:n]), snr(got[:n], plain[:n])
     print(f"muxed vs stems mixed: lag {best} samples, SNR {snr_mix:.1f} dB (AAC alone: {snr(plain[:n], mix[:n]):.1f} "
@@ -248,7 +251,7 @@ def test_the_given_mix_is_muxed_and_expressiveness_scales_each_face(api, files, 
         (tmp_path / "out.mp4").write_bytes(receiver.stored["/out.mp4"])
     assert response.json()["expressiveness_applied"] is True
     got = load_audio(tmp_path / "out.mp4", RATE)
-    jobs.passthrough(folder / "two.mp4", tmp_path / "plain.mp4", folder / "final.wav")
+    passthrough(folder / "two.mp4", tmp_path / "plain.mp4", folder / "final.wav")
     plain = load_audio(tmp_path / "plain.mp4", RATE)
     n = min(len(got), len(final))
     print(f"muxed vs the given mix: SNR {snr(got[:n], final[:n]):.1f} dB (AAC alone "
@@ -263,11 +266,11 @@ def test_the_given_mix_is_muxed_and_expressiveness_scales_each_face(api, files, 
 def test_auto_mode_syncs_a_face_only_while_its_own_stem_speaks(scene, tmp_path):
     folder = scene[0]
     settings = Settings(models_dir=tmp_path / "weights")  # no Light-ASD: the presence rule, cut by the stems
-    detected = jobs.detect_faces(folder / "two.mp4", settings=settings)
+    detected = detect_faces(folder / "two.mp4", settings=settings)
     first = sorted(detected["frames"][0]["faces"], key=lambda f: f["bbox"][0])
     left, right = first[0]["character_id"], first[1]["character_id"]
     voices = {left: Voice(str(folder / "left.wav")), right: Voice(str(folder / "right.wav"), RIGHT_OFFSET_MS)}
-    result = jobs.lipsync(folder / "two.mp4", None, None, tmp_path / "auto.mp4", settings, voices=voices)
+    result = lipsync(folder / "two.mp4", None, None, tmp_path / "auto.mp4", settings, voices=voices)
     synced = {left: [], right: []}
     for face in result["faces"]["results"]:
         synced[face["character_id"]] += [(s["start_ms"], s["end_ms"]) for s in face["segments"] if s["synced"]]
@@ -288,16 +291,16 @@ def test_musetalk_says_it_cannot_apply_expressiveness_but_takes_each_stem(scene,
     settings = Settings(models_dir=write_tiny_musetalk(tmp_path / "weights"))
     clip = compose(tmp_path / "one.mp4", [{"frames": clip_frames(data_dir / "video" / "d20.mp4", 320)[:25],
                                            "x": 0, "y": 0}], 320, 320, 1.0)
-    bbox = jobs.detect_faces(clip, sample_fps=1, settings=settings)["frames"][0]["faces"][0]["bbox"]
+    bbox = detect_faces(clip, sample_fps=1, settings=settings)["frames"][0]["faces"][0]["bbox"]
     face = FaceSpec("a", bbox, 0, 1000, Voice(str(scene[0] / "left.wav"), -500, 0.9))
-    result = jobs.lipsync(clip, None, [face], tmp_path / "out.mp4", settings)
+    result = lipsync(clip, None, [face], tmp_path / "out.mp4", settings)
     assert result["engine"].startswith("musetalk") and result["expressiveness_applied"] is False
     assert any("expressiveness 0.9 was not applied" in w and "musetalk" in w for w in result["warnings"])
     assert result["faces"]["results"][0]["summary"]["synced_ms"] > 800
 
 
 def test_cli_takes_stems_in_faces_json_relative_to_it(scene, files, tmp_path, capsys):
-    from stream.run import main
+    from jobs.cli import main
 
     folder = scene[0]
     faces = body(files)["faces"]

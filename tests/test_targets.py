@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from jobs.schema import FaceSpec
+from jobs.targets import resolve_targets
+from models.faces.face import Face
 from stream.errors import InputError
-from stream.frame import Face
-from stream.schema import FaceSpec
-from stream.targets import resolve_targets
 
 
 class TwoFaces:

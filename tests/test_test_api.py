@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from scipy.io import wavfile
 
+from jobs.config import Settings
 from server import create_app
+from service.delivery import UploadPolicy
+from service.fetch import FetchPolicy
 from stages.audio import load_audio
-from stream.config import Settings
-from stream.io import FetchPolicy, UploadPolicy
 from tests.http_servers import FileServer, PutReceiver
 from tests.live_server import LiveServer
 from tests.media import clip_frames, compose, read_frames

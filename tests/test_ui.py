@@ -1,4 +1,4 @@
-"""The review page (stream/ui, stream/review.py) in a real browser: Debian's headless chromium
+"""The review page (service/ui, service/review.py) in a real browser: Debian's headless chromium
 driven by Playwright for Python, against the real app served by uvicorn on 127.0.0.1.
 
 One walk through the whole flow on real media: an edit of two shots (d12's man for 3 s, a cut,
@@ -17,9 +17,9 @@ import httpx
 import numpy as np
 import pytest
 
+from jobs.config import Settings
 from server import create_app
 from stages.audio import load_audio
-from stream.config import Settings
 from tests.conftest import SHARED_MODELS
 from tests.live_server import LiveServer
 from tests.media import clip_frames, compose

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from service.uploads import FileStore, StoreLimits, fetch_upload, is_upload_url
 from stream.errors import FetchError
-from stream.uploads import FileStore, StoreLimits, fetch_upload, is_upload_url
 
 
 def age(path, seconds: float) -> None:

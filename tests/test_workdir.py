@@ -12,18 +12,19 @@ import time
 import uuid
 from pathlib import Path
 
+from jobs.config import Settings
 from server import create_app
-from stream.admission import Limits
-from stream.config import Settings
-from stream.io import FetchPolicy, UploadPolicy
-from stream.workdir import KEPT_DIR, UNLOCKED_STALE_S, job_dir, keep_output, sweep
+from service.admission import Limits
+from service.delivery import UploadPolicy
+from service.fetch import FetchPolicy
+from service.workdir import KEPT_DIR, UNLOCKED_STALE_S, job_dir, keep_output, sweep
 from tests.live_server import LiveServer
 
 ROOT = Path(__file__).resolve().parents[1]
 HOLD = """
 import os, signal, sys, time
 from pathlib import Path
-from stream.workdir import job_dir
+from service.workdir import job_dir
 with job_dir(Path(sys.argv[1])) as path:
     (path / "video-partial.mp4").write_bytes(b"x" * 1000)
     print(path, flush=True)

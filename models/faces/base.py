@@ -5,7 +5,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from stream.frame import Face
+from models.faces.face import Face
 
 
 class FaceBackend(Protocol):

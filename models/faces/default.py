@@ -46,8 +46,8 @@ import face_recognition_models
 import numpy as np
 import onnxruntime as ort
 
+from models.faces.face import Face, iou
 from models.faces.pose import head_pose_from_landmarks
-from stream.frame import Face, iou
 
 log = logging.getLogger(__name__)
 

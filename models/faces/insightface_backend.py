@@ -23,8 +23,8 @@ from typing import Sequence
 import numpy as np
 
 from models.faces.default import box_from_landmarks, kps_from_landmarks
-from stream.device import onnx_providers, resolve_device
-from stream.frame import Face
+from models.faces.face import Face
+from models.runtime import onnx_providers, resolve_device
 
 BUFFALO_L_FILES = ("det_10g.onnx", "1k3d68.onnx", "w600k_r50.onnx")
 DET_SIZE = (640, 640)

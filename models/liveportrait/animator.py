@@ -23,11 +23,16 @@ import torch.nn.functional as F
 from models.engine import MouthPatch
 
 from .config import LivePortraitConfig
-from .crop import crop_transform, feathered_mask, patch_box, render_to_box, warp_affine_torch
+from .crop import (
+    crop_transform,
+    feathered_mask,
+    patch_box,
+    render_to_box,
+    warp_affine_torch,
+)
 from .keypoints import KeypointInfo
 from .loader import LivePortraitModels, load_liveportrait
 from .smoothing import SmoothingConfig, TrackSmoother
-
 
 LIP_ROWS = (6, 12, 14, 17, 19, 20)  # implicit keypoints that carry the lip expression (official)
 

@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .appearance import AppearanceFeatureExtractor
 from models.checkpoint import load_strict, read_checkpoint, strip_prefix, sub_dict
+
+from .appearance import AppearanceFeatureExtractor
 from .config import LivePortraitConfig
 from .motion import MotionExtractor
 from .retargeting import StitchingRetargetingNetwork

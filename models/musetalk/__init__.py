@@ -4,6 +4,11 @@
 /health what is absent without loading anything.
 """
 from models.checkpoint import CheckpointError
-from models.musetalk.engine import MissingWeightsError, MuseTalkEngine, has_face_parsing, missing_files
+from models.musetalk.engine import (
+    MissingWeightsError,
+    MuseTalkEngine,
+    has_face_parsing,
+    missing_files,
+)
 
 __all__ = ["CheckpointError", "MissingWeightsError", "MuseTalkEngine", "has_face_parsing", "missing_files"]

@@ -14,7 +14,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.musetalk.crop import BLUR_RATIO, CROP_SIZE, UPPER_BOUNDARY_RATIO, CropGeometry, read_region
+from models.musetalk.crop import (
+    BLUR_RATIO,
+    CROP_SIZE,
+    UPPER_BOUNDARY_RATIO,
+    CropGeometry,
+    read_region,
+)
 
 
 def resize_image(image: torch.Tensor, size: tuple[int, int], mode: str, antialias: bool = False) -> torch.Tensor:

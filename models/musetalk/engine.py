@@ -23,7 +23,11 @@ import numpy as np
 import torch
 
 from models.engine import MouthPatch, MouthRequest
-from models.musetalk.audio_features import AudioFeatures, WhisperAudioEncoder, whisper_weights_file
+from models.musetalk.audio_features import (
+    AudioFeatures,
+    WhisperAudioEncoder,
+    whisper_weights_file,
+)
 from models.musetalk.crop import (
     CROP_SIZE,
     CropGeometry,
@@ -35,7 +39,11 @@ from models.musetalk.crop import (
     place_face,
     read_region,
 )
-from models.musetalk.crop_device import face_crop_tensor, finish_mask_tensor, place_face_tensor
+from models.musetalk.crop_device import (
+    face_crop_tensor,
+    finish_mask_tensor,
+    place_face_tensor,
+)
 from models.musetalk.face_parsing import FaceParser, load_bisenet
 from models.musetalk.unet import MuseTalkUNet, load_unet
 from models.musetalk.vae import LatentCodec, load_vae, vae_weights_file

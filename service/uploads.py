@@ -4,7 +4,7 @@ lipsync results that had no `upload_url`.
 An uploaded input is named in a request as `upload://<id>`. That URL never reaches the
 HTTP fetcher: `UploadStore.fetch` looks the id up in one folder of the server's workdir
 (a 32-hex-digit id, so no path can be smuggled in) and links the file into the job's temp
-dir. The SSRF guard of `stream.io` is untouched: http(s) URLs still must resolve to public
+dir. The SSRF guard of `service.addresses` is untouched: http(s) URLs still must resolve to public
 addresses, local paths and file:// URLs stay refused (LIPSYNC_ALLOW_LOCAL_FILES=0), and no
 same-server http URL needs loopback to be allowed.
 

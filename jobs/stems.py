@@ -16,16 +16,15 @@ import os
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import av
 import numpy as np
 
+from jobs.schema import FaceSpec, Voice
 from stages.audio import load_audio
 from stages.decode import open_media
-from stream.auto import faces_from_detection, faces_from_speakers
 from stream.errors import InputError, MediaError
-from stream.schema import FaceSpec, Voice
 
 DEFAULT_EXPRESSIVENESS = 0.5
 """The engine's own amount of mouth motion."""
@@ -142,51 +141,6 @@ def speech_ranges(samples: np.ndarray, rate: int) -> list[tuple[float, float]]:
     return [(max(0.0, s - SPEECH_PAD_MS), min(total_ms, e + SPEECH_PAD_MS)) for s, e in ranges]
 
 
-def while_speaking(faces: Iterable[FaceSpec],
-                   speech: Sequence[tuple[float, float]]) -> list[tuple[FaceSpec, float, float]]:
-    """Each face's range cut to where its stem has speech: (face, start_ms, end_ms) pieces."""
-    pieces = []
-    for face in faces:
-        for start, end in speech:
-            lo, hi = max(face.start_time_ms, start), min(face.end_time_ms, end)
-            if hi - lo >= SPEECH_FRAME_MS:
-                pieces.append((face, lo, hi))
-    return pieces
-
-
-def stem_speakers(detected: dict, presence: Sequence[FaceSpec], voices: dict[str, Voice],
-                  rate: int = 16000) -> list[dict]:
-    """Auto mode with stems: a detect-faces `speakers` list (character_id, segments) of the
-    people with a stem, each while present and syncable (`presence`, from `faces_from_detection`)
-    and their stem has speech; `stream.auto.faces_from_speakers` turns it into faces."""
-    speakers = []
-    for character_id, voice in voices.items():
-        if voice.audio_url is None:
-            continue
-        label = f"the audio_url of {character_id}"
-        speech = speech_ranges(load_stem(voice.audio_url, rate, voice.offset_ms, label), rate)
-        mine = [f for f in presence if f.character_id == character_id]
-        segments = [{"start_ms": lo, "end_ms": hi} for _, lo, hi in while_speaking(mine, speech)]
-        if segments:
-            speakers.append({"character_id": character_id, "segments": segments})
-    return speakers
-
-
-def auto_faces_with_stems(faces: Sequence[FaceSpec], detected: dict, voices: dict[str, Voice] | None,
-                          rate: int = 16000) -> tuple[list[FaceSpec], str]:
-    """Auto mode's faces (from its rule) with the people who have a stem replaced by their
-    pieces present, syncable and speaking in it, each face given its voice. Returns the faces
-    and a sentence for the rule's warning ("" without stems)."""
-    stems = {cid: v for cid, v in (voices or {}).items() if v.audio_url is not None}
-    if not stems:
-        return with_voices(faces, voices), ""
-    presence = faces_from_detection(detected, recognised_only=False)
-    speaking = faces_from_speakers({**detected, "speakers": stem_speakers(detected, presence, stems, rate)})
-    kept = [f for f in faces if f.character_id not in stems] + speaking
-    rule = f"; {', '.join(stems)}: while present and their own stem has speech"
-    return with_voices(sorted(kept, key=lambda f: (f.start_time_ms, f.character_id)), voices), rule
-
-
 def with_voices(faces: Sequence[FaceSpec], voices: dict[str, Voice] | None) -> list[FaceSpec]:
     """Auto mode's faces, each given its person's stem and expressiveness (faces[] by character_id)."""
     if not voices:
@@ -194,10 +148,10 @@ def with_voices(faces: Sequence[FaceSpec], voices: dict[str, Voice] | None) -> l
     return [replace(f, voice=voices[f.character_id]) if f.character_id in voices else f for f in faces]
 
 
-def stem_features(engine: Any, targets: Sequence, main_features: Any, fit: Any, fps: float,
+def stem_features(engine: Any, targets: Sequence, voices: Sequence[Voice], main_features: Any, fit: Any, fps: float,
                   expressiveness: float = DEFAULT_EXPRESSIVENESS,
                   rate: int = 16000) -> tuple[dict[str, Any], bool, list[str]]:
-    """The audio features each target renders with: its own stem's (analysed once per stem,
+    """The audio features each target renders with (voices[i] is targets[i]'s): its own stem's (analysed once per stem,
     fitted to the output like the job's audio by `fit(samples) -> samples`), else the job's,
     scaled by its expressiveness where the engine can (`with_expressiveness`).
 
@@ -207,8 +161,7 @@ def stem_features(engine: Any, targets: Sequence, main_features: Any, fit: Any, 
     scaled: dict[tuple, Any] = {}
     features: dict[str, Any] = {}
     asked = set()
-    for target in targets:
-        voice = target.spec.voice
+    for target, voice in zip(targets, voices, strict=True):
         amount = voice.expressiveness if voice.expressiveness is not None else expressiveness
         stem = (voice.audio_url, voice.offset_ms) if voice.audio_url is not None else None
         if stem is not None and stem not in by_stem:

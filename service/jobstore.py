@@ -25,7 +25,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-log = logging.getLogger("stream.jobs.events")
+log = logging.getLogger("service.events")
 
 PENDING_TTL_S = 7 * 86400.0
 """How long Redis keeps a record that has not finished (a job whose every worker vanished), s."""

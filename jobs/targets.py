@@ -10,13 +10,13 @@ import uuid
 
 import numpy as np
 
+from jobs.schema import FaceSpec
 from models.faces.base import FaceBackend
+from models.faces.face import Face, iou, xywh_to_xyxy
 from stages.decode import open_media, rotate_upright
 from stages.follow import Target
 from stages.shots import ShotDetector
 from stream.errors import InputError
-from stream.frame import Face, iou, xywh_to_xyxy
-from stream.schema import FaceSpec
 
 _PROBE_OFFSETS_MS = (0, 200, -200, 500, -500)
 _SHOT_LEAD_MS = 1000.0
@@ -112,5 +112,5 @@ def resolve_targets(video: str, specs: list[FaceSpec], backend: FaceBackend, dur
             raise InputError(f"{where}: bbox {[int(v) for v in spec.bbox]} matches no face detected near "
                              f"{spec.start_time_ms:.0f} ms (faces found there: {listed}); "
                              "use a bbox from /detect-faces at that time")
-        targets.append(Target(index, spec, match, job))
+        targets.append(Target(index, spec.character_id, spec.start_time_ms, spec.end_time_ms, match, job))
     return targets

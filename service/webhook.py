@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 
+from service.addresses import redact_url
+from service.delivery import UploadPolicy, check_destination, post_json
+from service.jobstore import JobRecord, JobStore, log_event
 from stream.errors import InputError
-from stream.io import UploadPolicy, check_destination, post_json, redact_url
-from stream.jobstore import JobRecord, JobStore, log_event
 
 
 def check_webhook_url(raw: object, policy: UploadPolicy) -> str | None:

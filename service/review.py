@@ -1,8 +1,8 @@
 """The review page's routes: the page itself, browser uploads of inputs, and kept results.
 
-- `GET /` serves `stream/ui/index.html`; `/ui/...` its script and style (no build step).
+- `GET /` serves `service/ui/index.html`; `/ui/...` its script and style (no build step).
 - `POST /uploads?kind=video|audio|image[&name=clip.mp4]`, the file as the raw body: stored
-  in the workdir under a random id (stream.uploads), probed like a fetched input, and
+  in the workdir under a random id (service.uploads), probed like a fetched input, and
   answered 201 with `url: "upload://<id>"`, which `/detect-faces` and `/lipsync` accept
   as any input URL until it expires.
 - `GET /results/{id}`: a lipsync output kept because its request had no `upload_url`
@@ -21,9 +21,15 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from jobs.probe import probe_media
+from service.uploads import (
+    KIND_TYPES,
+    UPLOAD_SCHEME,
+    StoreLimits,
+    result_store,
+    upload_store,
+)
 from stream.errors import LipSyncError, MediaError
-from stream.probe import probe_media
-from stream.uploads import KIND_TYPES, UPLOAD_SCHEME, StoreLimits, result_store, upload_store
 
 UI_DIR = Path(__file__).resolve().parent / "ui"
 

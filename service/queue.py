@@ -3,8 +3,8 @@
 With LIPSYNC_QUEUE=redis://host:port/db the server is a thin front (`QueueService`): it
 checks and admits a job, writes its record to Redis, and sends a task carrying only the
 job id (the request, which may hold presigned URLs, stays in the record). Each worker
-(`python -m stream.worker`, see stream/worker.py) takes one task at a time, runs the same
-`stream.service` work as the embedded queue, and writes progress and the outcome to the
+(`python -m service.worker`, see service/worker.py) takes one task at a time, runs the same
+`service.job_service` work as the embedded queue, and writes progress and the outcome to the
 record, so GET /jobs/{id} and its SSE stream read the same as in-process.
 
 Durability: a task is acknowledged only after its job ended (task_acks_late), one task
@@ -27,8 +27,8 @@ The broker's queue is the Redis list named LIPSYNC_QUEUE_NAME.
 | time_limit_s         | LIPSYNC_QUEUE_TIME_LIMIT_S   | --time-limit-s         | 3600             |
 | heartbeat_s          | LIPSYNC_WORKER_HEARTBEAT_S   | --heartbeat-s          | 2                |
 
-`celery -A stream.queue worker --pool solo --concurrency 1 -Q lipsync` runs the same
-worker as `python -m stream.worker` (configured from the env vars only).
+`celery -A service.queue worker --pool solo --concurrency 1 -Q lipsync` runs the same
+worker as `python -m service.worker` (configured from the env vars only).
 """
 from __future__ import annotations
 
@@ -42,17 +42,17 @@ from typing import Mapping
 import redis
 from celery import Celery
 
-from stream.admission import Busy, ShuttingDown
-from stream.io import redact_url
-from stream.jobstore import CANCELLED, JobRecord, RedisJobStore, log_event, new_job_id
-from stream.prom import ServiceMetrics
-from stream.service import JobConfig, build_work
+from service.addresses import redact_url
+from service.admission import Busy, ShuttingDown
+from service.job_service import JobConfig, build_work
+from service.jobstore import CANCELLED, JobRecord, RedisJobStore, log_event, new_job_id
+from service.prom import ServiceMetrics
 
 log = logging.getLogger(__name__)
 
 PREFIX = "lipsync:"
 TASKS = {"detect-faces": "lipsync.detect-faces", "lipsync": "lipsync.lipsync"}
-"""The Celery task name of each job kind (stream/worker.py defines them)."""
+"""The Celery task name of each job kind (service/worker.py defines them)."""
 
 _ENV = {
     "url": "LIPSYNC_QUEUE",
@@ -158,8 +158,8 @@ def keys(kind: str, ident: str) -> str:
     return f"{PREFIX}{kind}:{ident}"
 
 
-app = configure(Celery("lipsync", include=["stream.worker"]), QueueConfig.from_env())
-"""The Celery app: `celery -A stream.queue worker` finds it here."""
+app = configure(Celery("lipsync", include=["service.worker"]), QueueConfig.from_env())
+"""The Celery app: `celery -A service.queue worker` finds it here."""
 
 
 def live_workers(client: redis.Redis) -> list[dict]:

@@ -97,7 +97,7 @@ class Limits:
         return cls(**values)
 
     def probe_limits(self, kind: str) -> dict:
-        """What `stream.probe.probe_media` checks while it reads an input of this kind."""
+        """What `jobs.probe.probe_media` checks while it reads an input of this kind."""
         if kind == "image":
             return {"max_pixels": self.max_headshot_pixels}
         return {"max_duration_s": self.max_duration_s, "max_pixels": self.max_pixels if kind == "video" else None}

@@ -9,9 +9,9 @@ import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
-from stream.config import Settings
+from jobs.config import Settings
+from jobs.registry import ModelRegistry
 from stream.device import nvenc_problem
-from stream.registry import ModelRegistry
 
 
 @lru_cache(maxsize=1)

@@ -1,7 +1,7 @@
 """Deliver results: upload them to presigned URLs and POST JSON to webhooks (httpx), pinned to checked addresses.
 
 Env vars (read by `UploadPolicy.from_env`; LIPSYNC_ALLOW_PRIVATE_URLS, LIPSYNC_ALLOWED_NETWORKS
-and LIPSYNC_CA_BUNDLE are described in `stream.addresses`):
+and LIPSYNC_CA_BUNDLE are described in `service.addresses`):
 
   LIPSYNC_UPLOAD_CONTENT_TYPE    Content-Type of the PUT (must match what a presigned URL signed); default video/mp4
   LIPSYNC_UPLOAD_ATTEMPTS        tries per upload, first one included; default 4
@@ -10,7 +10,7 @@ and LIPSYNC_CA_BUNDLE are described in `stream.addresses`):
   LIPSYNC_UPLOAD_CONNECT_TIMEOUT_S seconds to open a connection to the upload URL; default 10
   LIPSYNC_UPLOAD_TIMEOUT_S       seconds the upload server may stall while sending or answering; default 120
   LIPSYNC_UPLOAD_TOTAL_TIMEOUT_S wall-clock seconds for a whole upload, retries included, however slowly the
-                                 server reads (a `stream.watchdog.Watchdog`); default 1800
+                                 server reads (a `service.watchdog.Watchdog`); default 1800
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from stream.addresses import (
+from service.addresses import (
     REDIRECT_CODES,
     Destination,
     describe_transport_error,
@@ -40,9 +40,9 @@ from stream.addresses import (
     resolve_destination,
     send_pinned,
 )
+from service.watchdog import Watchdog
 from stream.errors import InputError, UploadError
 from stream.pipeline import PipelineCancelled
-from stream.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 

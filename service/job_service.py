@@ -1,8 +1,8 @@
-"""The job service: what a job does (fetch, run `stream.jobs`, upload) and the embedded queue.
+"""The job service: what a job does (fetch, run `jobs`, upload) and the embedded queue.
 
 `build_work` turns a request body into a job's work; `run_work` runs it in its own temp
 dir and shapes the outcome. Both serve the embedded queue here (`JobService`: the server
-runs jobs on its own threads, the default) and the Celery workers (`stream.worker`), so a
+runs jobs on its own threads, the default) and the Celery workers (`service.worker`), so a
 job does the same wherever it runs. Nothing here knows about routes or HTTP responses.
 """
 from __future__ import annotations
@@ -15,23 +15,49 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from stream import jobs
-from stream.admission import Admission, Busy, Limits, ShuttingDown
-from stream.config import Settings
+from jobs.config import Settings
+from jobs.detect import detect_faces
+from jobs.lipsync import lipsync
+from jobs.probe import probe_media
+from jobs.references import Character
+from jobs.schema import parse_detect, parse_lipsync
+from jobs.stems import fetched_stems, stem_inputs
+from service.admission import Admission, Busy, Limits, ShuttingDown
+from service.delivery import (
+    UploadCancelled,
+    UploadPolicy,
+    check_upload_url,
+    upload_file,
+)
+from service.fetch import (
+    FetchCancelled,
+    FetchPolicy,
+    fetch_to_temp,
+    fetches_cancelled_by,
+)
+from service.jobstore import (
+    CANCELLED,
+    FAILED,
+    SUCCEEDED,
+    JobRecord,
+    JobStore,
+    log_event,
+    new_job_id,
+)
+from service.prom import ServiceMetrics
+from service.uploads import (
+    FileStore,
+    StoreLimits,
+    fetch_upload,
+    is_upload_url,
+    result_store,
+    upload_store,
+)
+from service.webhook import deliver
+from service.workdir import job_dir, keep_output
 from stream.context import JobContext, Progress
 from stream.errors import InputError, LipSyncError, MediaError, UploadError
-from stream.delivery import UploadCancelled
-from stream.fetch import FetchCancelled, fetches_cancelled_by
-from stream.io import FetchPolicy, UploadPolicy, check_upload_url, fetch_to_temp, probe_media, upload_file
-from stream.jobstore import CANCELLED, FAILED, SUCCEEDED, JobRecord, JobStore, log_event, new_job_id
 from stream.pipeline import PipelineCancelled
-from stream.prom import ServiceMetrics
-from stream.references import Character
-from stream.schema import parse_detect, parse_lipsync
-from stream.stems import fetched_stems, stem_inputs
-from stream.uploads import FileStore, StoreLimits, fetch_upload, is_upload_url, result_store, upload_store
-from stream.webhook import deliver
-from stream.workdir import job_dir, keep_output
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +179,7 @@ class LiveJob:
 class JobService:
     """The embedded queue: admits jobs to the FIFO, runs them on its own threads, and keeps
     records, metrics and logs. The server's job handlers talk to it (or to
-    `stream.queue.QueueService`, its Celery twin) through submit / cancel / position /
+    `service.queue.QueueService`, its Celery twin) through submit / cancel / position /
     store / health / shutdown."""
 
     mode = "in-process"
@@ -263,7 +289,7 @@ class JobService:
 def fetch_input(url: str, workdir: Path, policy: FetchPolicy, kind: str, label: str,
                 limits: Limits | None = None, uploads: FileStore | None = None) -> Path:
     """Fetch, probe and check one input; media problems name the request field, not a temp path.
-    `upload://<id>` names a file POSTed to /uploads, looked up in `uploads` (stream.uploads)."""
+    `upload://<id>` names a file POSTed to /uploads, looked up in `uploads` (service.uploads)."""
     if uploads is not None and is_upload_url(url):
         path = fetch_upload(url, uploads, workdir, label)
     else:
@@ -333,7 +359,7 @@ def detect_work(body, config: JobConfig) -> Work:
         characters = [Character(c.id, c.name, image) for c, image in zip(body.characters, images)]
         download_ms = (time.perf_counter() - started) * 1000
         with named_inputs(video_url=video):
-            result = jobs.detect_faces(video, characters, body.sample_fps, body.similarity_threshold,
+            result = detect_faces(video, characters, body.sample_fps, body.similarity_threshold,
                                        config.settings, context)
         stats.update(frames=len(result["frames"]), pipeline_s=result["timing"]["total_ms"] / 1000)
         result["timing"]["download_ms"] = round(download_ms, 1)
@@ -364,7 +390,7 @@ def lipsync_work(body, config: JobConfig) -> Work:
         download_ms = (time.perf_counter() - started) * 1000
         out = workdir / "output.mp4"
         with named_inputs(video_url=video, audio_url=audio, **{label: paths[label] for _, _, label in stems}):
-            result = jobs.lipsync(video, audio, faces, out, config.settings, context,
+            result = lipsync(video, audio, faces, out, config.settings, context,
                                   body.enhance_quality, body.fidelity_weight, body.sync_mode,
                                   characters=characters, voices=voices, expressiveness=body.expressiveness)
         stats.update(frames=result["output"]["frame_count"], pipeline_s=result["metrics"]["wall_s"])

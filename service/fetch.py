@@ -1,14 +1,14 @@
 """Fetch input URLs to temp files (httpx), under a wall-clock deadline and the job's cancel flag.
 
-Every hop passes the address policy (`stream.addresses`). A download ends, whatever the
+Every hop passes the address policy (`service.addresses`). A download ends, whatever the
 sender does (one byte a minute, a huge Content-Length, silence after the headers), when:
 the file is complete; it passes LIPSYNC_FETCH_MAX_BYTES; LIPSYNC_FETCH_TOTAL_TIMEOUT_S of
 wall-clock time have gone by since it started (502); or the job is cancelled (within
-about 0.2 s, reported as cancelled). A `stream.watchdog.Watchdog` enforces the last two by
+about 0.2 s, reported as cancelled). A `service.watchdog.Watchdog` enforces the last two by
 shutting down the download's sockets, which wakes a read blocked inside httpx at once.
 
 Env vars (read by `FetchPolicy.from_env`; LIPSYNC_ALLOW_PRIVATE_URLS, LIPSYNC_ALLOWED_NETWORKS
-and LIPSYNC_CA_BUNDLE are described in `stream.addresses`):
+and LIPSYNC_CA_BUNDLE are described in `service.addresses`):
 
   LIPSYNC_ALLOW_LOCAL_FILES      1 accepts local paths and file:// URLs as inputs (CLI, local dev); default 0
   LIPSYNC_FETCH_MAX_BYTES        largest input accepted, bytes; default 2147483648 (2 GiB)
@@ -34,7 +34,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from stream.addresses import (
+from service.addresses import (
     REDIRECT_CODES,
     clipped,
     describe_transport_error,
@@ -47,9 +47,9 @@ from stream.addresses import (
     resolve_destination,
     send_pinned,
 )
+from service.watchdog import Watchdog
 from stream.errors import FetchError
 from stream.pipeline import PipelineCancelled
-from stream.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 

@@ -1,14 +1,14 @@
-"""`python -m stream.worker`: a Celery worker that runs lipsync jobs from the Redis queue.
+"""`python -m service.worker`: a Celery worker that runs lipsync jobs from the Redis queue.
 
 One job at a time (`--pool solo --concurrency 1`), its models loaded once and kept warm;
 run one per GPU and pin it with CUDA_VISIBLE_DEVICES:
 
-    CUDA_VISIBLE_DEVICES=0 python -m stream.worker --queue redis://queue-host:6379/0
-    CUDA_VISIBLE_DEVICES=1 python -m stream.worker --queue redis://queue-host:6379/0
+    CUDA_VISIBLE_DEVICES=0 python -m service.worker --queue redis://queue-host:6379/0
+    CUDA_VISIBLE_DEVICES=1 python -m service.worker --queue redis://queue-host:6379/0
 
 It takes the engine flags of `stream.run` (--models-dir, --device, ...) and the queue
 flags of stream/queue.py; the fetch/upload/limit rules come from the same LIPSYNC_* env
-vars as the server. `celery -A stream.queue worker --pool solo --concurrency 1 -Q lipsync`
+vars as the server. `celery -A service.queue worker --pool solo --concurrency 1 -Q lipsync`
 is the same worker configured from env vars only.
 
 While it runs, the worker writes a heartbeat to Redis every LIPSYNC_WORKER_HEARTBEAT_S
@@ -18,7 +18,7 @@ DELETE /jobs/{id} or the time limit stops the pipeline cleanly.
 from __future__ import annotations
 
 if __name__ == "__main__":  # run the importable module's main, so Celery's import of it is the only copy
-    from stream.worker import main as _main
+    from service.worker import main as _main
 
     raise SystemExit(_main())
 
@@ -33,14 +33,20 @@ import time
 import redis
 from celery import signals
 
-from stream.config import Settings
+from jobs.config import Settings
+from jobs.registry import shared_registry
+from service.job_service import JobConfig, Outcome, build_work, phase_percent, run_work
+from service.jobstore import (
+    FAILED,
+    JobRecord,
+    RedisJobStore,
+    configure_logging,
+    log_event,
+)
+from service.queue import PREFIX, TASKS, QueueConfig, app, configure, keys
+from service.webhook import deliver
 from stream.context import JobContext
 from stream.errors import LipSyncError
-from stream.jobstore import FAILED, JobRecord, RedisJobStore, configure_logging, log_event
-from stream.queue import PREFIX, TASKS, QueueConfig, app, configure, keys
-from stream.registry import shared_registry
-from stream.service import JobConfig, Outcome, build_work, phase_percent, run_work
-from stream.webhook import deliver
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +208,7 @@ def _on_worker_shutdown(**_: object) -> None:
 
 def _runtime_or_fail() -> WorkerRuntime:
     if _runtime is None:
-        raise RuntimeError("the lipsync worker runtime is not started (run `python -m stream.worker`)")
+        raise RuntimeError("the lipsync worker runtime is not started (run `python -m service.worker`)")
     return _runtime
 
 
@@ -217,7 +223,7 @@ def lipsync_job(job_id: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m stream.worker", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m service.worker", description=__doc__.split("\n\n")[0])
     QueueConfig.add_arguments(parser)
     Settings.add_arguments(parser)
     parser.add_argument("--loglevel", default=os.environ.get("LIPSYNC_LOG_LEVEL", "INFO"),

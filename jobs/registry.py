@@ -12,9 +12,9 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
+from jobs.config import Settings
 from models.faces.base import FaceBackend
 from models.faces.select import load_face_backend
-from stream.config import Settings
 
 log = logging.getLogger(__name__)
 

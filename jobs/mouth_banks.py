@@ -1,0 +1,79 @@
+"""The mouth-bank pass of a lipsync job: each requested person's real mouths from the whole video
+(`stages.mouth_bank`), and what the response says about them."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from jobs.config import Settings
+from stages.decode import DecodeStage, VideoInfo, expected_frames
+from stages.mouth_bank import MouthBankStage
+from stream.context import JobContext
+from stream.pipeline import Pipeline
+
+BANK_FPS = 5.0
+"""Frames per second the mouth-bank pass samples..."""
+BANK_MAX_FRAMES = 200
+"""...and at most this many frames in all, so a long video costs no more."""
+
+
+def build_mouth_banks(video: str, info: VideoInfo, targets: Sequence, backend, settings: Settings,
+                      context: JobContext) -> tuple[dict, float]:
+    """The mouth-bank pass (`stages.mouth_bank`): each requested person's real mouths from
+    the whole video, named by identity. Returns the banks by target key (a person's ranges
+    share one bank) and the pass's wall time (ms)."""
+    people: dict[str, np.ndarray] = {}
+    for target in targets:  # one bank per person, shared by that person's ranges
+        if target.anchor.embedding is not None:
+            people.setdefault(target.character_id, target.anchor.embedding)
+    if not people:
+        return {}, 0.0
+    fps = min(BANK_FPS, BANK_MAX_FRAMES / max(info.duration_ms / 1000, 1e-3))
+    stage = MouthBankStage(backend, people, capacity=settings.mouth_bank)
+    pipeline = Pipeline(DecodeStage(video, sample_fps=fps), [stage], queue_size=settings.queue_size)
+    metrics = context.run("bank", pipeline, expected_frames(info, fps))
+    banks = {t.key: stage.banks[t.character_id] for t in targets if t.character_id in stage.banks}
+    return banks, metrics.wall_s * 1000
+
+
+def _one_per_person(targets: Sequence) -> list:
+    """The first target of each character (a person's ranges share one mouth bank)."""
+    first: dict = {}
+    for target in targets:
+        first.setdefault(target.character_id, target)
+    return list(first.values())
+
+
+def bank_warnings(targets: Sequence, banks: dict) -> list[str]:
+    """Say who gets synthesised mouths, and why, so a user knows why they look worse
+    (once per person, however many ranges they have)."""
+    warnings = []
+    for target in _one_per_person(targets):
+        bank = banks.get(target.key)
+        who = f"face {target.character_id}"
+        coverage = bank.coverage() if bank is not None else None
+        if coverage is None or coverage.samples == 0:
+            warnings.append(f"{who}: no usable view of this person's mouth in the video (too small, turned "
+                            "away or not found): the mouth is synthesised")
+        elif not coverage.has_open:
+            warnings.append(f"{who}: the video never shows this person's mouth open: open mouths are synthesised")
+        elif not coverage.has_closed:
+            warnings.append(f"{who}: the video never shows this person's mouth closed: closed mouths are "
+                            "synthesised")
+    return warnings
+
+
+def bank_report(targets: Sequence, banks: dict) -> list[dict]:
+    """Per requested person: what their mouth bank held and how often it was used."""
+    report = []
+    for target in _one_per_person(targets):
+        bank = banks.get(target.key)
+        if bank is None:
+            continue
+        coverage = bank.coverage()
+        report.append({"character_id": target.character_id, "samples": coverage.samples,
+                       "frames_sampled": bank.seen, "max_opening": round(coverage.max_opening, 3),
+                       "teeth": round(coverage.teeth, 3), "frames_from_bank": bank.frames_from_bank,
+                       "frames_synthesised": bank.frames_synthesised})
+    return report

@@ -1,0 +1,1 @@
+"""What serving needs: the job service, admission, job store, queue and worker, uploads and the review page, workdir, health, Prometheus, webhooks, and the edge (addresses, fetch, delivery, watchdog)."""
