@@ -153,3 +153,22 @@ def _why_no_speakers(video: str, detected: dict, settings: Settings) -> str:
     if not (Path(settings.models_dir) / "light-asd" / "pretrain_AVA_CVPR.model").is_file():
         return "Light-ASD weights not found (MODELS_DIR/light-asd/pretrain_AVA_CVPR.model)"
     return "Light-ASD needs torch, which is not installed"
+
+
+def results_per_person(results: list[dict]) -> list[dict]:
+    """Auto mode's `faces.results[]`: one entry per person (first appearance order) with the
+    segments of all their ranges in time order and the summed summary, so a client that
+    indexes results by `character_id` sees everything. Gaps between the ranges (the person
+    is not requested there: not speaking, or absent) carry no segment."""
+    people: dict[str, dict] = {}
+    for result in results:
+        person = people.setdefault(result["character_id"], {
+            "character_id": result["character_id"], "success": False, "segments": [],
+            "summary": {"total_ms": 0, "synced_ms": 0, "skipped_ms": 0}})
+        person["segments"].extend(result["segments"])
+        for key in person["summary"]:
+            person["summary"][key] += result["summary"][key]
+    for person in people.values():
+        person["segments"].sort(key=lambda s: s["start_ms"])
+        person["success"] = person["summary"]["synced_ms"] > 0
+    return list(people.values())

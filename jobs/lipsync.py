@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from jobs.auto import auto_faces
+from jobs.auto import auto_faces, results_per_person
 from jobs.config import Settings
 from jobs.detect import ANALYSIS_RATE
 from jobs.mouth_banks import bank_report, bank_warnings, build_mouth_banks
@@ -18,7 +18,7 @@ from jobs.output import encode_settings, output_json
 from jobs.references import Character, reference_embedding
 from jobs.registry import shared_registry
 from jobs.schema import FaceSpec, Voice
-from jobs.stems import mix_stems, stem_features, stems_of
+from jobs.stems import check_offsets, mix_stems, stem_features, stems_of
 from jobs.targets import resolve_targets
 from models.runtime import is_cuda
 from stages.animate import AnimateStage
@@ -210,7 +210,8 @@ def lipsync(video: str | os.PathLike, audio: str | os.PathLike | None, faces: Se
             out: str | os.PathLike, settings: Settings | None = None, context: JobContext | None = None,
             enhance_quality: bool = False, fidelity_weight: float = 0.7, sync_mode: str = "silence",
             rules: SyncRules = SyncRules(), inline: bool = False, characters: Sequence[Character] = (),
-            voices: dict[str, Voice] | None = None, expressiveness: float = 0.5) -> dict:
+            voices: dict[str, Voice] | None = None, expressiveness: float = 0.5,
+            max_duration_s: float | None = None) -> dict:
     """Phase 2: re-animate the requested faces' mouths to the new audio, encode to `out`.
 
     faces None is auto mode (see `auto_faces`). inline=True runs the same stages
@@ -218,15 +219,21 @@ def lipsync(video: str | os.PathLike, audio: str | os.PathLike | None, faces: Se
     name the people not requested (reported under their id in `unknown_faces`).
     Shot cuts are found in the stream (`stages.shots`); the response lists them in `shots`.
     Per-face stems (`FaceSpec.voice`, or voices by character_id in auto mode) drive only their
-    face; audio None makes the stems mixed the output track (`jobs.stems`).
+    face; audio None makes the stems mixed the output track (`jobs.stems`). max_duration_s: the
+    longest output allowed (the server's LIPSYNC_MAX_DURATION_S), checked on the stems' mix.
     """
     settings = settings or Settings.from_env()
     context = context or JobContext()
+    video_ms = probe_video(str(video)).duration_ms
+    check_offsets(faces, voices, video_ms)  # before any stem is decoded or placed
     if audio is None:
+        extends = sync_mode in ("loop", "bounce")  # the output runs as long as the mix
         with tempfile.TemporaryDirectory(prefix=".stems-", dir=Path(out).parent) as folder:  # beside the output
-            mix, notes = mix_stems(stems_of(faces, voices), Path(folder) / "mix.wav")
+            mix, notes = mix_stems(stems_of(faces, voices), Path(folder) / "mix.wav",
+                                   trim_ms=None if extends else video_ms,
+                                   max_ms=max_duration_s * 1000 if extends and max_duration_s else None)
             result = lipsync(video, mix, faces, out, settings, context, enhance_quality, fidelity_weight,
-                             sync_mode, rules, inline, characters, voices, expressiveness)
+                             sync_mode, rules, inline, characters, voices, expressiveness, max_duration_s)
         result["warnings"].extend(notes)
         return result
     video, audio = str(video), str(audio)
@@ -251,6 +258,8 @@ def lipsync(video: str | os.PathLike, audio: str | os.PathLike | None, faces: Se
         segments, summary = plan.builders[target.index].as_json()
         results.append({"character_id": target.character_id, "success": summary["synced_ms"] > 0,
                         "segments": segments, "summary": summary})
+    if auto_rule:  # one entry per person, all their ranges' segments (`results_per_person`)
+        results = results_per_person(results)
     unknown = _unknown_faces(track.unknown_sightings, 1000.0 * settings.detect_interval / info.fps * 2)
     busy = {m.name: m.busy_s * 1000 for m in metrics.stages}
     if auto_rule:
