@@ -42,17 +42,26 @@ SPEECH_PAD_MS = 120.0
 """Each speech range is widened by this on both sides (the mouth opens before the sound)."""
 
 
-def place_stem(samples: np.ndarray, rate: int, offset_ms: float) -> np.ndarray:
+def place_stem(samples: np.ndarray, rate: int, offset_ms: float, length: int | None = None) -> np.ndarray:
     """A stem's samples on the video's timeline: `offset_ms` > 0 delays it (silence before),
-    < 0 cuts its start."""
+    < 0 cuts its start. `length` (samples) cuts the result there, before any silence is made,
+    so a huge offset never allocates more than `length` samples."""
     shift = int(round(offset_ms / 1000 * rate))
-    if shift >= 0:
-        return np.concatenate([np.zeros(shift, np.float32), samples]).astype(np.float32, copy=False)
-    return samples[-shift:]
+    if shift < 0:
+        placed = samples[min(-shift, len(samples)):]
+        return placed if length is None else placed[:length]
+    if length is not None:
+        shift = min(shift, length)
+        samples = samples[:length - shift]
+    out = np.zeros(shift + len(samples), np.float32)
+    out[shift:] = samples
+    return out
 
 
-def load_stem(path: str | os.PathLike, rate: int, offset_ms: float = 0.0, label: str | None = None) -> np.ndarray:
-    """Decode a stem (mono float32 at `rate`) placed at `offset_ms`; MediaError names `label`."""
+def load_stem(path: str | os.PathLike, rate: int, offset_ms: float = 0.0, label: str | None = None,
+              length: int | None = None) -> np.ndarray:
+    """Decode a stem (mono float32 at `rate`) placed at `offset_ms` (cut at `length` samples);
+    MediaError names `label`. InputError when the offset cuts the whole stem away."""
     try:
         samples = load_audio(path, rate)
     except MediaError as exc:
@@ -60,7 +69,30 @@ def load_stem(path: str | os.PathLike, rate: int, offset_ms: float = 0.0, label:
             from exc
     if len(samples) == 0:
         raise InputError(f"{label or path} has no samples; send an audio file with sound")
-    return place_stem(samples, rate, offset_ms)
+    stem_ms = len(samples) / rate * 1000
+    if offset_ms <= -stem_ms:
+        where = f"'{label.removesuffix('audio_url')}audio_offset_ms'" if label and label.endswith(".audio_url") \
+            else f"the audio_offset_ms of {label or 'a stem'}"
+        raise InputError(f"{where} ({offset_ms:g} ms) cuts the whole stem away (it is {stem_ms / 1000:.2f} s "
+                         f"long); give an offset above {-stem_ms:.0f} ms")
+    return place_stem(samples, rate, offset_ms, length)
+
+
+def stem_entries(faces: Sequence[FaceSpec] | None, voices: dict[str, Voice] | None) -> list[tuple[str, Voice]]:
+    """Each faces[] entry's voice with its field prefix ("faces[1]."), in the order given."""
+    given = [f.voice for f in faces] if faces is not None else list((voices or {}).values())
+    return [(f"faces[{i}].", voice) for i, voice in enumerate(given)]
+
+
+def check_offsets(faces: Sequence[FaceSpec] | None, voices: dict[str, Voice] | None, end_ms: float,
+                  what: str = "the video") -> None:
+    """Refuse (InputError, 422) a stem placed at or after `end_ms` (its offset would start it
+    after `what` ends): it could drive no mouth, and its silence would be made for nothing.
+    Checked before any stem is decoded."""
+    for prefix, voice in stem_entries(faces, voices):
+        if voice.audio_url is not None and voice.offset_ms >= end_ms:
+            raise InputError(f"field '{prefix}audio_offset_ms' ({voice.offset_ms:g} ms) starts the stem after "
+                             f"{what} ends ({end_ms / 1000:.2f} s); give an offset below {end_ms:.0f} ms")
 
 
 def native_rate(path: str | os.PathLike) -> int:
@@ -71,28 +103,38 @@ def native_rate(path: str | os.PathLike) -> int:
         return int(container.streams.audio[0].rate)
 
 
-def stems_of(faces: Sequence[FaceSpec] | None, voices: dict[str, Voice] | None) -> list[Voice]:
-    """Each distinct stem (path and offset) of a request, in the order first given."""
-    given = [f.voice for f in faces] if faces is not None else list((voices or {}).values())
-    seen: dict[tuple, Voice] = {}
-    for voice in given:
+def stems_of(faces: Sequence[FaceSpec] | None, voices: dict[str, Voice] | None) -> list[tuple[str, Voice]]:
+    """Each distinct stem (path and offset) of a request with the label of the first faces[]
+    entry that gives it ("faces[1].audio_url"), in the order first given."""
+    seen: dict[tuple, tuple[str, Voice]] = {}
+    for prefix, voice in stem_entries(faces, voices):
         if voice.audio_url is not None:
-            seen.setdefault((voice.audio_url, voice.offset_ms), voice)
+            seen.setdefault((voice.audio_url, voice.offset_ms), (f"{prefix}audio_url", voice))
     return list(seen.values())
 
 
-def mix_stems(stems: Sequence[Voice], out: str | os.PathLike) -> tuple[Path, list[str]]:
+def mix_stems(stems: Sequence[Voice | tuple[str, Voice]], out: str | os.PathLike, trim_ms: float | None = None,
+              max_ms: float | None = None) -> tuple[Path, list[str]]:
     """Write the stems summed (each at its offset) as a float WAV at their highest sample rate:
     the output track when a request gives stems but no `audio_url`. A sum that would clip is
-    scaled down as a whole (and a warning says by how much). Returns the file and warnings."""
-    if not stems:
+    scaled down as a whole (and a warning says by how much). `trim_ms` cuts the mix there (the
+    output is no longer: each stem is cut before its silence is made); a mix longer than
+    `max_ms` (the longest output allowed) is refused with InputError. Returns the file and warnings."""
+    labelled = [item if isinstance(item, tuple) else (None, item) for item in stems]
+    if not labelled:
         raise InputError("no audio: give audio_url, or an audio_url for every entry of faces[]")
-    rate = max(native_rate(v.audio_url) for v in stems)
-    placed = [load_stem(v.audio_url, rate, v.offset_ms) for v in stems]
+    rate = max(native_rate(v.audio_url) for _, v in labelled)
+    length = None if trim_ms is None else int(round(trim_ms / 1000 * rate))
+    placed = [load_stem(v.audio_url, rate, v.offset_ms, label, length) for label, v in labelled]
+    mix_ms = max(len(p) for p in placed) / rate * 1000
+    if max_ms is not None and mix_ms > max_ms + 1:
+        raise InputError(f"the stems mixed, each at its audio_offset_ms, run {mix_ms / 1000:.2f} s, and the output "
+                         f"(extended to the audio by sync_mode) may be at most {max_ms / 1000:g} s "
+                         "(LIPSYNC_MAX_DURATION_S); use smaller offsets, shorter stems or sync_mode=silence")
     mix = np.zeros(max(len(p) for p in placed), np.float32)
     for samples in placed:
         mix[:len(samples)] += samples
-    warnings = [f"no audio_url: the output track is the {len(stems)} stem(s) mixed, each at its audio_offset_ms"]
+    warnings = [f"no audio_url: the output track is the {len(labelled)} stem(s) mixed, each at its audio_offset_ms"]
     peak = float(np.max(np.abs(mix))) if len(mix) else 0.0
     if peak > 1.0:
         mix *= np.float32(0.999 / peak)

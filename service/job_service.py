@@ -21,7 +21,7 @@ from jobs.lipsync import lipsync
 from jobs.probe import probe_media
 from jobs.references import Character
 from jobs.schema import parse_detect, parse_lipsync
-from jobs.stems import fetched_stems, stem_inputs
+from jobs.stems import check_offsets, fetched_stems, stem_inputs
 from service.admission import Admission, Busy, Limits, ShuttingDown
 from service.delivery import (
     UploadCancelled,
@@ -371,6 +371,8 @@ def detect_work(body, config: JobConfig) -> Work:
 
 def lipsync_work(body, config: JobConfig) -> Work:
     config.limits.check_counts(len(body.faces or body.voices), len(body.characters))  # auto: faces[] -> voices
+    check_offsets(body.faces, body.voices, config.limits.max_duration_s * 1000,
+                  "the longest video this server accepts (LIPSYNC_MAX_DURATION_S)")  # the video's own, in the job
 
     def work(context: JobContext, workdir: Path, stats: dict) -> dict:
         started = time.perf_counter()
@@ -392,7 +394,8 @@ def lipsync_work(body, config: JobConfig) -> Work:
         with named_inputs(video_url=video, audio_url=audio, **{label: paths[label] for _, _, label in stems}):
             result = lipsync(video, audio, faces, out, config.settings, context,
                                   body.enhance_quality, body.fidelity_weight, body.sync_mode,
-                                  characters=characters, voices=voices, expressiveness=body.expressiveness)
+                                  characters=characters, voices=voices, expressiveness=body.expressiveness,
+                                  max_duration_s=config.limits.max_duration_s)
         stats.update(frames=result["output"]["frame_count"], pipeline_s=result["metrics"]["wall_s"])
         result["timing"]["download_ms"] = round(download_ms, 1)
         context.check()

@@ -21,6 +21,7 @@ from models.classical_lipsync import ClassicalLipSync
 from models.faces.default import DefaultFaceBackend
 from models.mouth_metrics import mouth_opening
 from server import create_app
+from service.admission import Limits
 from service.delivery import UploadPolicy
 from service.fetch import FetchPolicy
 from stages.audio import load_audio
@@ -322,3 +323,77 @@ def test_cli_takes_stems_in_faces_json_relative_to_it(scene, files, tmp_path, ca
     (folder / "faces.json").write_text(json.dumps(faces))
     assert main(refused) == 2
     assert "--audio is required" in json.loads(capsys.readouterr().out)["error_message"]
+
+
+# ---------------------------------------------------------------- offsets are bounded (issue 22, item 1 and 10)
+
+
+def test_a_huge_offset_places_no_silence_past_the_length():
+    samples = np.arange(1, 11, dtype=np.float32)
+    assert place_stem(samples, 48000, 1e12, length=5).tolist() == [0] * 5  # 1e12 ms: no 58 TiB of zeros
+    assert place_stem(samples, 1000, 3, length=6).tolist() == [0, 0, 0, 1, 2, 3]
+    assert place_stem(samples, 1000, -4, length=3).tolist() == [5, 6, 7]
+
+
+@pytest.mark.parametrize("offset", [1e12, 3.6e6, -1e12])
+def test_an_offset_past_the_longest_video_is_refused_at_submit(api, files, offset):
+    request = body(files)
+    request["faces"][1]["audio_offset_ms"] = offset
+    response = httpx.post(api.url + "/jobs/lipsync", json=request, timeout=30)
+    if offset < 0:  # not known to be too far until the stem is read: the job says so
+        assert response.status_code == 202, response.text
+        return
+    assert response.status_code == 422, response.text
+    message = response.json()["error_message"]
+    assert "faces[1].audio_offset_ms" in message and "LIPSYNC_MAX_DURATION_S" in message
+
+
+@pytest.mark.parametrize("offset,audio,message", [
+    (5000, False, "starts the stem after the video ends (3.00 s)"),  # 7 s clip, 3.6e6 ms: a 693 MB mix before
+    (5000, True, "starts the stem after the video ends (3.00 s)"),
+    (-1e9, False, "cuts the whole stem away"),  # was "…/.stems-…/mix.wav: file not found"
+    (-1600.5, True, "cuts the whole stem away"),
+])
+def test_an_offset_outside_the_video_or_the_stem_is_a_clear_422(api, files, offset, audio, message):
+    request = body(files)
+    request["faces"][1]["audio_offset_ms"] = offset
+    if audio:
+        request["audio_url"] = files.url("left.wav")
+    response = httpx.post(api.url + "/lipsync", json=request, timeout=120)
+    assert response.status_code == 422, response.text
+    text = response.json()["error_message"]
+    assert message in text and "faces[1].audio_offset_ms" in text
+    assert ".stems-" not in text and "/tmp" not in text
+
+
+def test_a_looped_output_longer_than_the_limit_is_refused(files, tmp_path):
+    """LIPSYNC_MAX_DURATION_S=4, sync_mode=loop: the right stem (1.6 s) at 2.5 s runs the mix to 4.1 s
+    (before: a 68 s output under a 30 s limit)."""
+    settings = Settings(models_dir=tmp_path / "weights", workdir=tmp_path / "work")
+    app = create_app(settings, FetchPolicy(allow_private_networks=True), UploadPolicy(allow_private_networks=True),
+                     Limits(max_duration_s=4))
+    request = body(files) | {"sync_mode": "loop"}
+    request["faces"][1]["audio_offset_ms"] = 2500
+    with LiveServer(app) as server:
+        response = httpx.post(server.url + "/lipsync", json=request, timeout=120)
+    assert response.status_code == 422, response.text
+    assert "run 4.10 s" in response.json()["error_message"]
+    assert "LIPSYNC_MAX_DURATION_S" in response.json()["error_message"]
+
+
+def test_the_mix_is_trimmed_to_the_video_before_it_is_made(scene, tmp_path):
+    folder = scene[0]
+    stems = [("faces[0].audio_url", Voice(str(folder / "left.wav"))),
+             ("faces[1].audio_url", Voice(str(folder / "right.wav"), 2500))]
+    path, _ = mix_stems(stems, tmp_path / "mix.wav", trim_ms=3000)
+    assert len(load_audio(path, RATE)) == 3 * RATE  # not 4.1 s
+    with pytest.raises(InputError, match="run 4.10 s"):
+        mix_stems(stems, tmp_path / "long.wav", max_ms=4000)
+
+
+def test_auto_mode_refuses_an_offset_past_the_video_before_detecting(scene, tmp_path):
+    folder = scene[0]
+    voices = {"face_1": Voice(str(folder / "left.wav"), 3e7)}  # before: 6.3 GB, then a 500 MemoryError
+    with pytest.raises(InputError, match="faces\\[0\\].audio_offset_ms"):
+        lipsync(folder / "two.mp4", None, None, tmp_path / "auto.mp4", Settings(models_dir=tmp_path / "w"),
+                voices=voices)
