@@ -111,6 +111,8 @@ def add_ratios(rows: list[dict]) -> None:
             row["x_decode_all_time"] = round(row["wall_s"] / decode["wall_s"], 3)
         for stage in row.get("stages", []):
             stage["busy_share"] = round(stage["busy_s"] / row["wall_s"], 3)
+            if stage.get("cpu_s") is not None and row.get("frames"):
+                stage["cpu_ms_per_frame"] = round(1000 * stage["cpu_s"] / row["frames"], 2)
 
 
 def memory_ratios(rows: list[dict]) -> list[dict]:
@@ -132,12 +134,18 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _stage_cell(stage: dict) -> str:
+    cpu = stage.get("cpu_ms_per_frame")
+    return f"{stage['name']} {stage['fps']:.0f} ({stage['busy_share']:.0%}" + (f", {cpu:.1f} ms)" if cpu is not None
+                                                                               else ")")
+
+
 def format_table(rows: list[dict]) -> str:
     header = ("| input | scenario | fps | x floor | x naive | CPU ms/frame | peak RSS MB | "
-              "per-stage fps (busy share of wall) |")
+              "per stage: fps (busy share of wall, CPU ms per frame of its own thread) |")
     lines = [header, "|---|---|---:|---:|---:|---:|---:|---|"]
     for row in rows:
-        stages = ", ".join(f"{s['name']} {s['fps']:.0f} ({s['busy_share']:.0%})" for s in row.get("stages", []))
+        stages = ", ".join(_stage_cell(s) for s in row.get("stages", []))
         if "ms_per_s_per_face" in row:
             stages = f"{row['ms_per_s_per_face']:.0f} ms per second of video per face ({row['faces_scored']} faces)"
         if "ms_per_sampled_frame" in row:
@@ -153,23 +161,33 @@ def format_table(rows: list[dict]) -> str:
 
 
 def targets(rows: list[dict], ratios: list[dict]) -> list[dict]:
-    """Issue 7's targets, checked on the 720p two-face rows of this run (reported, never enforced)."""
-    short = [r for r in rows if r["size"] == "1280x720" and r["faces"] == 2 and not r.get("memory_only")]
-    by_name = {r["scenario"]: r for r in short}
-    lip, seq = by_name.get("lipsync 2f"), by_name.get("sequential 2f")
+    """The performance issue's targets, checked on the 720p rows of this run (reported, never enforced)."""
+    short = [r for r in rows if r["size"] == "1280x720" and not r.get("memory_only")]
+    two = {r["scenario"]: r for r in short if r["input_faces"] == 2}
+    lip, seq = two.get("lipsync 2f"), two.get("sequential 2f")
+    one = two.get("lipsync 1 face") or next((r for r in short if r["scenario"] == "lipsync 1f"), None)
+    detect = two.get("detect_3fps")
     checks = []
     if lip:
-        checks.append({"target": "lipsync 720p 2f >= 0.8x codec floor", "value": lip["x_floor"], "goal": 0.8})
-        checks.append({"target": "lipsync 720p 2f >= 3x naive", "value": lip["x_naive"], "goal": 3.0})
+        checks.append({"target": "lipsync 720p 2f >= 0.55x codec floor", "value": lip["x_floor"], "goal": 0.55})
+        checks.append({"target": "lipsync 720p 2f <= 25 CPU ms per frame", "value": lip.get("cpu_ms_per_frame"),
+                       "goal": 25.0, "at_most": True})
         if seq:
-            checks.append({"target": "lipsync 720p 2f >= 1.5x sequential",
-                           "value": round(lip["fps"] / seq["fps"], 3), "goal": 1.5})
+            checks.append({"target": "lipsync 720p 2f over sequential (reported; two cores allow ~1.55x)",
+                           "value": round(lip["fps"] / seq["fps"], 3), "goal": None})
+    if one:
+        checks.append({"target": "lipsync 720p 1 face >= 0.7x codec floor", "value": one["x_floor"], "goal": 0.7})
+    if detect:
+        checks.append({"target": "detect-faces 720p >= 0.8x codec floor", "value": detect["x_floor"], "goal": 0.8})
     for ratio in ratios:
         checks.append({"target": f"peak RSS {ratio['long_s']:g} s / {ratio['short_s']:g} s <= 1.2",
                        "value": ratio["ratio"], "goal": 1.2, "at_most": True})
     for check in checks:
-        value = check["value"]
-        check["met"] = value is not None and (value <= check["goal"] if check.get("at_most") else value >= check["goal"])
+        value, goal = check["value"], check["goal"]
+        if goal is None:
+            check["met"] = None
+            continue
+        check["met"] = value is not None and (value <= goal if check.get("at_most") else value >= goal)
     return checks
 
 
@@ -218,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"memory: {ratio['scenario']} peak RSS {ratio['long_s']:g} s / {ratio['short_s']:g} s = "
               f"{ratio['peak_rss_long_mb']:.0f} / {ratio['peak_rss_short_mb']:.0f} MB = {ratio['ratio']:.2f}")
     for check in checks:
-        print(f"target: {check['target']}: {check['value']} {'met' if check['met'] else 'NOT met'}")
+        verdict = "reported" if check["met"] is None else ("met" if check["met"] else "NOT met")
+        print(f"target: {check['target']}: {check['value']} {verdict}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": machine, "quick": args.quick, "rows": rows,
                                     "memory": ratios, "targets": checks}, indent=2))

@@ -105,13 +105,14 @@ class Pipeline:
             self.source.open()
             iterator = iter(self.source.items())
             while not self.stop_event.is_set():
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.thread_time()
                 try:
                     item = next(iterator)
                 except StopIteration:
-                    metrics.add(busy_s=time.perf_counter() - start)
+                    metrics.add(busy_s=time.perf_counter() - start, cpu_s=time.thread_time() - cpu)
                     break
-                metrics.add(items_in=1, items_out=1, busy_s=time.perf_counter() - start)
+                metrics.add(items_in=1, items_out=1, busy_s=time.perf_counter() - start,
+                            cpu_s=time.thread_time() - cpu)
                 if not self._put(out, item, metrics):
                     return
             self._put(out, END, metrics)
@@ -130,17 +131,19 @@ class Pipeline:
                 item = self._get(inbox, metrics)
                 if self.stop_event.is_set():
                     return
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.thread_time()
                 if item is END:
                     results = list(stage.flush())
-                    metrics.add(items_out=len(results), busy_s=time.perf_counter() - start)
+                    metrics.add(items_out=len(results), busy_s=time.perf_counter() - start,
+                                cpu_s=time.thread_time() - cpu)
                     for result in results:
                         if not self._put(out, result, metrics):
                             return
                     self._put(out, END, metrics)
                     return
                 results = list(stage.process(item))
-                metrics.add(items_in=1, items_out=len(results), busy_s=time.perf_counter() - start)
+                metrics.add(items_in=1, items_out=len(results), busy_s=time.perf_counter() - start,
+                            cpu_s=time.thread_time() - cpu)
                 for result in results:
                     if not self._put(out, result, metrics):
                         return
@@ -207,7 +210,7 @@ class Pipeline:
         """
         started = time.perf_counter()
         stages = [self.source, *self.stages]
-        clock = time.perf_counter
+        clock, cpu_clock = time.perf_counter, time.thread_time
 
         def push(level: int, items) -> None:
             for item in items:
@@ -216,9 +219,9 @@ class Pipeline:
                         on_output(item)
                     continue
                 stage, metrics = self.stages[level], self.metrics.stages[level + 1]
-                start = clock()
+                start, cpu = clock(), cpu_clock()
                 results = list(stage.process(item))
-                metrics.add(items_in=1, items_out=len(results), busy_s=clock() - start)
+                metrics.add(items_in=1, items_out=len(results), busy_s=clock() - start, cpu_s=cpu_clock() - cpu)
                 push(level + 1, results)
 
         try:
@@ -226,17 +229,18 @@ class Pipeline:
                 stage.open()
             iterator = iter(self.source.items())
             while True:
-                start = clock()
+                start, cpu = clock(), cpu_clock()
                 item = next(iterator, END)
-                self.metrics.stages[0].add(busy_s=clock() - start, items_in=int(item is not END),
+                self.metrics.stages[0].add(busy_s=clock() - start, cpu_s=cpu_clock() - cpu, items_in=int(item is not END),
                                            items_out=int(item is not END))
                 if item is END:
                     break
                 push(0, [item])
             for level, stage in enumerate(self.stages):
-                start = clock()
+                start, cpu = clock(), cpu_clock()
                 results = list(stage.flush())
-                self.metrics.stages[level + 1].add(items_out=len(results), busy_s=clock() - start)
+                self.metrics.stages[level + 1].add(items_out=len(results), busy_s=clock() - start,
+                                                   cpu_s=cpu_clock() - cpu)
                 push(level + 1, results)
         finally:
             for stage in stages:

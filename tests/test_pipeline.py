@@ -172,3 +172,25 @@ def test_run_inline_gives_the_same_outputs_in_one_thread():
     metrics = Pipeline(Numbers(7), [FunctionStage("double", lambda x: 2 * x), PairSums()]).run_inline(out.append)
     assert out == [0 + 2, 4 + 6, 8 + 10, 12]
     assert metrics.stage("pairs").items_in == 7 and metrics.stage("pairs").items_out == 4
+
+
+def _burn(x, seconds=0.01):
+    """Keep this thread on the CPU for `seconds` of its own CPU time."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+    return x
+
+
+@pytest.mark.parametrize("inline", [False, True])
+def test_metrics_count_each_stages_own_cpu_time(inline):
+    """cpu_s is the stage thread's CPU time: a stage that computes is charged its work, a
+    stage that sleeps almost nothing, whatever the wall clock did meanwhile."""
+    pipeline = Pipeline(Numbers(10), [FunctionStage("burn", _burn),
+                                      FunctionStage("sleepy", lambda x: time.sleep(0.01) or x)], queue_size=1)
+    metrics = pipeline.run_inline() if inline else pipeline.run()
+    burn, sleepy = metrics.stage("burn"), metrics.stage("sleepy")
+    assert burn.cpu_s >= 10 * 0.01
+    assert burn.cpu_ms_per_item >= 10.0
+    assert sleepy.cpu_s < 0.5 * sleepy.busy_s
+    assert metrics.as_dict()["stages"][1]["cpu_ms_per_item"] == round(burn.cpu_ms_per_item, 2)
