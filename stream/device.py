@@ -1,10 +1,9 @@
-"""Where the work runs: the torch device, onnxruntime's providers, PyAV's decoder and encoder.
+"""Where the frames go: PyAV's decoder and encoder, and a job's device.
 
 Each choice has a fallback, because a setting that names a GPU must still run on a
-machine without one: no CUDA in torch means the CPU, no CUDA provider in onnxruntime means
-the CPU provider, no CUDA decoder means software decoding, and no NVENC (many datacentre
-GPUs, e.g. A100 and H100, have none) means libx264. torch is imported lazily so the
-classical default path runs without it.
+machine without one: no CUDA decoder means software decoding, and no NVENC (many
+datacentre GPUs, e.g. A100 and H100, have none) means libx264. The torch device a setting
+names and onnxruntime's providers are the models' choice: `models.runtime`.
 """
 from __future__ import annotations
 
