@@ -15,6 +15,8 @@ A frame t starts a new shot when
   t+1 back to what t-1 was); or
 - the picture goes dark (mean luma below `dark_enter`) after being lit: a fade out; the
   fade in that follows belongs to the new shot.
+An intra-coded frame (keyframe) must pass the cut test on the part of its change that no
+quality pulse makes (KEYFRAME_NOISE): an encoder's keyframe is not a cut.
 Two boundaries are at least `min_shot_ms` apart (PySceneDetect's `min_scene_len`).
 
 PySceneDetect's detectors, fed the same decoded frames (`benchmarks/shots.py`, 30 seeded
@@ -42,6 +44,13 @@ LOOKAHEAD = 4
 DUPLICATE_CHANGE = 0.5
 """A change below this (grey levels) is a repeated frame (frame-rate conversion), not
 motion: the cut test skips it when it looks for the change around a frame."""
+KEYFRAME_NOISE = 4.0
+"""Grey levels of a thumbnail cell's change that an intra frame's quality pulse may cause.
+An encoder's keyframe is coded afresh at its own quality, so on a still picture at high
+crf the whole thumbnail shifts a little (mean change 1.3 against 0.05 around it: a spike),
+but no cell by much: the change above 4 levels per cell is 0.04-0.07 there, against 1.6-38
+at the cuts of the benchmark's edited videos. An intra frame is a cut only when that part
+of its change alone passes `min_change`."""
 
 _PLANAR_420 = ("yuv420p", "yuvj420p")
 
@@ -85,10 +94,18 @@ def frame_thumbnail(av_frame: av.VideoFrame) -> np.ndarray:
                       _shrink(planes[2], size, 2)]).astype(np.float32)
 
 
-def thumbnail_change(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean absolute difference of two thumbnails in grey levels, chroma at half weight."""
+def thumbnail_change(a: np.ndarray, b: np.ndarray, noise: float = 0.0) -> float:
+    """Mean absolute difference of two thumbnails in grey levels, chroma at half weight;
+    each cell's difference less `noise` grey levels (none below zero)."""
     diff = np.abs(a - b)
+    if noise:
+        diff = np.maximum(diff - noise, 0.0)
     return float(np.mean(diff[..., 0]) + 0.5 * (np.mean(diff[..., 1]) + np.mean(diff[..., 2])))
+
+
+def is_intra(av_frame: av.VideoFrame) -> bool:
+    """A keyframe or any intra-coded picture (its quality can pulse, see KEYFRAME_NOISE)."""
+    return bool(av_frame.key_frame) or int(av_frame.pict_type) == 1  # AV_PICTURE_TYPE_I
 
 
 @dataclass(frozen=True)
@@ -109,6 +126,8 @@ class _Sample:
     thumb: np.ndarray
     change: float
     luma: float
+    sharp_change: float | None = None
+    """An intra frame's change above KEYFRAME_NOISE per cell (None for other frames)."""
 
 
 @dataclass
@@ -139,7 +158,7 @@ class ShotDetector:
         pending: deque = deque()
         for entry in entries:
             started = time.thread_time()
-            self.push(frame_thumbnail(entry[3]), float(entry[1] * entry[2] * 1000))
+            self.push(frame_thumbnail(entry[3]), float(entry[1] * entry[2] * 1000), is_intra(entry[3]))
             self.busy_s += time.thread_time() - started
             pending.append(entry)
             while self._decided:
@@ -148,11 +167,12 @@ class ShotDetector:
         while self._decided:
             yield (*pending.popleft(), self._decided.popleft())
 
-    def push(self, thumb: np.ndarray, time_ms: float) -> None:
-        """Add the next frame; decides the frame LOOKAHEAD frames back."""
+    def push(self, thumb: np.ndarray, time_ms: float, intra: bool = False) -> None:
+        """Add the next frame (intra: an intra-coded picture); decides the frame LOOKAHEAD frames back."""
         window = self._window
         change = thumbnail_change(thumb, window[-1].thumb) if window else 0.0
-        window.append(_Sample(time_ms, thumb, change, float(np.mean(thumb[..., 0]))))
+        sharp = thumbnail_change(thumb, window[-1].thumb, KEYFRAME_NOISE) if window and intra else None
+        window.append(_Sample(time_ms, thumb, change, float(np.mean(thumb[..., 0])), sharp))
         self.frames += 1
         if self.frames > LOOKAHEAD:
             self._decide(len(window) - 1 - LOOKAHEAD)
@@ -182,6 +202,9 @@ class ShotDetector:
         change = window[position].change
         rules = self.rules
         if position == 0 or change < rules.min_change:
+            return False
+        sharp = window[position].sharp_change
+        if sharp is not None and sharp < rules.min_change:  # an intra frame's quality pulse
             return False
         before = [s.change for s in window[:position] if s.change >= DUPLICATE_CHANGE][-2:]
         after = [s.change for s in window[position + 1:] if s.change >= DUPLICATE_CHANGE][:2]

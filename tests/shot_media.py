@@ -1,13 +1,17 @@
-"""Edited test videos: shots of sample clips placed on a flat set, joined by hard cuts or fades.
+"""Edited test videos: shots of sample clips placed on a flat set, joined by hard cuts, fades or
+dissolves; and uncut ones encoded with many keyframes.
 
 Each shot lists who is where; `edited_video` writes the MP4 and returns the first frame
 index of every shot after the first, which is what a shot detector must find.
+`uncut_video` writes one long shot with the encoder's keyframes where asked (periodic or
+scene-adaptive, at a given crf): a keyframe's quality pulse must not read as a cut.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import av
 import numpy as np
 
 from tests.media import write_video
@@ -76,3 +80,41 @@ def edited_video(path: Path, shots: list[Shot], width: int, height: int, fps: in
 def shot_at(cuts: list[int], frame: int) -> int:
     """The true shot index of a frame."""
     return sum(1 for cut in cuts if frame >= cut)
+
+
+@dataclass
+class Keyframes:
+    """How the encoder places keyframes: every `gop` frames (scene_adaptive False: x264's
+    scenecut off), or x264's own choice at scene changes within `gop` (scenecut 40, its default)."""
+
+    gop: int = 250
+    scene_adaptive: bool = False
+    crf: int = 23
+    preset: str = "veryfast"
+
+    def options(self) -> dict:
+        params = "scenecut=40:keyint-min=10" if self.scene_adaptive else "scenecut=0"
+        return {"crf": str(self.crf), "preset": self.preset, "g": str(self.gop), "x264-params": params}
+
+
+def uncut_video(path: Path, people: list[Person], width: int, height: int, frames: int,
+                keyframes: Keyframes, hold: int = 1, fps: int = 25) -> list[int]:
+    """One shot of `frames` frames on a set lit by a horizontal gradient; each clip frame is
+    held `hold` frames (hold 4: a near-still picture, where a keyframe's quality pulse
+    stands out most). Returns the frame indices of the encoder's keyframes."""
+    ramp = np.linspace(60, 140, width).astype(np.uint8)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = keyframes.options()
+        for k in range(frames):
+            canvas = np.full((height, width, 3), 90, np.uint8)
+            canvas[..., 1] = ramp
+            for person in people:
+                image = person.frames[_bounced(k // hold + person.offset, len(person.frames))]
+                h, w = image.shape[:2]
+                canvas[person.y:person.y + h, person.x:person.x + w] = image
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")))
+        out.mux(stream.encode(None))
+    with av.open(str(path)) as container:
+        return [k for k, frame in enumerate(container.decode(video=0)) if frame.key_frame]

@@ -8,7 +8,7 @@ import pytest
 from stages.decode import DecodeStage
 from stages.shots import ShotDetector, frame_thumbnail, thumbnail_change
 from tests.media import clip_frames
-from tests.shot_media import Person, Shot, edited_video, shot_at
+from tests.shot_media import Keyframes, Person, Shot, edited_video, shot_at, uncut_video
 
 FPS = 25
 
@@ -44,6 +44,23 @@ def test_no_boundary_in_uncut_video(data_dir, clip):
     assert detector.frames == len(frames) > 100
     assert detector.boundaries_ms == []
     assert {f.notes["shot"] for f in frames} == {0}
+
+
+@pytest.mark.parametrize("keyframes", [Keyframes(50, crf=40), Keyframes(50, crf=30, preset="medium"),
+                                       Keyframes(100, scene_adaptive=True, crf=40)])
+def test_no_cut_at_a_keyframe(tmp_path, data_dir, keyframes):
+    """720p, three people side by side, nearly still (each clip frame held 4 frames): the
+    first keyframe after the start pulses (its change 1.3 grey levels, 0.05 around it at
+    crf 40), yet no cell changes by much."""
+    people = [Person(name, clip_frames(data_dir / "video" / f"{name}.mp4", 200), 140 + 400 * k, 260, 30 * k)
+              for k, name in enumerate(("d10", "d12", "d20"))]
+    path = tmp_path / "uncut.mp4"
+    keys = uncut_video(path, people, 1280, 720, 110, keyframes, hold=4)
+    assert len(keys) >= 2
+    detector = ShotDetector()
+    frames = list(DecodeStage(path, sample_fps=3, shots=detector).items())
+    assert detector.frames == 110 and frames
+    assert detector.boundaries_ms == []
 
 
 def test_cuts_and_fade_found_and_every_frame_labelled(edited):
