@@ -51,6 +51,7 @@ from service.uploads import (
     fetch_upload,
     is_upload_url,
     result_store,
+    upload_ids,
     upload_store,
 )
 from service.webhook import deliver
@@ -131,6 +132,33 @@ def build_work(kind: str, raw: object, config: JobConfig) -> Work:
     raise InputError(f"unknown job kind {kind!r}; expected one of {', '.join(KINDS)}")
 
 
+def input_urls(kind: str, raw: object) -> list[str | None]:
+    """Every input URL of a (valid) request body: video, audio, references, stems."""
+    if kind == "detect-faces":
+        body = parse_detect(raw)
+        return [body.video_url, *(c.reference_image_url for c in body.characters)]
+    body = parse_lipsync(raw, require_upload=False)
+    voices = [f.voice for f in body.faces] if body.faces is not None else list(body.voices.values())
+    return [body.video_url, body.audio_url, *(c.reference_image_url for c in body.characters),
+            *(v.audio_url for v in voices)]
+
+
+def hold_uploads(kind: str, raw: object, job_id: str, config: JobConfig) -> None:
+    """Lease every `upload://` input of a request for the job (so it does not expire while the
+    job waits or runs); InputError (422) naming the first unknown or expired one, holding none."""
+    store = upload_store(config.settings.workdir, config.stores)
+    for url, file_id in upload_ids(input_urls(kind, raw)):
+        if store.lease(file_id, job_id) is None:
+            store.release(job_id)
+            raise InputError(f"{url[:60]!r} is not a known upload or it expired (after {store.ttl_s:g} s, "
+                             "LIPSYNC_UPLOAD_TTL_S); upload the file again")
+
+
+def release_uploads(job_id: str, config: JobConfig) -> None:
+    """The job ended: its uploads may expire again."""
+    upload_store(config.settings.workdir, config.stores).release(job_id)
+
+
 def run_work(work: Work, context: JobContext, settings: Settings, job_id: str) -> Outcome:
     """Run a job's work in a fresh job dir (removed before returning, so before anyone hears
     the job ended) and shape how it ended."""
@@ -200,6 +228,7 @@ class JobService:
         body, 4xx), Busy / ShuttingDown (503)."""
         work = build_work(kind, body, self.config)
         job_id = new_job_id()
+        hold_uploads(kind, body, job_id, self.config)
         live = LiveJob(job_id, kind, work, JobContext())
         live.context.on_progress = lambda progress: self.store.progress(
             job_id, progress.phase, progress.frames_done, progress.frames_total, phase_percent(kind, progress))
@@ -212,6 +241,7 @@ class JobService:
             with self._lock:
                 self._live.pop(job_id, None)
             self.store.remove(job_id)
+            release_uploads(job_id, self.config)
             reason = "shutting_down" if isinstance(exc, ShuttingDown) else "queue_full"
             self.metrics.rejected.labels(kind, reason).inc()
             log_event("job_rejected", job_id, kind=kind, reason=reason)
@@ -270,6 +300,7 @@ class JobService:
                                    outcome.details, outcome.reason)
         with self._lock:
             self._live.pop(live.job_id, None)
+        release_uploads(live.job_id, self.config)
         record_outcome(self.metrics, record, outcome)
         live.done.set()
         if record.webhook_url:

@@ -44,7 +44,7 @@ from celery import Celery
 
 from service.addresses import redact_url
 from service.admission import Busy, ShuttingDown
-from service.job_service import JobConfig, build_work
+from service.job_service import JobConfig, build_work, hold_uploads, release_uploads
 from service.jobstore import CANCELLED, JobRecord, RedisJobStore, log_event, new_job_id
 from service.prom import ServiceMetrics
 
@@ -205,12 +205,14 @@ class QueueService:
                 raise Busy(f"{depth} job(s) waiting for {workers} worker(s) (queue limit {capacity}: "
                            f"LIPSYNC_MAX_WAITING per worker); retry later")
             job_id = new_job_id()
+            hold_uploads(kind, body, job_id, self.config)  # released by the worker when the job ends
             self.store.add(JobRecord(job_id, kind, body, webhook_url))
             try:
                 self.celery.send_task(TASKS[kind], args=[job_id], task_id=job_id, queue=self.queue.name,
                                       retry=False)
             except Exception:
                 self.store.remove(job_id)
+                release_uploads(job_id, self.config)
                 raise
         except Busy as exc:
             reason = "shutting_down" if isinstance(exc, ShuttingDown) else "queue_full"
@@ -234,6 +236,7 @@ class QueueService:
             return False
         if record.state == CANCELLED and record.started_at is None:
             self.metrics.finished.labels(record.kind, CANCELLED).inc()
+            release_uploads(job_id, self.config)
             return True
         if record.finished:
             return False

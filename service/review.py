@@ -28,6 +28,7 @@ from service.uploads import (
     StoreLimits,
     result_store,
     upload_store,
+    upload_quota,
 )
 from stream.errors import LipSyncError, MediaError
 
@@ -75,20 +76,20 @@ async def upload_route(request: Request) -> Response:
     if declared.isdigit() and int(declared) > limits.upload_max_bytes:
         return field_error(413, too_large, kind)
     store = upload_store(state.settings.workdir, limits)
-    room = limits.upload_total_bytes - store.total_bytes()
+    quota = upload_quota(store, limits.upload_total_bytes)  # reserved as bytes arrive (service.uploads)
     full = (f"the server holds {limits.upload_total_bytes} bytes of uploads, its limit (LIPSYNC_UPLOAD_TOTAL_BYTES); "
             f"try again when older uploads expire (LIPSYNC_UPLOAD_TTL_S) or give {kind} as a URL")
-    if declared.isdigit() and int(declared) > room:
-        return field_error(507, full, kind)
     file_id, path = store.new_path(Path(name).suffix, tag=kind)
-    size = 0
+    if not quota.start(path, int(declared) if declared.isdigit() else None):
+        return field_error(507, full, kind)
+    size, kept = 0, False
     try:
         with path.open("wb") as out:
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limits.upload_max_bytes:
                     raise UploadRefused(413, too_large)
-                if size > room:
+                if not quota.reserve(path, len(chunk)):
                     raise UploadRefused(507, full)
                 out.write(chunk)
         if size == 0:
@@ -119,6 +120,10 @@ async def upload_route(request: Request) -> Response:
 
 
 async def result_route(request: Request) -> Response:
+    else:
+        kept = True
+    finally:
+        quota.end(path, kept)
     file_id = request.path_params["result_id"]
     kept = result_store(request.app.state.settings.workdir, _stores(request)).get(file_id)
     if kept is None:

@@ -12,6 +12,12 @@ Expiry is by file age (mtime), checked on every lookup and swept on every store,
 holds across restarts and for every process that shares the workdir (queue workers must
 share LIPSYNC_WORKDIR with the server to read uploads and write results).
 
+A job holds every upload it names for its whole life: `FileStore.lease` (at submit, which
+also refuses an unknown or expired id with 422) writes `.leases/<id>.<job id>`, and a leased
+file is neither expired nor swept until `FileStore.release` (when the job ends) or LEASE_MAX_S.
+Uploads reserve their bytes against LIPSYNC_UPLOAD_TOTAL_BYTES as they arrive (`UploadQuota`),
+under one lock, so concurrent uploads never hold more than the total together.
+
 Env vars (read by `StoreLimits.from_env`):
 
   LIPSYNC_UPLOAD_MAX_BYTES   largest file POST /uploads accepts, bytes (413 above); default 536870912 (512 MiB)
@@ -24,6 +30,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -35,6 +42,11 @@ from stream.errors import FetchError
 UPLOAD_SCHEME = "upload://"
 _ID = re.compile(r"[0-9a-f]{32}")
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,5}")
+LEASES = ".leases"
+"""Sub-folder of a store holding `<file id>.<job id>` lease files (empty: their mtime is the lease's start)."""
+LEASE_MAX_S = 24 * 3600.0
+"""A lease older than this (its job was lost without ending, seconds) holds its file no more."""
+_HOLDER = re.compile(r"[0-9A-Za-z_-]{1,64}")
 KIND_TYPES = {"video": ("video/",), "audio": ("audio/",), "image": ("image/",)}
 """Content-Type prefixes accepted per kind (plus application/octet-stream and none at all)."""
 
@@ -101,34 +113,154 @@ class FileStore:
         return KeptFile(file_id, path, path.stat().st_mtime + self.ttl_s)
 
     def get(self, file_id: str) -> KeptFile | None:
-        """The live file with this id, or None (unknown, malformed or expired)."""
+        """The live file with this id, or None (unknown, malformed, or expired and not leased)."""
         if not _ID.fullmatch(file_id) or not self.folder.is_dir():
             return None
         for path in self.folder.glob(f"{file_id}*"):
+            if not path.is_file() or path.name.split(".", 1)[0] != file_id:
+                continue
             expires_at = path.stat().st_mtime + self.ttl_s
-            if time.time() < expires_at and path.name.split(".", 1)[0] == file_id:
+            if time.time() < expires_at or self.leased(file_id):
                 return KeptFile(file_id, path, expires_at)
         return None
 
-    def total_bytes(self) -> int:
-        """Bytes the store's files hold now (expired ones are swept first)."""
+    def lease(self, file_id: str, holder: str) -> KeptFile | None:
+        """Hold a live file for `holder` (a job id) until `release(holder)`; None when the id is
+        unknown or expired (nothing is held then)."""
+        if not _HOLDER.fullmatch(holder):
+            raise ValueError(f"lease holder {holder!r} must be 1-64 letters, digits, _ or -")
+        kept = self.get(file_id)
+        if kept is None:
+            return None
+        leases = self.folder / LEASES
+        leases.mkdir(exist_ok=True)
+        (leases / f"{file_id}.{holder}").touch()
+        return kept if self.get(file_id) is not None else None  # not swept in between
+
+    def release(self, holder: str) -> int:
+        """Drop every lease `holder` has; returns how many."""
+        leases = self.folder / LEASES
+        if not _HOLDER.fullmatch(holder) or not leases.is_dir():
+            return 0
+        count = 0
+        for path in leases.glob(f"*.{holder}"):
+            path.unlink(missing_ok=True)
+            count += 1
+        return count
+
+    def leased(self, file_id: str) -> bool:
+        """True while some job holds the file (a lease younger than LEASE_MAX_S)."""
+        leases = self.folder / LEASES
+        if not leases.is_dir():
+            return False
+        cutoff = time.time() - LEASE_MAX_S
+        for path in leases.glob(f"{file_id}.*"):
+            try:
+                if path.stat().st_mtime >= cutoff:
+                    return True
+            except FileNotFoundError:
+                continue
+        return False
+
+    def files(self) -> list[Path]:
+        """The stored files, arriving ones too (not the lease folder)."""
+        if not self.folder.is_dir():
+            return []
+        return [path for path in self.folder.iterdir() if _ID.fullmatch(path.name.split(".", 1)[0]) and path.is_file()]
+
+    def total_bytes(self, exclude: frozenset[Path] | set[Path] = frozenset()) -> int:
+        """Bytes the store's files hold now (expired ones are swept first), less those in `exclude`."""
         self.sweep()
-        return sum(path.stat().st_size for path in self.folder.glob("*")) if self.folder.is_dir() else 0
+        total = 0
+        for path in self.files():
+            if path not in exclude:
+                try:
+                    total += path.stat().st_size
+                except FileNotFoundError:
+                    continue
+        return total
 
     def sweep(self) -> int:
-        """Delete expired files; returns how many went."""
+        """Delete expired files that no job holds, and stale leases; returns how many files went."""
         if not self.folder.is_dir():
             return 0
-        cutoff = time.time() - self.ttl_s
+        now = time.time()
+        leases = self.folder / LEASES
+        if leases.is_dir():
+            for path in leases.iterdir():
+                try:
+                    if path.stat().st_mtime < now - LEASE_MAX_S:
+                        path.unlink()
+                except FileNotFoundError:
+                    continue
+        cutoff = now - self.ttl_s
         removed = 0
-        for path in self.folder.iterdir():
+        for path in self.files():
             try:
-                if path.stat().st_mtime < cutoff:
+                if path.stat().st_mtime < cutoff and not self.leased(path.name.split(".", 1)[0]):
                     path.unlink()
                     removed += 1
             except FileNotFoundError:
                 continue
         return removed
+
+
+class UploadQuota:
+    """Bytes of uploads on disk plus those arriving, never over `total` (LIPSYNC_UPLOAD_TOTAL_BYTES).
+
+    Each arriving chunk is reserved (`reserve`) under one lock before it is written, against
+    the bytes the finished uploads hold (read from disk when an upload starts, the arriving
+    files left out) plus every upload's reservation; a failed upload gives its bytes back
+    (`end`). One quota per store folder in this process (`upload_quota`)."""
+
+    def __init__(self, store: FileStore, total: int) -> None:
+        self.store = store
+        self.total = total
+        self._lock = threading.Lock()
+        self._stored = 0  # bytes of finished uploads, as of the last start()
+        self._arriving: dict[Path, int] = {}  # an arriving upload's path -> bytes reserved
+
+    def start(self, path: Path, declared: int | None = None) -> bool:
+        """Begin an upload to `path`; False (nothing reserved) when `declared` bytes would not fit."""
+        with self._lock:
+            self._stored = self.store.total_bytes(exclude=set(self._arriving))
+            if declared is not None and self._used() + declared > self.total:
+                return False
+            self._arriving[path] = 0
+            return True
+
+    def reserve(self, path: Path, count: int) -> bool:
+        """Reserve `count` more bytes for the upload to `path`; False when they would pass the total."""
+        with self._lock:
+            if self._used() + count > self.total:
+                return False
+            self._arriving[path] = self._arriving.get(path, 0) + count
+            return True
+
+    def end(self, path: Path, kept: bool) -> None:
+        """The upload to `path` finished: its bytes now count as stored (kept) or are given back."""
+        with self._lock:
+            size = self._arriving.pop(path, 0)
+            if kept:
+                self._stored += size
+
+    def _used(self) -> int:
+        return self._stored + sum(self._arriving.values())
+
+
+_QUOTAS: dict[Path, UploadQuota] = {}
+_QUOTAS_LOCK = threading.Lock()
+
+
+def upload_quota(store: FileStore, total: int) -> UploadQuota:
+    """The one quota of `store`'s folder in this process (its total updated to `total`)."""
+    key = store.folder.resolve()
+    with _QUOTAS_LOCK:
+        quota = _QUOTAS.get(key)
+        if quota is None:
+            quota = _QUOTAS[key] = UploadQuota(store, total)
+        quota.total = total
+        return quota
 
 
 def upload_store(workdir: Path, limits: StoreLimits) -> FileStore:
@@ -154,8 +286,19 @@ def fetch_upload(url: str, store: FileStore, job_dir: Path, label: str) -> Path:
                          f"{store.ttl_s:g} s, LIPSYNC_UPLOAD_TTL_S); upload the file again")
     job_dir.mkdir(parents=True, exist_ok=True)
     target = job_dir / f"upload-{kept.path.name}"
+    if target.is_file():  # the same upload named twice in one request (video and audio, two stems)
+        return target
     try:
         os.link(kept.path, target)
     except OSError:
         shutil.copyfile(kept.path, target)
     return target
+
+
+def upload_ids(urls: list[str | None]) -> list[tuple[str, str]]:
+    """(url, id) of each `upload://` URL among `urls`, each once."""
+    found: dict[str, str] = {}
+    for url in urls:
+        if url is not None and is_upload_url(url):
+            found.setdefault(url, url[len(UPLOAD_SCHEME):].strip("/"))
+    return list(found.items())

@@ -35,7 +35,7 @@ from celery import signals
 
 from jobs.config import Settings
 from jobs.registry import shared_registry
-from service.job_service import JobConfig, Outcome, build_work, phase_percent, run_work
+from service.job_service import JobConfig, Outcome, build_work, phase_percent, release_uploads, run_work
 from service.jobstore import (
     FAILED,
     JobRecord,
@@ -116,6 +116,7 @@ class WorkerRuntime:
                               reason="time_limit")
         final = self.store.finish(job_id, outcome.state, outcome.result, outcome.error, outcome.error_status,
                                   outcome.details, outcome.reason)
+        release_uploads(job_id, self.config)
         self.redis.delete(keys("cancel", job_id))
         self.current = None
         self.jobs_done += 1
