@@ -112,6 +112,10 @@ async def upload_route(request: Request) -> Response:
     except BaseException:
         path.unlink(missing_ok=True)
         raise
+    else:
+        kept = True
+    finally:
+        quota.end(path, kept)
     expires_at = path.stat().st_mtime + store.ttl_s
     media = {key: getattr(info, key) for key in ("duration_s", "width", "height", "fps", "has_audio")}
     return JSONResponse({"success": True, "upload_id": file_id, "url": f"{UPLOAD_SCHEME}{file_id}", "kind": kind,
@@ -120,10 +124,6 @@ async def upload_route(request: Request) -> Response:
 
 
 async def result_route(request: Request) -> Response:
-    else:
-        kept = True
-    finally:
-        quota.end(path, kept)
     file_id = request.path_params["result_id"]
     kept = result_store(request.app.state.settings.workdir, _stores(request)).get(file_id)
     if kept is None:
