@@ -51,6 +51,8 @@ class MouthPatch:
     y: int
     pixels: Any
     alpha: Any
+    truncate: bool = False
+    """Blend to uint8 by truncation (the official LivePortrait paste_back) instead of rounding."""
 
 
 class LipSyncEngine(Protocol):

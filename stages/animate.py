@@ -5,6 +5,9 @@ The identity, head motion and sharpness stay the original's. It replaces the eng
 patches with LivePortrait's (keeping the engine's where LivePortrait returns none, e.g.
 a face cut by the frame edge). Frames resident on the device stay there: LivePortrait
 crops, renders and returns its patches as tensors on that device.
+
+Each request carries the face's box and 68 landmarks: the animator uses them only with
+lip retargeting on (it then measures the driving face's lips with its landmark function).
 """
 from __future__ import annotations
 
@@ -36,7 +39,8 @@ class AnimateStage(BatchStage):
                 blend_patch(driving, patch)
             for slot, item in enumerate(items[:len(patches)]):
                 requests.append(AnimateRequest(frame.image, driving, item.face.kps, track_key(item.target.key, frame),
-                                               frame.index, item.strength))
+                                               frame.index, item.strength, face_box=item.face.bbox,
+                                               source_landmarks=item.face.landmarks))
                 slots.append((frame, slot))
         if requests:
             for (frame, slot), patch in zip(slots, self.animator.render(requests)):

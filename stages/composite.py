@@ -31,13 +31,14 @@ def blend_patch(image: Any, patch: MouthPatch) -> None:
     alpha = patch.alpha[py0:py0 + (y1 - y0), px0:px0 + (x1 - x0), None]
     source = patch.pixels[py0:py0 + (y1 - y0), px0:px0 + (x1 - x0)]
     region = image[y0:y1, x0:x1]
+    offset = 0.0 if patch.truncate else 0.5
     if is_tensor(image):
         region = region.float()
         blended = region + alpha * (source.float() - region)
-        image[y0:y1, x0:x1] = (blended + 0.5).clamp(0, 255).to(image.dtype)
+        image[y0:y1, x0:x1] = (blended + offset).clamp(0, 255).to(image.dtype)
         return
     blended = region + alpha * (source.astype(np.float32) - region)
-    image[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    image[y0:y1, x0:x1] = np.clip(blended + offset, 0, 255).astype(np.uint8)
 
 
 def copy_image(image: Any) -> Any:

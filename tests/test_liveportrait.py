@@ -276,7 +276,7 @@ def test_expression_filter_follows_the_kalman_recursion() -> None:
 
 
 def test_track_smoother_keeps_tracks_apart_and_forgets_the_oldest() -> None:
-    smoother = TrackSmoother(SmoothingConfig(), max_tracks=3)
+    smoother = TrackSmoother(SmoothingConfig(process_variance=1e-5, observation_variance=1e-5), max_tracks=3)
     smoother.update("job1:0:a", torch.zeros(2), 0)
     assert smoother.update("job2:0:a", torch.ones(2), 1)[0].item() == 1.0  # its own first observation
     assert smoother.update("job1:0:a", torch.ones(2), 1)[0].item() == pytest.approx(2 / 3, rel=1e-5)

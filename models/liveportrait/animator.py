@@ -6,6 +6,17 @@ and expression are kept; only the lip rows of the expression come from the drivi
 (smoothed per track), the stitching MLP keeps the shoulders and crop border in place,
 and W + G render the crop at 512 px, which is pasted back with a feathered mask.
 
+Pre- and post-processing follow the official code step for step: the 512 px crop has a
+black border where it leaves the frame (cv2's default in `_transform_img`), is resized to
+256 px by area averaging (cv2.INTER_AREA), and every intermediate image holds uint8
+levels: the crop and resize round, the render and the paste truncate (`parse_output`,
+`paste_back`).
+
+Opt-in lip retargeting (`lip_retargeting=True`, the official `flag_lip_retargeting`):
+the lips then follow the driving face's lip-open ratio alone, through the lip
+retargeting MLP: x_d = S(x_s, x_s + R_lip(x_s, [c_s, c_d])), as the official pipeline
+does with its default relative motion. It needs 68 landmarks of both faces.
+
 The source is re-read every frame (as the official "source video" mode does), so blinks
 and head motion stay the original's; only the mouth follows the driving face.
 """
@@ -18,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from models.engine import MouthPatch
 
@@ -31,7 +41,9 @@ from .crop import (
     warp_affine_torch,
 )
 from .keypoints import KeypointInfo
+from .lip_ratio import LandmarkFn, lip_open_ratio
 from .loader import LivePortraitModels, load_liveportrait
+from .pixels import quantize_round, resize_area, to_uint8_truncated
 from .smoothing import SmoothingConfig, TrackSmoother
 
 LIP_ROWS = (6, 12, 14, 17, 19, 20)  # implicit keypoints that carry the lip expression (official)
@@ -44,6 +56,9 @@ class AnimateRequest:
     Frames are HxWx3 uint8 RGB of the same size: numpy arrays (CPU path) or torch tensors
     on the animator's device (GPU path; nothing then crosses to the host). kps are
     InsightFace-order (5, 2) pixels. strength in [0, 1] scales the pasted alpha.
+    With lip retargeting, face_box ([x1, y1, x2, y2] pixels) lets the animator find the
+    driving face's 68 landmarks, and source_landmarks (68, 2) are the source face's (else
+    they are found the same way).
     """
 
     source_frame: np.ndarray | torch.Tensor
@@ -52,6 +67,8 @@ class AnimateRequest:
     track_key: str = ""
     frame_index: int | None = None
     strength: float = 1.0
+    face_box: np.ndarray | None = None
+    source_landmarks: np.ndarray | None = None
 
 
 class LivePortraitAnimator:
@@ -64,8 +81,14 @@ class LivePortraitAnimator:
         smoothing: SmoothingConfig = SmoothingConfig(),
         mask_region: str = "lower_face",
         half: bool = False,
+        lip_retargeting: bool = False,
+        landmarks: LandmarkFn | None = None,
     ) -> None:
+        if lip_retargeting and landmarks is None:
+            raise ValueError("lip retargeting needs a 68-landmark function (landmarks=...) to measure the lips")
         self.half = half
+        self.lip_retargeting = lip_retargeting
+        self.landmarks = landmarks
         self.device = torch.device(device) if device is not None else _default_device()
         self.models = models.to(self.device)
         self.config: LivePortraitConfig = models.config
@@ -82,13 +105,18 @@ class LivePortraitAnimator:
         smoothing: SmoothingConfig = SmoothingConfig(),
         mask_region: str = "lower_face",
         half: bool = False,
+        lip_retargeting: bool = False,
+        landmarks: LandmarkFn | None = None,
     ) -> "LivePortraitAnimator":
         """Load the official checkpoints from MODELS_DIR (CheckpointError if any is missing or wrong).
 
         half runs the networks under float16 autocast on CUDA (as the official
         flag_use_half_precision); keypoint maths and smoothing stay float32.
+        lip_retargeting turns on the official lip retargeting (see the module docstring);
+        landmarks(image, boxes) -> one (68, 2) array (or None) per box is then required.
         """
-        return cls(load_liveportrait(models_dir, config), device, smoothing, mask_region, half)
+        return cls(load_liveportrait(models_dir, config), device, smoothing, mask_region, half,
+                   lip_retargeting, landmarks)
 
     @property
     def input_size(self) -> int:
@@ -103,10 +131,9 @@ class LivePortraitAnimator:
         return torch.from_numpy(np.stack(crops)).to(self.device).permute(0, 3, 1, 2).float() / 255.0
 
     def _fit(self, x: torch.Tensor) -> torch.Tensor:
-        """Resize (B, 3, S, S) to the networks' input size (antialiased when shrinking)."""
-        if x.shape[-1] == self.input_size and x.shape[-2] == self.input_size:
-            return x
-        return F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False, antialias=True)
+        """Resize (B, 3, S, S) to the networks' input size as the official cv2.INTER_AREA on a
+        uint8 image: area average, then rounded to uint8 levels."""
+        return quantize_round(resize_area(x, self.input_size))
 
     @torch.inference_mode()
     def keypoint_info(self, crops: Sequence[np.ndarray]) -> KeypointInfo:
@@ -141,7 +168,7 @@ class LivePortraitAnimator:
         if not source_crops:
             return np.zeros((0, self.output_size, self.output_size, 3), np.uint8)
         image = self.animate_tensor(self._to_tensor(source_crops), self._to_tensor(driving_crops), track_keys, frame_indices)
-        return _to_uint8(image).permute(0, 2, 3, 1).cpu().numpy()
+        return to_uint8_truncated(image).permute(0, 2, 3, 1).cpu().numpy()
 
     @torch.inference_mode()
     def animate_tensor(
@@ -150,12 +177,15 @@ class LivePortraitAnimator:
         driving: torch.Tensor,
         track_keys: Sequence[str] | None = None,
         frame_indices: Sequence[int | None] | None = None,
+        lip_ratios: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Source crops rendered with the driving crops' lips, on the device.
 
         source, driving: (B, 3, S, S) float in [0, 1], aligned alike; resized to the
         networks' 256 px input when S differs. Returns (B, 3, out, out) in [0, 1], out = 512
         for the official models. Frames of one track must come in order (smoothing state).
+        lip_ratios: (B, 2) lip-open ratios [source, driving] for lip retargeting; a row of
+        NaN (or None for all) keeps the default path, the driving face's lip expression.
         """
         n = source.shape[0]
         keys = list(track_keys) if track_keys is not None else [""] * n
@@ -169,6 +199,8 @@ class LivePortraitAnimator:
         drv_info = KeypointInfo.from_motion(drv_motion)
         x_s = src_info.transformed()
         x_d = src_info.with_exp(self.mix_expression(src_info.exp, drv_info.exp, keys, indices)).transformed()
+        if lip_ratios is not None:
+            x_d = self._retarget_lips(x_s, x_d, lip_ratios)
         x_d = self.stitch(x_s, x_d)
         with self._autocast():
             warped = m.warping(feature_3d, kp_driving=x_d, kp_source=x_s)
@@ -179,6 +211,21 @@ class LivePortraitAnimator:
         if self.half and self.device.type == "cuda":
             return torch.autocast(device_type="cuda", dtype=torch.float16)
         return contextlib.nullcontext()
+
+    def retarget_lip(self, x_s: torch.Tensor, lip_ratios: torch.Tensor) -> torch.Tensor:
+        """Official `retarget_lip`: R_lip([x_s, c_s, c_d]) -> (B, K, 3) keypoint delta."""
+        b, k, _ = x_s.shape
+        feat = torch.cat([x_s.reshape(b, -1), lip_ratios.to(x_s).reshape(b, 2)], dim=1)
+        return self.models.lip(feat).reshape(b, k, 3)
+
+    def _retarget_lips(self, x_s: torch.Tensor, x_d: torch.Tensor, lip_ratios: torch.Tensor) -> torch.Tensor:
+        """Rows with ratios: x_s + R_lip (official flag_lip_retargeting, relative motion); others keep x_d."""
+        ratios = lip_ratios.to(x_s).reshape(-1, 2)
+        known = ~torch.isnan(ratios).any(dim=1)
+        if not bool(known.any()):
+            return x_d
+        retargeted = x_s + self.retarget_lip(x_s, torch.nan_to_num(ratios))
+        return torch.where(known[:, None, None], retargeted, x_d)
 
     def stitch(self, x_s: torch.Tensor, x_d: torch.Tensor) -> torch.Tensor:
         """Official stitching: the MLP adds an expression delta and a (tx, ty) shift to x_d."""
@@ -201,8 +248,9 @@ class LivePortraitAnimator:
         to_crop = [crop_transform(r.kps, size) for r in requests]
         source = torch.cat([self._crop(r.source_frame, m) for r, m in zip(requests, to_crop)])
         driving = torch.cat([self._crop(r.driving_frame, m) for r, m in zip(requests, to_crop)])
+        ratios = self._lip_ratios(requests) if self.lip_retargeting else None
         rendered = self.animate_tensor(
-            source, driving, [r.track_key for r in requests], [r.frame_index for r in requests]
+            source, driving, [r.track_key for r in requests], [r.frame_index for r in requests], ratios
         )
         return [self._paste(r, rendered[i : i + 1], m) for i, (r, m) in enumerate(zip(requests, to_crop))]
 
@@ -211,9 +259,26 @@ class LivePortraitAnimator:
         t = torch.as_tensor(frame).to(self.device)
         return t.permute(2, 0, 1)[None].float() / 255.0
 
+    def _lip_ratios(self, requests: Sequence[AnimateRequest]) -> torch.Tensor:
+        """(B, 2) [source, driving] lip-open ratios from 68 landmarks; NaN where a face has none."""
+        out = torch.full((len(requests), 2), float("nan"))
+        for i, r in enumerate(requests):
+            if r.face_box is None or self.landmarks is None:
+                continue
+            box = np.asarray(r.face_box, np.float32).reshape(4)
+            src = r.source_landmarks
+            if src is None:
+                src = self.landmarks(_host_image(r.source_frame), [box])[0]
+            drv = self.landmarks(_host_image(r.driving_frame), [box])[0]
+            if src is not None and drv is not None:
+                out[i] = torch.tensor([lip_open_ratio(src), lip_open_ratio(drv)])
+        return out.to(self.device)
+
     def _crop(self, frame: np.ndarray | torch.Tensor, to_crop: np.ndarray) -> torch.Tensor:
+        """The official crop: bilinear, black (0) outside the frame, rounded to uint8 levels."""
         size = self.output_size
-        return warp_affine_torch(self._frame_tensor(frame), to_crop[None], (size, size), padding_mode="border")
+        return quantize_round(warp_affine_torch(self._frame_tensor(frame), to_crop[None], (size, size),
+                                                padding_mode="zeros"))
 
     def _paste(self, request: AnimateRequest, rendered: torch.Tensor, to_render: np.ndarray) -> MouthPatch | None:
         box = patch_box(self.mask, to_render, tuple(request.source_frame.shape))
@@ -221,22 +286,26 @@ class LivePortraitAnimator:
             return None
         to_box = render_to_box(to_render, box)[None]
         size = (box[2] - box[0], box[3] - box[1])
-        pixels = warp_affine_torch(rendered, to_box, size, padding_mode="border")
+        # official: parse_output truncates the render to uint8, paste_back warps that image
+        # (cv2 rounds, black outside) and truncates the blend (MouthPatch.truncate)
+        levels = to_uint8_truncated(rendered).float() / 255
+        pixels = quantize_round(warp_affine_torch(levels, to_box, size, padding_mode="zeros"))
         alpha = warp_affine_torch(self._mask_t, to_box, size, padding_mode="zeros")
         alpha = alpha.clamp(0, 1)[0, 0] * float(np.clip(request.strength, 0.0, 1.0))
-        pixels_u8 = _to_uint8(pixels)[0].permute(1, 2, 0)
+        pixels_u8 = (pixels * 255 + 0.5).to(torch.uint8)[0].permute(1, 2, 0)
         if isinstance(request.source_frame, np.ndarray):
-            return MouthPatch(x=box[0], y=box[1], pixels=pixels_u8.cpu().numpy(), alpha=alpha.float().cpu().numpy())
-        return MouthPatch(x=box[0], y=box[1], pixels=pixels_u8, alpha=alpha.float())
+            return MouthPatch(x=box[0], y=box[1], pixels=pixels_u8.cpu().numpy(), alpha=alpha.float().cpu().numpy(),
+                              truncate=True)
+        return MouthPatch(x=box[0], y=box[1], pixels=pixels_u8, alpha=alpha.float(), truncate=True)
 
     def reset(self, track_key: str | None = None) -> None:
         """Forget the smoothing state of one track (or all)."""
         self.smoother.reset(track_key)
 
 
-def _to_uint8(image: torch.Tensor) -> torch.Tensor:
-    """[0, 1] float -> uint8, rounded."""
-    return (image.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+def _host_image(frame: np.ndarray | torch.Tensor) -> np.ndarray:
+    """HxWx3 uint8 frame on the host (landmarks run there)."""
+    return frame.cpu().numpy() if isinstance(frame, torch.Tensor) else np.asarray(frame)
 
 
 def _default_device() -> torch.device:

@@ -54,9 +54,10 @@ def crop_transform(kps: np.ndarray, size: int) -> np.ndarray:
 
 
 def crop_face(image: np.ndarray, kps: np.ndarray, size: int) -> FaceCrop:
-    """Warp the face into an aligned size x size crop (border replicated, so no black edges)."""
+    """Warp the face into an aligned size x size crop, black where it leaves the frame
+    (the official `_transform_img`: cv2.warpAffine's default constant 0 border)."""
     m = crop_transform(kps, size)
-    crop = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    crop = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR)
     return FaceCrop(image=crop, to_crop=m, size=size)
 
 
