@@ -18,6 +18,10 @@ store, health, shutdown):
   Celery to any number of `python -m service.worker` processes; this server only admits,
   enqueues and reports (records and progress live in Redis).
 
+Who may call it (service.guard): only the Host names in LIPSYNC_ALLOWED_HOSTS (default
+localhost), writes from a browser only from this server's own page (or LIPSYNC_ALLOWED_ORIGINS),
+JSON bodies only as application/json (415), security headers on every response.
+
 On shutdown (lifespan), in-process: nothing new is admitted, waiting jobs are cancelled,
 running jobs get LIPSYNC_SHUTDOWN_GRACE_S to finish and are then cancelled; every job's
 temp dir goes. In queue mode the workers own the jobs and carry on. Uvicorn first waits
@@ -35,6 +39,7 @@ from dataclasses import asdict
 
 import anyio
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -47,6 +52,7 @@ from service.addresses import clipped
 from service.admission import BodyTooLarge, Busy, Limits, ShuttingDown
 from service.delivery import UploadPolicy, check_upload_url
 from service.fetch import FetchPolicy
+from service.guard import BrowserPolicy, CrossSiteGuard, SecurityHeaders, TrustedHosts, require_json
 from service.job_service import SHUTDOWN_REASON, JobConfig, JobService
 from service.jobstore import FAILED, SUCCEEDED, JobRecord, configure_logging, log_event
 from service.prom import ServiceMetrics
@@ -69,7 +75,9 @@ def busy_response(exc: Busy, limits: Limits) -> JSONResponse:
 
 
 async def read_json(request: Request, limit: int) -> object:
-    """The body as JSON; BodyTooLarge (413) past `limit` bytes, without reading the rest."""
+    """The body as JSON; NotJson (415) unless sent as application/json, BodyTooLarge (413) past
+    `limit` bytes, without reading the rest."""
+    require_json(request.headers.get("content-type"))
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"the request body is {int(declared)} bytes; this server accepts at most {limit} "
@@ -278,8 +286,9 @@ def job_service(config: JobConfig, metrics: ServiceMetrics, queue_url: str | Non
 
 def create_app(settings: Settings | None = None, fetch_policy: FetchPolicy | None = None,
                upload_policy: UploadPolicy | None = None, limits: Limits | None = None,
-               queue_url: str | None = None) -> Starlette:
-    """The app; queue_url (default: env LIPSYNC_QUEUE) switches jobs to Celery workers."""
+               queue_url: str | None = None, browser_policy: BrowserPolicy | None = None) -> Starlette:
+    """The app; queue_url (default: env LIPSYNC_QUEUE) switches jobs to Celery workers;
+    browser_policy (default: env LIPSYNC_ALLOWED_HOSTS, LIPSYNC_ALLOWED_ORIGINS) who may call it."""
     configure_logging()
     config = JobConfig(settings or Settings.from_env(), limits or Limits.from_env(),
                        fetch_policy or FetchPolicy.from_env(), upload_policy or UploadPolicy.from_env())
@@ -297,7 +306,12 @@ def create_app(settings: Settings | None = None, fetch_policy: FetchPolicy | Non
         yield
         await anyio.to_thread.run_sync(app.state.jobs.shutdown, config.limits.shutdown_grace_s)
 
-    app = Starlette(routes=[
+    guard = browser_policy or BrowserPolicy.from_env()
+    app = Starlette(middleware=[  # outermost first: the Host, then cross-site writes (service.guard)
+        Middleware(SecurityHeaders),
+        Middleware(TrustedHosts, allowed_hosts=guard.allowed_hosts),
+        Middleware(CrossSiteGuard, allowed_origins=guard.allowed_origins),
+    ], routes=[
         Route("/health", health_route, methods=["GET"]),
         Route("/metrics", metrics_route, methods=["GET"]),
         Route("/detect-faces", detect_faces_route, methods=["POST"]),

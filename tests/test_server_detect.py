@@ -153,7 +153,8 @@ def test_bad_requests_get_clear_errors_and_server_keeps_serving(api, files, body
     if isinstance(body, dict) and "video_url" in body:
         body = {**body, "video_url": body["video_url"].replace("FILES/", files.url(""))}
     if isinstance(body, str):
-        response = httpx.post(server.url + "/detect-faces", content=body, timeout=60)
+        response = httpx.post(server.url + "/detect-faces", content=body, timeout=60,
+                              headers={"Content-Type": "application/json"})
     else:
         response = post(api, "/detect-faces", body)
     assert response.status_code == status, response.text
