@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -33,6 +34,8 @@ from jobs.schema import (
     SYNC_MODES,
     FaceSpec,
     Voice,
+    check_detect_options,
+    check_lipsync_options,
     parse_characters,
     parse_faces,
     parse_voices,
@@ -48,7 +51,7 @@ SETTINGS_USED = {
     "passthrough": ("device", "encoder", "preset", "crf", "queue_size"),
     "detect": ("models_dir", "face_backend", "device", "queue_size"),
     "lipsync": ("models_dir", "face_backend", "engine", "device", "encoder", "preset", "crf", "queue_size",
-                "detect_interval", "mouth_bank"),
+                "detect_interval", "mouth_bank", "lip_retargeting"),
 }
 """The settings (jobs.config) each command reads, so its --help lists only those."""
 
@@ -198,17 +201,41 @@ def add_lipsync(command: argparse.ArgumentParser) -> None:
                               "(default %(default)s)")
 
 
+OUTPUT_SUFFIX = ".mp4"
+"""What every command writes: MP4 (H.264 video, AAC audio)."""
+
+
+def check_output(out: str) -> None:
+    """Refuse (InputError, exit 2) an --out the job could not write, before any work: another
+    extension than .mp4, a folder that does not exist or cannot be written, a folder as the file."""
+    path = Path(out)
+    if path.suffix.lower() != OUTPUT_SUFFIX:
+        raise InputError(f"--out {out}: this tool writes MP4 (H.264 + AAC); give a path ending in .mp4"
+                         + (f", not {path.suffix}" if path.suffix else ""))
+    folder = path.parent
+    if not folder.is_dir():
+        raise InputError(f"--out {out}: the folder {folder} does not exist; create it first or choose another")
+    if path.is_dir():
+        raise InputError(f"--out {out} is a folder; give a file path ending in .mp4")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"--out {out}: the folder {folder} is not writable; choose another")
+
+
 def run_job(args: argparse.Namespace, settings: Settings, context: JobContext) -> dict:
-    """The command's job, as the API's: lipsync --auto runs its detection pass in the job."""
+    """The command's job, as the API's: lipsync --auto runs its detection pass in the job.
+    Options and --out are checked first (the API's ranges, `jobs.schema`), before any work."""
+    if getattr(args, "out", None) is not None:
+        check_output(args.out)
     if args.command == "passthrough":
         return passthrough(args.video, args.out, args.audio, settings, context)
     if args.command == "detect":
+        check_detect_options(args.sample_fps, args.similarity_threshold, ("--sample-fps", "--similarity-threshold"))
         return detect_faces(args.video, load_characters(args.refs), args.sample_fps,
                                  args.similarity_threshold, settings, context)
     if args.voices and not args.auto:
         raise InputError("--voices is for --auto; with --faces, give each face its audio_url in faces.json")
-    if not 0 <= args.expressiveness <= 1:
-        raise InputError("--expressiveness must be in [0, 1] (0.5 moves the mouth as the engine does)")
+    check_lipsync_options(args.fidelity_weight, args.expressiveness, args.sync_mode,
+                          ("--fidelity-weight", "--expressiveness", "--sync-mode"))
     faces, voices = load_faces(args.faces, args.voices)
     given = [f.voice for f in faces] if faces is not None else list(voices.values())
     if args.audio is None and (not given or any(v.audio_url is None for v in given)):

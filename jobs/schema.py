@@ -195,11 +195,32 @@ def parse_detect(body: Any) -> DetectRequest:
         characters=parse_characters(body.get("characters") or []),
         similarity_threshold=float(_optional(body, "similarity_threshold", (int, float), 0.5)),
     )
-    if not 0 < request.sample_fps <= 60:
-        raise InputError("field 'sample_fps' must be in (0, 60]")
-    if not -1 <= request.similarity_threshold <= 1:
-        raise InputError("field 'similarity_threshold' must be in [-1, 1] (ArcFace cosine similarity)")
+    check_detect_options(request.sample_fps, request.similarity_threshold)
     return request
+
+
+def _field(name: str) -> str:
+    return name if name.startswith("-") else f"field '{name}'"
+
+
+def check_detect_options(sample_fps: float, similarity_threshold: float,
+                         names: tuple[str, str] = ("sample_fps", "similarity_threshold")) -> None:
+    """The detect options' ranges, one check for the API and the CLI (`names`: the fields or flags)."""
+    if not 0 < sample_fps <= 60:
+        raise InputError(f"{_field(names[0])} must be in (0, 60] frames per second, not {sample_fps:g}")
+    if not -1 <= similarity_threshold <= 1:
+        raise InputError(f"{_field(names[1])} must be in [-1, 1] (ArcFace cosine similarity), "
+                         f"not {similarity_threshold:g}")
+
+
+def check_lipsync_options(fidelity_weight: float, expressiveness: float, sync_mode: str,
+                          names: tuple[str, str, str] = ("fidelity_weight", "expressiveness", "sync_mode")) -> None:
+    """The lipsync options' ranges, one check for the API and the CLI (`names`: the fields or flags)."""
+    if not 0 <= fidelity_weight <= 1:
+        raise InputError(f"{_field(names[0])} must be in [0, 1], not {fidelity_weight:g}")
+    _expressiveness(expressiveness, names[1])
+    if sync_mode not in SYNC_MODES:
+        raise InputError(f"{_field(names[2])} must be one of {', '.join(SYNC_MODES)}, not {shown(sync_mode)}")
 
 
 def parse_faces(items: Any, where: str = "faces") -> list[FaceSpec]:
@@ -234,7 +255,7 @@ def parse_faces(items: Any, where: str = "faces") -> list[FaceSpec]:
 
 def _expressiveness(value: Any, name: str) -> float | None:
     if value is not None and not 0 <= value <= 1:
-        raise InputError(f"field '{name}' must be in [0, 1] (0.5 moves the mouth as the engine does)")
+        raise InputError(f"{_field(name)} must be in [0, 1] (0.5 moves the mouth as the engine does)")
     return None if value is None else float(value)
 
 
@@ -281,10 +302,7 @@ def parse_lipsync(body: Any, require_upload: bool = True) -> LipsyncRequest:
         sync_mode=_optional(body, "sync_mode", str, "silence"),
         characters=parse_characters(body.get("characters") or []),
     )
-    if not 0 <= request.fidelity_weight <= 1:
-        raise InputError("field 'fidelity_weight' must be in [0, 1]")
-    if request.sync_mode not in SYNC_MODES:
-        raise InputError(f"field 'sync_mode' must be one of {', '.join(SYNC_MODES)}")
+    check_lipsync_options(request.fidelity_weight, request.expressiveness, request.sync_mode)
     if request.audio_url is None:
         voices = [f.voice for f in request.faces] if request.faces is not None else list(request.voices.values())
         if not voices or any(v.audio_url is None for v in voices):

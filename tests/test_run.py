@@ -130,3 +130,40 @@ def test_device_flag_takes_only_the_devices_there_are(capsys):
     with pytest.raises(SystemExit):
         parse(["detect", "--video", "v.mp4", "--device", "gpu"])
     assert "device must be auto, cpu, cuda or cuda:N" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("out,message", [
+    ("missing/x.mp4", "the folder {tmp}/missing does not exist"),  # before: a traceback after the whole job
+    ("x.avi", "give a path ending in .mp4, not .avi"),  # before: MP4 written under the name x.avi
+    ("x", "give a path ending in .mp4"),
+])
+@pytest.mark.parametrize("command", ["passthrough", "lipsync-auto"])
+def test_a_bad_out_path_exits_2_before_any_work(tmp_path, data_dir, out, message, command):
+    video = str(data_dir / "video" / "d20.mp4")
+    args = ["lipsync", "--auto", "--audio", str(data_dir / "audio" / "yongen.wav")] if command == "lipsync-auto" \
+        else ["passthrough"]
+    result = run_cli(*args, "--video", video, "--out", str(tmp_path / out))
+    assert result.returncode == 2, result.stderr
+    assert message.format(tmp=tmp_path) in json.loads(result.stdout)["error_message"]
+    assert "Traceback" not in result.stderr and "detect [" not in result.stderr  # no pass started
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("args,message", [
+    (["detect", "--sample-fps", "100"], "--sample-fps must be in (0, 60]"),  # before: accepted
+    (["detect", "--sample-fps", "0"], "--sample-fps must be in (0, 60]"),
+    (["detect", "--similarity-threshold", "2"], "--similarity-threshold must be in [-1, 1]"),
+    (["lipsync", "--auto", "--audio", "a.wav", "--out", "o.mp4", "--fidelity-weight", "3"],
+     "--fidelity-weight must be in [0, 1]"),
+    (["lipsync", "--auto", "--audio", "a.wav", "--out", "o.mp4", "--expressiveness", "-1"],
+     "--expressiveness must be in [0, 1]"),
+])
+def test_cli_options_are_held_to_the_api_ranges(tmp_path, data_dir, args, message):
+    """One validation (jobs.schema) for both: the API refuses sample_fps 100 with the same range."""
+    args = [a if a not in ("o.mp4", "a.wav") else str(tmp_path / a) for a in args]
+    result = run_cli(*args, "--video", str(data_dir / "video" / "d20.mp4"))
+    assert result.returncode == 2, result.stderr
+    assert message in json.loads(result.stdout)["error_message"]
+    from jobs.schema import parse_detect
+    with pytest.raises(Exception, match=r"'sample_fps' must be in \(0, 60\]"):
+        parse_detect({"video_url": "v", "sample_fps": 100})
