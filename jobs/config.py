@@ -14,6 +14,7 @@
 | workdir            | LIPSYNC_WORKDIR          | --workdir        | system temp |
 | keep_failed_s      | LIPSYNC_KEEP_FAILED_S    | --keep-failed-s  | 3600        |
 | mouth_bank         | LIPSYNC_MOUTH_BANK       | --mouth-bank     | 48          |
+| lip_retargeting    | LIPSYNC_LIP_RETARGETING  | --lip-retargeting| off         |
 
 face_backend: auto | insightface | default. engine: auto | classical | musetalk.
 device: auto (cuda when torch sees a GPU, else cpu) | cpu | cuda | cuda:N.
@@ -25,6 +26,8 @@ the cheap landmark path in between (DeepStream's `interval`).
 keep_failed_s: how long an output whose upload failed is kept on disk for retrieval.
 mouth_bank: real mouth samples kept per person by the classical engine's mouth bank
 (`stages/mouth_bank.py`); 0 turns the bank off (synthesised mouths only).
+lip_retargeting: on drives LivePortrait's lips by the official lip retargeting MLP from
+the lip-open ratio (`flag_lip_retargeting`, off by default as in the official code).
 
 Other settings live with the code they configure, each documented there: the address
 policy in `stream/addresses.py`, fetching in `stream/fetch.py`, uploads and webhooks in
@@ -60,6 +63,7 @@ _ENV = {
     "workdir": "LIPSYNC_WORKDIR",
     "keep_failed_s": "LIPSYNC_KEEP_FAILED_S",
     "mouth_bank": "LIPSYNC_MOUTH_BANK",
+    "lip_retargeting": "LIPSYNC_LIP_RETARGETING",
 }
 
 
@@ -78,6 +82,8 @@ class Settings:
     keep_failed_s: float = 3600.0
     mouth_bank: int = 48
     """Real mouth samples kept per person for the classical engine (0: synthesised mouths only)."""
+    lip_retargeting: str = "off"
+    """on: LivePortrait's lips follow the lip-open ratio through R_lip (the official flag_lip_retargeting)."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -123,6 +129,8 @@ _FLAGS: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "workdir": ("folder for each job's temp files", None),
     "keep_failed_s": ("seconds an output whose upload failed is kept on disk", None),
     "mouth_bank": ("real mouth samples kept per person for the classical engine (0: synthesised only)", None),
+    "lip_retargeting": ("LivePortrait's lips from the lip-open ratio via the official lip retargeting MLP",
+                        ("off", "on")),
 }
 """Each setting's flag help and allowed values (None: any value of its type)."""
 

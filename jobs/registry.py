@@ -69,8 +69,11 @@ class ModelRegistry:
         if "liveportrait" not in self._models and not liveportrait_available(self.settings.models_dir):
             return None
         # half: fp16 autocast on CUDA as the official flag_use_half_precision (a no-op on the CPU)
-        return self._get("liveportrait", lambda: LivePortraitAnimator.load(self.settings.models_dir,
-                                                                          device=self._device(), half=True))
+        retarget = self.settings.lip_retargeting == "on"
+        marks = (lambda image, boxes: [f.landmarks for f in self.face_backend().landmarks(image, boxes)]) \
+            if retarget else None
+        return self._get("liveportrait", lambda: LivePortraitAnimator.load(
+            self.settings.models_dir, device=self._device(), half=True, lip_retargeting=retarget, landmarks=marks))
 
     def codeformer(self) -> Any | None:
         """The CodeFormer face restorer when torch and its weights are present, else None."""

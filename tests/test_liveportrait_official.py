@@ -276,3 +276,17 @@ def test_mouth_render_equals_the_official_sequence_within_one_grey_level(plain, 
         diff = np.abs(ours.astype(int) - official.astype(int))
         assert diff.max() <= 1, diff.max()
         assert (diff > 0).mean() < 0.01
+
+
+def test_lip_retargeting_setting_is_off_by_default_with_env_and_flag_twins() -> None:
+    from jobs.cli import build_parser
+    from jobs.config import Settings
+
+    assert Settings.from_env({}).lip_retargeting == "off"
+    assert Settings.from_env({"LIPSYNC_LIP_RETARGETING": "on"}).lip_retargeting == "on"
+    args = build_parser().parse_args(["lipsync", "--video", "v.mp4", "--audio", "a.wav", "--out", "o.mp4", "--auto",
+                                      "--lip-retargeting", "on"])
+    assert Settings.from_args(args).lip_retargeting == "on"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["lipsync", "--video", "v", "--audio", "a", "--out", "o", "--auto",
+                                   "--lip-retargeting", "yes"])

@@ -266,13 +266,15 @@ class LivePortraitAnimator:
             if r.face_box is None or self.landmarks is None:
                 continue
             box = np.asarray(r.face_box, np.float32).reshape(4)
-            src = r.source_landmarks
-            if src is None:
-                src = self.landmarks(_host_image(r.source_frame), [box])[0]
-            drv = self.landmarks(_host_image(r.driving_frame), [box])[0]
-            if src is not None and drv is not None:
+            src = r.source_landmarks if r.source_landmarks is not None else self._marks(r.source_frame, box)
+            drv = self._marks(r.driving_frame, box)
+            if _is68(src) and _is68(drv):
                 out[i] = torch.tensor([lip_open_ratio(src), lip_open_ratio(drv)])
         return out.to(self.device)
+
+    def _marks(self, frame: np.ndarray | torch.Tensor, box: np.ndarray) -> np.ndarray | None:
+        found = list(self.landmarks(_host_image(frame), [box])) if self.landmarks is not None else []
+        return found[0] if found else None
 
     def _crop(self, frame: np.ndarray | torch.Tensor, to_crop: np.ndarray) -> torch.Tensor:
         """The official crop: bilinear, black (0) outside the frame, rounded to uint8 levels."""
@@ -301,6 +303,10 @@ class LivePortraitAnimator:
     def reset(self, track_key: str | None = None) -> None:
         """Forget the smoothing state of one track (or all)."""
         self.smoother.reset(track_key)
+
+
+def _is68(landmarks: np.ndarray | None) -> bool:
+    return landmarks is not None and np.asarray(landmarks).shape == (68, 2)
 
 
 def _host_image(frame: np.ndarray | torch.Tensor) -> np.ndarray:
