@@ -237,6 +237,7 @@ class QueueService:
         if record.state == CANCELLED and record.started_at is None:
             self.metrics.finished.labels(record.kind, CANCELLED).inc()
             release_uploads(job_id, self.config)
+            self._withdraw(job_id)
             return True
         if record.finished:
             return False
@@ -245,14 +246,26 @@ class QueueService:
 
     def position(self, job_id: str) -> int | None:
         """0 for the next task a worker takes, None when not waiting in the broker's queue."""
+        found = self._message(job_id)
+        return None if found is None else found[0]
+
+    def _message(self, job_id: str) -> tuple[int, bytes] | None:
+        """A waiting job's place in the broker's queue and its raw task message."""
         waiting = self.redis.lrange(self.queue.name, 0, -1)  # pushed on the left, taken from the right
         for index, raw in enumerate(reversed(waiting)):
             try:
                 if json.loads(raw)["headers"]["id"] == job_id:
-                    return index
+                    return index, raw
             except (ValueError, KeyError, TypeError):
                 continue
         return None
+
+    def _withdraw(self, job_id: str) -> None:
+        """Take a cancelled job's task out of the broker's queue, so it no longer counts as waiting
+        against admission. A worker that popped it first skips it (its record is over)."""
+        found = self._message(job_id)
+        if found is not None:
+            self.redis.lrem(self.queue.name, 1, found[1])
 
     def depth(self) -> int:
         """Tasks waiting in the broker's queue (not yet taken by a worker)."""

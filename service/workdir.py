@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -27,6 +28,9 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 JOB_DIR_PREFIX = "lipsync-"
+JOB_DIR_NAME = re.compile(re.escape(JOB_DIR_PREFIX) + r"[a-z0-9_]{8}")
+"""A job dir's whole name: the prefix and mkdtemp's 8 random characters. The stores beside them
+(`lipsync-uploads/`, `lipsync-results/`) share the prefix and must never match."""
 KEPT_DIR = "failed-uploads"
 _LOCK = ".lock"
 UNLOCKED_STALE_S = 6 * 3600.0
@@ -80,6 +84,22 @@ def _delete_later(path: Path, delay_s: float) -> None:
     timer.start()
 
 
+def sweep_job_dirs(workdir: Path) -> int:
+    """Remove the job dirs no live process holds (their job's process died, even by SIGKILL);
+    returns how many. Safe while other processes run jobs in the same workdir: theirs are locked.
+    Queue workers run it at start and before each job, so a killed worker's dir does not stay."""
+    workdir = Path(workdir)
+    if not workdir.is_dir():
+        return 0
+    now = time.time()
+    removed = 0
+    for path in workdir.glob(f"{JOB_DIR_PREFIX}*"):
+        if JOB_DIR_NAME.fullmatch(path.name) and path.is_dir() and not path.is_symlink() and _abandoned(path, now):
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
 @dataclass
 class SweepReport:
     job_dirs: int = 0  # abandoned job dirs removed
@@ -94,10 +114,7 @@ def sweep(workdir: Path, keep_s: float) -> SweepReport:
     if not workdir.is_dir():
         return report
     now = time.time()
-    for path in workdir.glob(f"{JOB_DIR_PREFIX}*"):
-        if path.is_dir() and not path.is_symlink() and _abandoned(path, now):
-            shutil.rmtree(path, ignore_errors=True)
-            report.job_dirs += 1
+    report.job_dirs = sweep_job_dirs(workdir)
     kept_dir = workdir / KEPT_DIR
     if kept_dir.is_dir() and not kept_dir.is_symlink():
         for path in kept_dir.glob("*.mp4"):

@@ -13,7 +13,9 @@ is the same worker configured from env vars only.
 
 While it runs, the worker writes a heartbeat to Redis every LIPSYNC_WORKER_HEARTBEAT_S
 (the server's /health counts them) and, during a job, polls the job's cancel key, so a
-DELETE /jobs/{id} or the time limit stops the pipeline cleanly.
+DELETE /jobs/{id} or the time limit stops the pipeline cleanly. At start and before each job it
+removes the job dirs no live process holds (a worker SIGKILLed mid-job leaves its dir, inputs
+hard-linked, in the shared workdir: service.workdir.sweep_job_dirs).
 """
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ from service.jobstore import (
 )
 from service.queue import PREFIX, TASKS, QueueConfig, app, configure, keys
 from service.webhook import deliver
+from service.workdir import sweep, sweep_job_dirs
 from stream.context import JobContext
 from stream.errors import LipSyncError
 
@@ -79,6 +82,7 @@ class WorkerRuntime:
             shared_registry(self.config.settings).face_backend()
         except Exception:  # noqa: BLE001 - each job reports the same error to its caller
             log.exception("face backend failed to load")
+        sweep(self.config.settings.workdir, self.config.settings.keep_failed_s)  # what a killed worker left
         self._write_heartbeat()
         self._beat.start()
         log_event("worker_ready", "-", worker=self.ident, queue=self.queue.name,
@@ -97,6 +101,7 @@ class WorkerRuntime:
             return
         self.current = (job_id, kind)
         self._write_heartbeat()
+        sweep_job_dirs(self.config.settings.workdir)  # a worker killed meanwhile (its job may be this one)
         context = JobContext(on_progress=lambda p: self.store.progress(
             job_id, p.phase, p.frames_done, p.frames_total, phase_percent(kind, p)))
         delivery_tag = find_delivery_tag(self.redis, job_id)

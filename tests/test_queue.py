@@ -28,6 +28,7 @@ from server import create_app  # noqa: E402
 from service.admission import Limits  # noqa: E402
 from service.delivery import UploadPolicy  # noqa: E402
 from service.fetch import FetchPolicy
+from service.workdir import JOB_DIR_NAME  # noqa: E402
 from tests.http_servers import FileServer, PostReceiver, PutReceiver  # noqa: E402
 from tests.job_media import FINAL, follow_events, wait_for, write_job_media  # noqa: E402
 from tests.live_server import LiveServer  # noqa: E402
@@ -85,10 +86,10 @@ def files(scene):
 class Worker:
     """`python -m service.worker` as a real subprocess, its log in a file."""
 
-    def __init__(self, redis_url: str, folder: Path, name: str) -> None:
+    def __init__(self, redis_url: str, folder: Path, name: str, workdir: Path | None = None) -> None:
         self.log = folder / f"{name}.log"
-        self.workdir = folder / f"{name}-work"
-        self.workdir.mkdir()
+        self.workdir = workdir or folder / f"{name}-work"
+        self.workdir.mkdir(exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("LIPSYNC_")}
         env.update(LIPSYNC_ALLOW_PRIVATE_URLS="1", LIPSYNC_UPLOAD_BACKOFF_S="0.01", PYTHONPATH=str(ROOT))
         with self.log.open("wb") as out:
@@ -115,8 +116,9 @@ class Worker:
 def cluster(tmp_path_factory, redis_url):
     """Two workers and the server in queue mode (at most 2 waiting jobs per live worker)."""
     folder = tmp_path_factory.mktemp("workers")
-    workers = [Worker(redis_url, folder, name) for name in ("worker-a", "worker-b")]
-    settings = Settings(models_dir=folder / "weights", workdir=tmp_path_factory.mktemp("front"))
+    shared = folder / "shared-work"  # as deployed: the server and its workers share LIPSYNC_WORKDIR
+    workers = [Worker(redis_url, folder, name, shared) for name in ("worker-a", "worker-b")]
+    settings = Settings(models_dir=folder / "weights", workdir=shared)
     app = create_app(settings, FetchPolicy(allow_private_networks=True),
                      UploadPolicy(allow_private_networks=True, backoff_base_s=0.01), Limits(max_waiting=2),
                      queue_url=redis_url)
@@ -227,6 +229,12 @@ def test_cancel_reaches_the_worker_and_a_full_queue_answers_503(cluster, files):
         withdrawn = httpx.delete(f"{server.url}/jobs/{queued[1]}", timeout=30)
         assert withdrawn.status_code == 200
         assert withdrawn.json()["state"] == "cancelled" and withdrawn.json()["started_at"] is None
+        # the cancelled job leaves the broker's queue: it no longer counts as waiting (issue 22
+        # item 8; before, it did until a worker drained it, and this submission was a 503)
+        assert health(server)["waiting"] == 3
+        refill = httpx.post(server.url + "/jobs/detect-faces", json={"video_url": files.url("short.mp4")})
+        assert refill.status_code == 202, refill.text
+        queued.append(refill.json()["job_id"])
         stopped = [httpx.delete(f"{server.url}/jobs/{job_id}", timeout=30) for job_id in running]
         assert [r.status_code for r in stopped] == [200, 200], [r.text for r in stopped]
         for response in stopped:
@@ -235,7 +243,7 @@ def test_cancel_reaches_the_worker_and_a_full_queue_answers_503(cluster, files):
             assert 0 < record["progress"]["frames_done"] < record["progress"]["frames_total"]
         rest = [wait_for(server, job_id, lambda r: r["state"] in FINAL) for job_id in queued]
         assert receiver.puts == []
-    assert [r["state"] for r in rest] == ["succeeded", "cancelled", "succeeded", "succeeded"]
+    assert [r["state"] for r in rest] == ["succeeded", "cancelled", "succeeded", "succeeded", "succeeded"]
     assert {record["worker"] for record in (r.json() for r in stopped)} == {w.ident for w in workers}
     assert all(list(w.workdir.glob("lipsync-*")) == [] for w in workers)
     again = httpx.delete(f"{server.url}/jobs/{running[0]}")
@@ -263,6 +271,8 @@ def test_a_killed_workers_job_is_redelivered_and_completed(cluster, files):
     assert final["result"]["output"]["frame_count"] == 100 and final["progress"]["percent"] == 100
     assert list(stored) == ["/out/four.mp4"] and frame_count(stored["/out/four.mp4"]) == 100
     assert other["state"] == "succeeded" and other["worker"] == survivor.ident
+    # the victim's job dir (inputs hard-linked) went with the survivor's next job (issue 22 item 7)
+    assert [p.name for p in survivor.workdir.iterdir() if JOB_DIR_NAME.fullmatch(p.name)] == []
     deadline = time.monotonic() + 10  # the dead worker's heartbeat expires (3 heartbeats)
     while health(server)["workers"] != 1:
         assert time.monotonic() < deadline, health(server)

@@ -46,9 +46,16 @@ def leave_a_mess(workdir: Path) -> dict[str, Path]:
     crashed, crashed_dir = hold_job_dir(workdir, "crash")
     assert crashed.wait(30) == -signal.SIGKILL and crashed_dir.is_dir()
     old = time.time() - UNLOCKED_STALE_S - 60
-    legacy = workdir / "lipsync-legacy"
+    legacy = workdir / "lipsync-k3j_9x2a"  # an unlocked job dir (mkdtemp's name) of an older version
     legacy.mkdir()
     os.utime(legacy, (old, old))
+    stores = []  # the upload and result stores share the prefix and hold no .lock (issue 22 item 6)
+    for name in ("lipsync-uploads", "lipsync-results"):
+        store = workdir / name
+        store.mkdir()
+        (store / f"{uuid.uuid4().hex}.mp4").write_bytes(b"a live file")
+        os.utime(store, (old, old))
+        stores.append(store)
     fresh = workdir / "lipsync-fresh"
     fresh.mkdir()
     kept = workdir / KEPT_DIR
@@ -63,6 +70,7 @@ def leave_a_mess(workdir: Path) -> dict[str, Path]:
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(b"not the server's")
         os.utime(path, (old, old))
+    others += stores
     return {"crashed": crashed_dir, "legacy": legacy, "fresh": fresh, "expired": expired, "waiting": waiting,
             **{f"other{i}": p for i, p in enumerate(others)}}
 
@@ -80,6 +88,7 @@ def test_sweep_removes_abandoned_job_dirs_and_expired_outputs_only(tmp_path):
     assert not mess["crashed"].exists() and not mess["legacy"].exists() and not mess["expired"].exists()
     assert mess["fresh"].is_dir() and mess["waiting"].is_file()
     assert all(mess[f"other{i}"].is_file() for i in range(4))
+    assert [len(list(mess[f"other{i}"].iterdir())) for i in (4, 5)] == [1, 1]  # before: both stores deleted
 
 
 def test_job_dir_is_removed_after_use_and_kept_outputs_expire(tmp_path):
@@ -104,3 +113,4 @@ def test_server_sweeps_its_workdir_at_startup(tmp_path):
     with LiveServer(app):
         assert not mess["crashed"].exists() and not mess["expired"].exists() and not mess["legacy"].exists()
         assert mess["waiting"].is_file() and all(mess[f"other{i}"].is_file() for i in range(4))
+        assert [len(list(mess[f"other{i}"].iterdir())) for i in (4, 5)] == [1, 1]  # the stores kept
