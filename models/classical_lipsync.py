@@ -52,6 +52,7 @@ from models.mouth_params import (
     MouthTrack,
     mouth_track_from_audio,
 )
+from models.mouth_select import SamplePlan, frame_weights, plan_samples, switch_costs
 from models.mouth_transfer import (
     MeshRaster,
     WeightedSample,
@@ -71,13 +72,10 @@ NOSE = (31, 32, 33, 34, 35)
 CONTROL = JAW + NOSE + tuple(range(48, 68))
 N_RING = 20
 STATE_GAP_FRAMES = 30
-BANK_CANDIDATES = 4
-"""Bank samples weighed per frame (at most one fewer is painted)."""
-BANK_TEMPERATURE = 1.0
-"""Softness of the choice among them (cost units: 1 is a visible difference)."""
-BANK_SMOOTHING = 0.6
-"""Share of the previous frame's sample weights kept: textures cross-fade over ~3 frames
-instead of switching, while the geometry follows the audio on every frame."""
+MAX_PLAN_FRAMES = 1500
+"""Frames planned ahead at once per track (60 s at 25 fps); a longer range plans again."""
+REPLAN_POSE_DEG = 10.0
+"""Head turn (yaw or pitch, degrees) since the plan after which the rest is planned again."""
 MAX_TRACK_STATES = 64
 """Per-track states kept (least recently used dropped): the engine is shared by every job
 of a server, whose track keys are unique per job, so the table must not grow forever."""
@@ -106,7 +104,9 @@ class _TrackState:
     skin_rgb: np.ndarray | None = None
     neutral_uv: np.ndarray | None = None  # closed-mouth shape, local s units, smoothed
     triangles: np.ndarray | None = None
-    bank_weights: np.ndarray | None = None  # smoothed weight of each bank sample
+    plan: SamplePlan | None = None  # the bank sample per frame, planned ahead
+    bank_id: int | None = None  # id() of the bank the plan was made with
+    pose: np.ndarray | None = None  # (pitch, yaw, roll) degrees, smoothed: one frame's is noisy
 
 
 def _profile(u: np.ndarray, half_width: float, exponent: float) -> np.ndarray:
@@ -346,7 +346,7 @@ class ClassicalLipSync:
                                     for name in ("openness", "width", "rounding")})
 
     def render(self, requests: Sequence[MouthRequest], audio_features: MouthTrack) -> list[MouthPatch]:
-        return [self.render_one(r, audio_features.at(r.time_ms)) for r in requests]
+        return [self.render_one(r, audio_features.at(r.time_ms), audio_features) for r in requests]
 
     def reset(self) -> None:
         """Forget all per-track state (start of a new job)."""
@@ -375,7 +375,10 @@ class ClassicalLipSync:
         state.neutral_uv = now
         return now
 
-    def render_one(self, req: MouthRequest, shape: MouthShape) -> MouthPatch:
+    def render_one(self, req: MouthRequest, shape: MouthShape, features: MouthTrack | None = None) -> MouthPatch:
+        """One face's patch for `shape`. With the job's `features`, the bank samples are
+        planned ahead over the rest of the track (`models.mouth_select`); without, the
+        best sample for this frame alone is shown."""
         face = req.face
         if face.landmarks is None or len(face.landmarks) != 68 or req.strength <= 0:
             return MouthPatch(0, 0, np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), np.float32))
@@ -386,8 +389,9 @@ class ClassicalLipSync:
         src_uv = axes.to_local(pts)
         state = self._state(req.track_key, req.frame_index, src_uv)
         warp = self._warp_for(req.bank)
-        dst_uv = articulate_local(self._neutral(state, src_uv), shape, state.neutral_width, warp)
-        chosen = self._choose_samples(req.bank, state, dst_uv, face.pose)
+        neutral = self._neutral(state, src_uv)
+        dst_uv = articulate_local(neutral, shape, state.neutral_width, warp)
+        chosen = self._choose_samples(req, state, dst_uv, neutral, warp, features)
         if chosen:
             dst_uv = with_real_lips(dst_uv, chosen)
 
@@ -447,30 +451,66 @@ class ClassicalLipSync:
             return self.warp
         return replace(self.warp, max_gap=float(np.clip(1.15 * scale, 0.2, self.warp.max_gap)))
 
-    @staticmethod
-    def _choose_samples(bank: MouthBank | None, state: _TrackState, dst_uv: np.ndarray,
-                        pose: tuple[float, float, float] | None) -> list[WeightedSample]:
-        """The bank samples to show for the target lips, with weights smoothed over time.
+    def _choose_samples(self, req: MouthRequest, state: _TrackState, dst_uv: np.ndarray, neutral: np.ndarray,
+                        warp: WarpConfig, features: MouthTrack | None) -> list[WeightedSample]:
+        """The bank sample(s) to show for the target lips: the plan's one sample, or two
+        across a planned change (a two-frame cross-fade).
 
         Empty when the bank cannot show this shape (no bank, or no open / closed sample
         for an open / closed target): the synthesised mouth is drawn instead."""
+        bank: MouthBank | None = req.bank
         if bank is None or not bank.samples:
             return []
-        opening, width = mouth_opening(dst_uv), mouth_width(dst_uv)
+        opening = mouth_opening(dst_uv)
         coverage = bank.coverage()
         if (opening >= OPEN_GAP and not coverage.has_open) or (opening <= CLOSED_GAP and not coverage.has_closed):
             return []
-        costs = bank.costs(opening, width, pose)
-        best = np.argsort(costs)[:BANK_CANDIDATES]
-        target = np.zeros(len(costs))
-        target[best] = np.exp(-(costs[best] - costs[best[0]]) / BANK_TEMPERATURE)
-        target /= target.sum()
-        previous = state.bank_weights
-        if previous is not None and len(previous) == len(target):
-            target = BANK_SMOOTHING * previous + (1 - BANK_SMOOTHING) * target
-        state.bank_weights = target
-        top = [i for i in np.argsort(target)[::-1][:BANK_CANDIDATES - 1] if target[i] >= 0.1]
-        return [WeightedSample(bank.samples[i], float(target[i])) for i in top]
+        pose = self._smoothed_pose(state, req.face.pose)
+        if features is None:
+            best = int(np.argmin(bank.costs(opening, mouth_width(dst_uv), pose)))
+            return [WeightedSample(bank.samples[best], 1.0)]
+        plan = state.plan if state.bank_id == id(bank) else None
+        k = plan.index_at(req.time_ms) if plan is not None and plan.bank_size == len(bank.samples) else None
+        if k is not None and pose is not None and plan.pose is not None and \
+                max(abs(pose[0] - plan.pose[0]), abs(pose[1] - plan.pose[1])) > REPLAN_POSE_DEG:
+            k = None  # the head turned: plan the rest for the new pose
+        if k is None:
+            previous = None
+            if plan is not None and state.bank_id == id(bank) and plan.bank_size == len(bank.samples):
+                last = plan.index_at(req.time_ms - 1000.0 / plan.fps)
+                previous = int(plan.samples[last]) if last is not None else None
+            plan = self._plan(bank, req.time_ms, neutral, state.neutral_width, warp, features, pose, previous)
+            state.plan, state.bank_id, k = plan, id(bank), 0
+        return [WeightedSample(bank.samples[i], w) for i, w in frame_weights(plan.samples, k)]
+
+    @staticmethod
+    def _smoothed_pose(state: _TrackState, pose: tuple[float, float, float] | None) -> tuple[float, float, float] | None:
+        """The track's head pose, exponentially averaged (a third of each new frame): the
+        per-frame estimate jitters by several degrees, which must not re-plan the mouth."""
+        if pose is None:
+            return None if state.pose is None else tuple(state.pose)
+        now = np.asarray(pose, dtype=np.float64)
+        state.pose = now if state.pose is None else state.pose + (now - state.pose) / 3.0
+        return tuple(float(v) for v in state.pose)
+
+    @staticmethod
+    def _plan(bank: MouthBank, start_ms: float, neutral: np.ndarray, neutral_width: float, warp: WarpConfig,
+              features: MouthTrack, pose: tuple[float, float, float] | None, previous: int | None) -> SamplePlan:
+        """Plan the bank sample of every frame from `start_ms` to the end of the audio (at
+        most MAX_PLAN_FRAMES): the target lips of each frame from the audio, on this
+        frame's closed mouth, then `models.mouth_select.plan_samples`."""
+        fps = float(getattr(features, "fps", 25.0)) or 25.0
+        remaining = max(0.0, features.duration_ms - start_ms)
+        count = int(min(MAX_PLAN_FRAMES, np.floor(remaining * fps / 1000.0) + 1))
+        times = start_ms + np.arange(count) * 1000.0 / fps
+        targets = [articulate_local(neutral, features.at(float(t)), neutral_width, warp) for t in times]
+        openings = np.array([mouth_opening(uv) for uv in targets])
+        widths = np.array([mouth_width(uv) for uv in targets])
+        phones = getattr(features, "phones_at", None)
+        labels = phones(times) if phones is not None else None
+        cost = bank.cost_matrix(openings, widths, pose)
+        path = plan_samples(cost, switch_costs(openings, widths, labels), bank.appearance_distances(), previous)
+        return SamplePlan(start_ms, fps, path, None if pose is None else tuple(pose), len(bank.samples))
 
     # -- pieces ---------------------------------------------------------------------
     def _state(self, key: str, frame_index: int, uv: np.ndarray) -> _TrackState:

@@ -203,11 +203,19 @@ class MouthBank:
     capacity: int = 48
     samples: list[MouthSample] = field(default_factory=list)
     seen: int = 0
+    """Frames in which this person's mouth was looked at (kept, replaced or rejected)."""
+    rejected: int = 0
+    """Of those, frames whose mouth was not usable (landmarks not to be trusted)."""
     frames_from_bank: int = 0
     """Frames the engine painted from this bank (counted while rendering)."""
     frames_synthesised: int = 0
     """Frames the engine had to synthesise because the bank lacked the shape."""
     _columns: dict | None = field(default=None, init=False, repr=False, compare=False)
+
+    def reject(self) -> None:
+        """Count a frame of this person whose mouth was not usable."""
+        self.seen += 1
+        self.rejected += 1
 
     def add(self, sample: MouthSample) -> None:
         """Keep the sample if the bank has room; otherwise keep the most diverse set."""
@@ -223,9 +231,14 @@ class MouthBank:
         drop = i if self.samples[i].sharpness < self.samples[j].sharpness else j
         self.samples.pop(int(drop))
 
+    def replace_samples(self, samples: list[MouthSample]) -> None:
+        """Keep only `samples` (e.g. after an identity check dropped some)."""
+        self.samples = list(samples)
+        self._columns = None
+
     def columns(self) -> dict[str, np.ndarray]:
         """The samples' descriptors as arrays (opening, width, pitch, yaw, sharpness,
-        teeth), built once after the bank pass rather than on every rendered frame."""
+        teeth, brightness), built once after the bank pass rather than on every rendered frame."""
         if self._columns is None:
             self._columns = {
                 "opening": np.array([s.opening for s in self.samples]),
@@ -234,6 +247,7 @@ class MouthBank:
                 "yaw": np.array([s.pose[1] for s in self.samples]),
                 "sharpness": np.array([s.sharpness for s in self.samples]),
                 "teeth": np.array([s.teeth for s in self.samples]),
+                "brightness": np.array([s.brightness for s in self.samples]),
             }
         return self._columns
 
@@ -254,24 +268,44 @@ class MouthBank:
         return float(np.percentile(openings, 90))
 
     def costs(self, opening: float, width: float, pose: tuple[float, float, float] | None) -> np.ndarray:
-        """Per-sample cost of showing it for a target mouth (lower is better, 1 ~ visible).
+        """Per-sample cost of showing it for one target mouth (see `cost_matrix`)."""
+        if not self.samples:
+            return np.zeros(0)
+        return self.cost_matrix(np.array([opening]), np.array([width]), pose)[0]
+
+    def cost_matrix(self, openings: np.ndarray, widths: np.ndarray,
+                    pose: tuple[float, float, float] | None) -> np.ndarray:
+        """T x K cost of showing each sample for each of T target mouths (lower is better,
+        1 ~ visible); openings and widths in s units.
 
         Shape dominates (the sample is warped to the target's lips, so a mismatch
         stretches its texture); pose follows (light is matched when painting, see
         `models.mouth_transfer`); blurred samples pay a little more, and so do samples
         without teeth for an open target, with teeth for a closed one."""
+        openings = np.asarray(openings, dtype=np.float64).reshape(-1, 1)
+        widths = np.asarray(widths, dtype=np.float64).reshape(-1, 1)
         if not self.samples:
-            return np.zeros(0)
+            return np.zeros((len(openings), 0))
         col = self.columns()
+        is_open = openings >= OPEN_GAP
         # A nearly closed target takes nearly closed lips (an open sample squeezed shut
         # shows its cavity as a dark line); open ones tolerate more stretch for teeth.
-        spread = 0.03 if opening < OPEN_GAP else 0.06
-        cost = ((col["opening"] - opening) / spread) ** 2 + ((col["width"] - width) / 0.08) ** 2
+        spread = np.where(is_open, 0.06, 0.03)
+        cost = ((col["opening"][None, :] - openings) / spread) ** 2 + ((col["width"][None, :] - widths) / 0.08) ** 2
         if pose is not None:
-            cost += ((col["yaw"] - pose[1]) / 12.0) ** 2 + ((col["pitch"] - pose[0]) / 15.0) ** 2
+            cost += (((col["yaw"] - pose[1]) / 12.0) ** 2 + ((col["pitch"] - pose[0]) / 15.0) ** 2)[None, :]
         sharp = col["sharpness"]
-        cost += 0.5 * np.clip(1.0 - sharp / max(float(np.median(sharp)), 1e-6), 0.0, 1.0)
+        cost += 0.5 * np.clip(1.0 - sharp / max(float(np.median(sharp)), 1e-6), 0.0, 1.0)[None, :]
         # Open targets favour samples that show teeth; nearly closed ones avoid them (a
         # sample's teeth the landmarks put inside its lips would show as a white line).
-        cost += -3.0 * col["teeth"] if opening >= OPEN_GAP else 3.0 * col["teeth"]
+        cost += np.where(is_open, -3.0, 3.0) * col["teeth"][None, :]
         return cost
+
+    def appearance_distances(self) -> np.ndarray:
+        """K x K distance between the samples' looks (teeth, brightness, pose; 1 ~ visible):
+        what a switch from one to the other shows beyond the change of shape."""
+        if not self.samples:
+            return np.zeros((0, 0))
+        col = self.columns()
+        look = np.stack([col["teeth"] / 0.15, col["brightness"] / 25.0, col["yaw"] / 10.0, col["pitch"] / 10.0], axis=1)
+        return np.linalg.norm(look[:, None, :] - look[None, :, :], axis=2)

@@ -82,6 +82,8 @@ class MouthTrack:
     rounding: np.ndarray
     closed: np.ndarray
     level: np.ndarray
+    fps: float = 25.0
+    """The video frame rate the track was made for (the engine plans per frame)."""
 
     @property
     def duration_ms(self) -> float:
@@ -164,7 +166,7 @@ def mouth_track_from_audio(
     n_out = int(len(x) // hop) + 1
     if len(x) < 4 * hop:
         z = np.zeros(n_out)
-        return MouthTrack(np.arange(n_out) * HOP_MS, z, z.copy(), z.copy(), np.ones(n_out), z.copy())
+        return MouthTrack(np.arange(n_out) * HOP_MS, z, z.copy(), z.copy(), np.ones(n_out), z.copy(), float(fps))
 
     x = x - float(np.mean(x))
     emph = np.append(x[0], x[1:] - 0.95 * x[:-1]).astype(np.float32)
@@ -234,6 +236,7 @@ def mouth_track_from_audio(
         rounding=np.clip(shape(rounding), 0, 1),
         closed=np.clip(closed_s, 0, 1),
         level=loud,
+        fps=float(fps),
     )
     log.debug("mouth track: %d steps, mean openness %.3f, closed %.0f%%", n_out, out.openness.mean(), 100 * (out.closed > 0.5).mean())
     return out

@@ -7,20 +7,29 @@ their landmarks in between (a detection again whenever one moved or its picture 
 a face is named by its identity embedding, never by where it stands: the embedding is
 computed when a face starts (no face of the previous sample overlaps it) or when its
 picture jumped (a cut, or a new person in the same place), and carried over otherwise.
-Faces that are a requested person's, and usable (frontal enough, large enough), give a
-`MouthSample` to that person's `MouthBank`.
+Faces that are a requested person's, and usable (frontal enough, large enough, landmarks
+that are a fixed point of the detector), give a `MouthSample` to that person's `MouthBank`.
+
+A name carried over from the previous sample is a guess, not an identity: in a dissolve
+the picture never jumps, and the track slides from one person onto another. So every
+sample kept in a bank is checked on its own face: a sample whose face was named by its
+embedding is checked already; one whose name was carried keeps a small crop of its face,
+and when the pass ends, the samples still in the bank (at most `capacity` per person) are
+embedded and those that do not match the person are dropped.
 """
 from __future__ import annotations
 
 import inspect
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import cv2
 
 import numpy as np
 
 from models.faces.base import FaceBackend
 from models.faces.face import Face, iou
-from models.mouth_bank import MouthBank, sample_mouth
+from models.mouth_bank import MouthBank, MouthSample, sample_mouth
 from stages.follow import face_thumbnail
 from stream.frame import Frame
 from stream.stage import Stage
@@ -35,10 +44,48 @@ their landmarks in between."""
 CARRY_IOU = 0.3
 """Box overlap with a face of the previous sample (200 ms earlier) above which a face
 whose picture did not jump keeps that face's name without a new embedding (~110 ms)."""
+STABLE_LANDMARKS = 0.06
+"""Largest move (inter-ocular distances) of the mouth landmarks when they are found again
+from their own refined box: landmarks that are right are a fixed point of the detector;
+ones that lag a moving face (the box of 200 ms earlier) or slid onto the cheek are not,
+and their sample would paint a cheek as lips."""
+CHECK_FACE_PX = 160
+"""Width (pixels) a carried sample's face crop is scaled to for its identity check (dlib
+embeds a 150 px chip), which bounds the memory the checks hold."""
 JUMP_GREY_LEVELS = 30.0
 """Mean change (0-255) of a face's 16x16 grey thumbnail between samples above which it is
 named again from its embedding (a cut, or another person in the same place); the
 thumbnail is the track stage's 24x24 grey one."""
+
+
+@dataclass
+class _Unchecked:
+    """A carried sample's face, kept to check its identity when the pass ends."""
+
+    person: str
+    crop: np.ndarray
+    face: Face
+
+
+def _face_crop(image: np.ndarray, face: Face) -> _Unchecked | None:
+    """The face's box grown by half, scaled so the face is CHECK_FACE_PX wide, with the
+    face's landmarks and box moved into the crop (enough for the backend's embedding)."""
+    x1, y1, x2, y2 = face.bbox.astype(np.float64)
+    grow = 0.5 * max(x2 - x1, y2 - y1)
+    h, w = image.shape[:2]
+    cx0, cy0 = int(max(0, x1 - grow)), int(max(0, y1 - grow))
+    cx1, cy1 = int(min(w, x2 + grow)), int(min(h, y2 + grow))
+    if cx1 - cx0 < 8 or cy1 - cy0 < 8:
+        return None
+    k = min(1.0, CHECK_FACE_PX / max(x2 - x1, 1.0))
+    crop = image[cy0:cy1, cx0:cx1]
+    if k < 1.0:
+        crop = cv2.resize(crop, (max(8, int(round(crop.shape[1] * k))), max(8, int(round(crop.shape[0] * k)))),
+                          interpolation=cv2.INTER_AREA)
+    off = np.array([cx0, cy0], np.float32)
+    moved = replace(face, bbox=(face.bbox.reshape(2, 2) - off).reshape(4) * k, kps=(face.kps - off) * k,
+                    landmarks=(face.landmarks - off) * k, embedding=None)
+    return _Unchecked("", np.ascontiguousarray(crop), moved)
 
 
 @dataclass
@@ -68,6 +115,9 @@ class MouthBankStage(Stage):
         self.threshold = similarity_threshold
         self.banks = {key: MouthBank(capacity=capacity) for key in people}
         self.embeddings_computed = 0
+        self.dropped_by_identity = 0
+        """Carried samples dropped at the end because their face was not the person's."""
+        self._unchecked: dict[int, _Unchecked] = {}  # id(sample) -> its face, to check
         self.detections = 0
         self._since_detection = 0
         self._previous: list[_Seen] = []
@@ -82,15 +132,74 @@ class MouthBankStage(Stage):
         seen = []
         for face, thumb in found:
             person = self._carried_over(face, thumb)
-            if person is False:
+            checked = person is False
+            if checked:
                 person = self._name(image, face)
             seen.append(_Seen(face.bbox, thumb, person))
             if person is not None and face.landmarks is not None and abs((face.pose or (0, 0, 0))[1]) <= MAX_YAW_DEG:
-                sample = sample_mouth(image, face.landmarks, face.pose, frame.time_ms)
+                stable = self._stable(image, face)
+                sample = sample_mouth(image, stable.landmarks, stable.pose, frame.time_ms) if stable is not None else None
                 if sample is not None:
-                    self.banks[person].add(sample)
+                    self._add(person, sample, None if checked else _face_crop(image, face))
+                elif stable is None:
+                    self.banks[person].reject()
         self._previous = seen
         return ()
+
+    def flush(self):
+        """The pass has ended: check the identity of every carried sample still banked."""
+        self._check_identities()
+        return ()
+
+    def _add(self, person: str, sample: MouthSample, unchecked: _Unchecked | None) -> None:
+        """Bank the sample; a carried one keeps its face crop until its identity is checked.
+        Crops of samples the bank has since let go are dropped, so at most `capacity` per
+        person are held."""
+        bank = self.banks[person]
+        if unchecked is not None:
+            self._unchecked[id(sample)] = replace(unchecked, person=person)
+        bank.add(sample)
+        if len(self._unchecked) > sum(b.capacity for b in self.banks.values()):
+            kept = {id(s) for b in self.banks.values() for s in b.samples}
+            self._unchecked = {k: v for k, v in self._unchecked.items() if k in kept}
+
+    def _check_identities(self) -> None:
+        """Embed each banked sample whose name was carried and drop it unless it is its
+        person's face (the similarity threshold that names faces)."""
+        for person, bank in self.banks.items():
+            keep = []
+            for sample in bank.samples:
+                pending = self._unchecked.pop(id(sample), None)
+                if pending is None or self._is_person(pending, person):
+                    keep.append(sample)
+                else:
+                    self.dropped_by_identity += 1
+            if len(keep) != len(bank.samples):
+                log.info("mouth bank %s: %d sample(s) dropped, another person's face (a dissolve or a "
+                         "swap the track followed)", person, len(bank.samples) - len(keep))
+                bank.replace_samples(keep)
+        self._unchecked.clear()
+
+    def _is_person(self, pending: _Unchecked, person: str) -> bool:
+        self.backend.embed(pending.crop, [pending.face])
+        self.embeddings_computed += 1
+        if pending.face.embedding is None:
+            return False
+        return self.backend.similarity(pending.face.embedding, self.people[person]) >= self.threshold
+
+    def _stable(self, image: np.ndarray, face: Face) -> Face | None:
+        """The face with its landmarks found again from their own box (~2 ms), or None when
+        the mouth moved by more than STABLE_LANDMARKS: its landmarks are not to be trusted."""
+        again = self.backend.landmarks(image, [face.bbox])
+        if not again or again[0].landmarks is None:
+            return None
+        first, second = np.asarray(face.landmarks, np.float64), np.asarray(again[0].landmarks, np.float64)
+        eyes = float(np.linalg.norm(second[36:42].mean(axis=0) - second[42:48].mean(axis=0)))
+        moved = float(np.abs(first[48:68] - second[48:68]).max()) / max(eyes, 1.0)
+        if moved > STABLE_LANDMARKS:
+            return None
+        pose = again[0].pose
+        return again[0] if pose is None or abs(pose[1]) <= MAX_YAW_DEG else None
 
     def _detected(self, image: np.ndarray) -> list[Face]:
         """Every face, by the full detector (known boxes skip the backend's re-verification)."""

@@ -116,3 +116,30 @@ def test_bank_pass_names_people_by_identity_not_position(data_dir, backend, tmp_
             left_person = "a" if index < 5 else "b"
             x_centre = sample.centre_xy[0]
             assert (x_centre < 480) == (key == left_person), (key, index, x_centre)
+
+
+def dissolve_clip(data_dir, tmp_path):
+    """A at the left for 2 s, a 1 s dissolve, then B where A stood for 2 s (5 fps)."""
+    from tests.media import read_frames, write_video
+
+    a = [f[16:496, 16:496] for f in read_frames(data_dir / "video" / "d12.mp4")[:125:5]]
+    b = [np.asarray(f[:480, :480]) for f in read_frames(data_dir / "video" / "d20.mp4")[:125:5]]
+    frames = a[:10]
+    for k in range(1, 6):
+        t = k / 6
+        frames.append(np.clip((1 - t) * a[10 + k - 1] + t * b[k - 1] + 0.5, 0, 255).astype(np.uint8))
+    frames += b[5:15]
+    return write_video(tmp_path / "dissolve.mp4", frames, fps=5), a[0], b[0]
+
+
+def test_a_dissolve_does_not_carry_another_persons_mouths_into_a_bank(data_dir, backend, tmp_path):
+    """Issue 28: the track follows A through a dissolve onto B; every sample A's bank keeps
+    must be A's own face, checked on that sample (B's mouths after the dissolve go)."""
+    path, first_a, first_b = dissolve_clip(data_dir, tmp_path)
+    ref_a = backend.detect(first_a)[0].embedding
+    stage = MouthBankStage(backend, {"a": ref_a})
+    Pipeline(DecodeStage(path, sample_fps=5), [stage]).run()
+    times = sorted(s.time_ms for s in stage.banks["a"].samples)
+    assert times and times[0] < 2000  # A's own mouths are kept
+    assert max(times) < 2600, times  # none from B (fully shown from 3000 ms on)
+    assert stage.dropped_by_identity >= 1  # the track did carry A's name onto B
