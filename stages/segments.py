@@ -11,8 +11,9 @@ PlanStage holds a short look-ahead window of frames so it can decide, per face a
 A shot cut (frame.notes["shot"], see `stages.shots`) is a hard boundary: segments split
 there, flicker is never merged across it (a face lost after a cut is not rendered from its
 landmarks before it), and no fade crosses it. A synced run that starts at a cut starts at
-full strength, and one that lasts up to a cut ends at full strength: the whole picture
-changes at a cut, so there is no pop to hide.
+full strength, and one that lasts up to a cut or to the end of the video ends at full
+strength: the whole picture changes at a cut, and after the last frame there is no
+original mouth to fade back to, so there is no pop to hide.
 
 SegmentBuilder turns the final per-frame states into the response's segments.
 """
@@ -116,6 +117,7 @@ class PlanStage(Stage):
         self._plans = {t.index: _TargetPlan() for t in targets}
         self._pending: deque[Frame] = deque()
         self._shot: int | None = None
+        self._ending = False  # flushing: the look-ahead reaches the end of the video
 
     def process(self, frame: Frame):
         self._pending.append(frame)
@@ -124,6 +126,7 @@ class PlanStage(Stage):
         return ()
 
     def flush(self):
+        self._ending = True
         out = []
         while self._pending:
             out.append(self._finalize())
@@ -140,7 +143,7 @@ class PlanStage(Stage):
             if upcoming.notes.get("shot", 0) != shot:
                 break
             same_shot.append(upcoming)
-        cut_ahead = len(same_shot) < len(following)
+        cut_ahead = len(same_shot) < len(following) or self._ending
         first_of_shot = self._shot is not None and shot != self._shot
         self._shot = shot
         for target in self.targets:
@@ -188,7 +191,8 @@ class PlanStage(Stage):
     def _frames_left(self, future: list[str | None], cut_ahead: bool = False) -> int:
         """Frames until the synced run ends, counting this one (a short flicker does not end it).
 
-        cut_ahead: `future` stops at a cut; a run that lasts up to it does not fade out.
+        cut_ahead: `future` stops at a cut or the end of the video; a run that lasts up to
+        it does not fade out.
         """
         i = 0
         while i < len(future):

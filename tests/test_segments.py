@@ -41,7 +41,17 @@ def test_segments_split_at_a_cut_and_no_fade_crosses_it():
     strengths = _strengths(frames)
     assert strengths[0] < 1.0  # the video's start fades in
     assert strengths[13:17] == [1.0, 1.0, 1.0, 1.0]  # full strength up to and from the cut
-    assert strengths[-1] < 1.0  # the range's end fades out
+    assert strengths[-1] == 1.0  # the range lasts to the video's end: nothing to fade back to
+
+
+def test_a_range_fades_out_only_where_the_original_continues():
+    """Issue 23: a range that ends before the video does fade back to the original mouth;
+    one that ends with the video holds full strength to its last frame."""
+    _, frames = _plan([SYNCED] * 20 + [NOT_VISIBLE] * 10, cut=None)
+    strengths = _strengths(frames)
+    assert strengths[16:20] == sorted(strengths[16:20], reverse=True) and strengths[19] < 1.0
+    _, frames = _plan([SYNCED] * 20, cut=None)
+    assert _strengths(frames)[-4:] == [1.0] * 4
 
 
 def test_a_short_loss_after_a_cut_is_not_rendered_from_before_it():
