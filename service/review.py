@@ -1,6 +1,7 @@
 """The review page's routes: the page itself, browser uploads of inputs, and kept results.
 
-- `GET /` serves `service/ui/index.html`; `/ui/...` its script and style (no build step).
+- `GET /` serves `service/ui/index.html`; `/ui/...` its ES modules and style (no build step);
+  `/favicon.ico` the page's icon, so a browser asking for it gets it from here.
 - `POST /uploads?kind=video|audio|image[&name=clip.mp4]`, the file as the raw body: stored
   in the workdir under a random id (service.uploads), probed like a fetched input, and
   answered 201 with `url: "upload://<id>"`, which `/detect-faces` and `/lipsync` accept
@@ -27,12 +28,15 @@ from service.uploads import (
     UPLOAD_SCHEME,
     StoreLimits,
     result_store,
-    upload_store,
     upload_quota,
+    upload_store,
 )
 from stream.errors import LipSyncError, MediaError
 
 UI_DIR = Path(__file__).resolve().parent / "ui"
+ACCEPTED_TYPES = {**KIND_TYPES, "audio": KIND_TYPES["audio"] + ("video/",)}
+"""Content-Type prefixes an upload of each kind may carry: a video file is accepted as the new
+audio (its sound track is used; the probe refuses one without sound)."""
 
 
 class UploadRefused(Exception):
@@ -51,6 +55,10 @@ async def index_route(request: Request) -> Response:
     return FileResponse(UI_DIR / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
 
 
+async def favicon_route(request: Request) -> Response:
+    return FileResponse(UI_DIR / "favicon.svg", media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
+
+
 def _stores(request: Request) -> StoreLimits:
     return request.app.state.jobs.config.stores
 
@@ -66,7 +74,7 @@ async def upload_route(request: Request) -> Response:
         return field_error(422, f"query parameter 'kind' must be one of {', '.join(KIND_TYPES)}, not {kind!r}", "kind")
     name = request.query_params.get("name", "")[:200] or f"the {kind} file"
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type and content_type != "application/octet-stream" and not content_type.startswith(KIND_TYPES[kind]):
+    if content_type and content_type != "application/octet-stream" and not content_type.startswith(ACCEPTED_TYPES[kind]):
         article = "an" if kind[0] in "aeiou" else "a"
         return field_error(415, f"{name} is sent as {content_type}, not {article} {kind} type ({KIND_TYPES[kind][0]}*); "
                                 f"choose {article} {kind} file", kind)
@@ -137,6 +145,7 @@ def review_routes() -> list:
     """The page, its files, uploads and results; server.create_app adds them to its table."""
     return [
         Route("/", index_route, methods=["GET"]),
+        Route("/favicon.ico", favicon_route, methods=["GET"]),
         Mount("/ui", app=StaticFiles(directory=UI_DIR), name="ui"),
         Route("/uploads", upload_route, methods=["POST"]),
         Route("/results/{result_id}", result_route, methods=["GET"]),

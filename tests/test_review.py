@@ -4,15 +4,21 @@ input, expiry), upload:// URLs in the API, and GET /results/{id}."""
 from __future__ import annotations
 
 import os
+import re
 import time
 
+from pathlib import Path
+
 import httpx
+import numpy as np
 import pytest
 
 from jobs.config import Settings
 from server import create_app
 from service.admission import Limits
+from service.review import UI_DIR
 from tests.live_server import LiveServer
+from tests.media import write_video
 
 MAX_BYTES = 2_000_000  # LIPSYNC_UPLOAD_MAX_BYTES here: d12.mp4 (596 KB) fits, yongen.wav (1.5 MB) fits
 
@@ -38,10 +44,25 @@ def upload(server, data: bytes, kind: str, name: str, content_type: str = "appli
 def test_the_page_and_its_files_are_served(server):
     page = httpx.get(server.url + "/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert '<script src="/ui/app.js"></script>' in page.text
-    script = httpx.get(server.url + "/ui/app.js")
-    assert script.status_code == 200 and "EventSource" in script.text
+    assert '<script type="module" src="/ui/main.js"></script>' in page.text
+    assert '<link rel="icon" href="/ui/favicon.svg"' in page.text
+    # every module the page loads, followed through its imports: served as JavaScript, from here
+    seen, queue = set(), ["main.js"]
+    while queue:
+        name = queue.pop()
+        seen.add(name)
+        script = httpx.get(f"{server.url}/ui/{name}")
+        assert script.status_code == 200 and "javascript" in script.headers["content-type"], name
+        assert "http://" not in script.text and "https://" not in script.text, name  # nothing from outside
+        queue += [m for m in re.findall(r'^import .* from "\./([a-z]+\.js)";$', script.text, re.M) if m not in seen]
+    assert {"main.js", "api.js", "timeline.js", "waveform.js", "player.js", "stems.js", "ranges.js"} <= seen, seen
+    assert not (UI_DIR / "app.js").exists()
+    assert {p.name for p in UI_DIR.glob("*.js")} == seen  # no module left unused
+    assert "EventSource" in httpx.get(server.url + "/ui/api.js").text
     assert httpx.get(server.url + "/ui/app.css").status_code == 200
+    for icon in ("/ui/favicon.svg", "/favicon.ico"):
+        answer = httpx.get(server.url + icon)
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith("image/svg+xml")
     assert httpx.get(server.url + "/ui/../server.py").status_code == 404
 
 
@@ -87,6 +108,20 @@ def test_size_limit_declared_or_streamed(server):
 def test_kind_and_type_limits(server, kind, name, content_type, status, says):
     answer = upload(server, b"\xff\xd8\xff" + b"\0" * 100, kind, name, content_type)
     assert answer.status_code == status and says in answer.json()["error_message"], answer.text
+
+
+def test_a_video_file_is_accepted_as_the_new_audio(server, data_dir, tmp_path):
+    """A browser sends a chosen .mp4 as video/mp4 even under kind=audio: its sound track is the
+    audio (before: 415). A video without sound is refused by the probe, saying so."""
+    answer = upload(server, (data_dir / "video" / "d12.mp4").read_bytes(), "audio", "d12.mp4", "video/mp4")
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["media"]["has_audio"] and answer.json()["media"]["duration_s"] == pytest.approx(7.31, abs=0.05)
+    silent = write_video(tmp_path / "silent.mp4", [np.full((64, 64, 3), 90, np.uint8)] * 25)
+    refused = upload(server, Path(silent).read_bytes(), "audio", "silent.mp4", "video/mp4")
+    assert refused.status_code == 422 and refused.json()["field"] == "audio", refused.text
+    assert refused.json()["error_message"].startswith("silent.mp4: ")
+    image = upload(server, (data_dir / "image" / "s33.jpg").read_bytes(), "audio", "s33.jpg", "image/jpeg")
+    assert image.status_code == 415 and "not an audio type" in image.json()["error_message"]
 
 
 def test_uploads_get_the_same_probing_as_fetched_inputs(server, data_dir, tmp_path):
