@@ -112,9 +112,14 @@ def auto_faces_with_stems(faces: Sequence[FaceSpec], detected: dict, voices: dic
     if not stems:
         return with_voices(faces, voices), ""
     presence = faces_from_detection(detected, recognised_only=False)
-    speaking = faces_from_speakers({**detected, "speakers": stem_speakers(detected, presence, stems, rate)})
+    present = {f.character_id for f in presence}
+    used = {cid: v for cid, v in stems.items() if cid in present}  # a stem of no one seen is not even read
+    speaking = faces_from_speakers({**detected, "speakers": stem_speakers(detected, presence, used, rate)})
     kept = [f for f in faces if f.character_id not in stems] + speaking
-    rule = f"; {', '.join(stems)}: while present and their own stem has speech"
+    rule = f"; {', '.join(used)}: while present and their own stem has speech" if used else ""
+    unseen = [cid for cid in stems if cid not in used]
+    if unseen:
+        rule += f"; {', '.join(unseen)}: not seen (syncable) in the video, so their stem was not used"
     return with_voices(sorted(kept, key=lambda f: (f.start_time_ms, f.character_id)), voices), rule
 
 

@@ -34,6 +34,7 @@ from jobs.schema import (
     SYNC_MODES,
     FaceSpec,
     Voice,
+    check_auto_voices,
     check_detect_options,
     check_lipsync_options,
     parse_characters,
@@ -236,12 +237,16 @@ def run_job(args: argparse.Namespace, settings: Settings, context: JobContext) -
         raise InputError("--voices is for --auto; with --faces, give each face its audio_url in faces.json")
     check_lipsync_options(args.fidelity_weight, args.expressiveness, args.sync_mode,
                           ("--fidelity-weight", "--expressiveness", "--sync-mode"))
+    characters = load_characters(args.refs)
+    if args.voices:
+        check_auto_voices(parse_voices(read_json_file(args.voices), "voices.json"), [c.id for c in characters],
+                          "voices.json")
     faces, voices = load_faces(args.faces, args.voices)
     given = [f.voice for f in faces] if faces is not None else list(voices.values())
     if args.audio is None and (not given or any(v.audio_url is None for v in given)):
         raise InputError("--audio is required unless every face has its own audio_url (the stems are then mixed)")
     return lipsync(args.video, args.audio, faces, args.out, settings, context, args.enhance,
-                        args.fidelity_weight, args.sync_mode, characters=load_characters(args.refs),
+                        args.fidelity_weight, args.sync_mode, characters=characters,
                         voices=voices, expressiveness=args.expressiveness)
 
 

@@ -5,6 +5,7 @@ Used by the server (JSON bodies) and the CLI (faces.json / characters.json files
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -286,6 +287,21 @@ def parse_voices(items: Any, where: str = "faces") -> dict[str, Voice]:
     return voices
 
 
+AUTO_NAME = re.compile(r"face_[0-9]+")
+"""How auto mode names a person no reference recognised (detect-faces' `face_N`)."""
+
+
+def check_auto_voices(voices: dict[str, Voice], character_ids: list[str], where: str = "faces") -> None:
+    """Refuse (InputError) an auto-mode faces[] entry whose character_id auto mode can never
+    find: not a characters[] id nor a `face_N` name. Checked before any stem is fetched."""
+    known = set(character_ids)
+    for i, character_id in enumerate(voices):
+        if character_id not in known and not AUTO_NAME.fullmatch(character_id):
+            choices = f"one of the characters[] ids ({', '.join(map(shown, character_ids))}) or " if known else ""
+            raise InputError(f"field '{where}[{i}].character_id' {shown(character_id)} names no one auto mode can "
+                             f"find: give {choices}a face_N name from detect-faces")
+
+
 def parse_lipsync(body: Any, require_upload: bool = True) -> LipsyncRequest:
     body = _object(body)
     auto = bool(_optional(body, "auto", bool, False)) or body.get("faces") is None
@@ -303,6 +319,7 @@ def parse_lipsync(body: Any, require_upload: bool = True) -> LipsyncRequest:
         characters=parse_characters(body.get("characters") or []),
     )
     check_lipsync_options(request.fidelity_weight, request.expressiveness, request.sync_mode)
+    check_auto_voices(request.voices, [c.id for c in request.characters])
     if request.audio_url is None:
         voices = [f.voice for f in request.faces] if request.faces is not None else list(request.voices.values())
         if not voices or any(v.audio_url is None for v in voices):

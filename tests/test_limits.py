@@ -189,7 +189,7 @@ def test_too_many_faces_or_characters_and_duplicates_are_refused(api):
     assert answer.status_code == 422 and "LIPSYNC_MAX_FACES" in answer.json()["error_message"]
     answer = client.post("/jobs/lipsync", json={**body, "faces": [face, face]})
     assert answer.status_code == 422 and "faces[1]' repeats faces[0]" in answer.json()["error_message"]
-    voices = [{"character_id": str(i), "audio_url": files.url("patched.mp4")} for i in range(4)]
+    voices = [{"character_id": f"face_{i}", "audio_url": files.url("patched.mp4")} for i in range(4)]
     answer = client.post("/jobs/lipsync", json={**body, "auto": True, "faces": voices})  # a stem per person
     assert answer.status_code == 422 and "LIPSYNC_MAX_FACES" in answer.json()["error_message"]
     characters = [{"id": str(i), "reference_image_url": files.url("huge.png")} for i in range(3)]

@@ -167,3 +167,12 @@ def test_cli_options_are_held_to_the_api_ranges(tmp_path, data_dir, args, messag
     from jobs.schema import parse_detect
     with pytest.raises(Exception, match=r"'sample_fps' must be in \(0, 60\]"):
         parse_detect({"video_url": "v", "sample_fps": 100})
+
+
+def test_cli_auto_voices_for_someone_it_can_never_find_exit_2(tmp_path, data_dir):
+    (tmp_path / "voices.json").write_text(json.dumps([{"character_id": "bob", "audio_url": "stem.wav"}]))
+    result = run_cli("lipsync", "--auto", "--video", str(data_dir / "video" / "d20.mp4"), "--voices",
+                     str(tmp_path / "voices.json"), "--audio", str(data_dir / "audio" / "yongen.wav"),
+                     "--out", str(tmp_path / "o.mp4"))
+    assert result.returncode == 2, result.stderr
+    assert "voices.json[0].character_id' 'bob' names no one" in json.loads(result.stdout)["error_message"]

@@ -12,6 +12,7 @@ import pytest
 from scipy.io import wavfile
 
 from jobs.config import Settings
+from jobs.auto import auto_faces_with_stems, faces_from_detection
 from jobs.detect import detect_faces
 from jobs.lipsync import lipsync
 from jobs.passthrough import passthrough
@@ -235,8 +236,8 @@ def test_schema_needs_the_mix_or_a_stem_for_every_face():
     with pytest.raises(InputError, match="audio_offset_ms"):
         parse_lipsync({"video_url": "v", "audio_url": "m", "upload_url": "u", "faces": [face | {"audio_offset_ms": 5}]})
     auto = parse_lipsync({"video_url": "v", "upload_url": "u", "auto": True,
-                          "faces": [{"character_id": "a", "audio_url": "s", "audio_offset_ms": -250}]})
-    assert auto.faces is None and auto.voices["a"] == Voice("s", -250.0, None)
+                          "faces": [{"character_id": "face_1", "audio_url": "s", "audio_offset_ms": -250}]})
+    assert auto.faces is None and auto.voices["face_1"] == Voice("s", -250.0, None)
 
 
 def test_the_given_mix_is_muxed_and_expressiveness_scales_each_face(api, files, scene, synced, tmp_path):
@@ -397,3 +398,29 @@ def test_auto_mode_refuses_an_offset_past_the_video_before_detecting(scene, tmp_
     with pytest.raises(InputError, match="faces\\[0\\].audio_offset_ms"):
         lipsync(folder / "two.mp4", None, None, tmp_path / "auto.mp4", Settings(models_dir=tmp_path / "w"),
                 voices=voices)
+
+
+def test_auto_mode_refuses_a_stem_for_someone_it_can_never_find(api, files):
+    """Issue 22 item 11. Before: the stem was fetched, never used, and the warning named "bob" as synced."""
+    request = {"video_url": files.url("two.mp4"), "auto": True,
+               "faces": [{"character_id": "bob", "audio_url": files.url("left.wav")}]}
+    before = len(files.requests)
+    response = httpx.post(api.url + "/jobs/lipsync", json=request, timeout=30)
+    assert response.status_code == 422, response.text
+    assert "field 'faces[0].character_id' 'bob' names no one auto mode can find" in response.json()["error_message"]
+    assert len(files.requests) == before  # nothing fetched
+    with_refs = request | {"characters": [{"id": "bob", "reference_image_url": files.url("bob.jpg")}]}
+    assert parse_lipsync(with_refs, require_upload=False).voices["bob"].audio_url == files.url("left.wav")
+
+
+def test_auto_mode_says_whose_stem_it_could_not_use(scene, tmp_path):
+    """A face_N stem for someone not in the video: not read, and the warning says so instead of
+    naming them among the synced."""
+    folder = scene[0]
+    settings = Settings(models_dir=tmp_path / "weights")
+    detected = detect_faces(folder / "two.mp4", settings=settings)
+    left = sorted(detected["frames"][0]["faces"], key=lambda f: f["bbox"][0])[0]["character_id"]
+    voices = {left: Voice(str(folder / "left.wav")), "face_9": Voice(str(folder / "page.wav"))}  # never read
+    faces, rule = auto_faces_with_stems(faces_from_detection(detected, False), detected, voices)
+    assert f"; {left}: while present" in rule and "face_9: not seen (syncable) in the video" in rule
+    assert "face_9" not in {f.character_id for f in faces}
