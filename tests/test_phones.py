@@ -133,3 +133,15 @@ def test_tidy_maps_fillers_fills_gaps_and_clips() -> None:
         ("K", 350.0, 410.0),    # its overlap with SPN clipped
         ("SPN", 410.0, 430.0),  # an unknown label is unnamed speech, clipped to the audio
     ]
+
+
+def test_benchmark_compares_both_front_ends_on_real_speech(yongen) -> None:
+    from benchmarks.phones import compare
+
+    x, rate, phones = yongen
+    row = compare(x, rate, phones)
+    for key in ("phones_envelope_corr", "acoustic_envelope_corr", "phones_vs_acoustic_corr"):
+        assert -1.0 <= row[key] <= 1.0
+    assert row["phones_envelope_corr"] > 0.3  # vowels loud, consonants and closures quiet
+    assert row["phones_vs_acoustic_corr"] > 0.3  # both front ends open and close together
+    assert row["phones_closures_per_s"] > 0 and 0 < row["phones_closed_in_speech"] < 0.5
