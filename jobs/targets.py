@@ -19,6 +19,8 @@ from stages.shots import ShotDetector
 from stream.errors import InputError
 
 _PROBE_OFFSETS_MS = (0, 200, -200, 500, -500)
+_SAME_FACE_IOU = 0.5
+"""Faces found at two probe times that overlap this much are one person, listed once in an error."""
 _SHOT_LEAD_MS = 1000.0
 """Decoded before the probes, so the shot detector's first boundary can be one of theirs."""
 
@@ -90,11 +92,15 @@ def resolve_targets(video: str, specs: list[FaceSpec], backend: FaceBackend, dur
             raise InputError(f"{where}: start_time_ms {spec.start_time_ms:g} is outside the video "
                              f"(duration {duration_ms:.0f} ms)")
         box = xywh_to_xyxy(spec.bbox)
-        seen: list[list[int]] = []
+        seen: list[Face] = []
+        probed: set[float] = set()
         match = None
         span = None
         for offset in _PROBE_OFFSETS_MS:
             probe_ms = min(max(spec.start_time_ms + offset, 0.0), duration_ms - 1)
+            if probe_ms in probed:  # clamped at the video's start or end: the same frame again
+                continue
+            probed.add(probe_ms)
             if offset:
                 span = span or shot_span(video, spec.start_time_ms, max(map(abs, _PROBE_OFFSETS_MS)))
                 if not span[0] <= probe_ms < span[1]:
@@ -103,12 +109,12 @@ def resolve_targets(video: str, specs: list[FaceSpec], backend: FaceBackend, dur
             if found is None:
                 continue
             faces = backend.detect(found[1], with_embedding=True)
-            seen.extend(f.xywh for f in faces)
+            seen.extend(f for f in faces if all(iou(f.bbox, other.bbox) < _SAME_FACE_IOU for other in seen))
             match = _best_match(box, faces)
             if match is not None:
                 break
         if match is None:
-            listed = ", ".join(str(b) for b in seen[:6]) or "none"
+            listed = ", ".join(str([int(v) for v in f.xywh]) for f in seen[:6]) or "none"
             raise InputError(f"{where}: bbox {[int(v) for v in spec.bbox]} matches no face detected near "
                              f"{spec.start_time_ms:.0f} ms (faces found there: {listed}); "
                              "use a bbox from /detect-faces at that time")

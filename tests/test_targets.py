@@ -31,3 +31,16 @@ def test_a_bbox_over_no_face_names_the_faces_found(data_dir):
     video = str(data_dir / "video" / "d20.mp4")
     with pytest.raises(InputError, match=r"faces\[0\] \(carol\).*faces found there: \[50, 100, 120, 140\]"):
         resolve_targets(video, [FaceSpec("carol", [900, 600, 50, 50], 0, 1000)], TwoFaces(), 5000)
+
+
+def test_a_bbox_over_no_face_in_a_one_person_clip_lists_that_one_face(data_dir):
+    """Issue 22 item 17. Before: 5 "faces found there", 3 of them the same box (probes clamped to
+    0 ms decoded the first frame three times), for a one-person clip."""
+    from models.faces.default import DefaultFaceBackend
+
+    video = str(data_dir / "video" / "d20.mp4")
+    with pytest.raises(InputError) as refused:
+        resolve_targets(video, [FaceSpec("carol", [0, 0, 40, 40], 0, 1000)], DefaultFaceBackend(), 7000)
+    listed = str(refused.value).split("faces found there: ")[1].split(");")[0]
+    print("listed:", listed)
+    assert listed.count("[") == 1  # the one person, once
