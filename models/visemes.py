@@ -13,7 +13,10 @@ Coarticulation, applied in this order:
      apart (shape B) instead of snapping shut; longer silence is the relaxed closed mouth X;
   4. closure hold: a p/b/m closure lasts at least `min_closure_ms` (2 frames at 25 fps),
      extended into the frames before it (the lips close early, not late);
-  5. easing: the `ease_frames` frames before a change of opening or width move part way to
+  5. lip width runs ahead: a tongue consonant (shape B) takes the width of the vowel it leads
+     into within `round_ahead_ms` (anticipatory rounding and spreading); HH takes the whole
+     shape of its vowel;
+  6. easing: the `ease_frames` frames before a change of opening or width move part way to
      the next target, so the mouth starts moving 1-2 frames before the phone. Closed
      frames stay closed (opening 0), and the first frame of each run of one shape keeps its
      own target, so a one-frame vowel still reaches its opening.
@@ -53,6 +56,8 @@ SHAPES: dict[str, Shape] = {s.name: s for s in (
     Shape("H", 0.4, 0.0),                       # tongue up, mouth open: L
 )}
 
+_VOWEL_SHAPES = frozenset("CDEFI")
+
 PHONE_SHAPES: dict[str, tuple[str, ...]] = {
     "SIL": ("X",), "SPN": ("C",),
     "P": ("A",), "B": ("A",), "M": ("A",),
@@ -67,6 +72,10 @@ PHONE_SHAPES: dict[str, tuple[str, ...]] = {
 }
 """Phone -> its shape, or (first, second) for a diphthong (the second from `diphthong_split` on)."""
 
+VOWELS = frozenset(["AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"])
+LINGUAL = "B"
+"""The shape of consonants made by the tongue: the lips are free to anticipate the next vowel."""
+
 
 @dataclass(frozen=True)
 class VisemeConfig:
@@ -77,6 +86,7 @@ class VisemeConfig:
     min_pause_ms: float = 120.0
     ease_frames: int = 1
     diphthong_split: float = 0.6
+    round_ahead_ms: float = 200.0
 
 
 @dataclass
@@ -104,15 +114,24 @@ class VisemeTrack:
         return len(self.opening)
 
 
-def _shape_at(phones: list[Phone], starts: np.ndarray, t_ms: float, split: float) -> str:
+def _phone_shapes(phones: list[Phone]) -> list[tuple[str, ...]]:
+    """Each phone's shape(s); HH (breath) takes the shape of the vowel it leads into."""
+    shapes = [PHONE_SHAPES.get(p.label, ("C",)) for p in phones]
+    for k, p in enumerate(phones[:-1]):
+        if p.label == "HH" and phones[k + 1].label in VOWELS:
+            shapes[k] = shapes[k + 1][:1]
+    return shapes
+
+
+def _shape_at(phones: list[Phone], shapes: list[tuple[str, ...]], starts: np.ndarray, t_ms: float,
+              split: float) -> str:
     k = int(np.searchsorted(starts, t_ms, side="right")) - 1
     if k < 0 or t_ms >= phones[-1].end_ms:
         return "X"
     p = phones[k]
-    shapes = PHONE_SHAPES.get(p.label, ("C",))
-    if len(shapes) == 1:
-        return shapes[0]
-    return shapes[0] if t_ms < p.start_ms + split * p.duration_ms else shapes[1]
+    if len(shapes[k]) == 1:
+        return shapes[k][0]
+    return shapes[k][0] if t_ms < p.start_ms + split * p.duration_ms else shapes[k][1]
 
 
 def _phone_at(phones: list[Phone], starts: np.ndarray, t_ms: float) -> str:
@@ -152,7 +171,8 @@ def viseme_track(phones: list[Phone], fps: float, n_frames: int, config: VisemeC
         phones = [Phone(SILENCE, 0.0, 0.0)]
     starts = np.array([p.start_ms for p in phones])
 
-    shape = [_shape_at(phones, starts, c + cfg.lead_ms, cfg.diphthong_split) for c in centres]
+    shapes = _phone_shapes(phones)
+    shape = [_shape_at(phones, shapes, starts, c + cfg.lead_ms, cfg.diphthong_split) for c in centres]
     label = [_phone_at(phones, starts, c) for c in centres]
 
     # 2. short closures and f/v that fell between frame centres take the nearest frame
@@ -203,7 +223,20 @@ def viseme_track(phones: list[Phone], fps: float, n_frames: int, config: VisemeC
     closed = np.array([SHAPES[s].closed for s in shape], dtype=bool)
     labiodental = np.array([SHAPES[s].labiodental for s in shape], dtype=bool)
 
-    # 5. easing: the frames before a change start moving towards the next target
+    # 5. lip width runs ahead: tongue consonants take the width (rounding or spreading) of the
+    #    vowel they lead into, up to round_ahead_ms ahead ("st-ew" is rounded from the s)
+    ahead = max(1, round(cfg.round_ahead_ms / frame_ms))
+    for i in range(n):
+        if shape[i] != LINGUAL:
+            continue
+        for j in range(i + 1, min(n, i + 1 + ahead)):
+            if shape[j] == LINGUAL:
+                continue
+            if shape[j] in _VOWEL_SHAPES:
+                width[i] = SHAPES[shape[j]].width
+            break
+
+    # 6. easing: the frames before a change start moving towards the next target
     target_open, target_width = opening.copy(), width.copy()
     for i in range(n - 1):
         if target_open[i + 1] == target_open[i] and target_width[i + 1] == target_width[i]:

@@ -63,6 +63,20 @@ def test_labiodental_rounded_spread() -> None:
     assert t.opening[20] < t.opening[8] + 0.01  # and narrow
 
 
+def test_tongue_consonants_take_the_lip_width_of_the_next_vowel() -> None:
+    t = track(("SIL", 0, 200), ("S", 200, 280), ("T", 280, 360), ("UW", 360, 700), ("K", 700, 780),
+              ("IY", 780, 1000), ("SIL", 1000, 2000))
+    assert t.shape[4:8] == ["B"] * 4 and t.shape[8] == "F"
+    assert list(t.width[4:8]) == pytest.approx([1.0] * 4)  # "st-" already rounded for "oo"
+    assert t.opening[5] == pytest.approx(0.2)  # but the teeth stay nearly together
+    assert t.shape[17:19] == ["B", "B"] and list(t.width[17:19]) == pytest.approx([-1.0, -1.0])  # "k" before "ee"
+
+
+def test_breath_takes_the_shape_of_its_vowel() -> None:
+    t = track(("SIL", 0, 200), ("HH", 200, 300), ("AA", 300, 600), ("SIL", 600, 2000))
+    assert t.shape[4:14] == ["D"] * 10
+
+
 def test_silence_relaxed_closed_and_short_pauses_stay_open() -> None:
     t = track(("SIL", 0, 400), ("AA", 400, 600), ("SIL", 600, 680), ("AA", 680, 900),
               ("SIL", 900, 1400), ("AA", 1400, 1600), ("SIL", 1600, 4000), n=60)
