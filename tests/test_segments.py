@@ -60,3 +60,114 @@ def test_a_short_loss_after_a_cut_is_not_rendered_from_before_it():
     assert _strengths(frames)[15:18] == [0.0, 0.0, 0.0]
     _, frames = _plan(lost, cut=None)  # within one shot the same loss is flicker: rendered
     assert all(s > 0 for s in _strengths(frames)[15:18])
+
+
+# --- issue 27: exact behaviour a one-line break in stages/segments.py would change -----------
+from stages.segments import SegmentBuilder  # noqa: E402
+
+LOW = "low_quality"
+
+
+def test_a_160_ms_excursion_merges_and_a_200_ms_one_does_not():
+    """min_run_ms is 200: at 25 fps 4 frames away (160 ms) are flicker, 5 frames (200 ms) are a run."""
+    stage, _ = _plan([SYNCED] * 10 + [NOT_VISIBLE] * 4 + [SYNCED] * 10, cut=None)
+    segments, _ = stage.builders[0].as_json()
+    assert [(s["start_ms"], s["end_ms"], s["synced"]) for s in segments] == [(0, 960, True)]
+    stage, _ = _plan([SYNCED] * 10 + [NOT_VISIBLE] * 5 + [SYNCED] * 10, cut=None)
+    segments, _ = stage.builders[0].as_json()
+    assert [(s["start_ms"], s["end_ms"], s["synced"]) for s in segments] == [
+        (0, 400, True), (400, 600, False), (600, 1000, True)]
+
+
+def test_flicker_is_rendered_from_the_last_face_at_full_strength():
+    _, frames = _plan([SYNCED] * 10 + [NOT_VISIBLE] * 2 + [SYNCED] * 10, cut=None)
+    assert _strengths(frames)[:12] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    assert frames[10].notes["render"][0].face is frames[9].notes["render"][0].face
+
+
+def test_an_excursion_that_never_comes_back_is_kept():
+    stage, _ = _plan([SYNCED] * 6 + [NOT_VISIBLE] * 2, cut=None)
+    segments, _ = stage.builders[0].as_json()
+    assert [(s["start_ms"], s["end_ms"], s["synced"]) for s in segments] == [(0, 240, True), (240, 320, False)]
+
+
+def test_a_mixed_excursion_shorter_than_min_run_merges():
+    stage, _ = _plan([NOT_VISIBLE] * 6 + [SYNCED, LOW] + [NOT_VISIBLE] * 6, cut=None)
+    segments, _ = stage.builders[0].as_json()
+    assert [(s["start_ms"], s["end_ms"], s["skip_reason"]) for s in segments] == [(0, 560, NOT_VISIBLE)]
+
+
+def test_fade_out_before_a_long_loss():
+    _, frames = _plan([SYNCED] * 12 + [NOT_VISIBLE] * 8, cut=None)
+    assert _strengths(frames)[6:14] == [1.0, 1.0, 1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
+
+
+def test_min_run_rounds_to_frames_and_fade_frames_is_at_least_one():
+    target = Target(0, "a", 0, 10_000, _face())
+    stage = PlanStage([target], fps=30, min_run_ms=200, fade_frames=0)
+    assert (stage.min_run, stage.fade_frames, stage.window) == (6, 1, 8)
+    assert PlanStage([target], fps=25, min_run_ms=10).min_run == 1
+    assert PlanStage([target], fps=25).frame_ms == 40.0
+
+
+def test_frames_before_the_window_fills_wait_for_the_look_ahead():
+    target = Target(0, "a", 0, 10_000, _face())
+    stage = PlanStage([target], fps=25)  # window: 5 + 4 + 1 frames
+    outputs = []
+    for i in range(12):
+        frame = Frame(i, i * 40, Fraction(1, 1000), None,
+                      notes={"targets": {0: TargetObservation(_face(), SYNCED, 0.5)}})
+        outputs.append(len(stage.process(frame)))
+    assert outputs == [0] * 10 + [1, 1]
+    assert len(stage.flush()) == 10
+
+
+def test_segment_ends_at_the_target_end_and_the_last_frame_lasts_one_frame():
+    target = Target(0, "a", 0, 100, _face())
+    stage = PlanStage([target], fps=25)
+    for i in range(3):
+        stage.process(Frame(i, i * 40, Fraction(1, 1000), None,
+                            notes={"targets": {0: TargetObservation(_face(), SYNCED, 0.5)}}))
+    stage.flush()
+    assert [(s["start_ms"], s["end_ms"]) for s in stage.builders[0].as_json()[0]] == [(0, 100)]
+    stage = PlanStage([Target(0, "a", 0, 10_000, _face())], fps=25)
+    stage.process(Frame(0, 0, Fraction(1, 1000), None, notes={"targets": {0: TargetObservation(_face(), SYNCED, 0.5)}}))
+    stage.flush()
+    assert [(s["start_ms"], s["end_ms"]) for s in stage.builders[0].as_json()[0]] == [(0, 40)]
+
+
+def test_a_frame_without_the_target_adds_nothing():
+    target = Target(0, "a", 0, 10_000, _face())
+    stage = PlanStage([target], fps=25)
+    frames = list(stage.process(Frame(0, 0, Fraction(1, 1000), None, notes={"targets": {}})))
+    frames += stage.flush()
+    assert frames[0].notes["render"] == [] and stage.builders[0].segments == []
+
+
+def test_segment_json_averages_quality_box_and_pose():
+    builder = SegmentBuilder()
+    a = Face(bbox=[0, 0, 100, 200], score=0.9, kps=np.zeros((5, 2)), pose=(10.0, -4.0, 1.0))
+    b = Face(bbox=[10, 20, 130, 220], score=0.9, kps=np.zeros((5, 2)), pose=(20.0, 0.0, 2.0))
+    builder.add(SYNCED, 0, 40, a, 0.5)
+    builder.add(SYNCED, 40, 80.4, b, 0.8)
+    builder.add(NOT_VISIBLE, 80.4, 120, None, None)
+    builder.add(NOT_VISIBLE, 120, 160, Face(bbox=[0, 0, 10, 10], score=0.9, kps=np.zeros((5, 2))), None)
+    segments, summary = builder.as_json()
+    assert segments == [
+        {"start_ms": 0, "end_ms": 80, "synced": True, "skip_reason": None, "avg_quality": 0.65,
+         "avg_bbox": [5, 10, 110, 200], "avg_head_pose": [15.0, -2.0, 1.5]},
+        {"start_ms": 80, "end_ms": 160, "synced": False, "skip_reason": NOT_VISIBLE, "avg_quality": None,
+         "avg_bbox": [0, 0, 10, 10], "avg_head_pose": None},
+    ]
+    assert summary == {"total_ms": 160, "synced_ms": 80, "skipped_ms": 80}
+    assert [s.frames for s in builder.segments] == [2, 2]
+
+
+def test_segment_json_rounds_quality_to_three_places_and_splits_on_shot():
+    builder = SegmentBuilder()
+    for q in (0.1, 0.2, 0.2):
+        builder.add(SYNCED, 0, 40, None, q)
+    builder.add(SYNCED, 40, 80, None, None, shot=1)
+    segments, _ = builder.as_json()
+    assert [s["avg_quality"] for s in segments] == [0.167, None]
+    assert [s["avg_bbox"] for s in segments] == [None, None]
