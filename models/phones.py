@@ -59,6 +59,10 @@ class RecogniserConfig:
     language_weight: float = 0.8
     beam: float = 1e-20
     phone_beam: float = 1e-20
+    max_chunk_s: float = 30.0
+    """Longer audio is decoded in chunks of at most this, cut at the quietest 10 ms within
+    the chunk's last `cut_search_s` (a pause, for speech), so memory stays bounded."""
+    cut_search_s: float = 5.0
 
 
 class _Recogniser:
@@ -145,8 +149,33 @@ def recognise_phones(samples: np.ndarray, rate: int, config: RecogniserConfig | 
     y = to_16k(x, int(rate))
     if len(y) < SPHINX_RATE * 0.05:  # shorter than the analysis window: nothing to recognise
         return [Phone(SILENCE, 0.0, duration_ms)]
-    segments = _recogniser(config or RecogniserConfig()).decode(_pcm16(y))
+    cfg = config or RecogniserConfig()
+    recogniser = _recogniser(cfg)
+    pcm = _pcm16(y)
+    segments: list[tuple[str, int, int]] = []
+    for first, last in chunk_bounds(y, cfg.max_chunk_s, cfg.cut_search_s):
+        offset = first // HOP
+        segments += [(w, a + offset, b + offset) for w, a, b in recogniser.decode(pcm[2 * first: 2 * last])]
     return _tidy(segments, duration_ms)
+
+
+HOP = int(SPHINX_RATE * FRAME_MS / 1000)
+
+
+def chunk_bounds(y: np.ndarray, max_chunk_s: float, cut_search_s: float) -> list[tuple[int, int]]:
+    """(first, end) sample ranges of 16 kHz `y`, each at most `max_chunk_s` long, cut on 10 ms
+    hop boundaries at the quietest hop within the last `cut_search_s` of each chunk."""
+    limit = max(HOP, int(max_chunk_s * SPHINX_RATE) // HOP * HOP)
+    search = max(HOP, min(limit // 2, int(cut_search_s * SPHINX_RATE) // HOP * HOP))
+    bounds, first = [], 0
+    while len(y) - first > limit:
+        lo, hi = first + limit - search, first + limit
+        hops = y[lo:hi].reshape(-1, HOP).astype(np.float64)
+        cut = lo + HOP * int(np.argmin((hops ** 2).sum(axis=1)))
+        bounds.append((first, cut))
+        first = cut
+    bounds.append((first, len(y)))
+    return bounds
 
 
 def _tidy(segments: list[tuple[str, int, int]], duration_ms: float) -> list[Phone]:

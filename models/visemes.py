@@ -16,7 +16,7 @@ Coarticulation, applied in this order:
   5. lip width runs ahead: a tongue consonant (shape B) takes the width of the vowel it leads
      into within `round_ahead_ms` (anticipatory rounding and spreading); HH takes the whole
      shape of its vowel;
-  6. easing: the `ease_frames` frames before a change of opening or width move part way to
+  6. easing: the frames within `ease_ms` (one frame at 25 fps) before a change of opening or width move part way to
      the next target, so the mouth starts moving 1-2 frames before the phone. Closed
      frames stay closed (opening 0), and the first frame of each run of one shape keeps its
      own target, so a one-frame vowel still reaches its opening.
@@ -84,7 +84,7 @@ class VisemeConfig:
     lead_ms: float = 20.0
     min_closure_ms: float = 80.0
     min_pause_ms: float = 120.0
-    ease_frames: int = 1
+    ease_ms: float = 40.0
     diphthong_split: float = 0.6
     round_ahead_ms: float = 200.0
 
@@ -237,15 +237,16 @@ def viseme_track(phones: list[Phone], fps: float, n_frames: int, config: VisemeC
             break
 
     # 6. easing: the frames before a change start moving towards the next target
+    ease_frames = max(1, round(cfg.ease_ms / frame_ms))
     target_open, target_width = opening.copy(), width.copy()
     for i in range(n - 1):
         if target_open[i + 1] == target_open[i] and target_width[i + 1] == target_width[i]:
             continue
-        for back in range(1, cfg.ease_frames + 1):
+        for back in range(1, ease_frames + 1):
             k = i + 1 - back
             if k < 1 or closed[k] or shape[k - 1] != shape[i]:
                 break  # keep the first frame of each run at its own target
-            frac = (cfg.ease_frames + 1 - back) / (cfg.ease_frames + 1)
+            frac = (ease_frames + 1 - back) / (ease_frames + 1)
             opening[k] = target_open[k] + frac * (target_open[i + 1] - target_open[k])
             width[k] = target_width[k] + frac * (target_width[i + 1] - target_width[k])
     return VisemeTrack(fps=float(fps), opening=opening, width=width, closed=closed, labiodental=labiodental,

@@ -10,7 +10,17 @@ import numpy as np
 import pytest
 from scipy.io import wavfile
 
-from models.phones import LABELS, SILENCE, Phone, _tidy, recognise_phones, to_16k
+from models.phones import (
+    HOP,
+    LABELS,
+    SILENCE,
+    Phone,
+    RecogniserConfig,
+    _tidy,
+    chunk_bounds,
+    recognise_phones,
+    to_16k,
+)
 from models.visemes import speech_band_level
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -145,3 +155,18 @@ def test_benchmark_compares_both_front_ends_on_real_speech(yongen) -> None:
     assert row["phones_envelope_corr"] > 0.3  # vowels loud, consonants and closures quiet
     assert row["phones_vs_acoustic_corr"] > 0.3  # both front ends open and close together
     assert row["phones_closures_per_s"] > 0 and 0 < row["phones_closed_in_speech"] < 0.5
+
+
+def test_long_audio_is_decoded_in_chunks_cut_at_pauses(yongen) -> None:
+    x, rate, phones = yongen
+    y = to_16k(x, rate)
+    bounds = chunk_bounds(y, 3.0, 1.0)
+    assert bounds[0][0] == 0 and bounds[-1][1] == len(y)
+    assert all(a == b for (_, a), (b, _) in itertools.pairwise(bounds))
+    assert all(0 < e - s <= 3 * 16000 and s % HOP == 0 for s, e in bounds)
+    level = [float(np.sum(y[s: s + HOP] ** 2)) for s, _ in bounds[1:]]
+    assert max(level) < 0.01 * float(np.mean(y ** 2)) * HOP  # every cut is in a quiet hop
+    chunked = recognise_phones(x, rate, RecogniserConfig(max_chunk_s=3.0, cut_search_s=1.0))
+    _check_tiling(chunked, 1000.0 * len(x) / rate)
+    speech = [sum(p.duration_ms for p in ps if p.is_speech) for ps in (phones, chunked)]
+    assert abs(speech[0] - speech[1]) < 0.1 * speech[0]
