@@ -42,7 +42,7 @@ class FaceReport:
 
     face: Face
     character_id: str
-    similarity: float
+    similarity: float | None  # ArcFace cosine to the named character's headshot; None for face_N
     syncable: bool
     sync_quality: float | None
     skip_reason: str | None
@@ -58,7 +58,7 @@ class FaceReport:
             "sync_quality": self.sync_quality,
             "skip_reason": self.skip_reason,
             "track_id": self.face.track_id,
-            "similarity": round(self.similarity, 4),
+            "similarity": round(self.similarity, 4) if self.similarity is not None else None,
         }
 
 
@@ -94,7 +94,9 @@ class IdentifyStage(Stage):
         faces, tracks = [f for f, _ in named], [t for _, t in named]
         names = self.book.assign([t.embedding for t in tracks], [t.identity for t in tracks])
         reports = []
+        referenced = {i.id for i in self.book.identities if i.is_reference}
         for face, track, (identity, similarity) in zip(faces, tracks, names):
+            similarity = similarity if identity in referenced else None  # face_N: no headshot to compare
             track.identity = identity
             face.identity, face.similarity = identity, similarity
             verdict = assess(face, self.rules)

@@ -122,6 +122,17 @@ def test_identities_are_right_and_stable(detected):
         assert len(ids) == len(set(ids))
 
 
+def test_similarity_is_to_a_headshot_and_null_for_unnamed_faces(detected):
+    """Issue 22 item 19. Before: every face_N entry said similarity 1.0, with no headshot to compare."""
+    faces = [face for frame in detected["frames"] for face in frame["faces"]]
+    named = [f for f in faces if f["character_id"] in ("alice", "bob")]
+    unnamed = [f for f in faces if f["character_id"].startswith("face_")]
+    assert named and unnamed
+    assert all(0.5 <= f["similarity"] <= 1.0 for f in named)  # at least the threshold, to their own headshot
+    assert all(f["similarity"] is None for f in unnamed)
+    assert all(isinstance(f["track_id"], int) for f in faces)
+
+
 def test_syncability(detected):
     for frame in detected["frames"]:
         big = [face_in_column(frame, 0, 320), face_in_column(frame, 640, 960)]
