@@ -1,23 +1,30 @@
 #!/usr/bin/env node
 // A client of the lip-sync HTTP API: Node >= 18, no dependencies beyond Node's own fetch.
 //
-//   node scripts/test-api.mjs --video URL --audio URL --upload-url URL [--auto] [--refs characters.json]
-//        [--server http://localhost:8000] [--sample-fps 3] [--download-url URL --output FILE]
-//        [--sync-mode silence] [--json] [--timeout 3600]
+//   node scripts/test-api.mjs --video URL [--audio URL] [--upload-url URL] [--auto] [--refs characters.json]
+//        [--voices voices.json] [--expressiveness 0.5] [--server http://localhost:8000] [--sample-fps 3]
+//        [--output FILE [--download-url URL]] [--sync-mode silence] [--json] [--timeout 3600]
 //
 // --auto: calls /detect-faces, builds faces[] itself (one entry per run of sampled frames where a
 //   person is present and syncable: recognised characters when --refs is given, else every face_N;
-//   bbox of the first frame of the run; the same rule as stream/auto.py), then calls /lipsync.
+//   bbox of the first frame of the run; the same rule as jobs/auto.py), then calls /lipsync.
 // Without --auto it sends `auto: true` and the server picks the faces.
-// --refs: a JSON file with the /detect-faces `characters` list [{id, name, reference_image_url}].
-// --download-url / --output: fetch the uploaded result (e.g. a presigned GET URL) to a local file.
+// --refs: a JSON file with the /detect-faces `characters` list [{id, name, reference_image_url}];
+//   sent to /lipsync too (who auto mode picks, and names for the people not requested).
+// --voices: a JSON file [{character_id, audio_url, audio_offset_ms?, expressiveness?}]: each
+//   person's own dialogue stem (faces[].audio_url); --audio (the final mix) may then be left out
+//   and the server mixes the stems. --expressiveness: how wide every mouth moves, 0-1.
+// --upload-url: where the server PUTs the result. Without it the server keeps the result for a
+//   while (`result_url`); --output FILE downloads it from there, or from --download-url (e.g. a
+//   presigned GET URL of the upload).
 // Prints a per-face summary (segments, synced %, skip reasons). Exit 0 on success, 1 when the
 // server or a download fails (with the server's message), 2 on bad usage.
 import { readFileSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 
-const USAGE = "usage: node scripts/test-api.mjs --video URL --audio URL --upload-url URL [--auto] " +
-  "[--refs characters.json] [--server URL] [--sample-fps N] [--download-url URL --output FILE] [--json]";
+const USAGE = "usage: node scripts/test-api.mjs --video URL [--audio URL] [--upload-url URL] [--auto] " +
+  "[--refs characters.json] [--voices voices.json] [--expressiveness N] [--server URL] [--sample-fps N] " +
+  "[--output FILE [--download-url URL]] [--sync-mode MODE] [--json]";
 
 class Failure extends Error {
   constructor(message, code = 1) {
@@ -37,6 +44,8 @@ function options(argv) {
         audio: { type: "string" },
         "upload-url": { type: "string" },
         refs: { type: "string" },
+        voices: { type: "string" },
+        expressiveness: { type: "string" },
         auto: { type: "boolean", default: false },
         "download-url": { type: "string" },
         output: { type: "string" },
@@ -54,17 +63,47 @@ function options(argv) {
     console.log(USAGE);
     process.exit(0);
   }
-  for (const name of ["video", "audio", "upload-url"]) {
-    if (!parsed[name]) throw new Failure(`--${name} is required\n${USAGE}`, 2);
+  if (!parsed.video) throw new Failure(`--video is required\n${USAGE}`, 2);
+  if (!parsed.audio && !parsed.voices) {
+    throw new Failure(`--audio is required unless --voices gives every person their own stem\n${USAGE}`, 2);
   }
-  if (Boolean(parsed["download-url"]) !== Boolean(parsed.output)) {
-    throw new Failure("--download-url and --output go together", 2);
+  if (parsed["download-url"] && !parsed.output) throw new Failure("--download-url needs --output FILE", 2);
+  if (parsed.output && parsed["upload-url"] && !parsed["download-url"]) {
+    throw new Failure("with --upload-url the result is not kept on the server: give --download-url to fetch it", 2);
+  }
+  let expressiveness;
+  if (parsed.expressiveness !== undefined) {
+    expressiveness = Number(parsed.expressiveness);
+    if (!(expressiveness >= 0 && expressiveness <= 1)) throw new Failure("--expressiveness must be in [0, 1]", 2);
   }
   const sampleFps = Number(parsed["sample-fps"]);
   if (!(sampleFps > 0 && sampleFps <= 60)) throw new Failure("--sample-fps must be a number in (0, 60]", 2);
   const timeoutS = Number(parsed.timeout);
   if (!(timeoutS > 0)) throw new Failure("--timeout must be a positive number of seconds", 2);
-  return { ...parsed, server: parsed.server.replace(/\/+$/, ""), sampleFps, timeoutS };
+  return { ...parsed, server: parsed.server.replace(/\/+$/, ""), sampleFps, timeoutS, expressiveness };
+}
+
+function readVoices(path) {
+  if (!path) return [];
+  let voices;
+  try {
+    voices = JSON.parse(readFileSync(path, "utf8"));
+  } catch (err) {
+    throw new Failure(`--voices ${path}: cannot read JSON (${err.message})`, 2);
+  }
+  if (!Array.isArray(voices) || voices.some((v) => !v || v.character_id === undefined || !v.audio_url)) {
+    throw new Failure(`--voices ${path}: expected a list of {character_id, audio_url, audio_offset_ms?, ` +
+      "expressiveness?}", 2);
+  }
+  return voices;
+}
+
+// A faces[] entry with its person's stem fields from --voices, if they have one.
+function withVoice(face, voices) {
+  const voice = voices.find((v) => String(v.character_id) === face.character_id);
+  if (!voice) return face;
+  const { character_id: _, ...fields } = voice;
+  return { ...face, ...fields };
 }
 
 function readCharacters(path) {
@@ -159,7 +198,8 @@ function describeLipsync(result, requested) {
     const summary = face.summary;
     const percent = summary.total_ms ? (100 * summary.synced_ms) / summary.total_ms : 0;
     const asked = requested?.[index];
-    const range = asked ? ` ${seconds(asked.start_time_ms)}-${seconds(asked.end_time_ms)} s` : "";
+    const range = (asked ? ` ${seconds(asked.start_time_ms)}-${seconds(asked.end_time_ms)} s` : "") +
+      (asked?.audio_url ? " (own stem)" : "");
     const reasons = [...new Set(face.segments.filter((s) => !s.synced).map((s) => s.skip_reason))];
     console.log(`  ${face.character_id}${range}: synced ${percent.toFixed(1)}% ` +
       `(${summary.synced_ms} of ${summary.total_ms} ms), ${face.segments.length} segment(s)` +
@@ -169,7 +209,14 @@ function describeLipsync(result, requested) {
       console.log(`    ${seconds(segment.start_ms).padStart(7)}-${seconds(segment.end_ms).padStart(7)} s  ${what}`);
     }
   });
+  if (result.expressiveness_applied !== undefined) {
+    console.log(`  expressiveness applied: ${result.expressiveness_applied ? "yes" : "no"}`);
+  }
   for (const warning of result.warnings ?? []) console.log(`  warning: ${warning}`);
+  if (result.result_url) {
+    const left = result.result_expires_at ? ` (kept until ${new Date(result.result_expires_at * 1000).toISOString()})` : "";
+    console.log(`result kept on the server: ${result.result_url}${left}`);
+  }
 }
 
 async function download(url, output, timeoutS) {
@@ -190,12 +237,12 @@ async function download(url, output, timeoutS) {
 async function main() {
   const opts = options(process.argv.slice(2));
   const characters = readCharacters(opts.refs);
-  const body = {
-    video_url: opts.video,
-    audio_url: opts.audio,
-    upload_url: opts["upload-url"],
-    sync_mode: opts["sync-mode"],
-  };
+  const voices = readVoices(opts.voices);
+  const body = { video_url: opts.video, sync_mode: opts["sync-mode"] };
+  if (opts.audio) body.audio_url = opts.audio;
+  if (opts["upload-url"]) body.upload_url = opts["upload-url"];
+  if (characters.length) body.characters = characters;
+  if (opts.expressiveness !== undefined) body.expressiveness = opts.expressiveness;
   let faces;
   if (opts.auto) {
     const detection = await call(opts, "/detect-faces",
@@ -208,14 +255,20 @@ async function main() {
     }
     console.log(`faces to sync: ${faces.map((f) => `${f.character_id} ${seconds(f.start_time_ms)}-` +
       `${seconds(f.end_time_ms)} s`).join("; ")}`);
+    faces = faces.map((face) => withVoice(face, voices));
     body.faces = faces;
   } else {
     body.auto = true;
+    if (voices.length) body.faces = voices;
   }
   const result = await call(opts, "/lipsync", body);
   if (opts.json) console.log(JSON.stringify(result, null, 2));
   describeLipsync(result, faces);
-  if (opts["download-url"]) await download(opts["download-url"], opts.output, opts.timeoutS);
+  if (opts.output) {
+    const from = opts["download-url"] ?? (result.result_url ? new URL(result.result_url, opts.server).href : null);
+    if (!from) throw new Failure("the server kept no result to download (no result_url in its answer)");
+    await download(from, opts.output, opts.timeoutS);
+  }
 }
 
 main().catch((err) => {

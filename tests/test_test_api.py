@@ -96,5 +96,30 @@ def test_failures_exit_non_zero_with_the_server_message(services, tmp_path):
                            "--audio", files.url("speech.wav"), "--upload-url", receiver.url("out/x.mp4"))
     assert no_server.returncode == 1 and "cannot reach the server at http://127.0.0.1:9/lipsync" in no_server.stderr
     usage = run_client("--video", files.url("two.mp4"))
-    assert usage.returncode == 2 and "--audio is required" in usage.stderr
+    assert usage.returncode == 2 and "--audio is required unless --voices" in usage.stderr
     assert "/out/x.mp4" not in receiver.stored
+
+
+def test_without_upload_url_the_kept_result_is_downloaded_and_stems_are_sent(services, tmp_path):
+    """Issue 22 item 15. Before: --upload-url was required, and stems, expressiveness and
+    characters could not be sent."""
+    server, files, receiver = services
+    refs = tmp_path / "characters.json"
+    refs.write_text(json.dumps([{"id": "alice", "name": "Alice", "reference_image_url": files.url("alice.png")},
+                                {"id": "bob", "name": "Bob", "reference_image_url": files.url("bob.png")}]))
+    voices = tmp_path / "voices.json"
+    voices.write_text(json.dumps([{"character_id": "alice", "audio_url": files.url("speech.wav")},
+                                  {"character_id": "bob", "audio_url": files.url("speech.wav"),
+                                   "audio_offset_ms": 1000, "expressiveness": 0.9}]))
+    output = tmp_path / "kept.mp4"
+    stored_before = set(receiver.stored)
+    done = run_client("--server", server.url, "--video", files.url("two.mp4"), "--refs", str(refs), "--auto",
+                      "--voices", str(voices), "--expressiveness", "0.3", "--sample-fps", "4", "--output", str(output))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "result kept on the server: /results/" in done.stdout
+    assert "  alice 0.00-2.00 s (own stem): synced" in done.stdout and "expressiveness applied: yes" in done.stdout
+    assert any("stem(s) mixed" in line for line in done.stdout.splitlines())  # no --audio: the stems mixed
+    assert len(read_frames(output)) == 50 and set(receiver.stored) == stored_before  # nothing PUT
+    usage = run_client("--video", files.url("two.mp4"), "--audio", files.url("speech.wav"),
+                       "--upload-url", receiver.url("x.mp4"), "--output", str(tmp_path / "y.mp4"))
+    assert usage.returncode == 2 and "give --download-url" in usage.stderr
