@@ -13,7 +13,12 @@ own sample rate:
     each other.
 The acoustic opening is computed from the level itself, so its envelope correlation is high
 by construction; the phones' is the check that recognised vowels and consonants follow the
-voice's rhythm. Prints a markdown table, then the rows as JSON.
+voice's rhythm.
+`--truth` adds, for the sample videos (people speaking their own audio), both front ends'
+openings against the person's real inner-lip opening (68 landmarks, `models.mouth_metrics`):
+the correlation at lag 0 and at the best lag within +-3 frames, and how well closed
+frames match (balanced accuracy of "closed" against a real opening under 0.05).
+Prints markdown tables, then the rows as JSON.
 """
 from __future__ import annotations
 
@@ -83,6 +88,70 @@ def compare(samples: np.ndarray, rate: int, phones: list) -> dict:
     }
 
 
+def _lagged_corr(real: np.ndarray, pred: np.ndarray, lag: int) -> float:
+    """Correlation of real[i + lag] with pred[i] (lag > 0: the real mouth moves after the prediction)."""
+    if lag > 0:
+        return _corr(real[lag:], pred[:-lag])
+    if lag < 0:
+        return _corr(real[:lag], pred[-lag:])
+    return _corr(real, pred)
+
+
+def _balanced(pred: np.ndarray, truth: np.ndarray) -> float:
+    if truth.all() or not truth.any():
+        return float("nan")
+    return 0.5 * float((pred & truth).sum() / truth.sum() + (~pred & ~truth).sum() / (~truth).sum())
+
+
+def real_openings(path: Path) -> tuple[np.ndarray, float]:
+    """The largest face's inner-lip opening per frame (models.mouth_metrics units) and the fps."""
+    import av
+
+    from models.faces.default import DefaultFaceBackend
+    from models.mouth_metrics import mouth_opening
+
+    backend = DefaultFaceBackend()
+    box, out = None, []
+    with av.open(str(path)) as container:
+        fps = float(container.streams.video[0].average_rate)
+        for frame in container.decode(video=0):
+            image = frame.to_ndarray(format="rgb24")
+            if box is None:
+                faces = backend.detect(image, with_embedding=False)
+                if not faces:
+                    out.append(np.nan)
+                    continue
+                box = faces[0].bbox
+            face = backend.landmarks(image, [box])[0]
+            box = face.bbox
+            out.append(mouth_opening(face.landmarks))
+    return np.array(out), fps
+
+
+def truth(name: str) -> dict:
+    """Both front ends against the real mouth of a sample video on its own audio."""
+    path = DATA / name
+    real, fps = real_openings(path)
+    x, rate = load(path)
+    n = len(real)
+    visemes = viseme_track(recognise_phones(x, rate), fps, n)
+    acoustic = mouth_track_from_audio(x, rate, fps)
+    times = (np.arange(n) + 0.5) * 1000.0 / fps
+    fronts = {"phones": (visemes.opening, visemes.closed),
+              "acoustic": (np.interp(times, acoustic.times_ms, acoustic.openness),
+                           np.interp(times, acoustic.times_ms, acoustic.closed) > 0.5)}
+    ok = np.isfinite(real)
+    row: dict = {"video": name, "frames": n, "real_closed_frames": int((real[ok] < 0.05).sum())}
+    for key, (opening, closed) in fronts.items():
+        lags = {lag: _lagged_corr(real[ok], opening[ok], lag) for lag in range(-3, 4)}
+        best = max(lags, key=lags.get)
+        row[f"{key}_corr_lag0"] = round(lags[0], 3)
+        row[f"{key}_corr_best"] = round(lags[best], 3)
+        row[f"{key}_best_lag"] = best
+        row[f"{key}_closed_balanced"] = round(_balanced(closed[ok], real[ok] < 0.05), 3)
+    return row
+
+
 def measure(sources: tuple[str, ...], repeats: int) -> list[dict]:
     rows = []
     for name in sources:
@@ -119,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="warm runs per input (best one counts)")
     parser.add_argument("--quick", action="store_true", help="the two sample voices only")
+    parser.add_argument("--truth", action="store_true", help="also compare with the real mouths of the sample videos")
     args = parser.parse_args(argv)
     rows = measure(SOURCES[:2] if args.quick else SOURCES, args.repeats)
     print("| audio | s | RTF wall | RTF CPU | phones/s | front end | opening~envelope phones / acoustic | "
@@ -128,6 +198,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {r['audio']} | {r['seconds']} | {r['rtf_wall']}x | {r['rtf_cpu']}x | {r['phones_per_s']} | "
               f"{r['front_end']} | {r['phones_envelope_corr']} / {r['acoustic_envelope_corr']} | "
               f"{r['phones_closures_per_s']} / {r['acoustic_closures_per_s']} | {r['phones_vs_acoustic_corr']} |")
+    if args.truth:
+        truths = [truth(name) for name in SOURCES if name.startswith("video/") and (DATA / name).exists()]
+        print("\n| video | real closed frames | opening~real mouth, lag 0 (best lag) phones / acoustic | "
+              "closed frames balanced accuracy phones / acoustic |")
+        print("|---|---|---|---|")
+        for r in truths:
+            print(f"| {r['video']} | {r['real_closed_frames']}/{r['frames']} | "
+                  f"{r['phones_corr_lag0']} ({r['phones_corr_best']} at {r['phones_best_lag']:+d}) / "
+                  f"{r['acoustic_corr_lag0']} ({r['acoustic_corr_best']} at {r['acoustic_best_lag']:+d}) | "
+                  f"{r['phones_closed_balanced']} / {r['acoustic_closed_balanced']} |")
+        rows += truths
     print(json.dumps(rows, indent=1))
 
 
