@@ -46,6 +46,8 @@ def test_the_page_and_its_files_are_served(server):
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert '<script type="module" src="/ui/main.js"></script>' in page.text
     assert '<link rel="icon" href="/ui/favicon.svg"' in page.text
+    # nothing inline, so the page runs under a CSP of script-src 'self'; style-src 'self'
+    assert not re.search(r"<script(?![^>]*\bsrc=)|<style|\sstyle=|\son[a-z]+=", page.text)
     # every module the page loads, followed through its imports: served as JavaScript, from here
     seen, queue = set(), ["main.js"]
     while queue:

@@ -162,9 +162,12 @@ def test_review_page_walks_the_whole_flow(browser, server, data_dir, edit, heads
     assert page.inner_text("#detect-error") == ""
     label = page.inner_text("#detect-progress .label")
     assert label.startswith("failed") and "frames" not in label, label
+    fetching = page.evaluate("import('/ui/api.js').then(api => api.progressText("
+                             "{state: 'running', phase: 'fetch', frames_done: 2, frames_total: 2, percent: 10}))")
+    assert fetching == "fetching inputs 2/2 files (10%)"  # was "running: fetch 2/2 frames (10%)"
     second.locator(".char-file").set_input_files(str(data_dir / "image" / "d8.jpg"))  # someone not in the edit
     wait_until(page, "document.querySelector(\"[data-field='characters[1]'] .status\")"
-                           ".textContent.startsWith('uploaded')")
+                     ".textContent.startsWith('uploaded')")
 
     # 2. detect faces as a job: progress, lanes, thumbnails, boxes over the scrubbed video
     page.click("#detect")
@@ -226,19 +229,20 @@ def test_review_page_walks_the_whole_flow(browser, server, data_dir, edit, heads
     assert page.evaluate("document.querySelector('#original').currentTime") == pytest.approx(26.5 / 25, abs=1e-3)
     page.eval_on_selector("#scrub", "s => { s.value = '1.48'; s.dispatchEvent(new Event('input')); }")
     wait_until(page, "Math.abs(document.querySelector('#original').currentTime - 1.5) < 0.01 "
-                           "&& document.querySelector('#overlay').dataset.boxes === '1'")
+                     "&& document.querySelector('#overlay').dataset.boxes === '1'")
     assert page.get_attribute("#clock", "data-frame") == "37"
 
     # hear the new audio against the picture: Space plays the muted video with the decoded sound
     page.focus(".player")
     page.keyboard.press("Space")
     wait_until(page, "!document.querySelector('#original').paused "
-                           "&& document.querySelector('#original').dataset.sounds === '1'")
+                     "&& document.querySelector('#original').dataset.sounds === '1'")
     assert page.evaluate("document.querySelector('#original').muted")  # the video's own sound is off
     assert page.inner_text("#play-original") == "Pause"
     page.keyboard.press("Space")
-    wait_until(page, "document.querySelector('#original').paused")
-    assert page.get_attribute("#original", "data-sounds") == "0" and page.inner_text("#play-original") == "Play"
+    wait_until(page, "document.querySelector('#original').paused "
+                     "&& document.querySelector('#original').dataset.sounds === '0'")
+    assert page.inner_text("#play-original") == "Play"
 
     # 3. choose: a stem per person (a video file's sound, placed 1 s in) drawn in that person's lane,
     # and expressiveness for the request and for that person
@@ -246,7 +250,7 @@ def test_review_page_walks_the_whole_flow(browser, server, data_dir, edit, heads
     host_voice.locator(".stem-file").set_input_files(str(data_dir / "video" / "d12.mp4"))
     host_voice.locator(".stem-offset").fill("1000")
     wait_until(page, "document.querySelector('.choice[data-person=host] .voice .status')"
-                           ".textContent.startsWith('uploaded')")
+                     ".textContent.startsWith('uploaded')")
     stem = ".lane-track[data-person=host] canvas.stem-wave"
     wait_until(page, f"Number(document.querySelector('{stem}').dataset.columns) > 0")
     assert lit_fraction(page, stem, 0.0, 0.18) == 0  # nothing before its offset (1 s of 5)
@@ -280,6 +284,14 @@ def test_review_page_walks_the_whole_flow(browser, server, data_dir, edit, heads
     page.keyboard.press("o")
     assert (start.input_value(), end.input_value()) == ("1.00", "2.04")  # out: after frame 50
     assert "1.00–2.04 s" in page.get_attribute(".lane-track[data-person=host] .range", "title")
+
+    # nobody ticked: said once, and gone once someone is ticked again
+    page.uncheck(".choice[data-person=host] input[type=checkbox]")
+    page.click("#render-button")
+    assert "tick at least one person" in page.inner_text("#render-error")
+    page.check(".choice[data-person=host] input[type=checkbox]")
+    assert page.inner_text("#render-error") == ""
+    assert page.locator(".choice[data-person=host] .voice .stem-file").evaluate("f => f.files.length") == 1  # kept
     start.fill("0")
     start.dispatch_event("change")
     end.fill("0")  # a range that ends before it starts: the API's 422 shows in that range's row
@@ -289,23 +301,16 @@ def test_review_page_walks_the_whole_flow(browser, server, data_dir, edit, heads
     range_error.wait_for(state="visible")
     assert "faces[0].end_time_ms" in range_error.inner_text()
 
-    # nobody ticked: said once, and gone once someone is ticked again
-    page.uncheck(".choice[data-person=host] input[type=checkbox]")
-    page.click("#render-button")
-    assert "tick at least one person" in page.inner_text("#render-error")
-    page.check(".choice[data-person=host] input[type=checkbox]")
-    assert page.inner_text("#render-error") == ""
-    assert page.locator(".choice[data-person=host] .voice .stem-file").evaluate("f => f.files.length") == 1  # kept
-
     # Restore faces says why it cannot be ticked when CodeFormer's weights are missing
     if not (server.models_dir / "codeformer" / "codeformer.pth").is_file():
         assert page.is_disabled("#enhance")
         assert "codeformer/codeformer.pth" in page.inner_text("#enhance-note")
 
-    # 4. render: typing a field and pressing Render at once is one click (the field commits on the
-    # press without moving the button); a cancelled run first, then a finished one
-    end = page.locator(".choice[data-person=host] .range-row input.end").first
+    # 4. render: with that error on screen, typing the fix and pressing Render at once is one click
+    # (the error goes as the field is typed in; the field commits on the press without moving the
+    # button); a cancelled run first, then a finished one
     end.fill("2.5")  # no change event yet: Render's press commits it
+    assert range_error.inner_text() == ""
     with page.expect_request(lambda r: r.url.endswith("/jobs/lipsync") and r.method == "POST") as sent:
         page.click("#render-button")
     body = sent.value.post_data_json
@@ -321,7 +326,7 @@ def test_review_page_walks_the_whole_flow(browser, server, data_dir, edit, heads
     wait_until(page, "document.querySelector('#render-error').textContent.includes('cancel')")
     page.click("#render-button")
     wait_until(page, "!document.querySelector('#result').hidden "
-                           "|| document.querySelector('#render-error').textContent !== ''", timeout=300_000)
+                     "|| document.querySelector('#render-error').textContent !== ''", timeout=300_000)
     assert page.inner_text("#render-error") == ""
     assert page.eval_on_selector("#render-progress .bar", "bar => bar.style.width") == "100%"
     duration = page.eval_on_selector("#result-video", """video => new Promise(resolve => {
@@ -342,13 +347,13 @@ def test_review_page_walks_the_whole_flow(browser, server, data_dir, edit, heads
     # compare on one player: Play both becomes Pause; the original follows the result
     page.click("#play-both")
     wait_until(page, "!document.querySelector('#result-video').paused "
-                           "&& !document.querySelector('#compare-original').paused")
+                     "&& !document.querySelector('#compare-original').paused")
     assert page.inner_text("#play-both") == "Pause"
     page.click("#play-both")
     wait_until(page, "document.querySelector('#play-both').textContent === 'Play both'")
     page.eval_on_selector("#result-video", "v => { v.currentTime = 1.2; }")  # the host, lip-synced
     wait_until(page, "Math.abs(document.querySelector('#compare-original').currentTime - 1.2) < 0.2 "
-                           "&& !document.querySelector('#compare-original').seeking "
+                     "&& !document.querySelector('#compare-original').seeking "
                            "&& !document.querySelector('#result-video').seeking")
     # before / after by key, and the wipe between them
     assert page.get_attribute("#compare", "data-showing") == "wipe"

@@ -33,8 +33,8 @@ export async function cancelJob(jobId) {
   return answer(await fetch(`/jobs/${encodeURIComponent(jobId)}`, { method: "DELETE", credentials: "same-origin" }));
 }
 
-// The Content-Type an upload is sent with: the file's own type, except that a video file chosen
-// as the new audio is sent as video (the server takes its sound track) and an unknown type as bytes.
+// The Content-Type an upload is sent with: the file's own type (the server takes a video file
+// chosen as audio for its sound track), or plain bytes when the browser knows none.
 export function uploadType(file) {
   return file.type || "application/octet-stream";
 }

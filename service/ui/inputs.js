@@ -2,7 +2,7 @@
 // (a headshot each); the detect-faces job.
 import { runJob, recordError, uploadFile } from "./api.js";
 import { $, $$ } from "./dom.js";
-import { clearErrors, fieldElement, setFieldError, setProgress, showApiError, showError } from "./errors.js";
+import { clearErrors, setFieldError, setProgress, showApiError, showError } from "./errors.js";
 import { state } from "./state.js";
 
 // Wire one "URL or file" pair. `onSource(fileOrUrlOrNull)` hears what the browser can preview;
@@ -111,5 +111,3 @@ export async function detect(videoUrlOf, onResult) {
     button.disabled = false;
   }
 }
-
-export { fieldElement };
