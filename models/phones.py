@@ -117,7 +117,8 @@ def to_16k(samples: np.ndarray, rate: int) -> np.ndarray:
     return resample_poly(x, SPHINX_RATE // g, int(rate) // g).astype(np.float32)
 
 
-def _check(samples: np.ndarray, rate: int) -> np.ndarray:
+def check_audio(samples: np.ndarray, rate: int) -> np.ndarray:
+    """`samples` as an array if they are float mono audio at a sensible integer `rate`, else ValueError saying what to fix."""
     x = np.asarray(samples)
     if x.ndim != 1:
         raise ValueError(f"samples must be mono (1-D), got shape {x.shape}; mix the channels down first")
@@ -142,7 +143,7 @@ def recognise_phones(samples: np.ndarray, rate: int, config: RecogniserConfig | 
     The phones are sorted, do not overlap and tile the audio from 0 to its duration (ms);
     neighbouring silences are merged. Empty audio gives [].
     """
-    x = _check(samples, rate)
+    x = check_audio(samples, rate)
     duration_ms = 1000.0 * len(x) / float(rate)
     if len(x) == 0:
         return []

@@ -29,7 +29,7 @@ from math import ceil
 
 import numpy as np
 
-from models.phones import SILENCE, Phone
+from models.phones import SILENCE, Phone, check_audio
 
 
 @dataclass(frozen=True)
@@ -181,18 +181,18 @@ def viseme_track(phones: list[Phone], fps: float, n_frames: int, config: VisemeC
         if s not in ("A", "G") or n == 0:
             continue
         lo, hi = p.start_ms - cfg.lead_ms, p.end_ms - cfg.lead_ms
-        hit = (centres >= lo) & (centres < hi)
-        if not hit.any():
+        if np.searchsorted(centres, lo) == np.searchsorted(centres, hi):  # no centre in [lo, hi)
             i = int(np.clip(np.floor((0.5 * (lo + hi)) / frame_ms), 0, n - 1))
             if shape[i] != "A":  # a closure wins over an f/v in the same frame
                 shape[i] = s
 
     # 3. short pauses inside speech: lips slightly apart, not shut
+    shifted = centres + cfg.lead_ms
     for k, p in enumerate(phones):
         if p.label != SILENCE or p.duration_ms >= cfg.min_pause_ms or k == 0 or k == len(phones) - 1:
             continue
-        for i in range(n):
-            if shape[i] == "X" and p.start_ms <= centres[i] + cfg.lead_ms < p.end_ms:
+        for i in range(int(np.searchsorted(shifted, p.start_ms)), int(np.searchsorted(shifted, p.end_ms))):
+            if shape[i] == "X":
                 shape[i] = "B"
 
     # 4. closures last at least min_closure_ms, extended into the frames before them
@@ -319,6 +319,7 @@ def _phone_grid(phones: list[Phone], n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def front_end_evidence(phones: list[Phone], samples: np.ndarray, rate: int) -> FrontEndEvidence:
     """Measure how well `phones` fit the audio's own energy rhythm (see FrontEndEvidence)."""
+    samples = check_audio(samples, rate)
     level = speech_band_level(samples, rate)
     n = len(level)
     duration_ms = 1000.0 * len(samples) / float(rate)
@@ -347,7 +348,7 @@ def choose_front_end(phones: list[Phone], samples: np.ndarray, rate: int,
     level (vowels loud, consonants quiet). Otherwise the acoustic front end should run.
     """
     cfg = config or FrontEndConfig()
-    ev = front_end_evidence(phones, samples, rate)
+    ev = front_end_evidence(phones, check_audio(samples, rate), rate)
     facts = (f"level range {ev.level_range_db:.0f} dB, speech/silence agreement {ev.agreement:.2f}, "
              f"{ev.phone_rate:.1f} phones/s, opening-level correlation {ev.envelope_corr:.2f}")
     if ev.duration_ms < cfg.min_duration_ms:

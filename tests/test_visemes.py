@@ -183,3 +183,8 @@ def test_front_end_refuses_silence_and_tiny_clips() -> None:
     assert not ok and "silent" in why
     ok, why = choose_front_end([], np.zeros(1600, dtype=np.float32), 16000)
     assert not ok and "short" in why
+
+
+def test_front_end_refuses_bad_audio() -> None:
+    with pytest.raises(ValueError, match="mono"):
+        choose_front_end([], np.zeros((1600, 2), dtype=np.float32), 16000)
