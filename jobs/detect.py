@@ -76,6 +76,7 @@ def detect_faces(video: str | os.PathLike, characters: Sequence[Character] = (),
         "frame_height": info.height,
         "sample_fps": sample_fps,
         "video_duration_ms": int(round(info.duration_ms)),
+        "fps": round(info.fps, 3),  # the video's frame rate: the review page steps and numbers frames by it
         "characters_detected": [c.id for c in characters if c.id in seen and c.id in reference_ids],
         "shots": shots.shots(info.duration_ms),
         "face_backend": backend.name,

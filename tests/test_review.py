@@ -83,6 +83,7 @@ def test_an_upload_is_probed_and_named_by_an_upload_url_the_api_accepts(server, 
     detected = httpx.post(f"{server.url}/detect-faces", json={"video_url": body["url"], "sample_fps": 1}, timeout=120)
     assert detected.status_code == 200, detected.text
     assert detected.json()["video_duration_ms"] == pytest.approx(7320, abs=50)
+    assert detected.json()["fps"] == 25  # what the page numbers frames by when the video is a URL
     assert stored[0].exists()  # the job used a link; the upload stays for the next job
 
 
