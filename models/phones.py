@@ -5,7 +5,9 @@ The `pocketsphinx` 5.x wheel ships a US-English acoustic model and a phone langu
 10 ms frame grid, without needing the words. The settings follow Rhubarb Lip Sync's
 phonetic recogniser (context-independent phones, a light language weight so that the
 phones follow the sound rather than the English phone statistics, wide beams, batch
-cepstral mean normalisation). Cost: about 0.05-0.1x real time on one CPU core.
+cepstral mean normalisation). Cost: about 0.05x real time in CPU on one core. The decoder
+holds the GIL while it runs (about 1.5 s per 30 s chunk on an idle core), so call it while
+preparing a job, not from a thread that must stay responsive.
 
 Labels are ARPAbet without stress (AA, AE, ... ZH), plus "SIL" (silence or non-speech
 noise) and "SPN" (speech the recogniser could not name as a phone).
