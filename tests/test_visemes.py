@@ -6,11 +6,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.io import wavfile
 from scipy.signal import chirp
 
 from models.phones import Phone, recognise_phones
-from models.visemes import SHAPES, VisemeConfig, choose_front_end, viseme_track
+from models.visemes import (
+    PHONE_SHAPES,
+    SHAPES,
+    VisemeConfig,
+    choose_front_end,
+    viseme_track,
+)
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FPS = 25.0  # frame i covers [40 i, 40 i + 40) ms, centre 40 i + 20 ms; lead 20 ms samples 40 (i + 1) ms
@@ -188,3 +196,32 @@ def test_front_end_refuses_silence_and_tiny_clips() -> None:
 def test_front_end_refuses_bad_audio() -> None:
     with pytest.raises(ValueError, match="mono"):
         choose_front_end([], np.zeros((1600, 2), dtype=np.float32), 16000)
+
+
+@st.composite
+def phone_lists(draw) -> list[Phone]:
+    labels = st.sampled_from(sorted(PHONE_SHAPES))
+    n = draw(st.integers(0, 40))
+    t, phones = 0.0, []
+    for _ in range(n):
+        d = draw(st.floats(5.0, 400.0))
+        phones.append(Phone(draw(labels), t, t + d))
+        t += d
+    return phones
+
+
+@settings(max_examples=150, deadline=None)
+@given(phones=phone_lists(), fps=st.sampled_from([24.0, 25.0, 29.97, 30.0, 50.0, 60.0]))
+def test_targets_stay_in_range_and_closures_are_seen(phones: list[Phone], fps: float) -> None:
+    n = int(sum(p.duration_ms for p in phones) * fps / 1000.0) + 3
+    t = viseme_track(phones, fps, n)
+    assert t.n_frames == n and len(t.phone) == n and len(t.shape) == n
+    assert ((t.opening >= 0) & (t.opening <= 1)).all() and ((t.width >= -1) & (t.width <= 1)).all()
+    assert (t.opening[t.closed] == 0).all()
+    assert not (t.closed & t.labiodental).any()
+    frame_ms = 1000.0 / fps
+    for p in phones:
+        if p.label in ("P", "B", "M"):  # every bilabial closes at least one frame near it
+            lo = max(0, int((p.start_ms - 2 * frame_ms) / frame_ms))
+            hi = min(n, int(p.end_ms / frame_ms) + 2)
+            assert t.closed[lo:hi].any(), p
