@@ -14,6 +14,12 @@ A shot cut (frame.notes["shot"] changes, see `stages.shots`) is a hard boundary:
 followed face and every naming track ends, the cut frame gets a full detection, and a
 requested person is found again by identity alone (never by where their box was). When
 another person stands where a request's bbox was, `place_warnings` says so.
+
+A face being rendered is re-identified (embedded and compared with the request's anchor)
+at least every `REID_MS` and whenever its picture has drifted `DRIFT_GREY_LEVELS` from the
+picture at its last check: in a dissolve the picture never jumps from one frame to the
+next, yet after a few frames it is someone else's. A face that is not the person any more
+is dropped (`not_visible`, nothing rendered) and the person is searched for by identity.
 """
 from __future__ import annotations
 
@@ -47,6 +53,16 @@ the shot detector missed, e.g. a small face swapped on a still set: 35-67 on the
 edited videos; a hand-held shake about 25): the face matched there is embedded and must
 still be the same person (similarity >= the threshold), else the target is lost and found
 again by identity."""
+REID_MS = 1000.0
+"""A rendered face is embedded and checked against its person at least this often (ms)."""
+DRIFT_GREY_LEVELS = 30.0
+"""Mean absolute change of a followed face's 24x24 thumbnail since its last identity check
+above which it is checked again. Within a second of a check, d12 (shaky hand-held) drifts
+by 15 (median), 31 (90th percentile); the other clips by 5-10 (median), 8-20. A face
+blended half-way into another one in its place (a dissolve) drifts by 30, wholly by 59:
+a dissolve triggers a check half-way, and another at its end."""
+DRIFT_MIN_FRAMES = 4
+"""Frames between two drift-triggered checks of one face (each costs an embedding)."""
 SYNCED = "synced"
 LANDMARK_SETTLE = 0.02
 """Largest move of the mouth's landmarks (share of the face width) when the landmark fit
@@ -93,7 +109,10 @@ class _Follow:
     filter: OneEuroFilter = field(default_factory=OneEuroFilter)
     started: bool = False
     thumbnail: np.ndarray | None = None
-    verify: bool = False  # its picture jumped: check who is there at the next detection
+    verify: bool = False  # check who is there at the next detection (a jump, a drift, time)
+    reference: np.ndarray | None = None  # thumbnail at the last identity check
+    checked_ms: float | None = None
+    checked_index: int = 0
 
 
 def face_thumbnail(image: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -149,6 +168,10 @@ class TrackStage(Stage):
         self._shot = 0
         self._place_taken: dict[int, list[tuple[float, str]]] = {t.index: [] for t in targets}
         self._accepts_known_boxes = "known_boxes" in inspect.signature(backend.detect).parameters
+        self.identity_checks = 0
+        """Faces re-identified while followed (each an embedding)."""
+        self.identity_drops = 0
+        """Followed faces dropped because they were not the person any more."""
 
     def add_references(self, references: list[tuple[str, np.ndarray]]) -> None:
         """Reference characters (id, embedding) that name people who are not requested."""
@@ -168,7 +191,8 @@ class TrackStage(Stage):
             if target not in active:
                 self._follows[target.index] = _Follow()
         jumped = self._jumped(frame, active)  # on every frame: a jump also flags a check of who is there
-        must_detect = cut or jumped or frame.index % self.detect_interval == 0 or any(
+        due = self._identity_due(frame, active)
+        must_detect = cut or jumped or due or frame.index % self.detect_interval == 0 or any(
             not self._follows[t.index].started for t in active)
         if not must_detect:
             must_detect = not self._refresh(frame, active)  # the landmark path lost a face
@@ -200,6 +224,7 @@ class TrackStage(Stage):
         for follow in self._follows.values():
             follow.face = None
             follow.thumbnail = None
+            follow.checked_ms = None
             follow.filter.reset()
         self.tracker.end_all()
 
@@ -243,6 +268,30 @@ class TrackStage(Stage):
                 follow.verify = change > SWAP_GREY_LEVELS
                 jumped = True
         return jumped
+
+    def _identity_due(self, frame: Frame, active: list[Target]) -> bool:
+        """Flag the followed faces whose identity check is due: REID_MS since the last, or
+        their picture drifted DRIFT_GREY_LEVELS from the one at the last check."""
+        due = False
+        for target in active:
+            follow = self._follows[target.index]
+            if follow.face is None or target.anchor.embedding is None:
+                continue
+            if follow.checked_ms is None or follow.reference is None:
+                self._checked(follow, frame, follow.face)  # followed since a match: that was a check
+                continue
+            late = frame.time_ms - follow.checked_ms >= REID_MS
+            drifted = frame.index - follow.checked_index >= DRIFT_MIN_FRAMES and float(np.mean(np.abs(
+                face_thumbnail(frame.image, follow.face.bbox) - follow.reference))) > DRIFT_GREY_LEVELS
+            if late or drifted:
+                follow.verify = True
+                due = True
+        return due
+
+    @staticmethod
+    def _checked(follow: _Follow, frame: Frame, face: Face) -> None:
+        follow.checked_ms, follow.checked_index = frame.time_ms, frame.index
+        follow.reference = face_thumbnail(frame.image, face.bbox)
 
     # ---- detection frames --------------------------------------------------------------
     def _detect(self, frame: Frame) -> list[Face]:
@@ -293,6 +342,7 @@ class TrackStage(Stage):
             face = matched.get(target.index)
             if face is None:
                 follow.face = None
+                follow.checked_ms = None
                 follow.filter.reset()
             else:
                 if face.embedding is None:
@@ -302,7 +352,8 @@ class TrackStage(Stage):
 
     def _verify(self, followed: list[Target], matched: dict[int, Face], detections: list[Face],
                 claimed: set[int], frame: Frame) -> None:
-        """Unmatch a jumped target whose box now holds a different person (by embedding)."""
+        """Unmatch a flagged target (its picture jumped or drifted, or its check is due) whose
+        box now holds a different person (by embedding)."""
         for target in followed:
             follow = self._follows[target.index]
             face = matched.get(target.index)
@@ -312,8 +363,12 @@ class TrackStage(Stage):
             follow.verify = False
             if face.embedding is None:
                 self.backend.embed(frame.image, [face])
+            self.identity_checks += 1
+            self._checked(follow, frame, face)
             if face.embedding is not None and \
                     self.backend.similarity(face.embedding, target.anchor.embedding) < self.threshold:
+                self.identity_drops += 1
+                follow.checked_ms = None
                 del matched[target.index]
                 claimed.discard(next(j for j, d in enumerate(detections) if d is face))
 

@@ -31,83 +31,22 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
-import av
-import cv2
 import numpy as np
 
-THUMB_WIDTH = 64
-"""Thumbnail width in pixels; the height follows the frame's aspect (at least 8)."""
-LOOKAHEAD = 4
-"""Frames after t the decision for frame t waits for (the decoder holds them back)."""
+from stages.dissolves import REACH, SUPPRESS, DissolveFit, DissolveRules, fit_dissolve
+from stages.thumbnails import KEYFRAME_NOISE, frame_thumbnail, is_intra, thumbnail_change
+
+LOOKAHEAD = REACH + SUPPRESS
+"""Frames after t the decision for frame t waits for (the decoder holds them back): a
+dissolve's middle is known once its end and the steady frames after it are seen (18)."""
+
+DissolveCheck = Callable[[list[np.ndarray], int], bool]
+"""A second opinion on a dissolve: (thumbnails around it, index of its middle) -> real?"""
 DUPLICATE_CHANGE = 0.5
 """A change below this (grey levels) is a repeated frame (frame-rate conversion), not
 motion: the cut test skips it when it looks for the change around a frame."""
-KEYFRAME_NOISE = 4.0
-"""Grey levels of a thumbnail cell's change that an intra frame's quality pulse may cause.
-An encoder's keyframe is coded afresh at its own quality, so on a still picture at high
-crf the whole thumbnail shifts a little (mean change 1.3 against 0.05 around it: a spike),
-but no cell by much: the change above 4 levels per cell is 0.04-0.07 there, against 1.6-38
-at the cuts of the benchmark's edited videos. An intra frame is a cut only when that part
-of its change alone passes `min_change`."""
-
-_PLANAR_420 = ("yuv420p", "yuvj420p")
-
-
-def _plane(av_frame: av.VideoFrame, index: int, width: int) -> np.ndarray:
-    """A plane's pixels as a uint8 view (no copy), cropped to `width` columns."""
-    plane = av_frame.planes[index]
-    return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :width]
-
-
-def _shrink(plane: np.ndarray, size: tuple[int, int], oversample: int) -> np.ndarray:
-    """Area-average a plane to `size` (w, h). A large plane is first point-sampled down to
-    `oversample` times the size, so only a fraction of its pixels is read (luma 4x, chroma
-    2x: 0.15 ms for a 720p frame, against 0.5 ms for an area average of every pixel)."""
-    big = (oversample * size[0], oversample * size[1])
-    if plane.shape[1] > big[0]:
-        plane = cv2.resize(plane, big, interpolation=cv2.INTER_NEAREST)
-    return cv2.resize(plane, size, interpolation=cv2.INTER_AREA)
-
-
-def frame_thumbnail(av_frame: av.VideoFrame) -> np.ndarray:
-    """THUMB_WIDTH-wide HxWx3 float32 YUV thumbnail of a decoded frame (0-255 levels).
-
-    8-bit planar 4:2:0 and NV12 frames are read from their planes; any other format is
-    reformatted small by libswscale first (slower, still well under a millisecond).
-    """
-    width, height = av_frame.width, av_frame.height
-    size = (THUMB_WIDTH, max(8, int(round(THUMB_WIDTH * height / max(1, width)))))
-    name = av_frame.format.name
-    if name in _PLANAR_420:
-        chroma = (width + 1) // 2
-        planes = [_plane(av_frame, 0, width), _plane(av_frame, 1, chroma), _plane(av_frame, 2, chroma)]
-    elif name == "nv12":
-        uv = np.frombuffer(av_frame.planes[1], np.uint8).reshape(av_frame.planes[1].height, -1)
-        uv = uv[:, :2 * ((width + 1) // 2)].reshape(uv.shape[0], -1, 2)
-        planes = [_plane(av_frame, 0, width), uv[..., 0], uv[..., 1]]
-    else:
-        small = av_frame.reformat(width=size[0], height=size[1], format="yuv444p")
-        planes = [_plane(small, k, size[0]) for k in range(3)]
-    return np.dstack([_shrink(planes[0], size, 4), _shrink(planes[1], size, 2),
-                      _shrink(planes[2], size, 2)]).astype(np.float32)
-
-
-def thumbnail_change(a: np.ndarray, b: np.ndarray, noise: float = 0.0) -> float:
-    """Mean absolute difference of two thumbnails in grey levels, chroma at half weight;
-    each cell's difference less `noise` grey levels (none below zero)."""
-    diff = np.abs(a - b)
-    if noise:
-        diff = np.maximum(diff - noise, 0.0)
-    return float(np.mean(diff[..., 0]) + 0.5 * (np.mean(diff[..., 1]) + np.mean(diff[..., 2])))
-
-
-def is_intra(av_frame: av.VideoFrame) -> bool:
-    """A keyframe or any intra-coded picture (its quality can pulse, see KEYFRAME_NOISE)."""
-    return bool(av_frame.key_frame) or int(av_frame.pict_type) == 1  # AV_PICTURE_TYPE_I
-
-
 @dataclass(frozen=True)
 class ShotRules:
     """Thresholds of the cut test (grey levels of the thumbnail change, 0-255)."""
@@ -128,25 +67,38 @@ class _Sample:
     luma: float
     sharp_change: float | None = None
     """An intra frame's change above KEYFRAME_NOISE per cell (None for other frames)."""
+    luma_plane: np.ndarray | None = None
+    """The thumbnail's luma, contiguous (the dissolve fit's projections read it)."""
+    dissolve: DissolveFit | None = None
+    """The dissolve fit with this frame as its middle, once the frames after it are seen."""
+    index: int = 0
+    """The frame's number in the stream (0, 1, ...)."""
 
 
 @dataclass
 class ShotDetector:
     """Finds shot boundaries frame by frame; `label` numbers each frame's shot (0, 1, ...).
 
-    boundaries_ms: presentation times (ms) of the first frame of every shot after the first.
+    boundaries_ms: presentation times (ms) of the first frame of every shot after the first;
+    kinds: what each boundary is (cut, fade or dissolve; a dissolve's first frame is its middle).
+    check: a second opinion asked on every dissolve the fit finds (`models.transnet`), or None.
     busy_s: CPU seconds (of the decoding thread) spent on thumbnails and decisions: CPU
     time, not wall time, so other threads' load does not inflate it. frames: frames seen.
     """
 
     rules: ShotRules = ShotRules()
+    dissolve_rules: DissolveRules = DissolveRules()
+    check: DissolveCheck | None = None
     boundaries_ms: list[float] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+    dissolves_rejected: int = 0
     frames: int = 0
     busy_s: float = 0.0
     _window: deque = field(default_factory=lambda: deque(maxlen=2 * LOOKAHEAD + 1))
     _decided: deque = field(default_factory=deque)
     _dark: bool | None = None
     _first_ms: float | None = None
+    _last_dissolve: tuple[int, int] | None = None  # (middle frame, half-width) of the last one found
 
     @property
     def ms_per_frame(self) -> float:
@@ -172,7 +124,11 @@ class ShotDetector:
         window = self._window
         change = thumbnail_change(thumb, window[-1].thumb) if window else 0.0
         sharp = thumbnail_change(thumb, window[-1].thumb, KEYFRAME_NOISE) if window and intra else None
-        window.append(_Sample(time_ms, thumb, change, float(np.mean(thumb[..., 0])), sharp))
+        luma = np.ascontiguousarray(thumb[..., 0])
+        window.append(_Sample(time_ms, thumb, change, float(luma.mean()), sharp, luma, index=self.frames))
+        if len(window) > REACH:
+            window[-1 - REACH].dissolve = fit_dissolve([s.thumb for s in window], len(window) - 1 - REACH,
+                                                       self.dissolve_rules, [s.luma_plane for s in window])
         self.frames += 1
         if self.frames > LOOKAHEAD:
             self._decide(len(window) - 1 - LOOKAHEAD)
@@ -191,12 +147,35 @@ class ShotDetector:
         window = list(self._window)
         sample = window[position]
         dark = self._goes_dark(sample)
-        boundary = self._is_cut(window, position) or dark
+        kind = "fade" if dark else "cut" if self._is_cut(window, position) else None
         if self._first_ms is None:
             self._first_ms = sample.time_ms
-        elif boundary and self._far_from_last(sample.time_ms):
-            self.boundaries_ms.append(sample.time_ms)
+        elif self._far_from_last(sample.time_ms):
+            if kind is None and self._is_dissolve(window, position):
+                kind = "dissolve"
+            if kind is not None:
+                self.boundaries_ms.append(sample.time_ms)
+                self.kinds.append(kind)
         self._decided.append(len(self.boundaries_ms))
+
+    def _is_dissolve(self, window: list[_Sample], position: int) -> bool:
+        """The frame is the middle of the best dissolve fit within SUPPRESS frames, and the
+        second opinion (when there is one) agrees."""
+        sample = window[position]
+        fit = sample.dissolve
+        if fit is None:
+            return False
+        near = window[max(0, position - SUPPRESS):position + SUPPRESS + 1]
+        if any(s.dissolve is not None and s.dissolve.score < fit.score for s in near):
+            return False
+        last = self._last_dissolve
+        if last is not None and sample.index - last[0] <= last[1] + fit.half_width:  # the same dissolve
+            return False
+        self._last_dissolve = (sample.index, fit.half_width)
+        if self.check is not None and not self.check([s.thumb for s in window], position):
+            self.dissolves_rejected += 1
+            return False
+        return True
 
     def _is_cut(self, window: list[_Sample], position: int) -> bool:
         change = window[position].change

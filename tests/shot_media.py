@@ -38,6 +38,10 @@ class Shot:
     people: list[Person] = field(default_factory=list)
     fade_out_frames: int = 0
     """Frames at the end of the shot that fade to black (a fade-out, then the next shot)."""
+    dissolve_frames: int = 0
+    """Frames of a dissolve from the shot before into this one (0: a hard cut or a fade).
+    The dissolve is centred on where the hard cut would be: the shot before runs on into
+    it and this shot starts in it, each for half of it."""
 
 
 def _bounced(index: int, length: int) -> int:
@@ -47,34 +51,57 @@ def _bounced(index: int, length: int) -> int:
     return index if index < length else period - index
 
 
-def shot_frames(shot: Shot, width: int, height: int, fps: int, start: int):
+def shot_frames(shot: Shot, width: int, height: int, fps: int, start: int, count: int | None = None,
+                lead: int = 0):
     """The shot's canvases; clips play from their offset, continuing from `start` (frame index),
-    and play backwards at their end (a clip that jumped back to its start would be a cut)."""
-    count = int(round(shot.seconds * fps))
+    and play backwards at their end (a clip that jumped back to its start would be a cut).
+    count: frames to make (default: the shot's length), of which `lead` come before the shot's
+    own start (in a dissolve into it); the fade-out ends the shot's own length."""
+    length = int(round(shot.seconds * fps))
+    count = length if count is None else count
     for k in range(count):
         canvas = np.full((height, width, 3), 90, np.uint8)
         for person in shot.people:
             image = person.frames[_bounced(start + k + person.offset, len(person.frames))]
             h, w = image.shape[:2]
             canvas[person.y:person.y + h, person.x:person.x + w] = image
-        left = count - k
-        if left <= shot.fade_out_frames:
+        left = lead + length - k
+        if 0 < left <= shot.fade_out_frames:  # frames past the shot's length (in a dissolve) stay lit
             canvas = (canvas * ((left - 1) / shot.fade_out_frames)).astype(np.uint8)
         yield canvas
 
 
 def edited_video(path: Path, shots: list[Shot], width: int, height: int, fps: int = 25) -> list[int]:
     """Write the shots one after another; returns the first frame index of shots 2, 3, ...
-    (after a fade-out, its last frame: the black one)."""
-    cuts, frames, index = [], [], 0
+    (after a fade-out, its last frame: the black one; in a dissolve, its first frame where
+    the new shot weighs at least as much as the old, the dissolve's middle)."""
+    lengths = [int(round(shot.seconds * fps)) for shot in shots]
+    starts = [sum(lengths[:k]) for k in range(len(shots))]
+    blends = {}  # frame index -> (shot before, weight of the new shot), inside dissolves
+    for number in range(1, len(shots)):
+        count = shots[number].dissolve_frames
+        first = starts[number] - count // 2
+        for j in range(count):
+            blends[first + j] = (number - 1, (j + 1) / (count + 1))
+    canvases: dict[tuple[int, int], np.ndarray] = {}
     for number, shot in enumerate(shots):
-        if number:
-            cuts.append(index - 1 if shots[number - 1].fade_out_frames else index)  # a fade: its black frame
-        for canvas in shot_frames(shot, width, height, fps, index):
-            frames.append(canvas)
-            index += 1
+        lead = shot.dissolve_frames // 2 if number else 0
+        tail = shots[number + 1].dissolve_frames - shots[number + 1].dissolve_frames // 2 \
+            if number + 1 < len(shots) else 0
+        first = starts[number] - lead
+        for k, canvas in enumerate(shot_frames(shot, width, height, fps, first, lead + lengths[number] + tail, lead)):
+            canvases[(number, first + k)] = canvas
+    frames = []
+    for index in range(sum(lengths)):
+        number = max(k for k in range(len(shots)) if starts[k] <= index)
+        if index in blends:
+            before, weight = blends[index]
+            mixed = (1 - weight) * canvases[(before, index)] + weight * canvases[(before + 1, index)]
+            frames.append(np.round(mixed).astype(np.uint8))
+        else:
+            frames.append(canvases[(number, index)])
     write_video(path, frames, fps=fps, crf=20)
-    return cuts
+    return [starts[k] - 1 if shots[k - 1].fade_out_frames else starts[k] for k in range(1, len(shots))]
 
 
 def shot_at(cuts: list[int], frame: int) -> int:

@@ -202,3 +202,39 @@ def test_a_request_bbox_is_never_matched_in_another_shot(edited, detected):
     (target,) = resolve_targets(video, [FaceSpec("ravi", [float(v) for v in bbox], 1700, 3000)],
                                 DefaultFaceBackend(), 6400)
     assert abs(target.anchor.center[0] - (LEFT + SIZE / 2)) < SIZE / 2
+
+
+@pytest.fixture(scope="module")
+def dissolved(tmp_path_factory, data_dir):
+    """A (d12) on the left; a 0.48 s dissolve (12 frames, frames 44-55); B (d20) where A stood."""
+    folder = tmp_path_factory.mktemp("dissolved")
+    shots = [Shot(2.0, [Person("A", clip_frames(data_dir / "video" / "d12.mp4", SIZE), LEFT, TOP)]),
+             Shot(2.0, [Person("B", clip_frames(data_dir / "video" / "d20.mp4", SIZE), LEFT, TOP)],
+                  dissolve_frames=12)]
+    (middle,) = edited_video(folder / "dissolved.mp4", shots, 640, 360, FPS)
+    return folder / "dissolved.mp4", middle
+
+
+@pytest.mark.parametrize("shots", [True, False], ids=["dissolve found", "no shot detector"])
+def test_a_dissolve_never_carries_a_lipsync_onto_the_next_person(dissolved, data_dir, tmp_path, shots):
+    """A lipsync of A alone. With the shot detector the dissolve is a boundary; without it the
+    face's picture drifts (it never jumps) and the identity check drops A once it is B.
+    Either way not one of B's frames after the dissolve's middle is changed, and A's own
+    shot is synced up to the dissolve."""
+    video, middle = dissolved
+    originals = read_frames(video)
+    face = DefaultFaceBackend().detect(originals[0], with_embedding=False)[0]
+    stages = lipsync_stages(str(video), str(data_dir / "audio" / "yongen.wav"),
+                            [FaceSpec("ravi", [float(v) for v in face.xywh], 0, 4000)], Settings(models_dir=tmp_path))
+    changed = []
+
+    def measure(frame: Frame) -> None:
+        diff = np.abs(frame.image.astype(np.int16) - originals[frame.index]).max(axis=2)
+        if diff[TOP:TOP + SIZE, LEFT:LEFT + SIZE].max() > 0:
+            changed.append(frame.index)
+
+    Pipeline(DecodeStage(video, shots=ShotDetector() if shots else None),
+             [*stages, FunctionStage("measure", measure)]).run_inline()
+    assert [k for k in changed if k >= middle] == []
+    assert len([k for k in changed if k < middle - 6]) >= 0.9 * (middle - 6)  # A, before the dissolve
+    assert stages[0].identity_checks >= (0 if shots else 1)

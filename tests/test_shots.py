@@ -107,3 +107,48 @@ def test_thumbnail_reads_the_planes_in_any_format(clips):
     assert planar.shape == (64, 64, 3)
     assert thumbnail_change(planar, frame_thumbnail(frame.reformat(format="nv12"))) < 1.0
     assert thumbnail_change(planar, frame_thumbnail(frame)) < 3.0  # rgb24: reformatted small
+
+
+@pytest.fixture(scope="module")
+def dissolved(tmp_path_factory, clips):
+    """R (d12) right; dissolves of 8 frames (0.32 s) into U (d20) in R's place, and of 25
+    frames (1.0 s) into V (d11) left and R right; a hard cut back to U alone."""
+    d12, d20, d11 = clips["d12"], clips["d20"], clips["d11"]
+    shots = [Shot(1.6, [Person("R", d12, 170, 18)]),
+             Shot(1.6, [Person("U", d20, 170, 18)], dissolve_frames=8),
+             Shot(1.6, [Person("V", d11, 6, 18), Person("R", d12, 170, 18, 50)], dissolve_frames=25),
+             Shot(1.2, [Person("U", d20, 88, 18, 20)])]
+    path = tmp_path_factory.mktemp("dissolves") / "dissolved.mp4"
+    return path, edited_video(path, shots, 320, 180, FPS)
+
+
+def test_dissolves_are_found_at_their_middle(dissolved):
+    path, truth = dissolved
+    detector = ShotDetector()
+    frames = list(DecodeStage(path, shots=detector).items())
+    found = _boundary_frames(detector)
+    assert detector.kinds == ["dissolve", "dissolve", "cut"], (found, truth)
+    assert [abs(a - b) for a, b in zip(found, truth)] <= [3, 6, 1], (found, truth)
+    assert [f.notes["shot"] for f in frames] == [shot_at(found, f.index) for f in frames]
+
+
+def test_a_dissolve_the_second_opinion_rejects_is_not_a_boundary(dissolved):
+    asked = []
+
+    def never(thumbs, middle):
+        asked.append(middle)
+        return False
+
+    detector = ShotDetector(check=never)
+    list(DecodeStage(dissolved[0], shots=detector).items())
+    assert len(asked) == 2 and detector.kinds == ["cut"] and detector.dissolves_rejected == 2
+
+
+def test_the_network_confirms_real_dissolves(dissolved):
+    pytest.importorskip("torch")
+    from models.transnet import load_transnet
+    from stages.dissolves import network_check
+
+    detector = ShotDetector(check=network_check(load_transnet()))
+    list(DecodeStage(dissolved[0], shots=detector).items())
+    assert detector.kinds == ["dissolve", "dissolve", "cut"] and detector.dissolves_rejected == 0
