@@ -13,7 +13,7 @@ import numpy as np
 from jobs.auto import auto_faces, results_per_person
 from jobs.config import Settings
 from jobs.detect import ANALYSIS_RATE
-from jobs.mouth_banks import bank_report, bank_warnings, build_mouth_banks
+from jobs.mouth_banks import bank_report, bank_warnings, build_mouth_banks, mouth_targets_report
 from jobs.output import encode_settings, output_json
 from jobs.references import Character, reference_embedding
 from jobs.registry import shared_registry
@@ -292,6 +292,7 @@ def lipsync(video: str | os.PathLike, audio: str | os.PathLike | None, faces: Se
         "expressiveness_applied": setup.expressiveness_applied,
         "face_backend": backend.name,
         "mouth_bank": bank_report(targets, setup.banks),
+        "mouth_targets": mouth_targets_report(setup.render.audio_features),
         "warnings": warnings,
         "metrics": metrics.as_dict(),
     }

@@ -77,3 +77,13 @@ def bank_report(targets: Sequence, banks: dict) -> list[dict]:
                        "teeth": round(coverage.teeth, 3), "frames_from_bank": bank.frames_from_bank,
                        "frames_synthesised": bank.frames_synthesised})
     return report
+
+
+def mouth_targets_report(features) -> dict | None:
+    """Which front end made the mouth targets (the classical engine: "phones" where the
+    recognised phones fit the speech, else "acoustic") and why; None for engines that have
+    no such choice."""
+    front_end = getattr(features, "front_end", None)
+    if front_end is None:
+        return None
+    return {"front_end": front_end, "reason": getattr(features, "front_end_reason", "")}

@@ -46,12 +46,8 @@ from models.mouth_bank import (
     mouth_opening,
     mouth_width,
 )
-from models.mouth_params import (
-    MouthParamConfig,
-    MouthShape,
-    MouthTrack,
-    mouth_track_from_audio,
-)
+from models.mouth_front_end import mouth_track
+from models.mouth_params import MouthParamConfig, MouthShape, MouthTrack
 from models.mouth_select import SamplePlan, frame_weights, plan_samples, switch_costs
 from models.mouth_transfer import (
     MeshRaster,
@@ -70,10 +66,23 @@ CORNERS = (48, 54, 60, 64)
 JAW = tuple(range(1, 16))
 NOSE = (31, 32, 33, 34, 35)
 CONTROL = JAW + NOSE + tuple(range(48, 68))
+SKIRT = tuple(range(3, 14))
+"""Jaw points that carry a skirt point below them (`_jaw_skirt`)."""
+SKIRT_DEPTH = 0.1
+"""How far (s units) below the jaw line the skirt points lie."""
+JAW_MOTION_SPAN = 4.5
+"""Jaw points (from the chin, point 8) over which the chin's move fades to nothing."""
 N_RING = 20
 STATE_GAP_FRAMES = 30
+MIN_ARTICULATION = 0.28
+"""Widest opening (s units) given to a person who opens little, where their bank allows."""
+SYNTH_BEYOND = 0.08
+"""How far (s units) past a person's widest sample the opening may be synthesised."""
 MAX_PLAN_FRAMES = 1500
 """Frames planned ahead at once per track (60 s at 25 fps); a longer range plans again."""
+REPLAN_WIDTH = 0.06
+"""Change of the source's closed-mouth width (s units: a smile coming or going) after which
+the rest is planned again, for the new expression."""
 REPLAN_POSE_DEG = 10.0
 """Head turn (yaw or pitch, degrees) since the plan after which the rest is planned again."""
 MAX_TRACK_STATES = 64
@@ -107,6 +116,7 @@ class _TrackState:
     plan: SamplePlan | None = None  # the bank sample per frame, planned ahead
     bank_id: int | None = None  # id() of the bank the plan was made with
     pose: np.ndarray | None = None  # (pitch, yaw, roll) degrees, smoothed: one frame's is noisy
+    plan_width: float = 0.0  # the closed mouth's width (s units) the plan was made for
 
 
 def _profile(u: np.ndarray, half_width: float, exponent: float) -> np.ndarray:
@@ -121,7 +131,15 @@ def lip_exponent(shape: MouthShape) -> float:
 
 
 def _jaw_weight(i: int) -> float:
+    """How far the alpha mask reaches below jaw point i (1 at the chin, 0 at the ears)."""
     return float(max(0.0, np.cos(np.pi / 2 * abs(i - 8) / 6.0)))
+
+
+def _jaw_motion(i: int) -> float:
+    """How much of the chin's vertical move jaw point i takes: narrower than the mask, so
+    the moved jaw edge meets the unmoved one inside the mask, not at its border (where a
+    step would show as a jagged chin)."""
+    return float(max(0.0, np.cos(np.pi / 2 * min(1.0, abs(i - 8) / JAW_MOTION_SPAN))))
 
 
 def neutral_local(uv: np.ndarray, cfg: WarpConfig) -> np.ndarray:
@@ -143,7 +161,7 @@ def neutral_local(uv: np.ndarray, cfg: WarpConfig) -> np.ndarray:
     # The chin rises by less than the lower lip: a wide-open mouth closes partly by the
     # lips, and a full jaw lift would pull the neck and collar up under the chin.
     for i in JAW:
-        out[i, 1] -= cfg.jaw_close_share * centre_gap * _jaw_weight(i)
+        out[i, 1] -= cfg.jaw_close_share * centre_gap * _jaw_motion(i)
     for a, b in zip(UPPER_INNER, LOWER_INNER):
         # Each inner pair meets at one point, so the closed inner polygon has no area.
         meet = out[a] + (out[b] - out[a]) * (1 - cfg.lower_share) if uv[b, 1] >= uv[a, 1] else (out[a] + out[b]) / 2
@@ -156,7 +174,9 @@ def articulate_local(neutral: np.ndarray, shape: MouthShape, neutral_width: floa
     out = neutral.copy()
     lips = list(range(48, 68))
     width_now = max(neutral[54, 0] - neutral[48, 0], 1e-3)
-    factor = (neutral_width / width_now) * (1 + cfg.widen * shape.width - cfg.narrow * shape.rounding)
+    # The person's own expression stays: a smile (wider than their average mouth) keeps its
+    # width; only a mouth narrower than average (the original's own "o") is widened back.
+    factor = (max(neutral_width, width_now) / width_now) * (1 + cfg.widen * shape.width - cfg.narrow * shape.rounding)
     factor *= 1 - 0.06 * shape.openness
     out[lips, 0] = neutral[lips, 0] * factor
 
@@ -180,7 +200,7 @@ def articulate_local(neutral: np.ndarray, shape: MouthShape, neutral_width: floa
     out[list(UPPER_OUTER), 1] -= 0.04 * shape.rounding
     out[list(LOWER_OUTER), 1] += 0.04 * shape.rounding
     for i in JAW:
-        out[i, 1] += down * _jaw_weight(i)
+        out[i, 1] += down * _jaw_motion(i)
     return out
 
 
@@ -194,12 +214,32 @@ def _alpha_polygon(src_uv: np.ndarray, dst_uv: np.ndarray, cfg: WarpConfig) -> n
     # Around the chin the mask reaches below the jaw line (the chin drops with the jaw); on
     # the sides it stays inside it, so the cheeks' outline against the background is kept.
     w = np.array([_jaw_weight(i) for i in range(2, 15)])[:, None]
-    jaw_out = jaw + (cfg.mask_margin * w - 2.5 * cfg.feather * (1 - w)) * d
+    # Where the chin moves, the mask reaches further by the move: the landmarks' jaw line
+    # often lies above the real chin edge, and a feathered edge across the original edge
+    # would mix the old chin's skin with the collar (a grey second jaw line).
+    moved = np.clip(src_uv[2:15, 1] - dst_uv[2:15, 1], 0.0, None)[:, None]  # how far the chin rose
+    jaw_out = jaw + ((cfg.mask_margin + moved) * w - 2.5 * cfg.feather * (1 - w)) * d
     nose_v = src_uv[33, 1] + 2.2 * cfg.feather  # the feathered edge ends at the nose base
     jaw_out[:, 1] = np.maximum(jaw_out[:, 1], nose_v)
     left_u, right_u = jaw_out[0, 0], jaw_out[-1, 0]
     top = np.array([[right_u, nose_v], [src_uv[35, 0] + 0.05, nose_v], [src_uv[31, 0] - 0.05, nose_v], [left_u, nose_v]])
     return np.concatenate([jaw_out, top], axis=0)
+
+
+def _jaw_skirt(src_uv: np.ndarray, dst_uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mesh points SKIRT_DEPTH below the jaw line that move with the jaw: (source, target).
+
+    The chin's edge against the neck or collar is a soft band of shadow a few pixels deep.
+    Without these points the band is stretched between the moving jaw and the fixed ring,
+    which shows as a grey second jaw line under a raised chin and a jagged edge where the
+    stretch changes from triangle to triangle; with them the band moves rigidly with the
+    jaw and only the collar or background further down is stretched."""
+    centre = np.array([0.0, -0.25])
+    jaw = src_uv[list(SKIRT)]
+    d = jaw - centre
+    d /= np.linalg.norm(d, axis=1, keepdims=True) + 1e-9
+    src = jaw + SKIRT_DEPTH * d
+    return src, src + (dst_uv[list(SKIRT)] - jaw)
 
 
 def _ring(poly_uv: np.ndarray, margin: float) -> np.ndarray:
@@ -329,13 +369,17 @@ class ClassicalLipSync:
     batch_size = 8
     uses_mouth_bank = True
 
-    def __init__(self, warp: WarpConfig | None = None, audio: MouthParamConfig | None = None) -> None:
+    def __init__(self, warp: WarpConfig | None = None, audio: MouthParamConfig | None = None,
+                 use_phones: bool = True) -> None:
         self.warp = warp or WarpConfig()
         self.audio = audio or MouthParamConfig()
+        self.use_phones = use_phones
         self._tracks: OrderedDict[str, _TrackState] = OrderedDict()
 
     def prepare_audio(self, audio: np.ndarray, sample_rate: int, fps: float) -> MouthTrack:
-        return mouth_track_from_audio(audio, sample_rate, fps, self.audio)
+        """The mouth targets: phonetic where the phones fit the speech, else acoustic
+        (`models.mouth_front_end`; the track's `front_end` says which ran)."""
+        return mouth_track(audio, sample_rate, fps, self.audio, use_phones=self.use_phones)
 
     @staticmethod
     def with_expressiveness(features: MouthTrack, expressiveness: float) -> MouthTrack:
@@ -398,11 +442,13 @@ class ClassicalLipSync:
         poly_uv = _alpha_polygon(src_uv, dst_uv, warp)
         ring_uv = _ring(poly_uv, warp.ring_margin)
         ctrl = list(CONTROL)
-        src_ctrl = np.concatenate([_inset_inner_lips(src_uv, 0.06)[ctrl], ring_uv])
-        dst_ctrl = np.concatenate([dst_uv[ctrl], ring_uv])
+        skirt_src, skirt_dst = _jaw_skirt(src_uv, dst_uv)
+        src_ctrl = np.concatenate([_inset_inner_lips(src_uv, 0.06)[ctrl], skirt_src, ring_uv])
+        dst_ctrl = np.concatenate([dst_uv[ctrl], skirt_dst, ring_uv])
         if state.triangles is None:
             template = articulate_local(neutral_local(src_uv, warp), MouthShape(0.6, 0.0, 0.0, 0.0), state.neutral_width, warp)
-            state.triangles = Delaunay(np.concatenate([template[ctrl], ring_uv])).simplices.astype(np.int32)
+            skirt = _jaw_skirt(template, template)[0]
+            state.triangles = Delaunay(np.concatenate([template[ctrl], skirt, ring_uv])).simplices.astype(np.int32)
             log.debug("track %r: lower-face mesh of %d triangles", req.track_key, len(state.triangles))
         tris = state.triangles
 
@@ -444,12 +490,17 @@ class ClassicalLipSync:
     # -- the mouth bank ---------------------------------------------------------------
     def _warp_for(self, bank: MouthBank | None) -> WarpConfig:
         """The articulation for this person: the widest opening follows how wide they open
-        their mouth in the video (90th percentile of the bank, bounded), so that a shy
-        speaker is not given a yawn and the chosen samples need little stretching."""
+        their mouth in the video (90th percentile of the bank), so that a shy speaker is
+        not given a yawn and the chosen samples need little stretching. A person who opens
+        little still visibly says the new speech: the widest opening is at least
+        MIN_ARTICULATION, a bounded synthesis of at most SYNTH_BEYOND past their widest
+        sample (the sample is stretched that far)."""
+        coverage = bank.coverage() if bank is not None else None
         scale = bank.opening_scale() if bank is not None else None
-        if scale is None:
+        if scale is None or coverage is None:
             return self.warp
-        return replace(self.warp, max_gap=float(np.clip(1.15 * scale, 0.2, self.warp.max_gap)))
+        floor = min(MIN_ARTICULATION, coverage.max_opening + SYNTH_BEYOND)
+        return replace(self.warp, max_gap=float(np.clip(max(1.15 * scale, floor), 0.2, self.warp.max_gap)))
 
     def _choose_samples(self, req: MouthRequest, state: _TrackState, dst_uv: np.ndarray, neutral: np.ndarray,
                         warp: WarpConfig, features: MouthTrack | None) -> list[WeightedSample]:
@@ -474,13 +525,16 @@ class ClassicalLipSync:
         if k is not None and pose is not None and plan.pose is not None and \
                 max(abs(pose[0] - plan.pose[0]), abs(pose[1] - plan.pose[1])) > REPLAN_POSE_DEG:
             k = None  # the head turned: plan the rest for the new pose
+        width_now = mouth_width(neutral)
+        if k is not None and abs(width_now - state.plan_width) > REPLAN_WIDTH:
+            k = None  # the expression changed (a smile came or went): plan for it
         if k is None:
             previous = None
             if plan is not None and state.bank_id == id(bank) and plan.bank_size == len(bank.samples):
                 last = plan.index_at(req.time_ms - 1000.0 / plan.fps)
                 previous = int(plan.samples[last]) if last is not None else None
             plan = self._plan(bank, req.time_ms, neutral, state.neutral_width, warp, features, pose, previous)
-            state.plan, state.bank_id, k = plan, id(bank), 0
+            state.plan, state.bank_id, state.plan_width, k = plan, id(bank), width_now, 0
         return [WeightedSample(bank.samples[i], w) for i, w in frame_weights(plan.samples, k)]
 
     @staticmethod
@@ -499,15 +553,14 @@ class ClassicalLipSync:
         """Plan the bank sample of every frame from `start_ms` to the end of the audio (at
         most MAX_PLAN_FRAMES): the target lips of each frame from the audio, on this
         frame's closed mouth, then `models.mouth_select.plan_samples`."""
-        fps = float(getattr(features, "fps", 25.0)) or 25.0
+        fps = float(features.fps) or 25.0
         remaining = max(0.0, features.duration_ms - start_ms)
         count = int(min(MAX_PLAN_FRAMES, np.floor(remaining * fps / 1000.0) + 1))
         times = start_ms + np.arange(count) * 1000.0 / fps
         targets = [articulate_local(neutral, features.at(float(t)), neutral_width, warp) for t in times]
         openings = np.array([mouth_opening(uv) for uv in targets])
         widths = np.array([mouth_width(uv) for uv in targets])
-        phones = getattr(features, "phones_at", None)
-        labels = phones(times) if phones is not None else None
+        labels = features.phones_at(times)
         cost = bank.cost_matrix(openings, widths, pose)
         path = plan_samples(cost, switch_costs(openings, widths, labels), bank.appearance_distances(), previous)
         return SamplePlan(start_ms, fps, path, None if pose is None else tuple(pose), len(bank.samples))

@@ -84,6 +84,12 @@ class MouthTrack:
     level: np.ndarray
     fps: float = 25.0
     """The video frame rate the track was made for (the engine plans per frame)."""
+    phones: np.ndarray | None = None
+    """The phone sounding at each step (labels), when the phonetic front end made the track."""
+    front_end: str = "acoustic"
+    """Which analysis made the targets: "phones" or "acoustic" (`models.mouth_front_end`)."""
+    front_end_reason: str = ""
+    """Why that one ran (the phones' fit to the speech, or why they were not trusted)."""
 
     @property
     def duration_ms(self) -> float:
@@ -102,6 +108,13 @@ class MouthTrack:
             return float((1 - w) * a[i] + w * a[j])
 
         return MouthShape(lerp(self.openness), lerp(self.width), lerp(self.rounding), lerp(self.closed))
+
+    def phones_at(self, times_ms: np.ndarray) -> np.ndarray | None:
+        """The phone label at each time (ms), or None for an acoustic track."""
+        if self.phones is None or len(self.phones) == 0:
+            return None
+        k = np.clip(np.round(np.asarray(times_ms, dtype=np.float64) / HOP_MS).astype(int), 0, len(self.phones) - 1)
+        return self.phones[k]
 
     def openness_at(self, times_ms: np.ndarray) -> np.ndarray:
         """Openness at many times (ms), 0 outside the audio."""
