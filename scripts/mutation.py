@@ -45,6 +45,10 @@ GUARDS: dict[str, tuple[str, ...]] = {
 }
 """The modules that guard users and data, each with the test files that own it."""
 
+HYPOTHESIS_EXAMPLES = 25
+"""Examples per property test during a mutation run (the tests' own default is 100-150): every
+mutant reruns its module's property tests, and the exact edge cases have unit tests too."""
+
 # mutmut's exit codes (mutmut.stats.status_by_exit_code), folded into the statuses we report
 _STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped",
            36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout",
@@ -119,6 +123,7 @@ def run_mutmut(repo: Path, children: int) -> None:
     """Run mutmut, echoing its step lines but not its spinner (it redraws one line with \\r)."""
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("CI", None)  # a skip is not a mutant kill: keep CI's skip-is-failure rule out of it
+    env.setdefault("LIPSYNC_HYPOTHESIS_EXAMPLES", str(HYPOTHESIS_EXAMPLES))
     with subprocess.Popen([sys.executable, "-m", "mutmut", "run", "--max-children", str(children)],
                           cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
         assert proc.stdout is not None

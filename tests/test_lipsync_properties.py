@@ -7,6 +7,8 @@ the audio is longer. Lengths within 40 ms of each other count as equal.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,7 +16,9 @@ from hypothesis import strategies as st
 from jobs.lipsync import _fit_audio, _output_plan
 from jobs.schema import SYNC_MODES
 
-SETTINGS = settings(max_examples=150, derandomize=True, database=None, deadline=None)
+EXAMPLES = int(os.environ.get("LIPSYNC_HYPOTHESIS_EXAMPLES", "150"))
+"""Examples per property; scripts/mutation.py lowers it, since every mutant reruns the file."""
+SETTINGS = settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None)
 MS = st.floats(1, 3_600_000)
 
 

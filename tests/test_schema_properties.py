@@ -3,6 +3,8 @@ documented bound parses to exactly its values; moving one field just past its bo
 with a message naming that field (issue 27)."""
 from __future__ import annotations
 
+import os
+
 import math
 
 import pytest
@@ -12,7 +14,9 @@ from hypothesis import strategies as st
 from jobs.schema import MAX_ID_CHARS, MAX_NUMBER, parse_characters, parse_detect, parse_faces
 from stream.errors import InputError
 
-SETTINGS = settings(max_examples=100, derandomize=True, database=None, deadline=None,
+EXAMPLES = int(os.environ.get("LIPSYNC_HYPOTHESIS_EXAMPLES", "100"))
+"""Examples per property; scripts/mutation.py lowers it, since every mutant reruns the file."""
+SETTINGS = settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 TEXT = st.text(st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=MAX_ID_CHARS)
 IDS = st.one_of(TEXT, st.integers(-10 ** 6, 10 ** 6))

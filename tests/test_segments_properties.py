@@ -3,6 +3,8 @@ segments cover the face's range without gap or overlap, each segment holds one s
 run away from a state merges back into it exactly when it is shorter than min_run_ms."""
 from __future__ import annotations
 
+import os
+
 from fractions import Fraction
 
 import numpy as np
@@ -12,10 +14,11 @@ from hypothesis import strategies as st
 from models.faces.face import Face
 from stages.follow import NOT_VISIBLE, SYNCED, Target, TargetObservation
 from stages.segments import PlanStage
-
 from stream.frame import Frame
 
-SETTINGS = settings(max_examples=120, derandomize=True, database=None, deadline=None,
+EXAMPLES = int(os.environ.get("LIPSYNC_HYPOTHESIS_EXAMPLES", "120"))
+"""Examples per property; scripts/mutation.py lowers it, since every mutant reruns the file."""
+SETTINGS = settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 LOW_QUALITY = "low_quality"
 STATES = st.sampled_from([SYNCED, NOT_VISIBLE, LOW_QUALITY])
