@@ -91,6 +91,15 @@ def wait_until(page, expression: str, timeout: float = 60_000) -> None:
         page.wait_for_timeout(50)
 
 
+def detected(page) -> None:
+    """Wait for detect-faces to end (a loaded machine may take minutes); fail with what the page says."""
+    wait_until(page, "document.querySelector('#detect-progress .label').textContent.startsWith('done') "
+                     "|| /^(failed|cancelled|not started)/.test(document.querySelector('#detect-progress .label')"
+                     ".textContent)", timeout=300_000)
+    label = page.inner_text("#detect-progress .label")
+    assert label.startswith("done"), (label, page.inner_text("#inputs"))
+
+
 def shoot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / name), full_page=True)
@@ -171,6 +180,7 @@ def test_review_page_walks_the_whole_flow(browser, server, data_dir, edit, heads
 
     # 2. detect faces as a job: progress, lanes, thumbnails, boxes over the scrubbed video
     page.click("#detect")
+    detected(page)
     page.wait_for_selector(".lane-track[data-person=host] .span.syncable")
     assert fps_error.inner_text() == "" and row_error.inner_text() == ""
     assert "done" in page.inner_text("#detect-progress .label")
@@ -384,4 +394,52 @@ def test_review_page_walks_the_whole_flow(browser, server, data_dir, edit, heads
     page.click("#play-both")
     assert page.evaluate("document.querySelector('#result-video').currentTime") < 2.5
     assert not outside, outside  # nothing loaded from outside the server
+    page.close()
+
+
+def test_stems_alone_are_heard_and_sent_without_the_new_audio(browser, server, data_dir):
+    """No new audio at all: the preview plays the ticked person's stem at its offset (and says
+    why it is silent before there is one), and Render sends faces[].audio_url without audio_url."""
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.set_default_timeout(60_000)
+    page.goto(server.url + "/")
+    page.set_input_files("#video-file", str(data_dir / "video" / "d12.mp4"))
+    wait_until(page, "document.querySelector('[data-field=video_url] .status').textContent.startsWith('uploaded')")
+    page.fill("#sample-fps", "1")
+    page.click("#detect")
+    detected(page)
+    page.wait_for_selector(".lane-track[data-person=face_1] .span.syncable")
+    assert page.inner_text("#clock").startswith("00:00:00:00 · frame 0 of 183")  # 7.31 s at 25 fps
+    assert "no waveform" not in page.inner_text(".audio-label") and page.inner_text(".audio-label .wave-note")
+    page.focus(".player")
+    page.keyboard.press("Space")
+    wait_until(page, "!document.querySelector('#original').paused")
+    assert "nothing to hear yet" in page.inner_text("#sound-note")
+    page.keyboard.press("Space")
+    wait_until(page, "document.querySelector('#original').paused")
+
+    voice = page.locator(".choice[data-person=face_1] .voice")
+    voice.locator(".stem-file").set_input_files(str(data_dir / "audio" / "yongen.wav"))
+    voice.locator(".stem-offset").fill("500")
+    wait_until(page, "Number(document.querySelector('.lane-track[data-person=face_1] canvas.stem-wave')"
+                     ".dataset.columns) > 0")
+    page.focus(".player")
+    page.keyboard.press("Space")
+    wait_until(page, "!document.querySelector('#original').paused "
+                     "&& document.querySelector('#original').dataset.sounds === '1'")
+    assert page.inner_text("#sound-note") == ""
+    page.keyboard.press("Space")
+    wait_until(page, "document.querySelector('#original').dataset.sounds === '0'")
+
+    wait_until(page, "document.querySelector('.choice[data-person=face_1] .voice .status')"
+                     ".textContent.startsWith('uploaded')")
+    with page.expect_request(lambda r: r.url.endswith("/jobs/lipsync") and r.method == "POST") as sent:
+        page.click("#render-button")
+    body = sent.value.post_data_json
+    assert "audio_url" not in body
+    assert [(f["character_id"], f["audio_offset_ms"]) for f in body["faces"]] == [("face_1", 500)]
+    assert body["faces"][0]["audio_url"].startswith("upload://")
+    page.wait_for_selector("#cancel:not([hidden])")
+    page.click("#cancel")
+    wait_until(page, "document.querySelector('#render-button').disabled === false")
     page.close()

@@ -91,6 +91,7 @@ export async function detect(videoUrlOf, onResult) {
   const progress = $("#detect-progress");
   const errorBox = $("#detect-error");
   clearErrors($("#inputs"));
+  if (!progress.hidden) setProgress(progress, 0, "starting"); // no stale "done" or "failed" from the last run
   button.disabled = true;
   try {
     const body = await detectBody(videoUrlOf);

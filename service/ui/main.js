@@ -52,6 +52,7 @@ async function showNewAudio(source) {
   }
   drawWaves();
   preview.sound.start();
+  soundNote();
 }
 const audioUrlOf = wireInput(fieldElement("audio_url"), "audio", $("#audio-url"), $("#audio-file"), audioSlot,
   { onSource: showNewAudio });
@@ -79,7 +80,15 @@ function setPreviewSound(choice) {
   original.muted = choice !== "original";
   preview.sound.setEnabled(choice === "new");
   $("#preview-sound").dataset.choice = choice;
+  soundNote();
 }
+
+// Say why the preview is silent when the new sound was chosen but nothing is decoded to play.
+function soundNote() {
+  const silent = $("#preview-sound").value === "new" && !newSound().length;
+  $("#sound-note").textContent = silent ? "nothing to hear yet: give the new audio (or a stem) a file or a readable URL" : "";
+}
+original.addEventListener("play", soundNote);
 $("#preview-sound").addEventListener("change", (event) => setPreviewSound(event.target.value));
 onLaneSeek((ms) => preview.transport.seekMs(ms));
 $("#step-back").addEventListener("click", () => preview.transport.step(-1));
@@ -90,7 +99,7 @@ async function showFaces(result, characterIds, request) {
   state.request = request;
   state.durationMs = result.video_duration_ms;
   state.stepMs = 1000 / result.sample_fps;
-  if (!state.fpsKnown && result.fps > 0) {
+  if (result.fps > 0) { // the server's probe of the very video; an upload's probe said the same
     state.fps = result.fps;
     state.fpsKnown = true;
   }
