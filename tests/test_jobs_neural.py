@@ -65,9 +65,13 @@ def test_full_chain_runs_end_to_end(tmp_path, clip, data_dir, settings):
 
 def test_fidelity_weight_changes_the_restored_output(tmp_path, clip, data_dir, settings):
     low, high = tmp_path / "w0.mp4", tmp_path / "w1.mp4"
-    run(clip, data_dir, settings, low, 0.0)
+    result = run(clip, data_dir, settings, low, 0.0)
     run(clip, data_dir, settings, high, 1.0)
     a, b = read_frames(low), read_frames(high)
-    assert np.abs(a[12].astype(int) - b[12].astype(int)).max() > 0
+    x, y, w, h = result["faces"]["results"][0]["segments"][-1]["avg_bbox"]
+    face = np.abs(a[12].astype(int) - b[12].astype(int))[y:y + h, x:x + w]
+    # the weight re-renders the whole face, not a few pixels: measured mean 22 levels, 69% of
+    # the face's pixels moved by more than 8 (the encoder's noise outside the face: under 1)
+    assert face.mean() > 10 and (face > 8).mean() > 0.5
     # outside the range neither is touched (equal up to the encoder's inter-frame prediction)
     assert np.abs(a[2].astype(int) - b[2].astype(int)).mean() < 0.5
