@@ -52,7 +52,13 @@ from service.addresses import clipped
 from service.admission import BodyTooLarge, Busy, Limits, ShuttingDown
 from service.delivery import UploadPolicy, check_upload_url
 from service.fetch import FetchPolicy
-from service.guard import BrowserPolicy, CrossSiteGuard, SecurityHeaders, TrustedHosts, require_json
+from service.guard import (
+    BrowserPolicy,
+    CrossSiteGuard,
+    SecurityHeaders,
+    TrustedHosts,
+    require_json,
+)
 from service.job_service import SHUTDOWN_REASON, JobConfig, JobService
 from service.jobstore import FAILED, SUCCEEDED, JobRecord, configure_logging, log_event
 from service.prom import ServiceMetrics

@@ -124,7 +124,7 @@ def mix_stems(stems: Sequence[Voice | tuple[str, Voice]], out: str | os.PathLike
     if not labelled:
         raise InputError("no audio: give audio_url, or an audio_url for every entry of faces[]")
     rate = max(native_rate(v.audio_url) for _, v in labelled)
-    length = None if trim_ms is None else int(round(trim_ms / 1000 * rate))
+    length = None if trim_ms is None else round(trim_ms / 1000 * rate)
     placed = [load_stem(v.audio_url, rate, v.offset_ms, label, length) for label, v in labelled]
     mix_ms = max(len(p) for p in placed) / rate * 1000
     if max_ms is not None and mix_ms > max_ms + 1:

@@ -37,7 +37,14 @@ from celery import signals
 
 from jobs.config import Settings
 from jobs.registry import shared_registry
-from service.job_service import JobConfig, Outcome, build_work, phase_percent, release_uploads, run_work
+from service.job_service import (
+    JobConfig,
+    Outcome,
+    build_work,
+    phase_percent,
+    release_uploads,
+    run_work,
+)
 from service.jobstore import (
     FAILED,
     JobRecord,

@@ -122,7 +122,7 @@ class Hold(BaseHTTPRequestHandler):
 
     gate = threading.Event()
 
-    def do_GET(self):  # noqa: N802 - http.server's name
+    def do_GET(self):
         self.gate.wait(60)
         self.send_response(404)
         self.send_header("Content-Length", "0")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from scipy.io import wavfile
 
-from jobs.config import Settings
 from jobs.auto import auto_faces_with_stems, faces_from_detection
+from jobs.config import Settings
 from jobs.detect import detect_faces
 from jobs.lipsync import lipsync
 from jobs.passthrough import passthrough
