@@ -112,24 +112,25 @@ class FileStore:
         shutil.move(str(source), path)
         return KeptFile(file_id, path, path.stat().st_mtime + self.ttl_s)
 
-    def get(self, file_id: str) -> KeptFile | None:
-        """The live file with this id, or None (unknown, malformed, or expired and not leased)."""
+    def get(self, file_id: str, held: bool = True) -> KeptFile | None:
+        """The live file with this id, or None (unknown, malformed, or expired and, with `held`,
+        not leased by a job)."""
         if not _ID.fullmatch(file_id) or not self.folder.is_dir():
             return None
         for path in self.folder.glob(f"{file_id}*"):
             if not path.is_file() or path.name.split(".", 1)[0] != file_id:
                 continue
             expires_at = path.stat().st_mtime + self.ttl_s
-            if time.time() < expires_at or self.leased(file_id):
+            if time.time() < expires_at or (held and self.leased(file_id)):
                 return KeptFile(file_id, path, expires_at)
         return None
 
     def lease(self, file_id: str, holder: str) -> KeptFile | None:
         """Hold a live file for `holder` (a job id) until `release(holder)`; None when the id is
-        unknown or expired (nothing is held then)."""
+        unknown or expired, even while older jobs still hold it (nothing is held then)."""
         if not _HOLDER.fullmatch(holder):
             raise ValueError(f"lease holder {holder!r} must be 1-64 letters, digits, _ or -")
-        kept = self.get(file_id)
+        kept = self.get(file_id, held=False)
         if kept is None:
             return None
         leases = self.folder / LEASES

@@ -76,6 +76,18 @@ def test_one_upload_as_video_and_audio_and_stem_syncs(tmp_path, clip):
     assert response.json()["faces"]["results"][0]["summary"]["synced_ms"] > 0
 
 
+def test_a_lease_holds_an_expired_upload_for_its_job_only(tmp_path):
+    store = FileStore(tmp_path / "uploads", ttl_s=60)
+    file_id, path = store.new_path(".mp4", tag="video")
+    path.write_bytes(b"clip")
+    assert store.lease(file_id, "job-a") is not None
+    then = time.time() - 120
+    os.utime(path, (then, then))  # expired while job-a waits
+    assert store.get(file_id) is not None and store.sweep() == 0  # job-a still reads it
+    assert store.lease(file_id, "job-b") is None  # a new job may not revive an expired upload
+    assert store.release("job-a") == 1 and store.get(file_id) is None and store.sweep() == 1
+
+
 def test_concurrent_uploads_never_hold_more_than_the_total(tmp_path, data_dir):
     """8 uploads at once, each 462 KB sent in chunks with no Content-Length, against a 1.3 MB total:
     before, all 8 were stored (4.78 MB in the red team's run); now at most 2 fit."""

@@ -94,9 +94,10 @@ def test_a_leased_file_outlives_its_ttl_until_released(tmp_path):
     path.write_bytes(b"x")
     assert store.lease(ID, "job_1-a") == store.get(ID)
     assert (tmp_path / LEASES / f"{ID}.job_1-a").is_file()
+    assert store.lease(ID, "job2") is not None
     age(path, 61)
     assert store.leased(ID) and store.get(ID) is not None and store.sweep() == 0 and path.exists()
-    store.lease(ID, "job2")
+    assert store.lease(ID, "job3") is None  # a new job does not revive an expired upload
     assert store.release("job_1-a") == 1 and store.get(ID) is not None  # job2 still holds it
     assert store.release("job2") == 1 and store.release("job2") == 0
     assert not store.leased(ID) and store.get(ID) is None and store.sweep() == 1 and not path.exists()
