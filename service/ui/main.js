@@ -126,12 +126,11 @@ $("#detect").addEventListener("click", () => detect(videoUrlOf, showFaces).then(
 $("#render-button").addEventListener("click", () => render(videoUrlOf, audioUrlOf, showResult).then(refreshHealth));
 $("#cancel").addEventListener("click", cancel);
 
-// A message about the last Render goes stale once anything it was about changes. It sits below
-// the button, so clearing it never moves the button between a press and its release.
+// A message about the last Render goes stale once anything it was about is edited. It is cleared
+// as a field is typed in or ticked ("input"), never by the commit that a press on Render causes
+// ("change" on blur), and its line stays reserved: nothing moves between a press and its release.
 for (const section of [$("#faces"), $("#render")]) {
-  for (const name of ["input", "change"]) {
-    section.addEventListener(name, () => { $("#render-error").textContent = ""; });
-  }
+  section.addEventListener("input", () => { $("#render-error").textContent = ""; });
 }
 
 for (const box of document.querySelectorAll("input.loop")) box.addEventListener("change", () => setLoop(box.checked));
