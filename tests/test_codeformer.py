@@ -168,7 +168,8 @@ def test_restore_changes_only_the_face_with_a_soft_edge(tiny_dir: Path, faces) -
         cx, cy = np.round(k[2]).astype(int)
         centre = np.s_[cy - 3:cy + 3, cx - 3:cx + 3]
         assert np.abs(out[centre].astype(float) - back[centre]).max() <= 1.5
-        assert np.abs(out[centre].astype(int) - image[centre].astype(int)).max() > 0
+        # ...and that output is not the original face: the centre moved by a mean of 36 and 28 levels
+        assert np.abs(out[centre].astype(int) - image[centre].astype(int)).mean() > 10
         # a soft edge: between the face centre and the box border the blend is partial
         row, ref_row, net_row = (a[cy, max(0, x0):cx].astype(float) for a in (out, image, back))
         denom = (net_row - ref_row).sum(axis=1)
