@@ -124,13 +124,17 @@ MODELS: tuple[ModelSpec, ...] = (
     ),
     ModelSpec(
         name="codeformer",
-        description="CodeFormer face restoration",
+        description="CodeFormer face restoration and the ParseNet face parsing its paste-back uses",
         license="S-Lab License 1.0: non-commercial use only",
         non_commercial=True,
         files=(
             ModelFile(
                 "codeformer/codeformer.pth",
                 "https://github.com/sczhou/CodeFormer/releases/download/v0.1.0/codeformer.pth",
+            ),
+            ModelFile(
+                "codeformer/parsing_parsenet.pth",
+                "https://github.com/sczhou/CodeFormer/releases/download/v0.1.0/parsing_parsenet.pth",
             ),
         ),
     ),

@@ -159,8 +159,10 @@ def test_restore_changes_only_the_face_with_a_soft_edge(tiny_dir: Path, faces) -
         corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64) @ inverse[:, :2].T + inverse[:, 2]
         x0, y0 = np.floor(corners.min(0)).astype(int)
         x1, y1 = np.ceil(corners.max(0)).astype(int)
-        outside = np.ones(image.shape[:2], bool)  # beyond the face's box (2 px for interpolation)
-        outside[max(0, y0 - 2):y1 + 2, max(0, x0 - 2):x1 + 2] = False
+        # beyond the face's box: the warped mask fades over one face pixel (in frame pixels) and 1 px more
+        m = int(np.ceil(np.sqrt(abs(np.linalg.det(inverse[:, :2]))))) + 1
+        outside = np.ones(image.shape[:2], bool)
+        outside[max(0, y0 - m):y1 + m, max(0, x0 - m):x1 + m] = False
         assert np.array_equal(out[outside], image[outside])
         # where the mask is 1 the frame holds the network's output warped back
         face_u8 = ((face[0].clamp(-1, 1) + 1) * 127.5).permute(1, 2, 0).numpy()

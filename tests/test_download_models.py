@@ -269,7 +269,7 @@ def test_manifest_paths_are_what_the_other_loaders_read():
     liveportrait = pytest.importorskip("models.liveportrait.loader")
     codeformer = pytest.importorskip("models.codeformer")
     assert {f.path for f in get_model("liveportrait").files} == set(liveportrait.LIVEPORTRAIT_FILES)
-    assert [f.path for f in get_model("codeformer").files] == [codeformer.CODEFORMER_FILE]
+    assert [f.path for f in get_model("codeformer").files] == [codeformer.CODEFORMER_FILE, codeformer.PARSENET_FILE]
 
 
 def test_manifest_layout_is_what_the_musetalk_loader_reads(tmp_path):

@@ -1,43 +1,17 @@
-"""CodeFormer (sczhou) face restoration, re-implemented with the official key names.
+"""CodeFormer (sczhou) architecture, re-implemented with the official key names.
 
 `codeformer.pth` holds {"params_ema": state_dict} for
 CodeFormer(dim_embd=512, codebook_size=1024, n_head=8, n_layers=9,
 connect_list=['32', '64', '128', '256']): 515 keys, 94.1M parameters. basicsr is not a
 dependency (PyPI basicsr 1.4.2 has no CodeFormer/VQGAN and breaks on torchvision >= 0.17).
-
-Pipeline (as the official inference_codeformer.py): align each face by its 5 keypoints
-to the FFHQ 512 template (similarity, LMEDS), normalise to [-1, 1], run the network with
-fidelity weight w (0 = best quality, 1 = most faithful), paste back with the inverse
-affine and an eroded, blurred square mask.
 """
 from __future__ import annotations
 
-import logging
-import math
 from collections.abc import Sequence
-from pathlib import Path
 
-import cv2
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from models.checkpoint import load_strict, read_checkpoint, sub_dict
-from models.liveportrait.crop import warp_affine_torch
-
-log = logging.getLogger(__name__)
-
-CODEFORMER_FILE = "codeformer/codeformer.pth"
-CHECKPOINT_KEY = "params_ema"
-
-# facexlib's 5 landmarks of an FFHQ-aligned 512x512 face: left eye, right eye, nose,
-# left and right mouth corners (image left/right, the InsightFace order).
-FFHQ_TEMPLATE_512 = np.array(
-    [[192.98138, 239.94708], [318.90277, 240.1936], [256.63416, 314.01935],
-     [201.26117, 371.41043], [313.08905, 371.15118]],
-    dtype=np.float32,
-)
 
 
 def _group_norm(channels: int) -> nn.GroupNorm:
@@ -304,171 +278,3 @@ class CodeFormer(nn.Module):
             if i in gen_taps and w > 0:
                 x = self.fuse_convs_dict[gen_taps[i]](enc_feats[gen_taps[i]], x, w)
         return x
-
-
-def codeformer_path(models_dir: str | Path) -> Path:
-    """Where the loader reads the weights (for /health and the manifest)."""
-    return Path(models_dir) / CODEFORMER_FILE
-
-
-def codeformer_available(models_dir: str | Path) -> bool:
-    return codeformer_path(models_dir).is_file()
-
-
-def load_codeformer(models_dir: str | Path, device: torch.device | str | None = None, **arch: object) -> CodeFormer:
-    """Build CodeFormer(**arch) (official defaults) and load `params_ema` strictly."""
-    path = codeformer_path(models_dir)
-    net = CodeFormer(**arch)  # type: ignore[arg-type]
-    load_strict(net, sub_dict(read_checkpoint(path), CHECKPOINT_KEY, path), path, CHECKPOINT_KEY)
-    if device is not None:
-        net.to(device)
-    log.info("CodeFormer loaded from %s", path)
-    return net
-
-
-def save_codeformer(net: CodeFormer, models_dir: str | Path) -> Path:
-    """Write `net` as the official file: {"params_ema": state_dict}."""
-    path = codeformer_path(models_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({CHECKPOINT_KEY: net.state_dict()}, path)
-    return path
-
-
-def align_matrix(kps: np.ndarray, size: int) -> np.ndarray:
-    """2x3 similarity from frame pixels to the FFHQ template scaled to `size` (cv2 LMEDS, as facexlib)."""
-    template = FFHQ_TEMPLATE_512 * (size / 512.0)
-    affine, _ = cv2.estimateAffinePartial2D(np.asarray(kps, np.float32).reshape(5, 2), template, method=cv2.LMEDS)
-    if affine is None:
-        raise ValueError("could not align face: degenerate keypoints")
-    return affine
-
-
-FILL_RGB = (135.0, 133.0, 132.0)  # facexlib's fill outside the frame when aligning
-
-
-def _erode(mask: torch.Tensor, radius: int) -> torch.Tensor:
-    """Binary-style erosion of a (1, 1, H, W) mask by a (2r+1) square (min filter)."""
-    if radius <= 0:
-        return mask
-    return -F.max_pool2d(-mask, kernel_size=2 * radius + 1, stride=1, padding=radius)
-
-
-def _gaussian_blur(mask: torch.Tensor, radius: int) -> torch.Tensor:
-    """Separable Gaussian with cv2's default sigma for a (2r+1) kernel, zero padding."""
-    if radius <= 0:
-        return mask
-    k = 2 * radius + 1
-    sigma = 0.3 * ((k - 1) * 0.5 - 1) + 0.8
-    x = torch.arange(k, dtype=mask.dtype, device=mask.device) - radius
-    g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
-    out = F.conv2d(mask, g.view(1, 1, 1, k), padding=(0, radius))
-    return F.conv2d(out, g.view(1, 1, k, 1), padding=(radius, 0))
-
-
-def paste_face(frame: torch.Tensor, face: torch.Tensor, affine: np.ndarray) -> None:
-    """Blend a restored template-space face into `frame` in place (both float, 0..255).
-
-    frame is (1, 3, H, W), face (1, 3, S, S). The mask is the official soft square: the
-    inverse-warped square eroded 1 px (drops the interpolated border), eroded by `edge`
-    and blurred over `edge`, edge = sqrt(face area in the frame) // 20, with symmetric
-    kernels. The area comes from the affine's scale, so nothing is read back to the host.
-    Work is limited to the face's bounding box.
-    """
-    _, _, h, w = frame.shape
-    size = face.shape[-1]
-    inverse = cv2.invertAffineTransform(np.asarray(affine, np.float64))
-    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64) @ inverse[:, :2].T + inverse[:, 2]
-    x0, y0 = (max(0, int(v)) for v in np.floor(corners.min(0)) - 1)
-    x1, y1 = (int(v) for v in np.minimum(np.ceil(corners.max(0)) + 1, (w, h)))
-    if x1 <= x0 or y1 <= y0:
-        return
-    local = inverse.copy()
-    local[:, 2] -= (x0, y0)
-    box = (x1 - x0, y1 - y0)
-    restored = warp_affine_torch(face, local[None], box, padding_mode="border")
-    ones = torch.ones(1, 1, size, size, dtype=frame.dtype, device=frame.device)
-    mask = _erode(warp_affine_torch(ones, local[None], box, padding_mode="zeros"), 1)
-    area = size * size * abs(np.linalg.det(inverse[:, :2]))
-    edge = int(math.sqrt(area)) // 20
-    mask = _gaussian_blur(_erode(mask, edge), edge).clamp(0, 1)
-    region = frame[:, :, y0:y1, x0:x1]
-    frame[:, :, y0:y1, x0:x1] = mask * restored + (1 - mask) * region
-
-
-class FaceRestorer:
-    """Batched CodeFormer restoration of whole frames given each face's 5 keypoints.
-
-    Frames are HxWx3 uint8 RGB numpy arrays (CPU path) or torch tensors on the device
-    (GPU path: alignment, network and paste-back all stay on the device).
-    """
-
-    def __init__(self, net: CodeFormer, device: torch.device | str | None = None, fidelity_weight: float = 0.5,
-                 batch_size: int = 8, adain: bool = True) -> None:
-        self.device = torch.device(device) if device is not None else torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu")
-        self.net = net.to(self.device).eval()
-        self.face_size = net.img_size
-        self.fidelity_weight = fidelity_weight
-        self.batch_size = max(1, batch_size)
-        self.adain = adain
-
-    @classmethod
-    def load(cls, models_dir: str | Path, device: torch.device | str | None = None, fidelity_weight: float = 0.5,
-             batch_size: int = 8, **arch: object) -> "FaceRestorer":
-        return cls(load_codeformer(models_dir, **arch), device, fidelity_weight, batch_size)
-
-    @torch.inference_mode()
-    def restore_tensor(self, crops: torch.Tensor, fidelity_weight: float | None = None) -> torch.Tensor:
-        """Template-aligned faces (N, 3, S, S) float 0..255 -> restored, same layout, in batches."""
-        w = self.fidelity_weight if fidelity_weight is None else float(fidelity_weight)
-        if not 0.0 <= w <= 1.0:
-            raise ValueError(f"fidelity_weight must be in [0, 1], got {w}")
-        outs = []
-        for start in range(0, crops.shape[0], self.batch_size):
-            x = crops[start:start + self.batch_size].to(self.device) / 127.5 - 1.0
-            y = self.net(x, w=w, adain=self.adain).clamp(-1, 1)
-            outs.append((y + 1) * 127.5)
-        if not outs:
-            return crops.new_zeros((0, 3, self.face_size, self.face_size))
-        return torch.cat(outs)
-
-    def restore_faces(self, crops: Sequence[np.ndarray], fidelity_weight: float | None = None) -> list[np.ndarray]:
-        """Template-aligned SxSx3 uint8 RGB crops -> restored uint8 crops."""
-        x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float()
-        y = self.restore_tensor(x, fidelity_weight)
-        return list((y + 0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
-
-    @torch.inference_mode()
-    def restore_frames(self, images: Sequence[np.ndarray | torch.Tensor], kps_per_image: Sequence[Sequence[np.ndarray]],
-                       fidelity_weight: float | None = None) -> list[np.ndarray | torch.Tensor]:
-        """Restore every listed face of every image (faces batched across images).
-
-        Returns new frames of the input's type (numpy in, numpy out; tensor in, tensor out).
-        """
-        size = self.face_size
-        frames = [torch.as_tensor(im).to(self.device).permute(2, 0, 1)[None].float() for im in images]
-        fill = torch.tensor(FILL_RGB, device=self.device).view(1, 3, 1, 1)
-        jobs: list[tuple[int, np.ndarray]] = []
-        crops = []
-        for i, kps_list in enumerate(kps_per_image):
-            for kps in kps_list:
-                affine = align_matrix(kps, size)
-                both = torch.cat([frames[i], torch.ones_like(frames[i][:, :1])], dim=1)
-                warped = warp_affine_torch(both, affine[None], (size, size), padding_mode="zeros")
-                valid = warped[:, 3:]
-                crops.append(warped[:, :3] + (1 - valid) * fill)
-                jobs.append((i, affine))
-        if crops:
-            restored = self.restore_tensor(torch.cat(crops).round().clamp(0, 255), fidelity_weight)
-            for (i, affine), face in zip(jobs, restored):
-                paste_face(frames[i], face[None], affine)
-        outputs: list[np.ndarray | torch.Tensor] = []
-        for image, frame in zip(images, frames):
-            out = (frame[0] + 0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
-            outputs.append(out.cpu().numpy() if isinstance(image, np.ndarray) else out)
-        return outputs
-
-    def restore(self, image: np.ndarray | torch.Tensor, kps_list: Sequence[np.ndarray],
-                fidelity_weight: float | None = None) -> np.ndarray | torch.Tensor:
-        return self.restore_frames([image], [kps_list], fidelity_weight)[0]
