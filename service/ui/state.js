@@ -2,8 +2,8 @@
 
 export const state = {
   inputs: {
-    video: { pending: null, preview: null, fps: null }, // fps from the upload's probe when a file was chosen
-    audio: { pending: null, source: null }, // source: the File or URL the waveform is decoded from
+    video: { pending: null, preview: null }, // pending: its upload; preview: what the <video>s play
+    audio: { pending: null, buffer: null, wave: null, waveNote: "" }, // decoded in the browser: heard and drawn
   },
   detection: null, // the detect-faces result
   request: null, // the detect-faces request it answers (sample_fps, similarity_threshold)
@@ -12,15 +12,15 @@ export const state = {
   durationMs: 0,
   stepMs: 333, // ms between detect-faces samples
   fps: 25, // the video's frame rate: frame stepping, timecodes, I/O points
-  fpsKnown: false,
+  fpsKnown: false, // false: 25 assumed until an upload's probe or detect-faces says
   selected: null, // {person, index}: the range that I/O, loop and zoom act on
   job: null, // {id, source} of the running job
   faceOwners: [], // faces[i] of the last lipsync request -> {person, row}
   health: null, // the last GET /health
   loop: false, // play the selected range over and over
+  zoomOn: null, // the person whose mouth the compare player zooms on
 };
 
-export const durationS = () => state.durationMs / 1000;
 export const pct = (ms) => `${(100 * ms) / (state.durationMs || 1)}%`;
 
 export function selectedRange() {

@@ -49,7 +49,6 @@ function playhead(track) {
 
 // The new audio's lane: its waveform, or why there is none.
 function audioLane() {
-  const audio = state.inputs.audio;
   const note = make("span", { className: "muted wave-note" });
   const label = make("div", { className: "lane-label audio-label", dataset: { lane: "audio" } },
     make("span", { className: "person" }, "New audio"), note);
