@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -46,7 +46,21 @@ from models.mouth_bank import (
     mouth_opening,
     mouth_width,
 )
+from models.mouth_cleanup import close_original_gap
 from models.mouth_front_end import mouth_track
+from models.mouth_geometry import (
+    CONTROL,
+    WarpConfig,
+    alpha_polygon,
+    articulate_local,
+    inset_inner_lips,
+    jaw_skirt,
+    lip_curves,
+    lip_exponent,
+    neutral_local,
+    profile,
+    ring_points,
+)
 from models.mouth_params import MouthParamConfig, MouthShape, MouthTrack
 from models.mouth_select import SamplePlan, frame_weights, plan_samples, switch_costs
 from models.mouth_transfer import (
@@ -58,21 +72,6 @@ from models.mouth_transfer import (
 
 log = logging.getLogger(__name__)
 
-UPPER_OUTER = (49, 50, 51, 52, 53)
-LOWER_OUTER = (55, 56, 57, 58, 59)
-UPPER_INNER = (61, 62, 63)
-LOWER_INNER = (67, 66, 65)  # paired with UPPER_INNER column by column
-CORNERS = (48, 54, 60, 64)
-JAW = tuple(range(1, 16))
-NOSE = (31, 32, 33, 34, 35)
-CONTROL = JAW + NOSE + tuple(range(48, 68))
-SKIRT = tuple(range(3, 14))
-"""Jaw points that carry a skirt point below them (`_jaw_skirt`)."""
-SKIRT_DEPTH = 0.1
-"""How far (s units) below the jaw line the skirt points lie."""
-JAW_MOTION_SPAN = 4.5
-"""Jaw points (from the chin, point 8) over which the chin's move fades to nothing."""
-N_RING = 20
 STATE_GAP_FRAMES = 30
 MIN_ARTICULATION = 0.28
 """Widest opening (s units) given to a person who opens little, where their bank allows."""
@@ -91,21 +90,6 @@ of a server, whose track keys are unique per job, so the table must not grow for
 
 
 @dataclass
-class WarpConfig:
-    """Shape of the synthetic articulation, in units of the inter-ocular distance s."""
-
-    max_gap: float = 0.42  # inner-lip gap at openness 1
-    lower_share: float = 0.85  # of the gap taken by the lower lip and chin (jaw drop)
-    jaw_close_share: float = 0.5  # of the original gap by which the chin rises when closing
-    corner_drop: float = 0.3  # corners move down by this share of the gap
-    widen: float = 0.12  # relative mouth-width change at width 1
-    narrow: float = 0.22  # relative mouth-width change at rounding 1
-    mask_margin: float = 0.16  # alpha region beyond the jaw line
-    feather: float = 0.045  # Gaussian sigma of the alpha edge
-    ring_margin: float = 0.22  # fixed warp points beyond the alpha region
-
-
-@dataclass
 class _TrackState:
     last_frame: int
     neutral_width: float  # mouth-corner distance / s
@@ -117,249 +101,6 @@ class _TrackState:
     bank_id: int | None = None  # id() of the bank the plan was made with
     pose: np.ndarray | None = None  # (pitch, yaw, roll) degrees, smoothed: one frame's is noisy
     plan_width: float = 0.0  # the closed mouth's width (s units) the plan was made for
-
-
-def _profile(u: np.ndarray, half_width: float, exponent: float) -> np.ndarray:
-    """How much of the centre's vertical motion a lip point at u takes (1 centre, 0 corner)."""
-    r = np.clip(1.0 - (u / max(half_width, 1e-6)) ** 2, 0.0, 1.0)
-    return r ** exponent
-
-
-def lip_exponent(shape: MouthShape) -> float:
-    """Profile exponent: lower is boxier/rounder (rounded lips open more evenly)."""
-    return 0.45 - 0.25 * float(shape.rounding)
-
-
-def _jaw_weight(i: int) -> float:
-    """How far the alpha mask reaches below jaw point i (1 at the chin, 0 at the ears)."""
-    return float(max(0.0, np.cos(np.pi / 2 * abs(i - 8) / 6.0)))
-
-
-def _jaw_motion(i: int) -> float:
-    """How much of the chin's vertical move jaw point i takes: narrower than the mask, so
-    the moved jaw edge meets the unmoved one inside the mask, not at its border (where a
-    step would show as a jagged chin)."""
-    return float(max(0.0, np.cos(np.pi / 2 * min(1.0, abs(i - 8) / JAW_MOTION_SPAN))))
-
-
-def neutral_local(uv: np.ndarray, cfg: WarpConfig) -> np.ndarray:
-    """Close the mouth in local coordinates (68x2, s-normalised): remove the inner-lip gap.
-
-    The gap is measured at the three inner columns and interpolated along u; lower-lip
-    points rise by lower_share of it (the jaw closes), upper-lip points drop by the rest.
-    """
-    out = uv.copy()
-    cols_u = np.array([uv[60, 0]] + [(uv[a, 0] + uv[b, 0]) / 2 for a, b in zip(UPPER_INNER, LOWER_INNER)] + [uv[64, 0]])
-    gaps = np.array([0.0] + [max(0.0, uv[b, 1] - uv[a, 1]) for a, b in zip(UPPER_INNER, LOWER_INNER)] + [0.0])
-    order = np.argsort(cols_u)
-    gap_at = lambda u: np.interp(u, cols_u[order], gaps[order])  # noqa: E731
-    for i in UPPER_OUTER + UPPER_INNER:
-        out[i, 1] += (1 - cfg.lower_share) * gap_at(uv[i, 0])
-    for i in LOWER_OUTER + LOWER_INNER:
-        out[i, 1] -= cfg.lower_share * gap_at(uv[i, 0])
-    centre_gap = gaps[2]
-    # The chin rises by less than the lower lip: a wide-open mouth closes partly by the
-    # lips, and a full jaw lift would pull the neck and collar up under the chin.
-    for i in JAW:
-        out[i, 1] -= cfg.jaw_close_share * centre_gap * _jaw_motion(i)
-    for a, b in zip(UPPER_INNER, LOWER_INNER):
-        # Each inner pair meets at one point, so the closed inner polygon has no area.
-        meet = out[a] + (out[b] - out[a]) * (1 - cfg.lower_share) if uv[b, 1] >= uv[a, 1] else (out[a] + out[b]) / 2
-        out[a] = out[b] = meet
-    return out
-
-
-def articulate_local(neutral: np.ndarray, shape: MouthShape, neutral_width: float, cfg: WarpConfig) -> np.ndarray:
-    """Open/widen/round a closed mouth (local s-normalised coordinates) to `shape`."""
-    out = neutral.copy()
-    lips = list(range(48, 68))
-    width_now = max(neutral[54, 0] - neutral[48, 0], 1e-3)
-    # The person's own expression stays: a smile (wider than their average mouth) keeps its
-    # width; only a mouth narrower than average (the original's own "o") is widened back.
-    factor = (max(neutral_width, width_now) / width_now) * (1 + cfg.widen * shape.width - cfg.narrow * shape.rounding)
-    factor *= 1 - 0.06 * shape.openness
-    out[lips, 0] = neutral[lips, 0] * factor
-
-    gap = cfg.max_gap * float(np.clip(shape.openness, 0, 1))
-    expo = lip_exponent(shape)
-    hw_in, c_in = (out[64, 0] - out[60, 0]) / 2, (out[64, 0] + out[60, 0]) / 2
-    hw_out, c_out = (out[54, 0] - out[48, 0]) / 2, (out[54, 0] + out[48, 0]) / 2
-    corner = cfg.corner_drop * gap
-    up = -(1 - cfg.lower_share) * gap
-    down = cfg.lower_share * gap
-    for idx, hw, c, move in (
-        (UPPER_OUTER, hw_out, c_out, up),
-        (UPPER_INNER, hw_in, c_in, up),
-        (LOWER_OUTER, hw_out, c_out, down),
-        (LOWER_INNER, hw_in, c_in, down),
-    ):
-        p = _profile(out[list(idx), 0] - c, hw, expo)
-        out[list(idx), 1] += corner * (1 - p) + move * p
-    out[list(CORNERS), 1] += corner
-    # Rounded lips pout: a little thicker.
-    out[list(UPPER_OUTER), 1] -= 0.04 * shape.rounding
-    out[list(LOWER_OUTER), 1] += 0.04 * shape.rounding
-    for i in JAW:
-        out[i, 1] += down * _jaw_motion(i)
-    return out
-
-
-def _alpha_polygon(src_uv: np.ndarray, dst_uv: np.ndarray, cfg: WarpConfig) -> np.ndarray:
-    """Local polygon of the lower face: under the nose, down to below the lower jaw line."""
-    jaw = np.maximum(src_uv[list(range(2, 15))], dst_uv[list(range(2, 15))])
-    jaw[:, 0] = np.where(jaw[:, 0] < 0, np.minimum(src_uv[2:15, 0], dst_uv[2:15, 0]), jaw[:, 0])
-    centre = np.array([0.0, -0.25])
-    d = jaw - centre
-    d /= np.linalg.norm(d, axis=1, keepdims=True) + 1e-9
-    # Around the chin the mask reaches below the jaw line (the chin drops with the jaw); on
-    # the sides it stays inside it, so the cheeks' outline against the background is kept.
-    w = np.array([_jaw_weight(i) for i in range(2, 15)])[:, None]
-    # Where the chin moves, the mask reaches further by the move: the landmarks' jaw line
-    # often lies above the real chin edge, and a feathered edge across the original edge
-    # would mix the old chin's skin with the collar (a grey second jaw line).
-    moved = np.clip(src_uv[2:15, 1] - dst_uv[2:15, 1], 0.0, None)[:, None]  # how far the chin rose
-    jaw_out = jaw + ((cfg.mask_margin + moved) * w - 2.5 * cfg.feather * (1 - w)) * d
-    nose_v = src_uv[33, 1] + 2.2 * cfg.feather  # the feathered edge ends at the nose base
-    jaw_out[:, 1] = np.maximum(jaw_out[:, 1], nose_v)
-    left_u, right_u = jaw_out[0, 0], jaw_out[-1, 0]
-    top = np.array([[right_u, nose_v], [src_uv[35, 0] + 0.05, nose_v], [src_uv[31, 0] - 0.05, nose_v], [left_u, nose_v]])
-    return np.concatenate([jaw_out, top], axis=0)
-
-
-def _jaw_skirt(src_uv: np.ndarray, dst_uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mesh points SKIRT_DEPTH below the jaw line that move with the jaw: (source, target).
-
-    The chin's edge against the neck or collar is a soft band of shadow a few pixels deep.
-    Without these points the band is stretched between the moving jaw and the fixed ring,
-    which shows as a grey second jaw line under a raised chin and a jagged edge where the
-    stretch changes from triangle to triangle; with them the band moves rigidly with the
-    jaw and only the collar or background further down is stretched."""
-    centre = np.array([0.0, -0.25])
-    jaw = src_uv[list(SKIRT)]
-    d = jaw - centre
-    d /= np.linalg.norm(d, axis=1, keepdims=True) + 1e-9
-    src = jaw + SKIRT_DEPTH * d
-    return src, src + (dst_uv[list(SKIRT)] - jaw)
-
-
-def _ring(poly_uv: np.ndarray, margin: float) -> np.ndarray:
-    """N_RING fixed points on an ellipse enclosing the alpha polygon by `margin`."""
-    lo, hi = poly_uv.min(axis=0) - margin, poly_uv.max(axis=0) + margin
-    c, r = (lo + hi) / 2, (hi - lo) / 2 * 1.1
-    t = np.linspace(0, 2 * np.pi, N_RING, endpoint=False)
-    return np.stack([c[0] + r[0] * np.cos(t), c[1] + r[1] * np.sin(t)], axis=1)
-
-
-def _inset_inner_lips(uv: np.ndarray, inset: float) -> np.ndarray:
-    """Move open inner-lip points into the lips by `inset` (local units, at most 30% of the
-    gap), so that lip pixels are not sampled from the speaker's own teeth or cavity, which
-    the landmark detector often includes in the lips."""
-    out = uv.copy()
-    for a, b in zip(UPPER_INNER, LOWER_INNER):
-        d = min(inset, 0.3 * max(0.0, uv[b, 1] - uv[a, 1]))
-        out[a, 1] -= d
-        out[b, 1] += d
-    return out
-
-
-def _lip_curves(uv: np.ndarray, exponent: float) -> tuple[float, float, np.ndarray, np.ndarray]:
-    """Smooth inner-lip curves: chord between the inner corners plus a fitted bump.
-
-    Returns (u centre, half width, upper coefficients, lower coefficients); the curve is
-    v(u) = c0 + c1*(u-uc) + c2*profile(u-uc), fitted to the corners and three columns.
-    """
-    uc = (uv[60, 0] + uv[64, 0]) / 2
-    hw = max((uv[64, 0] - uv[60, 0]) / 2, 1e-3)
-    coefs = []
-    for mid in (UPPER_INNER, LOWER_INNER):
-        idx = [60, *mid, 64]
-        x = uv[idx, 0] - uc
-        basis = np.stack([np.ones_like(x), x, _profile(x, hw, exponent)], axis=1)
-        coefs.append(np.linalg.lstsq(basis, uv[idx, 1], rcond=None)[0])
-    return uc, hw, coefs[0], coefs[1]
-
-
-def _gap_search_region(pts: np.ndarray, scale: float) -> np.ndarray:
-    """Polygon (pixels) in which the speaker's own mouth gap, teeth and dark corners are
-    looked for: the outer lips grown by 0.07 s, so that a gap the landmarks miss by a few
-    pixels (tracked or smoothed landmarks lag a fast-moving mouth) is still found."""
-    outer = pts[48:60].astype(np.float64)
-    centre = outer.mean(axis=0)
-    d = outer - centre
-    d /= np.linalg.norm(d, axis=1, keepdims=True) + 1e-9
-    return outer + 0.07 * scale * d
-
-
-def _fill_vertical(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Replace masked pixels by interpolating, per column, the nearest unmasked pixels above
-    and below: closed lips are upper-lip texture meeting lower-lip texture."""
-    h, w = mask.shape
-    rows = np.arange(h)[:, None].repeat(w, axis=1)
-    above = np.maximum.accumulate(np.where(mask, -1, rows), axis=0)
-    below = np.minimum.accumulate(np.where(mask, h, rows)[::-1], axis=0)[::-1]
-    has_a, has_b = above >= 0, below < h
-    above = np.where(has_a, above, np.where(has_b, below, 0))
-    below = np.where(has_b, below, above)
-    ys, xs = np.nonzero(mask)  # only the masked pixels are interpolated
-    above, below = above[ys, xs], below[ys, xs]
-    va = img[above, xs].astype(np.float32)
-    vb = img[below, xs].astype(np.float32)
-    t = np.clip((ys - above) / np.maximum(below - above, 1), 0.0, 1.0)[..., None]
-    out = img.copy()
-    out[ys, xs] = np.clip(va * (1 - t) + vb * t + 0.5, 0, 255).astype(np.uint8)
-    return out
-
-
-def close_original_gap(crop: np.ndarray, pts: np.ndarray, lip_rgb: np.ndarray | None, skin_rgb: np.ndarray | None, scale: float) -> np.ndarray:
-    """A copy of `crop` with the speaker's own mouth opening painted over with lip texture.
-
-    Inside `_gap_search_region`, the inner-lip polygon and every pixel that does not look like lip
-    (darker than 0.72x the lip luma: the cavity and the corner shadows; or brighter than the
-    lips and less saturated than both lips and skin: teeth), in blobs that reach into the outer-lip polygon, is refilled from
-    the lips above and below. The warp then only
-    squeezes or stretches lips, so no dark line or tooth survives a closing mouth, and the
-    target cavity is painted afresh. pts: 68 landmarks in crop pixels; scale: s in pixels.
-    """
-    region = _gap_search_region(pts, scale)
-    h, w = crop.shape[:2]
-    bx0 = int(max(0, np.floor(region[:, 0].min()) - 2))
-    by0 = int(max(0, np.floor(region[:, 1].min()) - 3))
-    bx1 = int(min(w, np.ceil(region[:, 0].max()) + 3))
-    by1 = int(min(h, np.ceil(region[:, 1].max()) + 4))
-    if bx1 - bx0 < 3 or by1 - by0 < 3:
-        return crop.copy()
-    box = crop[by0:by1, bx0:bx1]
-    off = np.array([bx0, by0])
-    allowed = np.zeros(box.shape[:2], np.uint8)
-    cv2.fillPoly(allowed, [np.round(region - off).astype(np.int32)], 1)
-    lips = np.zeros_like(allowed)
-    cv2.fillPoly(lips, [np.round(pts[48:60] - off).astype(np.int32)], 1)
-    gap = np.zeros_like(allowed)
-    cv2.fillPoly(gap, [np.round(pts[60:68] - off).astype(np.int32)], 1)
-    f = box.astype(np.float32)
-    luma = f @ np.array([0.299, 0.587, 0.114], np.float32)
-    channels = f[..., 0], f[..., 1], f[..., 2]  # elementwise max/min beat numpy's reduce over a length-3 axis
-    brightest = np.maximum(np.maximum(*channels[:2]), channels[2])
-    sat = (brightest - np.minimum(np.minimum(*channels[:2]), channels[2])) / (brightest + 1.0)
-    lip = np.asarray(lip_rgb if lip_rgb is not None else np.median(f[lips > 0], axis=0), np.float32)
-    skin = np.asarray(skin_rgb if skin_rgb is not None else np.median(f[allowed == 0], axis=0), np.float32)
-    lip_luma = float(lip @ np.array([0.299, 0.587, 0.114]))
-    grey_limit = 0.8 * min(float(np.ptp(lip) / (lip.max() + 1.0)), float(np.ptp(skin) / (skin.max() + 1.0)))
-    dark = luma < 0.72 * lip_luma
-    teeth = (luma > 1.1 * lip_luma) & (sat < grey_limit)
-    candidate = (((gap > 0) | dark | teeth) & (allowed > 0)).astype(np.uint8)
-    if not candidate.any():
-        return crop.copy()
-    # Keep only the blobs that reach into the lips: shadows beside the mouth stay.
-    n, labels = cv2.connectedComponents(candidate, connectivity=8)
-    touching = np.unique(labels[(lips > 0) & (candidate > 0)])
-    mask = np.isin(labels, touching[touching > 0])
-    if not mask.any():
-        return crop.copy()
-    mask = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    out = crop.copy()
-    out[by0:by1, bx0:bx1] = _fill_vertical(box, mask)
-    return out
 
 
 class ClassicalLipSync:
@@ -439,15 +180,15 @@ class ClassicalLipSync:
         if chosen:
             dst_uv = with_real_lips(dst_uv, chosen)
 
-        poly_uv = _alpha_polygon(src_uv, dst_uv, warp)
-        ring_uv = _ring(poly_uv, warp.ring_margin)
+        poly_uv = alpha_polygon(src_uv, dst_uv, warp)
+        ring_uv = ring_points(poly_uv, warp.ring_margin)
         ctrl = list(CONTROL)
-        skirt_src, skirt_dst = _jaw_skirt(src_uv, dst_uv)
-        src_ctrl = np.concatenate([_inset_inner_lips(src_uv, 0.06)[ctrl], skirt_src, ring_uv])
+        skirt_src, skirt_dst = jaw_skirt(src_uv, dst_uv)
+        src_ctrl = np.concatenate([inset_inner_lips(src_uv, 0.06)[ctrl], skirt_src, ring_uv])
         dst_ctrl = np.concatenate([dst_uv[ctrl], skirt_dst, ring_uv])
         if state.triangles is None:
             template = articulate_local(neutral_local(src_uv, warp), MouthShape(0.6, 0.0, 0.0, 0.0), state.neutral_width, warp)
-            skirt = _jaw_skirt(template, template)[0]
+            skirt = jaw_skirt(template, template)[0]
             state.triangles = Delaunay(np.concatenate([template[ctrl], skirt, ring_uv])).simplices.astype(np.int32)
             log.debug("track %r: lower-face mesh of %d triangles", req.track_key, len(state.triangles))
         tris = state.triangles
@@ -613,7 +354,7 @@ class ClassicalLipSync:
         """Draw the cavity and upper teeth inside the target inner lips (in place)."""
         s = axes.scale
         expo = lip_exponent(shape)
-        uc, hw, cu, cl = _lip_curves(dst_uv, expo)
+        uc, hw, cu, cl = lip_curves(dst_uv, expo)
         gap = float(cl[2] - cu[2])  # centre gap, s units
         if gap * s < 1.0:
             self._paint_crease(pixels, axes, dst_uv, off, state)
@@ -629,7 +370,7 @@ class ClassicalLipSync:
         gx, gy = np.meshgrid(np.arange(bx0, bx1, dtype=np.float64), np.arange(by0, by1, dtype=np.float64))
         luv = axes.to_local(np.stack([gx + off[0], gy + off[1]], axis=-1))
         x, pv = luv[..., 0] - uc, luv[..., 1]
-        prof = _profile(x, hw, expo)
+        prof = profile(x, hw, expo)
         up_v = cu[0] + cu[1] * x + cu[2] * prof
         lo_v = np.maximum(cl[0] + cl[1] * x + cl[2] * prof, up_v)
         px = 1.0 / s  # one pixel in local units

@@ -135,7 +135,7 @@ def dissolve_clip(data_dir, tmp_path):
 def test_a_dissolve_does_not_carry_another_persons_mouths_into_a_bank(data_dir, backend, tmp_path):
     """Issue 28: the track follows A through a dissolve onto B; every sample A's bank keeps
     must be A's own face, checked on that sample (B's mouths after the dissolve go)."""
-    path, first_a, first_b = dissolve_clip(data_dir, tmp_path)
+    path, first_a, _ = dissolve_clip(data_dir, tmp_path)
     ref_a = backend.detect(first_a)[0].embedding
     stage = MouthBankStage(backend, {"a": ref_a})
     Pipeline(DecodeStage(path, sample_fps=5), [stage]).run()

@@ -1,0 +1,229 @@
+"""Face-frame geometry of the classical engine's lower face (68 iBUG landmarks in local,
+s-normalised coordinates: origin at the mouth centre, u along the eye line, v down the
+face, unit = the inter-ocular distance s, see `models.mouth_bank.FaceAxes`).
+
+Closing a mouth (`neutral_local`), opening, widening and rounding it to a `MouthShape`
+(`articulate_local`), and the mesh and mask around it: the alpha polygon of the lower
+face, the skirt points under the jaw, the fixed ring of the warp.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.mouth_params import MouthShape
+
+UPPER_OUTER = (49, 50, 51, 52, 53)
+
+
+LOWER_OUTER = (55, 56, 57, 58, 59)
+
+
+UPPER_INNER = (61, 62, 63)
+
+
+LOWER_INNER = (67, 66, 65)  # paired with UPPER_INNER column by column
+
+
+CORNERS = (48, 54, 60, 64)
+
+
+JAW = tuple(range(1, 16))
+
+
+NOSE = (31, 32, 33, 34, 35)
+
+
+CONTROL = JAW + NOSE + tuple(range(48, 68))
+
+
+SKIRT = tuple(range(3, 14))
+"""Jaw points that carry a skirt point below them (`jaw_skirt`)."""
+
+
+SKIRT_DEPTH = 0.1
+"""How far (s units) below the jaw line the skirt points lie."""
+
+
+JAW_MOTION_SPAN = 4.5
+"""Jaw points (from the chin, point 8) over which the chin's move fades to nothing."""
+
+
+N_RING = 20
+
+
+
+@dataclass
+class WarpConfig:
+    """Shape of the synthetic articulation, in units of the inter-ocular distance s."""
+
+    max_gap: float = 0.42  # inner-lip gap at openness 1
+    lower_share: float = 0.85  # of the gap taken by the lower lip and chin (jaw drop)
+    jaw_close_share: float = 0.5  # of the original gap by which the chin rises when closing
+    corner_drop: float = 0.3  # corners move down by this share of the gap
+    widen: float = 0.12  # relative mouth-width change at width 1
+    narrow: float = 0.22  # relative mouth-width change at rounding 1
+    mask_margin: float = 0.16  # alpha region beyond the jaw line
+    feather: float = 0.045  # Gaussian sigma of the alpha edge
+    ring_margin: float = 0.22  # fixed warp points beyond the alpha region
+
+
+def profile(u: np.ndarray, half_width: float, exponent: float) -> np.ndarray:
+    """How much of the centre's vertical motion a lip point at u takes (1 centre, 0 corner)."""
+    r = np.clip(1.0 - (u / max(half_width, 1e-6)) ** 2, 0.0, 1.0)
+    return r ** exponent
+
+
+def lip_exponent(shape: MouthShape) -> float:
+    """Profile exponent: lower is boxier/rounder (rounded lips open more evenly)."""
+    return 0.45 - 0.25 * float(shape.rounding)
+
+
+def jaw_weight(i: int) -> float:
+    """How far the alpha mask reaches below jaw point i (1 at the chin, 0 at the ears)."""
+    return float(max(0.0, np.cos(np.pi / 2 * abs(i - 8) / 6.0)))
+
+
+def jaw_motion(i: int) -> float:
+    """How much of the chin's vertical move jaw point i takes: narrower than the mask, so
+    the moved jaw edge meets the unmoved one inside the mask, not at its border (where a
+    step would show as a jagged chin)."""
+    return float(max(0.0, np.cos(np.pi / 2 * min(1.0, abs(i - 8) / JAW_MOTION_SPAN))))
+
+
+def neutral_local(uv: np.ndarray, cfg: WarpConfig) -> np.ndarray:
+    """Close the mouth in local coordinates (68x2, s-normalised): remove the inner-lip gap.
+
+    The gap is measured at the three inner columns and interpolated along u; lower-lip
+    points rise by lower_share of it (the jaw closes), upper-lip points drop by the rest.
+    """
+    out = uv.copy()
+    cols_u = np.array([uv[60, 0]] + [(uv[a, 0] + uv[b, 0]) / 2 for a, b in zip(UPPER_INNER, LOWER_INNER)] + [uv[64, 0]])
+    gaps = np.array([0.0] + [max(0.0, uv[b, 1] - uv[a, 1]) for a, b in zip(UPPER_INNER, LOWER_INNER)] + [0.0])
+    order = np.argsort(cols_u)
+    gap_at = lambda u: np.interp(u, cols_u[order], gaps[order])
+    for i in UPPER_OUTER + UPPER_INNER:
+        out[i, 1] += (1 - cfg.lower_share) * gap_at(uv[i, 0])
+    for i in LOWER_OUTER + LOWER_INNER:
+        out[i, 1] -= cfg.lower_share * gap_at(uv[i, 0])
+    centre_gap = gaps[2]
+    # The chin rises by less than the lower lip: a wide-open mouth closes partly by the
+    # lips, and a full jaw lift would pull the neck and collar up under the chin.
+    for i in JAW:
+        out[i, 1] -= cfg.jaw_close_share * centre_gap * jaw_motion(i)
+    for a, b in zip(UPPER_INNER, LOWER_INNER):
+        # Each inner pair meets at one point, so the closed inner polygon has no area.
+        meet = out[a] + (out[b] - out[a]) * (1 - cfg.lower_share) if uv[b, 1] >= uv[a, 1] else (out[a] + out[b]) / 2
+        out[a] = out[b] = meet
+    return out
+
+
+def articulate_local(neutral: np.ndarray, shape: MouthShape, neutral_width: float, cfg: WarpConfig) -> np.ndarray:
+    """Open/widen/round a closed mouth (local s-normalised coordinates) to `shape`."""
+    out = neutral.copy()
+    lips = list(range(48, 68))
+    width_now = max(neutral[54, 0] - neutral[48, 0], 1e-3)
+    # The person's own expression stays: a smile (wider than their average mouth) keeps its
+    # width; only a mouth narrower than average (the original's own "o") is widened back.
+    factor = (max(neutral_width, width_now) / width_now) * (1 + cfg.widen * shape.width - cfg.narrow * shape.rounding)
+    factor *= 1 - 0.06 * shape.openness
+    out[lips, 0] = neutral[lips, 0] * factor
+
+    gap = cfg.max_gap * float(np.clip(shape.openness, 0, 1))
+    expo = lip_exponent(shape)
+    hw_in, c_in = (out[64, 0] - out[60, 0]) / 2, (out[64, 0] + out[60, 0]) / 2
+    hw_out, c_out = (out[54, 0] - out[48, 0]) / 2, (out[54, 0] + out[48, 0]) / 2
+    corner = cfg.corner_drop * gap
+    up = -(1 - cfg.lower_share) * gap
+    down = cfg.lower_share * gap
+    for idx, hw, c, move in (
+        (UPPER_OUTER, hw_out, c_out, up),
+        (UPPER_INNER, hw_in, c_in, up),
+        (LOWER_OUTER, hw_out, c_out, down),
+        (LOWER_INNER, hw_in, c_in, down),
+    ):
+        p = profile(out[list(idx), 0] - c, hw, expo)
+        out[list(idx), 1] += corner * (1 - p) + move * p
+    out[list(CORNERS), 1] += corner
+    # Rounded lips pout: a little thicker.
+    out[list(UPPER_OUTER), 1] -= 0.04 * shape.rounding
+    out[list(LOWER_OUTER), 1] += 0.04 * shape.rounding
+    for i in JAW:
+        out[i, 1] += down * jaw_motion(i)
+    return out
+
+
+def alpha_polygon(src_uv: np.ndarray, dst_uv: np.ndarray, cfg: WarpConfig) -> np.ndarray:
+    """Local polygon of the lower face: under the nose, down to below the lower jaw line."""
+    jaw = np.maximum(src_uv[list(range(2, 15))], dst_uv[list(range(2, 15))])
+    jaw[:, 0] = np.where(jaw[:, 0] < 0, np.minimum(src_uv[2:15, 0], dst_uv[2:15, 0]), jaw[:, 0])
+    centre = np.array([0.0, -0.25])
+    d = jaw - centre
+    d /= np.linalg.norm(d, axis=1, keepdims=True) + 1e-9
+    # Around the chin the mask reaches below the jaw line (the chin drops with the jaw); on
+    # the sides it stays inside it, so the cheeks' outline against the background is kept.
+    w = np.array([jaw_weight(i) for i in range(2, 15)])[:, None]
+    # Where the chin moves, the mask reaches further by the move: the landmarks' jaw line
+    # often lies above the real chin edge, and a feathered edge across the original edge
+    # would mix the old chin's skin with the collar (a grey second jaw line).
+    moved = np.clip(src_uv[2:15, 1] - dst_uv[2:15, 1], 0.0, None)[:, None]  # how far the chin rose
+    jaw_out = jaw + ((cfg.mask_margin + moved) * w - 2.5 * cfg.feather * (1 - w)) * d
+    nose_v = src_uv[33, 1] + 2.2 * cfg.feather  # the feathered edge ends at the nose base
+    jaw_out[:, 1] = np.maximum(jaw_out[:, 1], nose_v)
+    left_u, right_u = jaw_out[0, 0], jaw_out[-1, 0]
+    top = np.array([[right_u, nose_v], [src_uv[35, 0] + 0.05, nose_v], [src_uv[31, 0] - 0.05, nose_v], [left_u, nose_v]])
+    return np.concatenate([jaw_out, top], axis=0)
+
+
+def jaw_skirt(src_uv: np.ndarray, dst_uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mesh points SKIRT_DEPTH below the jaw line that move with the jaw: (source, target).
+
+    The chin's edge against the neck or collar is a soft band of shadow a few pixels deep.
+    Without these points the band is stretched between the moving jaw and the fixed ring,
+    which shows as a grey second jaw line under a raised chin and a jagged edge where the
+    stretch changes from triangle to triangle; with them the band moves rigidly with the
+    jaw and only the collar or background further down is stretched."""
+    centre = np.array([0.0, -0.25])
+    jaw = src_uv[list(SKIRT)]
+    d = jaw - centre
+    d /= np.linalg.norm(d, axis=1, keepdims=True) + 1e-9
+    src = jaw + SKIRT_DEPTH * d
+    return src, src + (dst_uv[list(SKIRT)] - jaw)
+
+
+def ring_points(poly_uv: np.ndarray, margin: float) -> np.ndarray:
+    """N_RING fixed points on an ellipse enclosing the alpha polygon by `margin`."""
+    lo, hi = poly_uv.min(axis=0) - margin, poly_uv.max(axis=0) + margin
+    c, r = (lo + hi) / 2, (hi - lo) / 2 * 1.1
+    t = np.linspace(0, 2 * np.pi, N_RING, endpoint=False)
+    return np.stack([c[0] + r[0] * np.cos(t), c[1] + r[1] * np.sin(t)], axis=1)
+
+
+def inset_inner_lips(uv: np.ndarray, inset: float) -> np.ndarray:
+    """Move open inner-lip points into the lips by `inset` (local units, at most 30% of the
+    gap), so that lip pixels are not sampled from the speaker's own teeth or cavity, which
+    the landmark detector often includes in the lips."""
+    out = uv.copy()
+    for a, b in zip(UPPER_INNER, LOWER_INNER):
+        d = min(inset, 0.3 * max(0.0, uv[b, 1] - uv[a, 1]))
+        out[a, 1] -= d
+        out[b, 1] += d
+    return out
+
+
+def lip_curves(uv: np.ndarray, exponent: float) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """Smooth inner-lip curves: chord between the inner corners plus a fitted bump.
+
+    Returns (u centre, half width, upper coefficients, lower coefficients); the curve is
+    v(u) = c0 + c1*(u-uc) + c2*profile(u-uc), fitted to the corners and three columns.
+    """
+    uc = (uv[60, 0] + uv[64, 0]) / 2
+    hw = max((uv[64, 0] - uv[60, 0]) / 2, 1e-3)
+    coefs = []
+    for mid in (UPPER_INNER, LOWER_INNER):
+        idx = [60, *mid, 64]
+        x = uv[idx, 0] - uc
+        basis = np.stack([np.ones_like(x), x, profile(x, hw, exponent)], axis=1)
+        coefs.append(np.linalg.lstsq(basis, uv[idx, 1], rcond=None)[0])
+    return uc, hw, coefs[0], coefs[1]
