@@ -2,7 +2,9 @@
 
 Faces are aligned to the FFHQ 512 template by their 5 keypoints, restored in batches
 across frames with the request's fidelity_weight (0 = quality, 1 = fidelity), and pasted
-back with the inverse affine and a soft mask. Only faces being lip-synced are touched.
+back with the inverse affine and the official soft mask (narrowed by ParseNet's face
+parsing when its weights are present), all as the official inference does it
+(`models/codeformer/`). Only faces being lip-synced are touched.
 """
 from __future__ import annotations
 
