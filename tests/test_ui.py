@@ -1,12 +1,18 @@
 """The review page (service/ui, service/review.py) in a real browser: Debian's headless chromium
-driven by Playwright for Python, against the real app served by uvicorn on 127.0.0.1.
+driven by Playwright for Python, against the real app served by uvicorn on 127.0.0.1, under the
+page's real CSP (so waits poll through DevTools instead of Playwright's in-page eval).
 
 One walk through the whole flow on real media: an edit of two shots (d12's man for 3 s, a cut,
 d20's man for 2 s with d11's girl small in a corner, each shot with its own sound) and
-yongen.wav uploaded through POST /uploads,
-a headshot of d12's man cropped from his clip, detect-faces as a job (progress over SSE), the lanes,
-thumbnails and boxes, an edited range, a cancelled render, a finished render played side
-by side. Screenshots go to tests/artifacts/ (git-ignored).
+yongen.wav uploaded through POST /uploads (a video file first, accepted as the new audio),
+a headshot of d12's man cropped from his clip and one of a dog under an id with a quote (its
+error beside its row), then a stranger's (not seen, and why), detect-faces as a job (progress
+over SSE), the lanes, thumbnails and boxes, the new audio's waveform lane, frame stepping and
+the timecode by keyboard, the new sound heard with the preview, a stem per person drawn in its
+lane at its offset, expressiveness, a range edited, dragged and set by I/O, a cancelled render,
+a finished one compared on one player (Play both/Pause, B for before/after, a wipe, a zoom on
+the host's mouth, a looped range). A second walk: stems alone, heard and sent without audio_url.
+Screenshots go to tests/artifacts/ (git-ignored); review_result.png is docs/review_page.png.
 """
 from __future__ import annotations
 
@@ -265,6 +271,7 @@ def test_review_page_walks_the_whole_flow(browser, server, data_dir, edit, heads
     wait_until(page, f"Number(document.querySelector('{stem}').dataset.columns) > 0")
     assert lit_fraction(page, stem, 0.0, 0.18) == 0  # nothing before its offset (1 s of 5)
     assert lit_fraction(page, stem, 0.22, 1.0) > 0.8
+    shoot(page, "review_faces.png")
     host_voice.locator(".expressiveness").fill("0.8")
     page.fill("#expressiveness", "0.6")
     assert page.locator(".lane-track[data-person=host] .range.selected").count() == 1  # the default selection

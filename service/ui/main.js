@@ -10,7 +10,7 @@ import { renderChoices } from "./ranges.js";
 import { cancel, render } from "./render.js";
 import { SoundTrack } from "./sound.js";
 import { state } from "./state.js";
-import { voiceFor } from "./stems.js";
+import { onVoiceChange, voiceFor } from "./stems.js";
 import { drawBoxes, drawThumbnails } from "./thumbs.js";
 import { defaultSelection, drawRuler, drawWaves, movePlayheads, onLaneSeek, renderLanes } from "./timeline.js";
 import { decodeAudio, peaks } from "./waveform.js";
@@ -89,6 +89,7 @@ function soundNote() {
   $("#sound-note").textContent = silent ? "nothing to hear yet: give the new audio (or a stem) a file or a readable URL" : "";
 }
 original.addEventListener("play", soundNote);
+onVoiceChange(() => { preview.sound.start(); soundNote(); });
 $("#preview-sound").addEventListener("change", (event) => setPreviewSound(event.target.value));
 onLaneSeek((ms) => preview.transport.seekMs(ms));
 $("#step-back").addEventListener("click", () => preview.transport.step(-1));

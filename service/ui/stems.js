@@ -7,6 +7,13 @@ import { wireInput } from "./inputs.js";
 import { drawWaves } from "./timeline.js";
 import { decodeAudio, peaks } from "./waveform.js";
 
+const listeners = [];
+
+// `listener()` runs when a stem is decoded or moved (the preview restarts its sound).
+export function onVoiceChange(listener) { listeners.push(listener); }
+
+const changed = () => { drawWaves(); for (const listener of listeners) listener(); };
+
 // Build (once per person) the voice controls; p.voice keeps them across redraws of the choices.
 export function voiceFor(p) {
   const urlInput = make("input", { type: "url", className: "stem-url", placeholder: "stem URL (optional)",
@@ -45,10 +52,10 @@ export function voiceFor(p) {
     } catch (error) {
       if (mine === latest) note.textContent = `no waveform: ${error.message}`;
     }
-    drawWaves();
+    changed();
   };
   voice.urlOf = wireInput(box, "audio", urlInput, fileInput, slot, { onSource: show });
-  offsetInput.addEventListener("input", () => { clearErrors(box); drawWaves(); });
+  offsetInput.addEventListener("input", () => { clearErrors(box); changed(); });
   expressInput.addEventListener("input", () => clearErrors(box));
   return voice;
 }
