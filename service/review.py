@@ -76,8 +76,9 @@ async def upload_route(request: Request) -> Response:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type and content_type != "application/octet-stream" and not content_type.startswith(ACCEPTED_TYPES[kind]):
         article = "an" if kind[0] in "aeiou" else "a"
+        choose = "an audio file or a video with sound" if kind == "audio" else f"{article} {kind} file"
         return field_error(415, f"{name} is sent as {content_type}, not {article} {kind} type ({KIND_TYPES[kind][0]}*); "
-                                f"choose {article} {kind} file", kind)
+                                f"choose {choose}", kind)
     too_large = (f"{name} is over the {limits.upload_max_bytes} bytes this server accepts per upload "
                  "(LIPSYNC_UPLOAD_MAX_BYTES); send a shorter or more compressed file")
     declared = request.headers.get("content-length", "")

@@ -125,6 +125,7 @@ def test_a_video_file_is_accepted_as_the_new_audio(server, data_dir, tmp_path):
     assert refused.json()["error_message"].startswith("silent.mp4: ")
     image = upload(server, (data_dir / "image" / "s33.jpg").read_bytes(), "audio", "s33.jpg", "image/jpeg")
     assert image.status_code == 415 and "not an audio type" in image.json()["error_message"]
+    assert image.json()["error_message"].endswith("choose an audio file or a video with sound")
 
 
 def test_uploads_get_the_same_probing_as_fetched_inputs(server, data_dir, tmp_path):
