@@ -171,3 +171,111 @@ def test_segment_json_rounds_quality_to_three_places_and_splits_on_shot():
     segments, _ = builder.as_json()
     assert [s["avg_quality"] for s in segments] == [0.167, None]
     assert [s["avg_bbox"] for s in segments] == [None, None]
+
+
+def _run(states, times=None, faces=None, shots=True, targets=None) -> tuple[PlanStage, list[Frame]]:
+    """One or more targets' states per frame (a dict per frame: target index -> state, or a
+    state for target 0; None: not observed). `times` in ms (default 40 ms apart)."""
+    targets = targets or [Target(0, "a", 0, 10_000, _face())]
+    stage = PlanStage(targets, fps=25)
+    out = []
+    for i, per_frame in enumerate(states):
+        per_frame = per_frame if isinstance(per_frame, dict) else {0: per_frame}
+        observed = {}
+        for index, state in per_frame.items():
+            if state is None:
+                continue
+            face = (faces[i] if faces else _face()) if state == SYNCED else None
+            observed[index] = TargetObservation(face, state, 0.5 if face else None)
+        notes = {"targets": observed}
+        if shots:
+            notes["shot"] = 0
+        t = times[i] if times else i * 40
+        out.extend(stage.process(Frame(i, t, Fraction(1, 1000), None, notes=notes)))
+    out.extend(stage.flush())
+    return stage, out
+
+
+def _spans(stage, index=0):
+    return [(s["start_ms"], s["end_ms"], s["synced"]) for s in stage.builders[index].as_json()[0]]
+
+
+def test_frames_without_a_shot_note_are_one_shot():
+    stage, frames = _run([SYNCED] * 10 + [NOT_VISIBLE] * 2 + [SYNCED] * 10, shots=False)
+    assert _spans(stage) == [(0, 880, True)]
+    assert _strengths(frames)[:5] == [0.25, 0.5, 0.75, 1.0, 1.0]
+
+
+def test_unobserved_frames_neither_merge_nor_become_a_state():
+    """A target not observed in the frames ahead (its range ends, or the track is gone)."""
+    stage, frames = _run([SYNCED] + [None] * 3 + [SYNCED] * 3)
+    assert stage.builders[0].segments[0].state == SYNCED
+    stage, _ = _run([SYNCED] * 6 + [NOT_VISIBLE] + [None] * 3 + [SYNCED] * 3)
+    assert [s.state for s in stage.builders[0].segments] == [SYNCED, NOT_VISIBLE, SYNCED]
+    _, frames = _run([SYNCED] * 12 + [None] * 8)
+    assert _strengths(frames)[6:12] == [1.0, 1.0, 1.0, 0.75, 0.5, 0.25]
+
+
+def test_a_fade_in_restarts_after_a_real_loss():
+    _, frames = _run([SYNCED] * 12 + [NOT_VISIBLE] * 8 + [SYNCED] * 12)
+    assert _strengths(frames)[20:25] == [0.25, 0.5, 0.75, 1.0, 1.0]
+
+
+def test_a_loss_of_min_run_fades_out_even_when_the_face_comes_back():
+    _, frames = _run([SYNCED] * 12 + [NOT_VISIBLE] * 5 + [SYNCED] * 12)
+    assert _strengths(frames)[7:18] == [1.0, 1.0, 0.75, 0.5, 0.25, 0.0, 0.0, 0.0, 0.0, 0.0, 0.25]
+
+
+def test_only_synced_frames_render_and_the_item_names_target_and_face():
+    target = Target(0, "a", 0, 10_000, _face())
+    faces = [Face(bbox=[100 + 2 * i, 100, 300 + 2 * i, 300], score=0.9, kps=np.zeros((5, 2))) for i in range(20)]
+    stage = PlanStage([target], fps=25)
+    frames = []
+    for i in range(20):
+        state = SYNCED if i < 10 else "low_quality"  # a face is seen, but too poor to sync
+        frame = Frame(i, i * 40, Fraction(1, 1000), None,
+                      notes={"shot": 0, "targets": {0: TargetObservation(faces[i], state, 0.5)}})
+        frames.extend(stage.process(frame))
+    frames.extend(stage.flush())
+    assert [bool(f.notes["render"]) for f in frames] == [True] * 10 + [False] * 10
+    item = frames[5].notes["render"][0]
+    assert item.target is target and item.face is faces[5]
+    segments, _ = stage.builders[0].as_json()
+    assert [s["avg_quality"] for s in segments] == [0.5, None]
+    assert segments[0]["avg_bbox"] == [109, 100, 200, 200]  # x: the mean of 100, 102, ... 118
+    assert segments[1]["avg_bbox"] == [129, 100, 200, 200]  # a skipped segment keeps the faces it saw
+
+
+def test_segments_average_only_the_faces_seen():
+    """Flicker frames are rendered from the last face but add no box to the average."""
+    faces = [Face(bbox=[10 * i, 0, 10 * i + 100, 100], score=0.9, kps=np.zeros((5, 2))) for i in range(22)]
+    stage, frames = _run([SYNCED] * 10 + [NOT_VISIBLE] * 2 + [SYNCED] * 10, faces=faces)
+    seen = [10 * i for i in range(22) if not 10 <= i < 12]
+    assert stage.builders[0].as_json()[0][0]["avg_bbox"] == [int(round(sum(seen) / len(seen))), 0, 100, 100]
+    assert frames[11].notes["render"][0].face is faces[9]
+
+
+def test_a_target_absent_from_a_frame_does_not_stop_the_others():
+    targets = [Target(0, "a", 0, 10_000, _face()), Target(1, "b", 0, 10_000, _face())]
+    stage, frames = _run([{1: SYNCED}] * 12, targets=targets)
+    assert [len(f.notes["render"]) for f in frames] == [1] * 12
+    assert stage.builders[0].segments == [] and _spans(stage, 1) == [(0, 480, True)]
+
+
+def test_a_segment_ends_where_the_next_frame_starts():
+    """Frames at uneven times (variable frame rate): each frame lasts until the next one."""
+    times = [0, 40, 80, 200, 240, 280, 320, 360, 400, 440, 480]
+    stage, _ = _run([SYNCED] * 3 + [NOT_VISIBLE] * 8, times=times)
+    assert _spans(stage) == [(0, 200, True), (200, 520, False)]
+
+
+def test_min_run_follows_min_run_ms_at_a_high_frame_rate():
+    target = Target(0, "a", 0, 10_000, _face())
+    assert PlanStage([target], fps=1000).min_run == 200
+    assert PlanStage([target], fps=1000, min_run_ms=201).min_run == 201
+
+
+def test_head_pose_is_rounded_to_two_places():
+    builder = SegmentBuilder()
+    builder.add(SYNCED, 0, 40, Face(bbox=[0, 0, 10, 10], score=0.9, kps=np.zeros((5, 2)), pose=(1.2345, 0, -0.1234)), 0.5)
+    assert builder.as_json()[0][0]["avg_head_pose"] == [1.23, 0.0, -0.12]
