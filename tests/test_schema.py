@@ -320,3 +320,30 @@ def test_auto_voices():
 def test_body_must_be_an_object():
     assert refused(parse_lipsync, []) == "body must be a JSON object"
     assert refused(parse_detect, "x") == "body must be a JSON object"
+
+
+def test_requests_carry_their_characters_and_video_url():
+    refs = [{"id": "a", "reference_image_url": "https://h/a.jpg"}]
+    assert parse_detect({"video_url": "https://h/v.mp4", "characters": refs}).characters == [
+        CharacterSpec("a", None, "https://h/a.jpg")]
+    request = parse_lipsync(lipsync(characters=refs))
+    assert request.characters == [CharacterSpec("a", None, "https://h/a.jpg")]
+    assert (request.video_url, request.audio_url, request.upload_url) == ("https://h/v.mp4", "https://h/a.wav", "https://h/out")
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("audio_url", 5, "field 'faces[0].audio_url' must be str, got int"),
+    ("audio_offset_ms", "soon", "field 'faces[0].audio_offset_ms' must be int or float, got str"),
+    ("expressiveness", "wide", "field 'faces[0].expressiveness' must be int or float, got str"),
+])
+def test_voice_fields_are_named_with_their_face(field, value, message):
+    assert refused(parse_faces, [face(**{field: value})]) == message
+    auto = [{"character_id": "face_1", field: value}]
+    assert refused(parse_voices, auto) == message
+
+
+def test_auto_voices_name_their_index():
+    assert refused(parse_voices, [{"character_id": "a"}, 5]) == "faces[1] must be a JSON object"
+    assert refused(parse_voices, [{}]) == "missing field 'faces[0].character_id'"
+    assert parse_voices([{"character_id": "a", "audio_url": "https://h/s.wav", "audio_offset_ms": 20}]) == {
+        "a": Voice("https://h/s.wav", 20.0, None)}
