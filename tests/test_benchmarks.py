@@ -97,3 +97,11 @@ def test_tiny_run_writes_a_complete_table(tmp_path, capsys):
     assert result["targets"] == []  # the targets are about 720p inputs
     printed = capsys.readouterr().out
     assert "| 360p 1f 1s | lipsync 1f |" in printed
+
+
+def test_auto_mode_has_a_row_outside_quick_mode():
+    plan = run.scenario_plan(run.Case(1280, 720, 2, 10.0), run.ALL_SCENARIOS)
+    assert ("lipsync auto mode", "lipsync_auto", 2) in plan
+    assert "lipsync_auto" in run.chosen_scenarios(",".join(run.ALL_SCENARIOS), quick=False)
+    assert "lipsync_auto" not in run.chosen_scenarios(",".join(run.ALL_SCENARIOS), quick=True)
+    assert run.chosen_scenarios("codec_floor,,lipsync", quick=True) == ("codec_floor", "lipsync")

@@ -211,22 +211,32 @@ class DefaultFaceBackend:
         return min(1.0, max(fit, floor))
 
     def detect(self, image: np.ndarray, with_embedding: bool = True,
-               known_boxes: Sequence[np.ndarray] = ()) -> list[Face]:
+               known_boxes: Sequence[np.ndarray] = (),
+               fit_near: Sequence[np.ndarray] | None = None) -> list[Face]:
         """All verified faces in an RGB uint8 image, fully analysed, largest first.
 
         known_boxes: face boxes the caller follows and saw verified moments ago (e.g. a
         tracker's boxes of the previous frame); a candidate overlapping one (IoU >= 0.5)
         is taken without the dlib verification, which costs 5-15 ms a face.
+        fit_near: when given, only faces overlapping one of these boxes (IoU >= 0.3) get
+        the 68-point fit (~3 ms a face) and what derives from it (landmark box, kps, pose);
+        the others keep RetinaFace's box and 5 keypoints, landmarks and pose None, enough
+        for presence and identity (`embed` fits the landmarks it needs, `landmarks` from
+        their box gives the rest). For callers that render only some of the faces.
         """
         image = np.ascontiguousarray(image)
         h, w = image.shape[:2]
-        boxes, scores, _ = self.detector.detect(image, self.config.det_threshold,
-                                                self.detector_scale(h, w), self.config.nms_iou)
+        boxes, scores, kps = self.detector.detect(image, self.config.det_threshold,
+                                                  self.detector_scale(h, w), self.config.nms_iou)
         faces = []
-        for box, score in zip(boxes, scores):
+        for box, score, points in zip(boxes, scores, kps):
             known = any(iou(box, k) >= 0.5 for k in known_boxes)
             if not known and not self._verified(image, box):
                 log.debug("dropped a RetinaFace candidate (score %.3f) that dlib rejects", score)
+                continue
+            if fit_near is not None and not any(iou(box, k) >= 0.3 for k in fit_near):
+                faces.append(Face(bbox=np.asarray(box, np.float32), score=float(score),
+                                  kps=np.asarray(points, np.float32)))
                 continue
             landmarks = self._landmarks(image, _rect_from_box(box))
             faces.append(self._face(image, landmarks, float(score)))
