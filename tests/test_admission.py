@@ -227,7 +227,7 @@ def test_admission_arguments_are_checked():
         assert str(caught.value) == "concurrency must be >= 1 and max_waiting >= 0"
     admission = Admission()
     assert (admission.concurrency, admission.max_waiting, admission.name) == (1, 8, "job-worker")
-    assert not admission.closed and admission.position("none") is None and admission.withdraw("none") is False
+    assert admission.closed is False and admission.position("none") is None and admission.withdraw("none") is False
 
 
 def test_workers_start_on_demand_up_to_concurrency_and_are_named():
