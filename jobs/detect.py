@@ -21,6 +21,7 @@ from stages.speakers import (
     resample_tracks,
     score_tracks,
     speaker_ranges,
+    speaker_track_key,
     tracks_from_frames,
 )
 from stages.syncability import SyncRules
@@ -66,7 +67,7 @@ def detect_faces(video: str | os.PathLike, characters: Sequence[Character] = (),
     speakers, asd_ms, warnings = None, 0.0, []
     model = shared_registry(settings).active_speaker() if info.has_audio else None
     if model is not None and frames:
-        speakers, asd_ms = _active_speakers(video, info, frames, model, settings, context)
+        speakers, asd_ms = _active_speakers(video, info, frames, model, settings, context, backend)
     elif info.has_audio:
         warnings.append("Light-ASD weights are not in MODELS_DIR/light-asd: no `speaking` scores")
     result = {
@@ -94,11 +95,13 @@ def detect_faces(video: str | os.PathLike, characters: Sequence[Character] = (),
 
 
 def _active_speakers(video: str, info: VideoInfo, frames: list[dict], model, settings: Settings,
-                     context: JobContext) -> tuple[list[dict], float]:
-    """Score every track with Light-ASD on the original audio; annotate faces with `speaking`."""
+                     context: JobContext, backend) -> tuple[list[dict], float]:
+    """Score every speaker track with Light-ASD on the original audio, on 25 fps face tracks
+    (boxes fitted again on every grid frame by the backend's landmark path, whatever the
+    sample rate); annotate faces with `speaking`."""
     tracks = tracks_from_frames(frames)
     resampled = resample_tracks(tracks)
-    cropper = SpeakerCropStage(resampled)
+    cropper = SpeakerCropStage(resampled, refine=lambda image, boxes: [f.bbox for f in backend.landmarks(image, boxes)])
     until_ms = (cropper.last_grid + 1) * GRID_MS + 1
     pipeline = Pipeline(DecodeStage(video, max_duration_ms=until_ms), [cropper], queue_size=settings.queue_size)
     metrics = context.run("speakers", pipeline, expected_frames(info, max_duration_ms=until_ms))
@@ -107,7 +110,7 @@ def _active_speakers(video: str, info: VideoInfo, frames: list[dict], model, set
     scores = score_tracks(model, cropper.tracks, cropper.crops, mfcc)
     for frame in frames:
         for face in frame["faces"]:
-            speaking = scores.speaking_at(face["track_id"], frame["timestamp_ms"])
+            speaking = scores.speaking_at(speaker_track_key(face), frame["timestamp_ms"])
             if speaking is not None:
                 face["speaking"] = round(speaking, 3)
     names = {tid: track.name for tid, track in tracks.items()}

@@ -1,10 +1,16 @@
 """Active speakers: who speaks when, from the original video and its own audio (Light-ASD).
 
-The detect pass gives face tracks at the sample rate (e.g. 3 fps). Light-ASD wants each
-track at 25 fps: boxes are interpolated onto the 25 fps grid (`resample_track`), and
-SpeakerCropStage cuts, for every grid time, the 112x112 grey crop from the decoded frame
-on screen at that time, whatever the video's own rate. Scores come per track and frame
-(> 0: speaking, by Light-ASD's own threshold).
+The detect pass gives face tracks at the sample rate (e.g. 3 fps). Light-ASD was trained on
+face tracks at 25 fps: boxes are interpolated onto the 25 fps grid (`resample_track`), and
+SpeakerCropStage, on the frame on screen at every grid time (whatever the video's own
+rate), first fits the face again from its interpolated box with the backend's cheap
+landmark path (`refine`, ~2 ms a face), so each crop follows the face as a 25 fps track
+would, not a straight line between samples a third of a second apart; then it cuts the
+112x112 grey crop from the boxes median-smoothed over 13 grid frames (6 frames behind).
+Scores come per track and frame (> 0: speaking, by Light-ASD's own threshold).
+A track's samples are grouped by name too (`tracks_from_frames`): a sample named as
+someone else than the rest of its track (a dissolve the shot detector missed, say) starts
+a track of its own, so one person's track never carries another person's face.
 
 `speaking` (0-1) is the probability that a face is *the* active speaker: its own
 speaking probability (logistic of its score) times its share among the faces on screen
@@ -16,17 +22,21 @@ grid frame is the face with the highest score, when that score is > 0; runs shor
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from models.asd_crop import (
     CROP_SIZE,
+    SMOOTH_FRAMES,
     ResampledTrack,
     crop_face,
     resample_track,
     smooth_windows,
 )
+from models.faces.face import iou
 from stream.frame import Frame
 from stream.stage import Stage
 
@@ -50,29 +60,50 @@ class TrackSamples:
         return max(set(self.names), key=self.names.count)
 
 
-def tracks_from_frames(frames: list[dict]) -> dict[int, TrackSamples]:
-    """Group detect-faces frames (JSON) into tracks by their track_id."""
-    tracks: dict[int, TrackSamples] = {}
+def speaker_track_key(face: dict) -> str:
+    """A speaker track is one face track while it is named as one person: "track_id:name"."""
+    return f"{face['track_id']}:{face['character_id']}"
+
+
+def tracks_from_frames(frames: list[dict]) -> dict[str, TrackSamples]:
+    """Group detect-faces frames (JSON) into speaker tracks (`speaker_track_key`): a sample
+    joins its face track only while it is named as the same person."""
+    tracks: dict[str, TrackSamples] = {}
     for frame in frames:
         for face in frame["faces"]:
             x, y, w, h = face["bbox"]
-            track = tracks.setdefault(face["track_id"], TrackSamples(face["track_id"], [], [], []))
+            track = tracks.setdefault(speaker_track_key(face), TrackSamples(face["track_id"], [], [], []))
             track.times_ms.append(frame["timestamp_ms"])
             track.boxes.append([x, y, x + w, y + h])
             track.names.append(face["character_id"])
     return tracks
 
 
+Refine = Callable[[np.ndarray, list[np.ndarray]], list[np.ndarray]]
+"""(RGB frame, boxes [x1, y1, x2, y2]) -> the faces' boxes fitted again there."""
+REFINE_PASSES = 3
+"""Landmark fits per face and grid frame, each from the last one's box: one fit corrects a
+fraction of a large offset (the line between samples misses a swaying head by 30-50 px)."""
+REFINE_MIN_IOU = 0.3
+"""A refined box overlapping its interpolated box less than this is a failed fit (kept out)."""
+
+
 class SpeakerCropStage(Stage):
-    """Cuts every resampled track's crop at each 25 fps grid time from the frame on screen."""
+    """Cuts every resampled track's crop at each 25 fps grid time from the frame on screen,
+    from boxes fitted again on that frame when `refine` is given (see the module's text)."""
 
     name = "asd_crop"
 
-    def __init__(self, tracks: dict[int, ResampledTrack]) -> None:
+    def __init__(self, tracks: dict, refine: Refine | None = None) -> None:
         self.tracks = {tid: t for tid, t in tracks.items() if len(t)}
-        self.windows = {tid: smooth_windows(t.boxes) for tid, t in self.tracks.items()}
+        self.refine = refine
+        self.boxes = {tid: t.boxes.astype(np.float32).copy() for tid, t in self.tracks.items()}
         self.crops = {tid: np.zeros((len(t), CROP_SIZE, CROP_SIZE), np.uint8) for tid, t in self.tracks.items()}
         self.last_grid = max((int(t.frame_indices[-1]) for t in self.tracks.values()), default=-1)
+        self.refined = 0
+        """Boxes fitted again on their grid frame (the others stay interpolated)."""
+        self._windows = None if refine is not None else {tid: smooth_windows(b) for tid, b in self.boxes.items()}
+        self._waiting: deque = deque()  # (grid index, frame image) whose crops wait for later boxes
         self._next_grid = 0
         self._previous: Frame | None = None
 
@@ -92,11 +123,44 @@ class SpeakerCropStage(Stage):
         """Grid times before `until_ms` (the next frame's time) show `frame`."""
         while self._next_grid <= self.last_grid and self._next_grid * GRID_MS + 0.5 < until_ms:
             k = self._next_grid
-            for tid, track in self.tracks.items():
-                first = int(track.frame_indices[0])
-                if first <= k < first + len(track):
-                    self.crops[tid][k - first] = crop_face(frame.image, self.windows[tid][k - first])
+            if self.refine is not None:
+                self._refine(frame.image, k)
+            self._waiting.append((k, frame.image))
             self._next_grid += 1
+            self._crop_ready(final=self._next_grid > self.last_grid)
+
+    def _present(self, k: int) -> list:
+        return [(tid, k - int(t.frame_indices[0])) for tid, t in self.tracks.items()
+                if t.frame_indices[0] <= k <= t.frame_indices[-1]]
+
+    def _refine(self, image: np.ndarray, k: int) -> None:
+        """Fit the faces present at grid k again on its frame, from their interpolated boxes."""
+        present = self._present(k)
+        if not present:
+            return
+        fitted = [self.boxes[tid][i] for tid, i in present]
+        for _ in range(REFINE_PASSES):
+            fitted = self.refine(image, fitted)
+        for (tid, i), box in zip(present, fitted):
+            if iou(np.asarray(box, np.float32), self.boxes[tid][i]) >= REFINE_MIN_IOU:
+                self.boxes[tid][i] = box
+                self.refined += 1
+
+    def _crop_ready(self, final: bool) -> None:
+        """Crop the waiting grid frames whose smoothing window (6 frames on) is fitted."""
+        half = SMOOTH_FRAMES // 2
+        while self._waiting and (final or self._waiting[0][0] + half < self._next_grid):
+            k, image = self._waiting.popleft()
+            for tid, i in self._present(k):
+                self.crops[tid][i] = crop_face(image, self._window(tid, i))
+
+    def _window(self, tid, i: int):
+        if self._windows is not None:
+            return self._windows[tid][i]
+        half = SMOOTH_FRAMES // 2
+        boxes = self.boxes[tid]
+        around = boxes[np.clip(np.arange(i - half, i + half + 1), 0, len(boxes) - 1)]
+        return smooth_windows(around)[half]  # the median over 13 frames, edges repeated
 
 
 @dataclass
@@ -173,5 +237,5 @@ def speaker_ranges(result: SpeakerScores, names: dict[int, str]) -> list[dict]:
     return out
 
 
-def resample_tracks(tracks: dict[int, TrackSamples]) -> dict[int, ResampledTrack]:
+def resample_tracks(tracks: dict) -> dict:
     return {tid: resample_track(t.times_ms, t.boxes) for tid, t in tracks.items()}
