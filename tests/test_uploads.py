@@ -289,3 +289,38 @@ def test_store_limits_smallest_and_env_defaults():
         StoreLimits.from_env({"LIPSYNC_UPLOAD_MAX_BYTES": "1.5"})
     assert str(caught.value) == "LIPSYNC_UPLOAD_MAX_BYTES='1.5' is not a valid int"
     assert isinstance(StoreLimits.from_env({"LIPSYNC_UPLOAD_MAX_BYTES": "5"}).upload_max_bytes, int)
+
+
+def test_release_and_sweep_count_every_file(tmp_path):
+    store = FileStore(tmp_path, ttl_s=60)
+    ids = [c * 32 for c in "abc"]
+    for file_id in ids:
+        (tmp_path / f"{file_id}.mp4").write_bytes(b"x")
+        store.lease(file_id, "job")
+    assert store.release("job") == 3
+    for file_id in ids:
+        age(tmp_path / f"{file_id}.mp4", 61)
+    assert store.sweep() == 3 and store.sweep() == 0
+    assert FileStore(tmp_path / "none", ttl_s=60).sweep() == 0
+
+
+def test_new_path_creates_nested_folders_and_defaults_to_no_suffix(tmp_path):
+    store = FileStore(tmp_path / "a" / "b", ttl_s=60)
+    file_id, path = store.new_path()
+    assert path == tmp_path / "a" / "b" / file_id and path.parent.is_dir()
+
+
+def test_quota_counts_from_zero_without_start_and_end_of_an_unknown_upload_adds_nothing(tmp_path):
+    quota = upload_quota(FileStore(tmp_path / "fresh", ttl_s=60), 10)
+    path = tmp_path / "fresh" / f"{ID}.mp4"
+    assert quota.start(path) and quota.reserve(path, 10) and not quota.reserve(path, 1)
+    quota.end(path, kept=False)
+    quota.end(tmp_path / "never-started", kept=True)
+    other = UploadQuota(FileStore(tmp_path / "other", ttl_s=60), total=10)
+    assert other.reserve(path, 5) and other.reserve(path, 5) and not other.reserve(path, 1)
+    assert quota.reserve(path, 10)
+
+
+def test_store_limits_from_the_process_env(monkeypatch):
+    monkeypatch.setenv("LIPSYNC_UPLOAD_TTL_S", "7")
+    assert StoreLimits.from_env().upload_ttl_s == 7.0
