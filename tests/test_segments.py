@@ -279,3 +279,12 @@ def test_head_pose_is_rounded_to_two_places():
     builder = SegmentBuilder()
     builder.add(SYNCED, 0, 40, Face(bbox=[0, 0, 10, 10], score=0.9, kps=np.zeros((5, 2)), pose=(1.2345, 0, -0.1234)), 0.5)
     assert builder.as_json()[0][0]["avg_head_pose"] == [1.23, 0.0, -0.12]
+
+
+def test_a_loss_just_before_a_cut_is_not_merged_with_the_shot_after_it():
+    stage, _ = _plan([SYNCED] * 8 + [NOT_VISIBLE] * 2 + [SYNCED] * 10, cut=10)
+    assert _spans(stage) == [(0, 320, True), (320, 400, False), (400, 800, True)]
+
+
+def test_min_run_of_a_long_min_run_ms():
+    assert PlanStage([Target(0, "a", 0, 10_000, _face())], fps=1000, min_run_ms=1000).min_run == 1000
