@@ -298,9 +298,17 @@ class ClassicalLipSync:
         remaining = max(0.0, features.duration_ms - start_ms)
         count = int(min(MAX_PLAN_FRAMES, np.floor(remaining * fps / 1000.0) + 1))
         times = start_ms + np.arange(count) * 1000.0 / fps
-        targets = [articulate_local(neutral, features.at(float(t)), neutral_width, warp) for t in times]
-        openings = np.array([mouth_opening(uv) for uv in targets])
-        widths = np.array([mouth_width(uv) for uv in targets])
+        # Shapes repeat (a phone's shape holds for frames, silence is all closed): each
+        # distinct shape, to 0.01, is articulated once.
+        measured: dict[tuple, tuple[float, float]] = {}
+        openings, widths = np.zeros(count), np.zeros(count)
+        for k, t in enumerate(times):
+            shape = features.at(float(t))
+            key = tuple(round(float(v), 2) for v in (shape.openness, shape.width, shape.rounding))
+            if key not in measured:
+                uv = articulate_local(neutral, MouthShape(*key, shape.closed), neutral_width, warp)
+                measured[key] = (mouth_opening(uv), mouth_width(uv))
+            openings[k], widths[k] = measured[key]
         labels = features.phones_at(times)
         cost = bank.cost_matrix(openings, widths, pose)
         path = plan_samples(cost, switch_costs(openings, widths, labels), bank.appearance_distances(), previous)

@@ -24,7 +24,6 @@ import logging
 from dataclasses import dataclass, replace
 
 import cv2
-
 import numpy as np
 
 from models.faces.base import FaceBackend
