@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 def track_from_visemes(visemes: VisemeTrack, acoustic: MouthTrack) -> MouthTrack:
     """The viseme targets on `acoustic`'s 100 Hz grid (each grid step takes the frame it
-    falls in), their openings scaled by the voice's loudness (see below). Width -1..+1 splits into MouthShape's spread (width) and rounding; f/v
+    falls in), their openings bounded by the voice's loudness (see below). Width -1..+1 splits
+    into MouthShape's spread (width) and rounding; f/v
     (labiodental) is a nearly closed mouth with the lower lip tucked, drawn as a small
     opening."""
     times = acoustic.times_ms
@@ -42,9 +43,11 @@ def track_from_visemes(visemes: VisemeTrack, acoustic: MouthTrack) -> MouthTrack
     closed = np.asarray(visemes.closed, dtype=bool)[frame]
     labiodental = np.asarray(visemes.labiodental, dtype=bool)[frame]
     # A phone's shape says how the lips go, the voice how far: a stressed, loud vowel opens
-    # wider than the same vowel mumbled. The opening is the mean of the shape's and the
-    # acoustic one (which follows the loudness); closures and f/v come from the phones.
-    opening = 0.5 * opening + 0.5 * np.clip(np.asarray(acoustic.openness, dtype=np.float64), 0.0, 1.0)
+    # wider than the same vowel mumbled. The opening follows the acoustic one (the voice's
+    # rhythm, which viewers and Light-ASD read), reaching the phone's shape only where the
+    # phone asks for more than a quiet voice gives; closures and f/v come from the phones.
+    loudness = np.clip(np.asarray(acoustic.openness, dtype=np.float64), 0.0, 1.0)
+    opening = np.maximum(loudness, np.minimum(opening, 2.0 * loudness))
     opening = np.where(closed, 0.0, np.where(labiodental, np.minimum(opening, 0.12), opening))
     phones = np.asarray(visemes.phone, dtype=object)[frame]
     return replace(acoustic, openness=opening, width=np.clip(-width, 0.0, 1.0), rounding=np.clip(width, 0.0, 1.0),

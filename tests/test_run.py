@@ -104,7 +104,7 @@ COMMAND_FLAGS = {
     "lipsync": {"--video", "--audio", "--out", "--faces", "--auto", "--refs", "--voices", "--expressiveness",
                 "--sync-mode", "--enhance", "--fidelity-weight", "--models-dir", "--face-backend", "--engine",
                 "--device", "--encoder", "--preset", "--crf", "--queue-size", "--detect-interval", "--mouth-bank",
-                "--log-level"},
+                "--lip-retargeting", "--log-level"},
 }
 
 
