@@ -62,8 +62,10 @@ class StandInServer:
                 payload = body[start:]
                 if server.cut_after is not None:
                     payload, server.cut_after = payload[: server.cut_after], None
-                self.wfile.write(payload)
+                # Counted before the write: the client can finish reading before this thread
+                # returns from write(), and the test reads the count as soon as the client is done.
                 server.bytes_sent += len(payload)
+                self.wfile.write(payload)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
