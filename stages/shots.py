@@ -11,9 +11,10 @@ LOOKAHEAD (18) frames back, so a dissolve's middle is decided once its end is se
 A frame t starts a new shot when
 - its change from frame t-1 (mean absolute thumbnail difference, grey levels) is at least
   `min_change` and `ratio` times the change around it (the larger of the two changes before
-  it and the smaller of the two after it, repeated frames skipped, plus `floor`): a spike,
-  not the sustained motion a shaky hand-held camera makes; and it is not a flash (frame
-  t+1 back to what t-1 was); or
+  it and the smaller of the two after it, repeated frames skipped, looked for within
+  `min_shot_ms` of t where no other boundary can be, plus `floor`): a spike, not the
+  sustained motion a shaky hand-held camera makes; and it is not a flash (frame t+1 back
+  to what t-1 was); or
 - the picture goes dark (mean luma below `dark_enter`) after being lit: a fade out; the
   fade in that follows belongs to the new shot.
 An intra-coded frame (keyframe) must pass the cut test on the part of its change that no
@@ -188,8 +189,14 @@ class ShotDetector:
         sharp = window[position].sharp_change
         if sharp is not None and sharp < rules.min_change:  # an intra frame's quality pulse
             return False
-        before = [s.change for s in window[:position] if s.change >= DUPLICATE_CHANGE][-2:]
-        after = [s.change for s in window[position + 1:] if s.change >= DUPLICATE_CHANGE][:2]
+        # the change around t is looked for within min_shot_ms of it: no other boundary can be
+        # that close, while a change farther off may be the next shot's cut (a still shot of
+        # 12 frames between two others hid both its cuts when the whole window was searched)
+        time_ms = window[position].time_ms
+        before = [s.change for s in window[:position]
+                  if s.change >= DUPLICATE_CHANGE and time_ms - s.time_ms < rules.min_shot_ms][-2:]
+        after = [s.change for s in window[position + 1:]
+                 if s.change >= DUPLICATE_CHANGE and s.time_ms - time_ms < rules.min_shot_ms][:2]
         around = max([*before, min(after) if after else 0.0])
         if change < rules.ratio * (around + rules.floor):
             return False
