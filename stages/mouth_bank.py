@@ -12,10 +12,13 @@ that are a fixed point of the detector), give a `MouthSample` to that person's `
 
 A name carried over from the previous sample is a guess, not an identity: in a dissolve
 the picture never jumps, and the track slides from one person onto another. So every
-sample kept in a bank is checked on its own face: a sample whose face was named by its
-embedding is checked already; one whose name was carried keeps a small crop of its face,
-and when the pass ends, the samples still in the bank (at most `capacity` per person) are
-embedded and those that do not match the person are dropped.
+sample kept in a bank is checked against its own face: a sample whose face was named by its
+embedding is checked already; one whose name was carried keeps a small crop of its face
+and the run it belongs to (the face's samples since it was last named). When the pass
+ends, the carried samples still in the bank (at most `capacity` per person) are checked
+run by run (`stages.run_checks`): one embedding per second of the run, and bisection
+where two checks disagree, find the samples that are not the person (~100 ms an embedding:
+embedding every carried sample cost ~5 s on a 10 s two-person video), and they are dropped.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from models.faces.base import FaceBackend
 from models.faces.face import Face, iou
 from models.mouth_bank import MouthBank, MouthSample, sample_mouth
 from stages.follow import face_thumbnail
+from stages.run_checks import run_verdicts
 from stream.frame import Frame
 from stream.stage import Stage
 
@@ -59,9 +63,12 @@ thumbnail is the track stage's 24x24 grey one."""
 
 @dataclass
 class _Unchecked:
-    """A carried sample's face, kept to check its identity when the pass ends."""
+    """A carried sample's face, kept to check its identity when the pass ends: the sample,
+    its person and run (see `MouthBankStage._runs`), its face's crop and the face in it."""
 
+    sample: MouthSample | None
     person: str
+    run: int
     crop: np.ndarray
     face: Face
 
@@ -84,16 +91,18 @@ def _face_crop(image: np.ndarray, face: Face) -> _Unchecked | None:
     off = np.array([cx0, cy0], np.float32)
     moved = replace(face, bbox=(face.bbox.reshape(2, 2) - off).reshape(4) * k, kps=(face.kps - off) * k,
                     landmarks=(face.landmarks - off) * k, embedding=None)
-    return _Unchecked("", np.ascontiguousarray(crop), moved)
+    return _Unchecked(None, "", -1, np.ascontiguousarray(crop), moved)
 
 
 @dataclass
 class _Seen:
-    """A face of the previous sample: its box, thumbnail and whom it was named as."""
+    """A face of the previous sample: its box, thumbnail, whom it was named as and the run
+    (the face's samples since that naming) it belongs to."""
 
     box: np.ndarray
     thumbnail: np.ndarray
     person: str | None
+    run: int = -1
 
     def jumped(self, thumbnail: np.ndarray) -> bool:
         """Is `thumbnail` (same box, this sample) too different to be this face still?"""
@@ -116,7 +125,13 @@ class MouthBankStage(Stage):
         self.embeddings_computed = 0
         self.dropped_by_identity = 0
         """Carried samples dropped at the end because their face was not the person's."""
+        self.carried_judged = 0
+        """Carried samples whose identity the end of the pass decided..."""
+        self.identity_checks = 0
+        """...and the embeddings that took (one per sample before `stages.run_checks`)."""
         self._unchecked: dict[int, _Unchecked] = {}  # id(sample) -> its face, to check
+        self._runs: dict[int, float] = {}
+        """Run id -> time (ms) of the sample where its face was named by its embedding."""
         self.detections = 0
         self._since_detection = 0
         self._previous: list[_Seen] = []
@@ -130,16 +145,21 @@ class MouthBankStage(Stage):
             found = [(face, face_thumbnail(image, face.bbox)) for face in self._detected(image)]
         seen = []
         for face, thumb in found:
-            person = self._carried_over(face, thumb)
-            checked = person is False
+            carried = self._carried_over(face, thumb)
+            checked = carried is None
             if checked:
+                run = len(self._runs)
+                self._runs[run] = frame.time_ms
                 person = self._name(image, face)
-            seen.append(_Seen(face.bbox, thumb, person))
+            else:
+                person, run = carried.person, carried.run
+            seen.append(_Seen(face.bbox, thumb, person, run))
             if person is not None and face.landmarks is not None and abs((face.pose or (0, 0, 0))[1]) <= MAX_YAW_DEG:
                 stable = self._stable(image, face)
                 sample = sample_mouth(image, stable.landmarks, stable.pose, frame.time_ms) if stable is not None else None
                 if sample is not None:
-                    self._add(person, sample, None if checked else _face_crop(image, face))
+                    crop = None if checked else _face_crop(image, face)
+                    self._add(person, sample, None if crop is None else replace(crop, run=run))
                 elif stable is None:
                     self.banks[person].reject()
         self._previous = seen
@@ -156,23 +176,33 @@ class MouthBankStage(Stage):
         person are held."""
         bank = self.banks[person]
         if unchecked is not None:
-            self._unchecked[id(sample)] = replace(unchecked, person=person)
+            self._unchecked[id(sample)] = replace(unchecked, sample=sample, person=person)
+        else:  # a let-go sample's id may be reused by this one
+            self._unchecked.pop(id(sample), None)
         bank.add(sample)
         if len(self._unchecked) > sum(b.capacity for b in self.banks.values()):
             kept = {id(s) for b in self.banks.values() for s in b.samples}
             self._unchecked = {k: v for k, v in self._unchecked.items() if k in kept}
 
     def _check_identities(self) -> None:
-        """Embed each banked sample whose name was carried and drop it unless it is its
-        person's face (the similarity threshold that names faces)."""
+        """Drop each banked sample whose name was carried unless it is its person's face
+        (the similarity threshold that names faces), checked run by run
+        (`stages.run_checks.run_verdicts`: an embedding a second and bisection)."""
         for person, bank in self.banks.items():
-            keep = []
+            runs: dict[int, list[_Unchecked]] = {}
             for sample in bank.samples:
-                pending = self._unchecked.pop(id(sample), None)
-                if pending is None or self._is_person(pending, person):
-                    keep.append(sample)
-                else:
-                    self.dropped_by_identity += 1
+                pending = self._unchecked.get(id(sample))
+                if pending is not None and pending.sample is sample:
+                    runs.setdefault(pending.run, []).append(pending)
+            wrong: set[int] = set()
+            for run, pendings in runs.items():
+                pendings.sort(key=lambda p: p.sample.time_ms)
+                verdicts = run_verdicts([p.sample.time_ms for p in pendings], self._runs[run],
+                                        lambda i: self._is_person(pendings[i], person))
+                wrong.update(id(p.sample) for p, ok in zip(pendings, verdicts) if not ok)
+                self.carried_judged += len(pendings)
+            keep = [sample for sample in bank.samples if id(sample) not in wrong]
+            self.dropped_by_identity += len(bank.samples) - len(keep)
             if len(keep) != len(bank.samples):
                 log.info("mouth bank %s: %d sample(s) dropped, another person's face (a dissolve or a "
                          "swap the track followed)", person, len(bank.samples) - len(keep))
@@ -182,6 +212,7 @@ class MouthBankStage(Stage):
     def _is_person(self, pending: _Unchecked, person: str) -> bool:
         self.backend.embed(pending.crop, [pending.face])
         self.embeddings_computed += 1
+        self.identity_checks += 1
         if pending.face.embedding is None:
             return False
         return self.backend.similarity(pending.face.embedding, self.people[person]) >= self.threshold
@@ -223,12 +254,12 @@ class MouthBankStage(Stage):
                 return None
         return found
 
-    def _carried_over(self, face: Face, thumb: np.ndarray) -> str | None | bool:
-        """The name of the previous sample's face this one continues, or False if none does."""
+    def _carried_over(self, face: Face, thumb: np.ndarray) -> _Seen | None:
+        """The previous sample's face this one continues (its name and run), or None."""
         for old in self._previous:
             if iou(old.box, face.bbox) >= CARRY_IOU and not old.jumped(thumb):
-                return old.person
-        return False
+                return old
+        return None
 
     def _name(self, image: np.ndarray, face: Face) -> str | None:
         """The requested person this face is, by embedding, or None."""

@@ -143,3 +143,16 @@ def test_a_dissolve_does_not_carry_another_persons_mouths_into_a_bank(data_dir, 
     assert times and times[0] < 2000  # A's own mouths are kept
     assert max(times) < 2600, times  # none from B (fully shown from 3000 ms on)
     assert stage.dropped_by_identity >= 1  # the track did carry A's name onto B
+
+
+def test_carried_samples_are_checked_at_a_fraction_of_an_embedding_each(data_dir, backend):
+    """d12 (one man, 7.3 s): most banked samples were carried along his track; the pass
+    confirms them with about one embedding a second (`stages.run_checks`), not one each,
+    and keeps them all (they are all his)."""
+    video = data_dir / "video" / "d12.mp4"
+    first = frame_at(video, 0)
+    stage = MouthBankStage(backend, {"man": backend.detect(first)[0].embedding})
+    Pipeline(DecodeStage(video, sample_fps=5), [stage]).run()
+    assert stage.carried_judged >= 10
+    assert stage.dropped_by_identity == 0
+    assert 1 <= stage.identity_checks <= stage.carried_judged // 2
