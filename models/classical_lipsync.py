@@ -12,9 +12,9 @@ Per face and frame:
   3. Backward piecewise-affine warp over a per-track fixed triangulation of the lower-face
      landmarks plus a ring of fixed points around it, applied with one cv2.remap on a crop
      whose original mouth gap was first painted over with lip texture.
-  4. The mouth: with the person's `MouthBank` (MouthRequest.bank), the best matching real
-     samples, their weights smoothed over time, warped onto the target lips with their
-     real lip thickness, relit and blended (`models.mouth_transfer`). Without a bank, or
+  4. The mouth: with the person's `MouthBank` (MouthRequest.bank), one real sample per
+     frame, planned over the range (`models.mouth_select`), warped onto the target lips
+     with its real lip thickness, relit and blended (`models.mouth_transfer`). Without a bank, or
      where it lacks the shape (no open / no closed sample), a synthesised inner mouth:
      a dark cavity coloured from the lips, a band of upper teeth when open enough.
   5. Alpha: the lower face below the nose and down to just under the lowest jaw line
@@ -45,6 +45,7 @@ from models.mouth_bank import (
     MouthBank,
     mouth_opening,
     mouth_width,
+    teeth_share,
 )
 from models.mouth_cleanup import close_original_gap
 from models.mouth_front_end import mouth_track
@@ -62,7 +63,7 @@ from models.mouth_geometry import (
     ring_points,
 )
 from models.mouth_params import MouthParamConfig, MouthShape, MouthTrack
-from models.mouth_select import SamplePlan, frame_weights, plan_samples, switch_costs
+from models.mouth_select import SamplePlan, plan_samples, switch_costs
 from models.mouth_transfer import (
     MeshRaster,
     WeightedSample,
@@ -84,6 +85,16 @@ REPLAN_WIDTH = 0.06
 the rest is planned again, for the new expression."""
 REPLAN_POSE_DEG = 10.0
 """Head turn (yaw or pitch, degrees) since the plan after which the rest is planned again."""
+GRIN_TEETH = 0.25
+"""Share of the original mouth's upper band showing teeth (smoothed) from which the face
+counts as grinning: while it speaks, its teeth stay in view."""
+GRIN_KEEP = 0.5
+"""While grinning, a speech frame's lips stay at least this share of the original's gap
+apart (at most OPEN_GAP): the person's own expression, teeth showing, with the opening
+still following the speech above it. Closures (p/b/m) and silence still close."""
+REPLAN_TEETH = 0.3
+"""Change of the original's teeth share (a grin coming or going) after which the rest is
+planned again."""
 MAX_TRACK_STATES = 64
 """Per-track states kept (least recently used dropped): the engine is shared by every job
 of a server, whose track keys are unique per job, so the table must not grow forever."""
@@ -101,6 +112,9 @@ class _TrackState:
     bank_id: int | None = None  # id() of the bank the plan was made with
     pose: np.ndarray | None = None  # (pitch, yaw, roll) degrees, smoothed: one frame's is noisy
     plan_width: float = 0.0  # the closed mouth's width (s units) the plan was made for
+    teeth: float = 0.0  # share of the original mouth's upper band showing teeth, smoothed
+    gap: float = 0.0  # the original's inner-lip gap (s units), smoothed
+    plan_teeth: float = 0.0  # `teeth` when the plan was made
 
 
 class ClassicalLipSync:
@@ -175,6 +189,8 @@ class ClassicalLipSync:
         state = self._state(req.track_key, req.frame_index, src_uv)
         warp = self._warp_for(req.bank)
         neutral = self._neutral(state, src_uv)
+        self._update_grin(state, image, axes, pts, src_uv)
+        shape = self._keep_grin(shape, state, warp)
         dst_uv = articulate_local(neutral, shape, state.neutral_width, warp)
         chosen = self._choose_samples(req, state, dst_uv, neutral, warp, features)
         if chosen:
@@ -245,8 +261,8 @@ class ClassicalLipSync:
 
     def _choose_samples(self, req: MouthRequest, state: _TrackState, dst_uv: np.ndarray, neutral: np.ndarray,
                         warp: WarpConfig, features: MouthTrack | None) -> list[WeightedSample]:
-        """The bank sample(s) to show for the target lips: the plan's one sample, or two
-        across a planned change (a two-frame cross-fade).
+        """The bank sample to show for the target lips: the plan's one sample (never a
+        blend of several mouths).
 
         Empty when the bank cannot show this shape (no bank, or no open / closed sample
         for an open / closed target): the synthesised mouth is drawn instead."""
@@ -267,16 +283,17 @@ class ClassicalLipSync:
                 max(abs(pose[0] - plan.pose[0]), abs(pose[1] - plan.pose[1])) > REPLAN_POSE_DEG:
             k = None  # the head turned: plan the rest for the new pose
         width_now = mouth_width(neutral)
-        if k is not None and abs(width_now - state.plan_width) > REPLAN_WIDTH:
+        if k is not None and (abs(width_now - state.plan_width) > REPLAN_WIDTH
+                              or abs(state.teeth - state.plan_teeth) > REPLAN_TEETH):
             k = None  # the expression changed (a smile came or went): plan for it
         if k is None:
             previous = None
             if plan is not None and state.bank_id == id(bank) and plan.bank_size == len(bank.samples):
                 last = plan.index_at(req.time_ms - 1000.0 / plan.fps)
                 previous = int(plan.samples[last]) if last is not None else None
-            plan = self._plan(bank, req.time_ms, neutral, state.neutral_width, warp, features, pose, previous)
-            state.plan, state.bank_id, state.plan_width, k = plan, id(bank), width_now, 0
-        return [WeightedSample(bank.samples[i], w) for i, w in frame_weights(plan.samples, k)]
+            plan = self._plan(bank, req.time_ms, neutral, state, warp, features, pose, previous)
+            state.plan, state.bank_id, state.plan_width, state.plan_teeth, k = plan, id(bank), width_now, state.teeth, 0
+        return [WeightedSample(bank.samples[int(plan.samples[k])], 1.0)]
 
     @staticmethod
     def _smoothed_pose(state: _TrackState, pose: tuple[float, float, float] | None) -> tuple[float, float, float] | None:
@@ -288,8 +305,8 @@ class ClassicalLipSync:
         state.pose = now if state.pose is None else state.pose + (now - state.pose) / 3.0
         return tuple(float(v) for v in state.pose)
 
-    @staticmethod
-    def _plan(bank: MouthBank, start_ms: float, neutral: np.ndarray, neutral_width: float, warp: WarpConfig,
+    @classmethod
+    def _plan(cls, bank: MouthBank, start_ms: float, neutral: np.ndarray, state: _TrackState, warp: WarpConfig,
               features: MouthTrack, pose: tuple[float, float, float] | None, previous: int | None) -> SamplePlan:
         """Plan the bank sample of every frame from `start_ms` to the end of the audio (at
         most MAX_PLAN_FRAMES): the target lips of each frame from the audio, on this
@@ -303,16 +320,49 @@ class ClassicalLipSync:
         measured: dict[tuple, tuple[float, float]] = {}
         openings, widths = np.zeros(count), np.zeros(count)
         for k, t in enumerate(times):
-            shape = features.at(float(t))
+            shape = cls._keep_grin(features.at(float(t)), state, warp)
             key = tuple(round(float(v), 2) for v in (shape.openness, shape.width, shape.rounding))
             if key not in measured:
-                uv = articulate_local(neutral, MouthShape(*key, shape.closed), neutral_width, warp)
+                uv = articulate_local(neutral, MouthShape(*key, shape.closed), state.neutral_width, warp)
                 measured[key] = (mouth_opening(uv), mouth_width(uv))
             openings[k], widths[k] = measured[key]
         labels = features.phones_at(times)
-        cost = bank.cost_matrix(openings, widths, pose)
+        cost = bank.cost_matrix(openings, widths, pose, show_teeth=min(1.0, state.teeth / (2 * GRIN_TEETH)))
         path = plan_samples(cost, switch_costs(openings, widths, labels), bank.appearance_distances(), previous)
         return SamplePlan(start_ms, fps, path, None if pose is None else tuple(pose), len(bank.samples))
+
+    # -- the person's own expression --------------------------------------------------
+    @staticmethod
+    def _update_grin(state: _TrackState, image: np.ndarray, axes: FaceAxes, pts: np.ndarray, src_uv: np.ndarray) -> None:
+        """Measure how much the original mouth shows its teeth (`teeth_share` of its inner
+        lips' upper band, against the skin around the mouth) and its gap, smoothed over
+        ~3 frames: one frame's landmarks and lighting are noisy."""
+        gap = mouth_opening(src_uv)
+        teeth = 0.0
+        if gap >= CLOSED_GAP:
+            x0, y0 = np.floor(pts[48:60].min(axis=0)).astype(int) - 2
+            x1, y1 = np.ceil(pts[48:60].max(axis=0)).astype(int) + 3
+            h, w = image.shape[:2]
+            x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+            if x1 - x0 >= 4 and y1 - y0 >= 4:
+                crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+                inner = np.zeros((y1 - y0, x1 - x0), np.uint8)
+                cv2.fillPoly(inner, [np.round(pts[60:68] - [x0, y0]).astype(np.int32)], 1)
+                skin = state.skin_rgb if state.skin_rgb is not None else np.full(3, 170.0)
+                teeth = teeth_share(crop, inner, float(skin @ np.array([0.299, 0.587, 0.114])))
+        state.teeth += 0.4 * (teeth - state.teeth)
+        state.gap += 0.4 * (gap - state.gap)
+
+    @staticmethod
+    def _keep_grin(shape: MouthShape, state: _TrackState, warp: WarpConfig) -> MouthShape:
+        """A speech frame of a grinning face keeps its lips GRIN_KEEP of the original's gap
+        apart, so its teeth stay in view; closures and silence (shape.closed) still close."""
+        if state.teeth < GRIN_TEETH or shape.closed >= 0.5:
+            return shape
+        floor = min(GRIN_KEEP * state.gap, OPEN_GAP) / max(warp.max_gap, 1e-6)
+        if shape.openness >= floor:
+            return shape
+        return replace(shape, openness=float(floor))
 
     # -- pieces ---------------------------------------------------------------------
     def _state(self, key: str, frame_index: int, uv: np.ndarray) -> _TrackState:

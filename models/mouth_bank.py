@@ -37,6 +37,11 @@ OPEN_GAP = 0.12
 """Inner-lip gap (s units) from which a mouth counts as open (teeth can show)."""
 CLOSED_GAP = 0.04
 """Inner-lip gap (s units) under which a mouth counts as closed."""
+TEETH_BAND = 0.45
+"""Share of the inner mouth's height, from its top, where teeth are looked for."""
+TEETH_GAP = 0.08
+"""Inner-lip gap (s units) from which a target mouth shows teeth where the person's do
+(sibilants, a smile); under CLOSED_GAP it never does."""
 NEAR_CLOSED_GAP = 0.08
 """A bank whose least open sample is under this gap can close the mouth: lips a little
 apart, pressed together by the warp, still look like the person's closed lips."""
@@ -131,12 +136,19 @@ def _region_masks(uv_px: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray,
 
 
 def teeth_share(patch: np.ndarray, inner: np.ndarray, skin_luma: float) -> float:
-    """Share of the inner-mouth pixels that look like teeth: bright (at least 80% of the
-    skin's luma) and unsaturated (HSV saturation < 0.35)."""
+    """Share of the upper band of the inner mouth (its top `TEETH_BAND` of the height,
+    where the upper teeth sit under the lip) that looks like teeth: bright (at least 80%
+    of the skin's luma) and unsaturated (HSV saturation < 0.35). The band, not the whole
+    inner mouth: a wide-open mouth showing its upper teeth over a large tongue is a
+    toothy mouth, and the whole-area share called it toothless."""
     if inner.sum() < 8:
         return 0.0
+    rows = np.flatnonzero(inner.any(axis=1))
+    top, bottom = int(rows[0]), int(rows[-1])
+    band = inner.copy()
+    band[top + int(np.ceil(TEETH_BAND * (bottom - top + 1))):] = 0
     hsv = cv2.cvtColor(patch, cv2.COLOR_RGB2HSV)
-    sat, val = hsv[..., 1][inner > 0] / 255.0, hsv[..., 2][inner > 0].astype(np.float64)
+    sat, val = hsv[..., 1][band > 0] / 255.0, hsv[..., 2][band > 0].astype(np.float64)
     teeth = (sat < 0.35) & (val > 0.8 * skin_luma)
     return float(teeth.mean())
 
@@ -274,9 +286,10 @@ class MouthBank:
         return self.cost_matrix(np.array([opening]), np.array([width]), pose)[0]
 
     def cost_matrix(self, openings: np.ndarray, widths: np.ndarray,
-                    pose: tuple[float, float, float] | None) -> np.ndarray:
+                    pose: tuple[float, float, float] | None, show_teeth: float = 0.0) -> np.ndarray:
         """T x K cost of showing each sample for each of T target mouths (lower is better,
-        1 ~ visible); openings and widths in s units.
+        1 ~ visible); openings and widths in s units; show_teeth (0-1): how much the
+        person's own mouth shows its teeth now (a grin), see below.
 
         Shape dominates (the sample is warped to the target's lips, so a mismatch
         stretches its texture); pose follows (light is matched when painting, see
@@ -296,9 +309,13 @@ class MouthBank:
             cost += (((col["yaw"] - pose[1]) / 12.0) ** 2 + ((col["pitch"] - pose[0]) / 15.0) ** 2)[None, :]
         sharp = col["sharpness"]
         cost += 0.5 * np.clip(1.0 - sharp / max(float(np.median(sharp)), 1e-6), 0.0, 1.0)[None, :]
-        # Open targets favour samples that show teeth; nearly closed ones avoid them (a
-        # sample's teeth the landmarks put inside its lips would show as a white line).
-        cost += np.where(is_open, -3.0, 3.0) * col["teeth"][None, :]
+        # Closed targets avoid samples that show teeth (teeth the landmarks put inside the
+        # lips would show as a white line); from TEETH_GAP up they favour them, twice as
+        # much while the person's own mouth shows its teeth (`show_teeth`: a grin keeps its
+        # teeth while it speaks); in between the preference ramps from one to the other.
+        ramp = np.clip((openings - CLOSED_GAP) / (TEETH_GAP - CLOSED_GAP), 0.0, 1.0)
+        preference = -1.0 + ramp * (2.0 + float(np.clip(show_teeth, 0.0, 1.0)))
+        cost -= 3.0 * preference * col["teeth"][None, :]
         return cost
 
     def appearance_distances(self) -> np.ndarray:

@@ -11,9 +11,11 @@ ahead over the frames the audio already describes:
 minimised exactly by the Viterbi recursion (T x K^2, K <= 48 samples: ~10 ms for 10 s).
 A switch is cheap where the target itself changes (a new phone, or a visible jump in
 opening or width) and dear where it holds, so one sample is held through a sound.
-`frame_weights` then shows the plan: a single sample, and at a change a two-frame
-cross-fade between the two samples, both warped onto the same target lips (so the blend
-is aligned on the mouth landmarks and nothing doubles).
+Every frame shows exactly one real mouth: at a change the next sample simply takes over,
+warped onto the same target lips, as the next frame of a real video does. A cross-fade
+there (a third of the other sample on each side, tried in the previous round) put two
+mouths' teeth and tongues on half of all frames, the smeared, doubled texture viewers
+picked out; a mouth moves as much between two real frames at 25 fps as between samples.
 """
 from __future__ import annotations
 
@@ -29,9 +31,6 @@ TARGET_JUMP = 1.0
 """A target change that counts as a new shape: opening / 0.04 + width / 0.06 (s units)."""
 APPEARANCE_WEIGHT = 0.5
 """Weight of the appearance distance (teeth, brightness, pose descriptors) at a switch."""
-CROSSFADE_SHARE = 1.0 / 3.0
-"""At a change, the frame before shows this much of the next sample and the frame of the
-change this much of the previous one: a two-frame cross-fade."""
 
 
 @dataclass
@@ -93,13 +92,3 @@ def plan_samples(target_cost: np.ndarray, switch: np.ndarray, appearance: np.nda
     for t in range(t_count - 1, 0, -1):
         path[t - 1] = back[t, path[t]]
     return path
-
-
-def frame_weights(samples: np.ndarray, k: int) -> list[tuple[int, float]]:
-    """(sample, weight) pairs to paint on planned frame k: one sample, or two at a change."""
-    here = int(samples[k])
-    if k + 1 < len(samples) and samples[k + 1] != here:
-        return [(here, 1.0 - CROSSFADE_SHARE), (int(samples[k + 1]), CROSSFADE_SHARE)]
-    if k > 0 and samples[k - 1] != here:
-        return [(here, 1.0 - CROSSFADE_SHARE), (int(samples[k - 1]), CROSSFADE_SHARE)]
-    return [(here, 1.0)]

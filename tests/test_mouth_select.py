@@ -1,6 +1,5 @@
 """Sample selection for a whole range: the Viterbi plan is the exact optimum, holds one
-sample through a steady target, switches at changes, and a frame shows at most two samples
-(the two-frame cross-fade at a change)."""
+sample through a steady target and switches at changes."""
 from __future__ import annotations
 
 import itertools
@@ -12,7 +11,6 @@ from models.mouth_select import (
     SWITCH_COST,
     SWITCH_COST_AT_CHANGE,
     SamplePlan,
-    frame_weights,
     plan_samples,
     switch_costs,
 )
@@ -60,18 +58,6 @@ def test_a_phone_boundary_makes_a_switch_cheap():
     phones = np.array(["AA"] * 4 + ["M"] * 4)
     switch = switch_costs(np.full(8, 0.2), np.full(8, 0.9), phones)
     assert switch[4] == SWITCH_COST_AT_CHANGE and (np.delete(switch[1:], 3) == SWITCH_COST).all()
-
-
-def test_a_frame_shows_one_sample_or_two_across_a_change():
-    samples = np.array([3, 3, 3, 5, 5, 5, 5])
-    assert frame_weights(samples, 0) == [(3, 1.0)]
-    assert [s for s, _ in frame_weights(samples, 2)] == [3, 5]
-    assert [s for s, _ in frame_weights(samples, 3)] == [5, 3]
-    assert frame_weights(samples, 5) == [(5, 1.0)]
-    for k in range(len(samples)):
-        weights = frame_weights(samples, k)
-        assert len(weights) <= 2 and np.isclose(sum(w for _, w in weights), 1.0)
-        assert weights[0][1] > 0.5  # the planned sample dominates its own frame
 
 
 def test_plan_index_follows_time():
