@@ -16,7 +16,7 @@ from jobs.detect import ANALYSIS_RATE, detect_faces
 from jobs.references import Character
 from jobs.schema import FaceSpec, Voice
 from jobs.stems import SPEECH_FRAME_MS, load_stem, speech_ranges, with_voices
-from stages.decode import probe_video
+from stages.decode import VideoInfo, probe_video
 from stream.context import JobContext
 from stream.errors import InputError
 
@@ -124,15 +124,17 @@ def auto_faces_with_stems(faces: Sequence[FaceSpec], detected: dict, voices: dic
 
 
 def auto_faces(video: str, settings: Settings, context: JobContext,
-               characters: Sequence[Character] = (), voices: dict[str, Voice] | None = None
-               ) -> tuple[list[FaceSpec], str]:
+               characters: Sequence[Character] = (), voices: dict[str, Voice] | None = None,
+               info: VideoInfo | None = None) -> tuple[list[FaceSpec], str]:
     """Auto mode, from a detect-faces pass at 3 fps: who speaks when in the original audio
     (Light-ASD) when it can tell; otherwise every syncable person (recognised ones when
     references are given) where they are present. The new audio is assumed to be a dub
     aligned with the original. A person with their own stem (voices, by character_id) is
     synced only while present and their stem has speech (`jobs.stems`).
+    info: the video's `probe_video` result, probed here when not given.
     Returns the faces and a sentence saying which rule ran."""
-    detected = detect_faces(video, characters, 3.0, 0.5, settings, context)
+    info = info or probe_video(video)
+    detected = detect_faces(video, characters, 3.0, 0.5, settings, context, info=info)
     faces = faces_from_speakers(detected)
     if characters:
         faces = [f for f in faces if f.character_id in detected["characters_detected"]]
@@ -145,15 +147,15 @@ def auto_faces(video: str, settings: Settings, context: JobContext,
         raise InputError("auto mode found no syncable face in the video; pass faces[] explicitly")
     faces, stems_rule = auto_faces_with_stems(faces, detected, voices, ANALYSIS_RATE)
     return faces, ("auto mode: lip-synced every syncable face where it is present, not the active speakers: "
-                   + _why_no_speakers(video, detected, settings) + stems_rule)
+                   + _why_no_speakers(info, detected, settings) + stems_rule)
 
 
-def _why_no_speakers(video: str, detected: dict, settings: Settings) -> str:
+def _why_no_speakers(info: VideoInfo, detected: dict, settings: Settings) -> str:
     """Why the active-speaker rule gave no faces: no model, no audio, or nobody it could use."""
     if "speakers" in detected:
         return ("Light-ASD found no active speaker in the original audio" if not detected["speakers"] else
                 "the active speakers Light-ASD found are not syncable (or not recognised) where they speak")
-    if not probe_video(video).has_audio:
+    if not info.has_audio:
         return "the video has no audio track to find the active speaker in"
     if not (Path(settings.models_dir) / "light-asd" / "pretrain_AVA_CVPR.model").is_file():
         return "Light-ASD weights not found (MODELS_DIR/light-asd/pretrain_AVA_CVPR.model)"

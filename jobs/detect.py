@@ -38,13 +38,17 @@ ANALYSIS_RATE = 16000
 
 def detect_faces(video: str | os.PathLike, characters: Sequence[Character] = (), sample_fps: float = 3.0,
                  similarity_threshold: float = 0.5, settings: Settings | None = None,
-                 context: JobContext | None = None, rules: SyncRules = SyncRules()) -> dict:
-    """Phase 1: sample the video, find every face, name it, judge its syncability."""
+                 context: JobContext | None = None, rules: SyncRules = SyncRules(),
+                 info: VideoInfo | None = None) -> dict:
+    """Phase 1: sample the video, find every face, name it, judge its syncability.
+
+    info: the video's `probe_video` result when the caller has it (auto mode), so a job
+    opens the file to probe it once."""
     settings = settings or Settings.from_env()
     context = context or JobContext()
     if sample_fps <= 0:
         raise InputError("sample_fps must be > 0")
-    info = probe_video(video)
+    info = info or probe_video(video)
     backend = shared_registry(settings).face_backend()
     book = IdentityBook(backend.similarity, similarity_threshold)
     for character in characters:

@@ -149,10 +149,10 @@ class LipsyncSetup:
 def prepare_lipsync(video: str, audio: str, faces: Sequence[FaceSpec], settings: Settings,
                     context: JobContext, enhance_quality: bool = False, sync_mode: str = "silence",
                     rules: SyncRules = SyncRules(), fidelity_weight: float = 0.7,
-                    expressiveness: float = 0.5) -> LipsyncSetup:
+                    expressiveness: float = 0.5, info: VideoInfo | None = None) -> LipsyncSetup:
     """Check the inputs, match the requested faces, analyse the audio (and each face's own
-    stem: `jobs.stems`), build the stages."""
-    info = probe_video(video)
+    stem: `jobs.stems`), build the stages. info: the video's probe, when the job has it."""
+    info = info or probe_video(video)
     try:
         speech = load_audio(audio, ANALYSIS_RATE)
     except MediaError as exc:
@@ -211,7 +211,7 @@ def lipsync(video: str | os.PathLike, audio: str | os.PathLike | None, faces: Se
             enhance_quality: bool = False, fidelity_weight: float = 0.7, sync_mode: str = "silence",
             rules: SyncRules = SyncRules(), inline: bool = False, characters: Sequence[Character] = (),
             voices: dict[str, Voice] | None = None, expressiveness: float = 0.5,
-            max_duration_s: float | None = None) -> dict:
+            max_duration_s: float | None = None, info: VideoInfo | None = None) -> dict:
     """Phase 2: re-animate the requested faces' mouths to the new audio, encode to `out`.
 
     faces None is auto mode (see `auto_faces`). inline=True runs the same stages
@@ -221,10 +221,12 @@ def lipsync(video: str | os.PathLike, audio: str | os.PathLike | None, faces: Se
     Per-face stems (`FaceSpec.voice`, or voices by character_id in auto mode) drive only their
     face; audio None makes the stems mixed the output track (`jobs.stems`). max_duration_s: the
     longest output allowed (the server's LIPSYNC_MAX_DURATION_S), checked on the stems' mix.
+    info: the video's probe (`probe_video`); probed here once when not given, then passed down.
     """
     settings = settings or Settings.from_env()
     context = context or JobContext()
-    video_ms = probe_video(str(video)).duration_ms
+    info = info or probe_video(str(video))
+    video_ms = info.duration_ms
     check_offsets(faces, voices, video_ms)  # before any stem is decoded or placed
     if audio is None:
         extends = sync_mode in ("loop", "bounce")  # the output runs as long as the mix
@@ -233,15 +235,15 @@ def lipsync(video: str | os.PathLike, audio: str | os.PathLike | None, faces: Se
                                    trim_ms=None if extends else video_ms,
                                    max_ms=max_duration_s * 1000 if extends and max_duration_s else None)
             result = lipsync(video, mix, faces, out, settings, context, enhance_quality, fidelity_weight,
-                             sync_mode, rules, inline, characters, voices, expressiveness, max_duration_s)
+                             sync_mode, rules, inline, characters, voices, expressiveness, max_duration_s, info)
         result["warnings"].extend(notes)
         return result
     video, audio = str(video), str(audio)
     auto_rule = None
     if faces is None:
-        faces, auto_rule = auto_faces(video, settings, context, characters, voices)
+        faces, auto_rule = auto_faces(video, settings, context, characters, voices, info)
     setup = prepare_lipsync(video, audio, faces, settings, context, enhance_quality, sync_mode, rules,
-                            fidelity_weight, expressiveness)
+                            fidelity_weight, expressiveness, info)
     info, out_ms, warnings, engine, backend = setup.info, setup.out_ms, setup.warnings, setup.engine, setup.backend
     targets, track, plan = setup.targets, setup.track, setup.plan
     track.add_references([(c.id, reference_embedding(backend, c)) for c in characters])

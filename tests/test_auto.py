@@ -2,6 +2,9 @@
 (one entry per person)."""
 from __future__ import annotations
 
+import jobs.auto
+import jobs.detect
+import jobs.lipsync
 from jobs.auto import faces_from_detection, faces_from_speakers, results_per_person
 from jobs.config import Settings
 from jobs.lipsync import lipsync
@@ -47,13 +50,23 @@ def test_results_per_person_merge_ranges_in_time_order():
     assert not merged[1]["success"]
 
 
-def test_auto_lipsync_gives_one_result_per_person_across_a_cut(tmp_path, data_dir):
-    """d12 on the right, then (after a cut) on the left: two auto ranges, one result."""
+def test_auto_lipsync_gives_one_result_per_person_across_a_cut(tmp_path, data_dir, monkeypatch):
+    """d12 on the right, then (after a cut) on the left: two auto ranges, one result. The
+    job probes its input once (detection, the no-speaker reason and the render share it)."""
     person = clip_frames(data_dir / "video" / "d12.mp4", 200)
     shots = [Shot(1.2, [Person("R", person, 420, 80)]), Shot(1.2, [Person("R", person, 20, 80, 40)])]
     video = tmp_path / "cut.mp4"
     edited_video(video, shots, 640, 360)
     (tmp_path / "models").mkdir()  # no Light-ASD weights: the presence rule, one range per shot
+    probed = []
+    real_probe = jobs.lipsync.probe_video
+
+    def counting_probe(path):
+        probed.append(str(path))
+        return real_probe(path)
+
+    for module in (jobs.lipsync, jobs.auto, jobs.detect):
+        monkeypatch.setattr(module, "probe_video", counting_probe)
     result = lipsync(video, data_dir / "audio" / "yongen.wav", None, tmp_path / "out.mp4",
                      Settings(models_dir=tmp_path / "models"))
     assert len(result["shots"]) == 2
@@ -64,3 +77,4 @@ def test_auto_lipsync_gives_one_result_per_person_across_a_cut(tmp_path, data_di
     assert segments[0]["start_ms"] == 0 and segments[-1]["end_ms"] >= 2300
     assert any(s["start_ms"] >= 1200 and s["synced"] for s in segments)
     assert results[0]["summary"]["synced_ms"] >= 1800
+    assert probed.count(str(video)) == 1
