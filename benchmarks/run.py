@@ -145,6 +145,18 @@ def _stage_cell(stage: dict) -> str:
                                                                                else ")")
 
 
+def _phases_cell(row: dict) -> str:
+    """Where a whole job's time went, pass by pass: wall s (CPU ms per video frame), and
+    what ran outside the passes (audio analysis, Light-ASD scoring, finding the faces)."""
+    phases = row["phases"]
+    frames = max(1, row["frames"])
+    cells = [f"{name} {p['wall_s']:.1f} s ({1000 * p['cpu_s'] / frames:.0f} ms)" for name, p in phases.items()]
+    outside_wall = row["wall_s"] - sum(p["wall_s"] for p in phases.values())
+    outside_cpu = row["cpu_s"] - sum(p["cpu_s"] for p in phases.values())
+    cells.append(f"outside the passes {outside_wall:.1f} s ({1000 * outside_cpu / frames:.0f} ms)")
+    return "passes: wall (CPU ms per video frame): " + ", ".join(cells)
+
+
 def format_table(rows: list[dict]) -> str:
     header = ("| input | scenario | fps | x floor | x naive | CPU ms/frame | peak RSS MB | "
               "per stage: fps (busy share of wall, CPU ms per frame of its own thread) |")
@@ -160,6 +172,8 @@ def format_table(rows: list[dict]) -> str:
             stages += (f"; render {row['render_wall_s']:.1f} s of the job's {row['wall_s']:.1f} s, mouth-bank pass "
                        f"{row['mouth_bank_ms']:.0f} ms, {row['faces_synced']} faces synced, Light-ASD "
                        f"{'on' if row['active_speaker_model'] else 'absent'}")
+            if row.get("phases"):
+                stages += "; " + _phases_cell(row)
         if "engine_ms_per_face" in row:
             stages += (f"; engine {row['engine_ms_per_face']:.1f} ms per face-frame, mouth-bank pass "
                        f"{row['mouth_bank_ms']:.0f} ms (decode {row['decode_ms']:.0f} ms)")

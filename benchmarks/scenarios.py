@@ -28,6 +28,7 @@ from jobs import passthrough as passthrough_job
 from jobs.config import Settings
 from jobs.detect import detect_faces
 from stages.encode import yuv420p_frame
+from stream.context import JobContext
 from stream.pipeline import Pipeline
 
 SETTINGS = Settings(engine="classical")
@@ -58,6 +59,26 @@ def _pipeline_cpu() -> Iterator[list[float]]:
         yield spent
     finally:
         Pipeline.run, Pipeline.run_inline = originals
+
+
+class PhaseClock(JobContext):
+    """A job context that times each pass a job runs through it (`JobContext.run`: detect,
+    speakers, bank, lipsync...): wall seconds and process CPU seconds, summed by phase name.
+    The passes of one job run one after another, so the process CPU over a pass is that
+    pass's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.phases: dict[str, dict[str, float]] = {}
+
+    def run(self, phase: str, pipeline: Pipeline, frames_total: int, on_output=None):
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            return super().run(phase, pipeline, frames_total, on_output)
+        finally:
+            spent = self.phases.setdefault(phase, {"wall_s": 0.0, "cpu_s": 0.0})
+            spent["wall_s"] += time.perf_counter() - wall
+            spent["cpu_s"] += time.process_time() - cpu
 
 
 def _pipeline_result(frames: int, metrics: dict, cpu_s: float, **extra) -> dict:
@@ -242,14 +263,14 @@ def lipsync_auto(video: str, out: str, audio: str | None, faces: int) -> dict:
             settings = replace(SETTINGS, models_dir=Path(tmp))
         detect_faces(source, sample_fps=1, settings=settings)  # load the face and ASD models before the clock
         shared_registry(settings).lipsync_engine()
-        start, cpu = time.perf_counter(), time.process_time()
-        result = lipsync_job.lipsync(source, audio, None, out, settings)
+        start, cpu, clock = time.perf_counter(), time.process_time(), PhaseClock()
+        result = lipsync_job.lipsync(source, audio, None, out, settings, clock)
         wall, cpu_s = time.perf_counter() - start, time.process_time() - cpu
     frames = result["output"]["frame_count"]
     return {"frames": frames, "wall_s": wall, "fps": frames / wall, "cpu_s": cpu_s,
             "stages": result["metrics"]["stages"], "engine": result["engine"], "active_speaker_model": asd,
             "faces_synced": result["faces"]["processed"], "render_wall_s": result["metrics"]["wall_s"],
-            "mouth_bank_ms": result["timing"].get("mouth_bank_ms", 0.0)}
+            "mouth_bank_ms": result["timing"].get("mouth_bank_ms", 0.0), "phases": clock.phases}
 
 
 def naive(video: str, out: str, audio: str | None, faces: int) -> dict:

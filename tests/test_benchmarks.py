@@ -105,3 +105,46 @@ def test_auto_mode_has_a_row_outside_quick_mode():
     assert "lipsync_auto" in run.chosen_scenarios(",".join(run.ALL_SCENARIOS), quick=False)
     assert "lipsync_auto" not in run.chosen_scenarios(",".join(run.ALL_SCENARIOS), quick=True)
     assert run.chosen_scenarios("codec_floor,,lipsync", quick=True) == ("codec_floor", "lipsync")
+
+
+def test_auto_mode_row_says_where_the_job_time_went():
+    """The auto row lists each pass (wall s, CPU ms per video frame) and the rest of the job."""
+    row = _row("lipsync auto mode", "lipsync_auto", 10.0)  # 25 s of wall, 5 s of CPU, 250 frames
+    row.update(render_wall_s=9.0, mouth_bank_ms=2000.0, faces_synced=2, active_speaker_model=True,
+               phases={"detect": {"wall_s": 6.0, "cpu_s": 1.0}, "bank": {"wall_s": 2.0, "cpu_s": 1.5},
+                       "lipsync": {"wall_s": 9.0, "cpu_s": 2.0}})
+    run.add_ratios([row])
+    cell = run._phases_cell(row)
+    assert "detect 6.0 s (4 ms)" in cell and "bank 2.0 s (6 ms)" in cell and "lipsync 9.0 s (8 ms)" in cell
+    assert "outside the passes 8.0 s (2 ms)" in cell  # 25 - 17 s; 5 - 4.5 s of CPU over 250 frames
+    assert cell in run.format_table([row])
+
+
+def test_phase_clock_times_each_pass_of_a_job():
+    """PhaseClock sums wall and CPU by pass name over a job's pipelines."""
+    from benchmarks.scenarios import PhaseClock
+    from stream.pipeline import Pipeline
+    from stream.stage import Source, Stage
+
+    class Count(Source):
+        name = "decode"
+
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def items(self):
+            yield from range(self.n)
+
+    class Busy(Stage):
+        name = "busy"
+
+        def process(self, item):
+            sum(range(20000))  # some CPU per item
+            return (item,)
+
+    clock, seen = PhaseClock(), []
+    for phase, n in (("detect", 5), ("bank", 3), ("detect", 2)):
+        clock.run(phase, Pipeline(Count(n), [Busy()]), n, on_output=seen.append)
+    assert len(seen) == 10  # the passes ran as through a plain JobContext
+    assert set(clock.phases) == {"detect", "bank"}
+    assert all(p["wall_s"] > 0 and p["cpu_s"] >= 0 for p in clock.phases.values())
