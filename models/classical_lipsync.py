@@ -47,6 +47,7 @@ from models.mouth_bank import (
     mouth_width,
     teeth_share,
 )
+from models.lip_contour import refine_outer_lips
 from models.mouth_cleanup import close_original_gap
 from models.mouth_front_end import mouth_track
 from models.mouth_geometry import (
@@ -92,6 +93,8 @@ GRIN_KEEP = 0.5
 """While grinning, a speech frame's lips stay at least this share of the original's gap
 apart (at most OPEN_GAP): the person's own expression, teeth showing, with the opening
 still following the speech above it. Closures (p/b/m) and silence still close."""
+GRIN_ROUNDING = 0.5
+"""Share of a rounded vowel's rounding a grinning face takes."""
 REPLAN_TEETH = 0.3
 """Change of the original's teeth share (a grin coming or going) after which the rest is
 planned again."""
@@ -182,7 +185,7 @@ class ClassicalLipSync:
         if face.landmarks is None or len(face.landmarks) != 68 or req.strength <= 0:
             return MouthPatch(0, 0, np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), np.float32))
         image = req.image
-        pts = np.asarray(face.landmarks, dtype=np.float64).reshape(68, 2)
+        pts = refine_outer_lips(image, face.landmarks)
         axes = FaceAxes.from_landmarks(pts)
         s = axes.scale
         src_uv = axes.to_local(pts)
@@ -356,13 +359,12 @@ class ClassicalLipSync:
     @staticmethod
     def _keep_grin(shape: MouthShape, state: _TrackState, warp: WarpConfig) -> MouthShape:
         """A speech frame of a grinning face keeps its lips GRIN_KEEP of the original's gap
-        apart, so its teeth stay in view; closures and silence (shape.closed) still close."""
+        apart, so its teeth stay in view, and rounds them less (GRIN_ROUNDING: the smile
+        holds the corners out); closures and silence (shape.closed) still close."""
         if state.teeth < GRIN_TEETH or shape.closed >= 0.5:
             return shape
         floor = min(GRIN_KEEP * state.gap, OPEN_GAP) / max(warp.max_gap, 1e-6)
-        if shape.openness >= floor:
-            return shape
-        return replace(shape, openness=float(floor))
+        return replace(shape, openness=float(max(shape.openness, floor)), rounding=GRIN_ROUNDING * shape.rounding)
 
     # -- pieces ---------------------------------------------------------------------
     def _state(self, key: str, frame_index: int, uv: np.ndarray) -> _TrackState:

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from models.lip_contour import refine_outer_lips
+
 PX_PER_S = 100
 """Canonical resolution: pixels per inter-ocular distance."""
 U_RANGE = (-0.95, 0.95)
@@ -166,7 +168,7 @@ def sample_mouth(image: np.ndarray, landmarks: np.ndarray, pose: tuple[float, fl
     """The canonical mouth sample of one face (RGB uint8 frame, 68 landmarks in pixels).
 
     None when the face is too small (s < 24 px) for a useful mouth texture."""
-    pts = np.asarray(landmarks, dtype=np.float64).reshape(68, 2)
+    pts = refine_outer_lips(image, landmarks)  # the lips' real edge: their whole texture is the sample's
     axes = FaceAxes.from_landmarks(pts)
     if axes.scale < 24:
         return None

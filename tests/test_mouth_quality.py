@@ -281,3 +281,27 @@ def test_open_smiling_mouths_show_teeth_not_a_flat_cavity(quick_start, backend):
 def mouth_width_of(face: Face) -> float:
     uv = local(face)
     return float(uv[54, 0] - uv[48, 0])
+
+
+def test_a_grin_keeps_its_teeth_while_it_speaks(quick_start, backend, data_dir):
+    """Frames 15-74: the man grins, teeth showing, through most of his speech. Where the new
+    speech is not a closure (p/b/m) or a pause, his teeth stay in view: the output's inner
+    mouth shows teeth on most frames where the original's does. Before (one closed, neutral
+    mouth for every low opening, and toothless samples for a smile): teeth on 40% of them."""
+    from models.mouth_front_end import mouth_track
+    from models.mouth_params import MouthParamConfig
+    from stages.audio import load_audio
+
+    frames, output = quick_start
+    speech = mouth_track(load_audio(data_dir / "audio" / "yongen.wav", 16000), 16000, 25.0, MouthParamConfig())
+    toothy, kept = 0, 0
+    for i in range(15, 75):
+        if speech.at(i * 40.0).closed >= 0.5:
+            continue  # a closure or a pause: the lips must close, teeth or not
+        original, synced = first_face(backend, frames[i]), first_face(backend, output[i])
+        if sample_mouth(frames[i], original.landmarks, original.pose, 0.0).teeth < 0.3:
+            continue
+        toothy += 1
+        kept += sample_mouth(output[i], synced.landmarks, synced.pose, 0.0).teeth >= 0.2
+    assert toothy >= 30
+    assert kept / toothy >= 0.5, f"teeth kept on {kept} of {toothy} grinning speech frames"
