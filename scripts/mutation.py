@@ -40,7 +40,7 @@ GUARDS: dict[str, tuple[str, ...]] = {
     "service/admission.py": ("tests/test_admission.py", "tests/test_limits.py"),
     "jobs/schema.py": ("tests/test_schema.py", "tests/test_schema_properties.py"),
     "stages/segments.py": ("tests/test_segments.py", "tests/test_segments_properties.py"),
-    "jobs/targets.py": ("tests/test_targets.py",),
+    "jobs/targets.py": ("tests/test_targets_rules.py",),  # no face model: test_targets.py loads one a test
     "stages/shots.py": ("tests/test_shots_rules.py",),  # synthetic thumbnails: test_shots.py decodes media (55 s a run)
 }
 """The modules that guard users and data, each with the test files that own it."""
