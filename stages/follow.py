@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import inspect
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -117,7 +117,7 @@ class _Follow:
     filter: OneEuroFilter = field(default_factory=OneEuroFilter)
     started: bool = False
     thumbnail: np.ndarray | None = None
-    verify: bool = False  # check who is there at the next detection (a jump, a drift, time)
+    verify: bool = False  # check who is there (a jump, a drift, time): now, or at the next detection
     reference: np.ndarray | None = None  # thumbnail at the last identity check
     checked_ms: float | None = None
     checked_index: int = 0
@@ -203,10 +203,10 @@ class TrackStage(Stage):
                 self._follows[target.index] = _Follow()
         jumped = self._jumped(frame, active)  # on every frame: a jump also flags a check of who is there
         due = self._identity_due(frame, active)
-        must_detect = cut or jumped or due or frame.index % self.detect_interval == 0 or any(
+        must_detect = cut or jumped or frame.index % self.detect_interval == 0 or any(
             not self._follows[t.index].started for t in active)
-        if not must_detect:
-            must_detect = not self._refresh(frame, active)  # the landmark path lost a face
+        if not must_detect:  # the landmark path lost a face, or a due check found someone else
+            must_detect = not self._refresh(frame, active) or (due and not self._verify_followed(frame, active))
         if must_detect:
             detections = self._detect(frame, active)
             self._detections += 1
@@ -400,6 +400,25 @@ class TrackStage(Stage):
                 follow.checked_ms = None
                 del matched[target.index]
                 claimed.discard(next(j for j, d in enumerate(detections) if d is face))
+
+    def _verify_followed(self, frame: Frame, active: list[Target]) -> bool:
+        """The identity checks due on a frame without a detection, on the faces the landmark
+        path just followed: an embedding each and no detection (~30 ms saved per check).
+        False when one is not its person any more: the frame then gets a full detection,
+        whose match checks it again, drops it and searches for the person (`_verify`)."""
+        for target in active:
+            follow = self._follows[target.index]
+            if not follow.verify or follow.face is None or target.anchor.embedding is None:
+                continue
+            probe = replace(follow.face, landmarks=follow.raw, embedding=None)  # its own, not the carried one
+            self.backend.embed(frame.image, [probe])
+            if probe.embedding is None or \
+                    self.backend.similarity(probe.embedding, target.anchor.embedding) < self.threshold:
+                return False
+            self.identity_checks += 1
+            follow.verify = False
+            self._checked(follow, frame, follow.face)
+        return True
 
     def _needs_identity(self, searching: list[Target], detections: list[Face], claimed: set[int]) -> bool:
         """Whether matching the searching targets needs identity embeddings (~100 ms a face).

@@ -157,3 +157,28 @@ def test_references_name_people_who_are_not_requested():
     _run(stage, backend, _shot_frames(12, 7))
     assert stage.people_seen == {"p0", "bob"}
     assert {s.character_id for s in stage.unknown_sightings} == {"bob"}
+
+
+def test_a_due_identity_check_needs_no_detection():
+    """A steady face is re-identified every REID_MS on the face the landmark path followed:
+    an embedding, no full detection (each costs ~30 ms at 720p)."""
+    backend = ScriptedBackend([_face(100, 200)])
+    stage = TrackStage(backend, _targets(_face(100, 200, embedding=np.array([1.0, 0.0]))), detect_interval=1000)
+    for frame in _frames(60):  # 2.4 s: checks due 1 s and 2 s after the first (frame 1)
+        (out,) = stage.process(frame)
+        assert out.notes["targets"][0].state == SYNCED
+    assert stage.identity_checks == 2
+    assert len(backend.known) == 1  # frame 0's detection only
+
+
+def test_a_due_check_that_finds_someone_else_drops_the_face():
+    """B takes A's place with no cut and no jump in the picture (a slow dissolve, say): the
+    check due 1 s after the first (frame 1) finds B on the followed face; that frame gets a
+    detection, the face is dropped and A, gone, is not visible from then on."""
+    backend = SwappingBackend(cut=20, a_leaves=True)
+    stage = TrackStage(backend, _targets(_face(100, 200, embedding=np.array([1.0, 0.0]))), detect_interval=1000)
+    states = [o.state for o in _run(stage, backend, _frames(40))]
+    assert states[:26] == [SYNCED] * 26  # frames 20-25: B, unchecked until the check falls due
+    assert states[26:] == [NOT_VISIBLE] * 14
+    assert stage.identity_drops == 1
+    assert len(backend.known) == 2  # frame 0, and frame 26 where the check failed
