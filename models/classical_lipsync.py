@@ -38,6 +38,7 @@ import numpy as np
 from scipy.spatial import Delaunay
 
 from models.engine import MouthPatch, MouthRequest
+from models.lip_contour import refine_outer_lips
 from models.mouth_bank import (
     CLOSED_GAP,
     OPEN_GAP,
@@ -47,7 +48,6 @@ from models.mouth_bank import (
     mouth_width,
     teeth_share,
 )
-from models.lip_contour import refine_outer_lips
 from models.mouth_cleanup import close_original_gap
 from models.mouth_front_end import mouth_track
 from models.mouth_geometry import (
@@ -71,6 +71,7 @@ from models.mouth_transfer import (
     paint_bank_mouth,
     with_real_lips,
 )
+from models.warp_field import smooth_away_from_lips
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +228,8 @@ class ClassicalLipSync:
         # Evaluated on every pixel: the closed-lip triangles are a pixel or two thin and map
         # to the whole original gap, so a coarser grid would smear the lip line.
         map_x, map_y = MeshRaster.of(dst_img, tris, cw, ch).maps(src_img, tris)
+        # Smooth away from the lips: a straight chin edge must not bend at triangle edges.
+        map_x, map_y = smooth_away_from_lips(map_x, map_y, axes.to_image(dst_uv[48:60]) - off, s)
 
         crop_src = image[y0:y1, x0:x1]
         # The ring's source triangles lie inside the crop, so the warp reads only the crop.

@@ -1,0 +1,51 @@
+"""The lower face's warp made smooth away from the lips.
+
+A piecewise-affine warp is continuous but its gradient jumps at every triangle edge: a
+straight edge in the picture that crosses several triangles (the chin against a collar,
+a jaw line) comes out bent at each crossing, the jagged chin seen when a wide-open mouth
+closes and the chin rises. Away from the lips the motion is smooth in reality (skin and
+jaw move together), so there the displacement field is low-passed with a Gaussian of
+`SMOOTH_SIGMA` inter-ocular distances; on and near the lips, where closed-lip triangles a
+pixel thin carry the whole original gap and must stay exact, the affine field is kept.
+The two meet in a feathered band.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+SMOOTH_SIGMA = 0.06
+"""Gaussian sigma (inter-ocular distances) of the displacement field away from the lips."""
+EXACT_MARGIN = 0.1
+"""How far (inter-ocular distances) beyond the outer lips the affine field is kept exactly."""
+
+
+def smooth_away_from_lips(map_x: np.ndarray, map_y: np.ndarray, lips_px: np.ndarray,
+                          scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Backward maps (cv2.remap, float32 HxW) with their displacement smoothed outside
+    the target lips `lips_px` (12x2 outer lip points, crop pixels); scale: the
+    inter-ocular distance (pixels)."""
+    h, w = map_x.shape
+    sigma = SMOOTH_SIGMA * scale
+    if sigma < 0.75 or h < 4 or w < 4:
+        return map_x, map_y
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    dx, dy = map_x - xs, map_y - ys
+    # Smoothed on a grid sigma/3 coarser: a low-passed field needs no more.
+    step = max(1, int(sigma / 3))
+    small = (max(1, w // step), max(1, h // step))
+
+    def low_pass(field: np.ndarray) -> np.ndarray:
+        coarse = cv2.resize(field, small, interpolation=cv2.INTER_AREA)
+        coarse = cv2.GaussianBlur(coarse, (0, 0), sigma / step, borderType=cv2.BORDER_REPLICATE)
+        return cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
+
+    keep = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(keep, [np.round(lips_px).astype(np.int32)], 1)
+    k = max(3, int(round(2 * EXACT_MARGIN * scale)) | 1)
+    keep = cv2.dilate(keep, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))).astype(np.float32)
+    exact = cv2.GaussianBlur(keep, (0, 0), max(0.8, 0.5 * sigma))
+    exact = np.maximum(exact, keep)
+    smooth = 1.0 - exact
+    return (map_x + smooth * (low_pass(dx) - dx)).astype(np.float32), (map_y + smooth * (low_pass(dy) - dy)).astype(np.float32)

@@ -1,0 +1,45 @@
+"""The lower face's warp smoothed away from the lips: kinks at triangle edges go, the lips'
+exact map stays."""
+from __future__ import annotations
+
+import numpy as np
+
+from models.warp_field import smooth_away_from_lips
+
+
+def kinked_maps(w: int = 200, h: int = 160) -> tuple[np.ndarray, np.ndarray]:
+    """A backward map whose vertical displacement is |x - 100| / 10 px: continuous, with a
+    kink along x = 100 (as two affine triangles meeting there)."""
+    xs = np.arange(w, dtype=np.float32)[None, :].repeat(h, 0)
+    ys = np.arange(h, dtype=np.float32)[:, None].repeat(w, 1)
+    return xs.copy(), ys + np.abs(xs - 100) / 10
+
+
+_angles = np.pi - np.arange(12) * np.pi / 6
+LIPS = np.stack([100 + 40 * np.cos(_angles), 20 - 10 * np.sin(_angles)], axis=1)
+"""Outer lips: an ellipse 80 x 20 px around (100, 20)."""
+
+
+def test_a_kink_far_from_the_lips_is_smoothed():
+    map_x, map_y = kinked_maps()
+    sx, sy = smooth_away_from_lips(map_x, map_y, LIPS, scale=100.0)
+    row = 130  # far below the lips
+    bend_before = np.abs(np.diff(map_y[row], 2)).max()
+    bend_after = np.abs(np.diff(sy[row], 2)).max()
+    assert bend_before > 0.19  # the kink: the slope jumps from -0.1 to +0.1 in one pixel
+    assert bend_after < 0.25 * bend_before
+    # The field is only smoothed, not moved: far from the kink it is unchanged.
+    assert np.abs(sy[row, 10:40] - map_y[row, 10:40]).max() < 0.05
+    assert np.allclose(sx, map_x, atol=1e-3)
+
+
+def test_the_lips_keep_their_exact_map():
+    map_x, map_y = kinked_maps()
+    _, sy = smooth_away_from_lips(map_x, map_y, LIPS, scale=100.0)
+    assert np.array_equal(sy[15:26, 75:126], map_y[15:26, 75:126])
+
+
+def test_small_faces_are_left_alone():
+    map_x, map_y = kinked_maps()
+    sx, sy = smooth_away_from_lips(map_x, map_y, LIPS, scale=10.0)
+    assert sx is map_x and sy is map_y
