@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -35,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 GUARDS: dict[str, tuple[str, ...]] = {
     "service/addresses.py": ("tests/test_addresses.py",),
-    "service/fetch.py": ("tests/test_fetch.py",),
+    "service/fetch.py": ("tests/test_fetch_rules.py",),  # no sockets: test_fetch.py's real servers wait out deadlines
     "service/uploads.py": ("tests/test_uploads.py",),
     "service/admission.py": ("tests/test_admission.py", "tests/test_limits.py"),
     "jobs/schema.py": ("tests/test_schema.py", "tests/test_schema_properties.py"),
@@ -120,17 +121,31 @@ def read_score(repo: Path, module: str) -> MutationScore:
 
 
 def run_mutmut(repo: Path, children: int) -> None:
-    """Run mutmut, echoing its step lines but not its spinner (it redraws one line with \\r)."""
+    """Run mutmut, echoing its step lines but not its spinner (it redraws one line with \\r).
+
+    mutmut runs in its own process group, ended with this script (Ctrl-C or a SIGTERM), so
+    no orphaned mutant keeps running tests in the scratch copy."""
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("CI", None)  # a skip is not a mutant kill: keep CI's skip-is-failure rule out of it
     env.setdefault("LIPSYNC_HYPOTHESIS_EXAMPLES", str(HYPOTHESIS_EXAMPLES))
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with subprocess.Popen([sys.executable, "-m", "mutmut", "run", "--max-children", str(children)],
-                          cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            shown = line.rstrip("\n").split("\r")[-1]
-            if shown.strip() and not "\u2800" <= shown.lstrip()[0] <= "\u28ff":  # braille: the spinner
-                print(shown, flush=True)
+                          cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          start_new_session=True) as proc:
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                shown = line.rstrip("\n").split("\r")[-1]
+                if shown.strip() and not "\u2800" <= shown.lstrip()[0] <= "\u28ff":  # braille: the spinner
+                    print(shown, flush=True)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(f"stopped by signal {signum}")
 
 
 def show(repo: Path, names: Sequence[str]) -> None:

@@ -7,6 +7,7 @@ real slow servers on 127.0.0.1 (plain and TLS) against the deadline and the canc
 """
 from __future__ import annotations
 
+import logging
 import socket
 import time
 
@@ -21,13 +22,21 @@ from service.fetch import (
     fetch_to_temp,
     fetches_cancelled_by,
 )
+from service.watchdog import Watchdog
 from stream.errors import FetchError
 
 PUBLIC = "93.184.216.34"
 
 
 @pytest.fixture
-def web(monkeypatch):
+def made() -> dict[str, list]:
+    """What the `web` fixture saw made: the clients' (timeout, ca_bundle), each send's (method,
+    trace) and each download's watchdog."""
+    return {"clients": [], "sends": [], "watchdogs": []}
+
+
+@pytest.fixture
+def web(monkeypatch, made):
     """Every host resolves to PUBLIC (or `dns[host]`); requests go to `routes[path]`, a function
     of the request returning a response. Records (host header, pinned host, path, headers)."""
     dns: dict[str, list[str]] = {}
@@ -42,10 +51,24 @@ def web(monkeypatch):
         return routes[request.url.path](request)
 
     def client(timeout, ca_bundle):
+        made["clients"].append((timeout, ca_bundle))
         return httpx.Client(transport=httpx.MockTransport(handler), timeout=timeout, follow_redirects=False)
 
     monkeypatch.setattr(addresses.socket, "getaddrinfo", getaddrinfo)
+    real_send = fetch_module.send_pinned
+
+    def send(client, method, dest, **kwargs):
+        made["sends"].append((method, kwargs.get("trace")))
+        return real_send(client, method, dest, **kwargs)
+
+    class RecordedWatchdog(Watchdog):
+        def __enter__(self):
+            made["watchdogs"].append(self)
+            return super().__enter__()
+
     monkeypatch.setattr(fetch_module, "pinned_client", client)
+    monkeypatch.setattr(fetch_module, "send_pinned", send)
+    monkeypatch.setattr(fetch_module, "Watchdog", RecordedWatchdog)
     return dns, routes, seen
 
 
@@ -246,3 +269,128 @@ def test_policy_bounds_and_env():
         with pytest.raises(ValueError, match=f"{name}='{raw}' must be at least"):
             FetchPolicy.from_env({name: raw})
     assert FetchPolicy.from_env({"LIPSYNC_CA_BUNDLE": "  "}).ca_bundle is None
+
+
+# --- mutation survivors (scripts/mutation.py service/fetch.py) ------------------------------------
+
+def test_each_download_gets_its_timeouts_ca_bundle_and_watchdog(web, made, tmp_path):
+    """read_timeout_s bounds every read, connect_timeout_s (or what is left of the total) the
+    connect; the CA bundle reaches the client; every request is a GET traced by the watchdog,
+    which shuts its sockets down at the deadline or on cancel."""
+    web[1]["/f"] = lambda r: httpx.Response(200, content=b"x")
+    fetch("http://h.example/f", tmp_path, read_timeout_s=7.0, connect_timeout_s=3.0, ca_bundle="/ca.pem")
+    (timeout, ca_bundle), = made["clients"]
+    assert (timeout.read, timeout.write, timeout.pool, timeout.connect, ca_bundle) == (7.0, 7.0, 7.0, 3.0, "/ca.pem")
+    (watchdog,) = made["watchdogs"]
+    assert made["sends"] == [("GET", watchdog.trace)]
+    fetch("http://h.example/f", tmp_path, connect_timeout_s=10.0, total_timeout_s=2.0)
+    assert 0 < made["clients"][1][0].connect <= 2.0  # the total's time left
+
+
+def test_a_private_address_is_fetched_when_the_policy_allows_it(web, tmp_path):
+    dns, routes, _ = web
+    dns["inside.example"] = ["10.1.2.3"]
+    routes["/in"] = lambda r: httpx.Response(200, content=b"inside")
+    assert fetch("http://inside.example/in", tmp_path, allow_private_networks=True).read_bytes() == b"inside"
+    assert "private address 10.1.2.3" in str(refused("http://inside.example/in", tmp_path))
+
+
+def test_the_workdir_and_its_parents_are_made(web, tmp_path):
+    web[1]["/f"] = lambda r: httpx.Response(200, content=b"x")
+    path = fetch("http://h.example/f", tmp_path, workdir="jobs/j1/inputs")
+    assert path.parent == tmp_path / "jobs" / "j1" / "inputs" and path.read_bytes() == b"x"
+
+
+def test_the_size_limit_counts_every_chunk(web, tmp_path):
+    class Chunks(httpx.SyncByteStream):
+        def __iter__(self):
+            yield from [b"0123456789"] * 10
+
+    web[1]["/c"] = lambda r: httpx.Response(200, stream=Chunks())
+    assert fetch("http://h.example/c", tmp_path, max_bytes=100).stat().st_size == 100
+    assert "larger than the 99 bytes limit" in str(refused("http://h.example/c", tmp_path, max_bytes=99))
+
+
+def test_a_broken_body_counts_the_bytes_of_every_chunk(web, tmp_path):
+    class Broken(httpx.SyncByteStream):
+        def __iter__(self):
+            yield b"12"
+            yield b"345"
+            raise httpx.ReadError("reset by peer")
+
+    web[1]["/b"] = lambda r: httpx.Response(200, stream=Broken())
+    assert "download failed after 5 bytes" in str(refused("http://h.example/b", tmp_path))
+
+
+def test_a_connect_timeout_names_the_policy_timeout(web, tmp_path):
+    def slow(request):
+        raise httpx.ConnectTimeout("timed out")
+
+    web[1]["/t"] = slow
+    error = refused("http://h.example/t", tmp_path, connect_timeout_s=2.5)
+    assert (str(error), error.status_code) == (
+        "video_url http://h.example/t: timed out after 2.5 s connecting to h.example:80; check the URL is "
+        "reachable from the server", 502)
+
+
+def _stopped_stream(made, why: str, after_first=lambda: None):
+    """A body that sends 5 bytes, calls `after_first`, then breaks (as a socket the watchdog shut
+    down does) once the download's watchdog says it stopped for `why`."""
+    class Stopped(httpx.SyncByteStream):
+        def __iter__(self):
+            yield b"12345"
+            after_first()
+            deadline = time.monotonic() + 10
+            while made["watchdogs"][-1].why_stopped() != why and time.monotonic() < deadline:
+                time.sleep(0.01)
+            raise httpx.ReadError("shut down")
+
+    return Stopped()
+
+
+def test_a_connection_broken_by_a_cancel_is_reported_as_cancelled(web, made, tmp_path):
+    flag: list[bool] = []  # set once the first bytes are written
+    web[1]["/s"] = lambda r: httpx.Response(200, stream=_stopped_stream(made, "cancelled", lambda: flag.append(True)))
+    with fetches_cancelled_by(lambda: bool(flag)), pytest.raises(FetchCancelled) as caught:
+        fetch("http://h.example/s", tmp_path)
+    assert str(caught.value) == "fetching video_url stopped: the job was cancelled"
+
+
+def test_a_connection_broken_by_the_deadline_is_reported_as_the_deadline(web, made, tmp_path):
+    web[1]["/s"] = lambda r: httpx.Response(200, stream=_stopped_stream(made, "deadline"))
+    error = refused("http://h.example/s", tmp_path, total_timeout_s=0.2)
+    assert (str(error), error.status_code) == (
+        "video_url http://h.example/s took longer than 0.2 s to download (LIPSYNC_FETCH_TOTAL_TIMEOUT_S); "
+        "use a faster host or a smaller file", 502)
+
+
+def test_the_log_names_the_download_with_its_url_redacted(web, tmp_path, monkeypatch, caplog):
+    """INFO: what was fetched from where (no query string: it may hold a signature), how big,
+    how long (a stand-in clock: 2 s); DEBUG: each redirect, redacted too."""
+    readings = iter([10.0, 12.0])
+    monkeypatch.setattr(fetch_module, "time", type("Clock", (), {"monotonic": staticmethod(lambda: next(readings))}))
+    routes = web[1]
+    routes["/start"] = lambda r: httpx.Response(302, headers={"location": "/clip.mp4?token=secret"})
+    routes["/clip.mp4"] = lambda r: httpx.Response(200, content=b"movie")
+    caplog.set_level(logging.DEBUG, logger="service.fetch")
+    path = fetch("https://cdn.example/start?sig=abc", tmp_path)
+    assert [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "service.fetch"] == [
+        (logging.DEBUG, "https://cdn.example/start?... redirected to https://cdn.example/clip.mp4?..."),
+        (logging.INFO, f"fetched video https://cdn.example/clip.mp4?... -> {path.name}: 5 bytes in 2000 ms"),
+    ]
+
+
+def test_suffix_of_keeps_only_a_short_plain_extension():
+    assert [fetch_module._suffix_of(f"http://h/v{tail}") for tail in (".MKV", ".toolong", "", ".a-b", ".mp4?x=1")] == \
+        [".mkv", "", "", "", ".mp4"]
+
+
+def test_allowed_networks_may_have_host_bits_set():
+    assert FetchPolicy(allowed_networks=("10.1.2.3/8",)).allowed_networks == ("10.1.2.3/8",)
+
+
+def test_policy_from_the_process_environment_and_the_smallest_timeouts(monkeypatch):
+    monkeypatch.setenv("LIPSYNC_FETCH_MAX_BYTES", "5")
+    assert FetchPolicy.from_env().max_bytes == 5
+    smallest = FetchPolicy.from_env({"LIPSYNC_FETCH_READ_TIMEOUT_S": "0.001", "LIPSYNC_FETCH_TOTAL_TIMEOUT_S": "0.001"})
+    assert (smallest.read_timeout_s, smallest.total_timeout_s) == (0.001, 0.001)
