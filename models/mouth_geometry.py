@@ -61,6 +61,7 @@ class WarpConfig:
     max_gap: float = 0.42  # inner-lip gap at openness 1
     lower_share: float = 0.85  # of the gap taken by the lower lip and chin (jaw drop)
     jaw_close_share: float = 0.5  # of the original gap by which the chin rises when closing
+    max_chin_rise: float = 0.16  # ...but at most this far: past it the collar shows as a wedge
     corner_drop: float = 0.3  # corners move down by this share of the gap
     widen: float = 0.12  # relative mouth-width change at width 1
     narrow: float = 0.22  # relative mouth-width change at rounding 1
@@ -110,8 +111,9 @@ def neutral_local(uv: np.ndarray, cfg: WarpConfig) -> np.ndarray:
     centre_gap = gaps[2]
     # The chin rises by less than the lower lip: a wide-open mouth closes partly by the
     # lips, and a full jaw lift would pull the neck and collar up under the chin.
+    rise = min(cfg.jaw_close_share * centre_gap, cfg.max_chin_rise)
     for i in JAW:
-        out[i, 1] -= cfg.jaw_close_share * centre_gap * jaw_motion(i)
+        out[i, 1] -= rise * jaw_motion(i)
     for a, b in zip(UPPER_INNER, LOWER_INNER):
         # Each inner pair meets at one point, so the closed inner polygon has no area.
         meet = out[a] + (out[b] - out[a]) * (1 - cfg.lower_share) if uv[b, 1] >= uv[a, 1] else (out[a] + out[b]) / 2

@@ -140,7 +140,9 @@ def sync_checks(video, audio, out=None) -> dict:
             closed += mouth_opening(faces[i][0].landmarks) < CLOSED
     report = {"video": str(video), "audio": str(audio), "frames": len(frames),
               "closure_frames": closures, "closed_share": round(closed / max(closures, 1), 3)}
-    if sweep:
+    if "error" in sweep:
+        report["light_asd"] = sweep["error"]
+    elif sweep:
         best = max(sweep, key=sweep.get)
         report.update(p_speaking=round(sweep[0], 3), sweep_peak_frames=best,
                       sweep={k: round(v, 3) for k, v in sweep.items()})

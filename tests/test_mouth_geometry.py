@@ -1,0 +1,39 @@
+"""The lower face's geometry: closing a mouth lifts the chin with the jaw, within a bound."""
+from __future__ import annotations
+
+import numpy as np
+
+from models.mouth_geometry import JAW, LOWER_INNER, UPPER_INNER, WarpConfig, neutral_local
+
+
+def open_mouth(gap: float) -> np.ndarray:
+    """68 local points (s units): lips around the origin, inner lips `gap` apart at the
+    centre, a jaw line 0.6 below."""
+    uv = np.zeros((68, 2))
+    uv[0:17, 0] = np.linspace(-0.9, 0.9, 17)
+    uv[0:17, 1] = 0.6 - 0.5 * np.abs(uv[0:17, 0])
+    uv[48:60, 0] = 0.4 * np.cos(np.pi - np.arange(12) * np.pi / 6)
+    uv[48:60, 1] = -0.12 * np.sin(np.pi - np.arange(12) * np.pi / 6)
+    for k, (a, b) in enumerate(zip(UPPER_INNER, LOWER_INNER)):
+        uv[a] = ((k - 1) * 0.1, -gap / 2)
+        uv[b] = ((k - 1) * 0.1, gap / 2)
+    uv[60], uv[64] = (-0.3, 0.0), (0.3, 0.0)
+    return uv
+
+
+def test_closing_lifts_the_chin_by_half_the_gap():
+    cfg = WarpConfig()
+    uv = open_mouth(0.12)
+    closed = neutral_local(uv, cfg)
+    assert np.isclose(uv[8, 1] - closed[8, 1], cfg.jaw_close_share * 0.12)
+    assert np.allclose(closed[list(UPPER_INNER), 1], closed[list(LOWER_INNER), 1])  # the lips meet
+
+
+def test_a_wide_open_mouth_lifts_the_chin_no_further_than_the_bound():
+    """Closing a laugh lifts the chin by at most max_chin_rise: further, the collar under it
+    is stretched into a wedge; the lips close all the same."""
+    cfg = WarpConfig()
+    closed = neutral_local(open_mouth(0.45), cfg)
+    rise = open_mouth(0.45)[list(JAW), 1] - closed[list(JAW), 1]
+    assert np.isclose(rise.max(), cfg.max_chin_rise) and rise.min() >= 0
+    assert np.allclose(closed[list(UPPER_INNER), 1], closed[list(LOWER_INNER), 1])
