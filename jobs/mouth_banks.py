@@ -2,16 +2,26 @@
 (`stages.mouth_bank`), and what the response says about them."""
 from __future__ import annotations
 
-from typing import Sequence
+import logging
+import time
+from collections.abc import Sequence
 
 import numpy as np
 
 from jobs.config import Settings
+from models.phones import recognise_phones
+from models.visemes import choose_front_end, shape_at
+from stages.audio import load_audio
 from stages.decode import DecodeStage, VideoInfo, expected_frames
 from stages.mouth_bank import MouthBankStage
 from stream.context import JobContext
+from stream.errors import MediaError
 from stream.pipeline import Pipeline
 
+log = logging.getLogger(__name__)
+
+PHONE_RATE = 16000
+"""Sample rate (Hz) the video's own audio is read at for its phones."""
 BANK_FPS = 5.0
 """Frames per second the mouth-bank pass samples..."""
 BANK_MAX_FRAMES = 200
@@ -34,7 +44,31 @@ def build_mouth_banks(video: str, info: VideoInfo, targets: Sequence, backend, s
     pipeline = Pipeline(DecodeStage(video, sample_fps=fps), [stage], queue_size=settings.queue_size)
     metrics = context.run("bank", pipeline, expected_frames(info, fps))
     banks = {t.key: stage.banks[t.character_id] for t in targets if t.character_id in stage.banks}
-    return banks, metrics.wall_s * 1000
+    started = time.perf_counter()
+    log.info("mouth bank: %s", label_with_original_phones(video, info, banks))
+    return banks, metrics.wall_s * 1000 + (time.perf_counter() - started) * 1000
+
+
+def label_with_original_phones(video: str, info: VideoInfo, banks: dict) -> str:
+    """Video Rewrite's labelling: each bank sample that was the only face in its frame
+    carries the mouth shape of the phone the video's own audio sounds then (PocketSphinx,
+    `models.phones`), so selection can match the new speech's shapes, not only openings.
+    Only where the phones fit that audio as speech (`choose_front_end`: music or noise
+    labels nothing). Returns why it did or did not label, for the logs."""
+    if not banks:
+        return "no mouth bank"
+    if not info.has_audio:
+        return "the video has no audio"
+    try:
+        samples = load_audio(video, PHONE_RATE)
+    except MediaError as exc:
+        return f"the video's audio could not be read ({exc.problem})"
+    phones = recognise_phones(samples, PHONE_RATE)
+    usable, reason = choose_front_end(phones, samples, PHONE_RATE)
+    if not usable:
+        return f"the video's audio is not labelled: {reason}"
+    labelled = sum(bank.label_visemes(lambda t: shape_at(phones, t)) for bank in {id(b): b for b in banks.values()}.values())
+    return f"{labelled} samples labelled with the video's own phones ({reason})"
 
 
 def _one_per_person(targets: Sequence) -> list:
@@ -74,7 +108,9 @@ def bank_report(targets: Sequence, banks: dict) -> list[dict]:
         coverage = bank.coverage()
         report.append({"character_id": target.character_id, "samples": coverage.samples,
                        "frames_sampled": bank.seen, "max_opening": round(coverage.max_opening, 3),
-                       "teeth": round(coverage.teeth, 3), "frames_from_bank": bank.frames_from_bank,
+                       "teeth": round(coverage.teeth, 3),
+                       "phone_labelled": sum(sample.viseme is not None for sample in bank.samples),
+                       "frames_from_bank": bank.frames_from_bank,
                        "frames_synthesised": bank.frames_synthesised})
     return report
 

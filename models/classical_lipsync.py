@@ -71,6 +71,7 @@ from models.mouth_transfer import (
     paint_bank_mouth,
     with_real_lips,
 )
+from models.visemes import shape_letter
 from models.warp_field import smooth_away_from_lips
 
 log = logging.getLogger(__name__)
@@ -333,7 +334,9 @@ class ClassicalLipSync:
                 measured[key] = (mouth_opening(uv), mouth_width(uv))
             openings[k], widths[k] = measured[key]
         labels = features.phones_at(times)
-        cost = bank.cost_matrix(openings, widths, pose, show_teeth=min(1.0, state.teeth / (2 * GRIN_TEETH)))
+        visemes = None if labels is None else np.array([shape_letter(str(label)) for label in labels])
+        cost = bank.cost_matrix(openings, widths, pose, show_teeth=min(1.0, state.teeth / (2 * GRIN_TEETH)),
+                                visemes=visemes)
         path = plan_samples(cost, switch_costs(openings, widths, labels), bank.appearance_distances(), previous)
         return SamplePlan(start_ms, fps, path, None if pose is None else tuple(pose), len(bank.samples))
 

@@ -44,6 +44,9 @@ TEETH_BAND = 0.45
 TEETH_GAP = 0.08
 """Inner-lip gap (s units) from which a target mouth shows teeth where the person's do
 (sibilants, a smile); under CLOSED_GAP it never does."""
+VISEME_COST = 1.5
+"""Cost (1 ~ visible) off a sample whose own phone's mouth shape is the target's, and on
+one whose is another."""
 NEAR_CLOSED_GAP = 0.08
 """A bank whose least open sample is under this gap can close the mouth: lips a little
 apart, pressed together by the warp, still look like the person's closed lips."""
@@ -117,6 +120,11 @@ class MouthSample:
     time_ms: float
     centre_xy: tuple[float, float] = (0.0, 0.0)
     """Where the mouth centre was in its frame (pixels)."""
+    alone: bool = False
+    """The only face in its frame: the original audio there is most likely this person's."""
+    viseme: str | None = None
+    """The mouth shape (`models.visemes` letter) of the phone the original audio sounds at
+    `time_ms`, where that audio is this person's (`MouthBank.label_visemes`); else None."""
 
     def descriptor(self) -> np.ndarray:
         """Descriptor scaled so that 1 is a visible difference in each coordinate."""
@@ -250,6 +258,16 @@ class MouthBank:
         self.samples = list(samples)
         self._columns = None
 
+    def label_visemes(self, viseme_at) -> int:
+        """Label each sample that was alone in its frame with the mouth shape the original
+        audio says at its time (Video Rewrite: the person's own footage, labelled the way
+        the new speech is). viseme_at: time (ms) -> shape letter or None. Returns how many
+        samples were labelled."""
+        for sample in self.samples:
+            sample.viseme = viseme_at(sample.time_ms) if sample.alone else None
+        self._columns = None
+        return sum(sample.viseme is not None for sample in self.samples)
+
     def columns(self) -> dict[str, np.ndarray]:
         """The samples' descriptors as arrays (opening, width, pitch, yaw, sharpness,
         teeth, brightness), built once after the bank pass rather than on every rendered frame."""
@@ -262,6 +280,7 @@ class MouthBank:
                 "sharpness": np.array([s.sharpness for s in self.samples]),
                 "teeth": np.array([s.teeth for s in self.samples]),
                 "brightness": np.array([s.brightness for s in self.samples]),
+                "viseme": np.array([s.viseme or "" for s in self.samples]),
             }
         return self._columns
 
@@ -288,10 +307,12 @@ class MouthBank:
         return self.cost_matrix(np.array([opening]), np.array([width]), pose)[0]
 
     def cost_matrix(self, openings: np.ndarray, widths: np.ndarray,
-                    pose: tuple[float, float, float] | None, show_teeth: float = 0.0) -> np.ndarray:
+                    pose: tuple[float, float, float] | None, show_teeth: float = 0.0,
+                    visemes: np.ndarray | None = None) -> np.ndarray:
         """T x K cost of showing each sample for each of T target mouths (lower is better,
         1 ~ visible); openings and widths in s units; show_teeth (0-1): how much the
-        person's own mouth shows its teeth now (a grin), see below.
+        person's own mouth shows its teeth now (a grin), see below; visemes: the target's
+        mouth-shape letter per frame, when the new speech's phones are known.
 
         Shape dominates (the sample is warped to the target's lips, so a mismatch
         stretches its texture); pose follows (light is matched when painting, see
@@ -318,6 +339,13 @@ class MouthBank:
         ramp = np.clip((openings - CLOSED_GAP) / (TEETH_GAP - CLOSED_GAP), 0.0, 1.0)
         preference = -1.0 + ramp * (2.0 + float(np.clip(show_teeth, 0.0, 1.0)))
         cost -= 3.0 * preference * col["teeth"][None, :]
+        # Video Rewrite: a sample labelled with the shape the target says (its own phone in
+        # the original audio) costs less, one labelled with another shape more; unlabelled
+        # samples are neutral.
+        if visemes is not None and len(visemes) == len(openings):
+            labelled = col["viseme"] != ""
+            same = np.asarray(visemes).reshape(-1, 1) == col["viseme"][None, :]
+            cost += VISEME_COST * np.where(labelled[None, :], np.where(same, -1.0, 1.0), 0.0)
         return cost
 
     def appearance_distances(self) -> np.ndarray:

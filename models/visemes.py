@@ -114,6 +114,17 @@ class VisemeTrack:
         return len(self.opening)
 
 
+def shape_letter(label: str) -> str:
+    """The mouth shape (letter in SHAPES) a phone starts with."""
+    return PHONE_SHAPES.get(label, ("C",))[0]
+
+
+def shape_at(phones: list[Phone], time_ms: float) -> str:
+    """The mouth shape the phones say at `time_ms` (silence outside them)."""
+    starts = np.array([p.start_ms for p in phones])
+    return shape_letter(_phone_at(phones, starts, time_ms)) if phones else "X"
+
+
 def _phone_shapes(phones: list[Phone]) -> list[tuple[str, ...]]:
     """Each phone's shape(s); HH (breath) takes the shape of the vowel it leads into."""
     shapes = [PHONE_SHAPES.get(p.label, ("C",)) for p in phones]

@@ -158,6 +158,7 @@ class MouthBankStage(Stage):
                 stable = self._stable(image, face)
                 sample = sample_mouth(image, stable.landmarks, stable.pose, frame.time_ms) if stable is not None else None
                 if sample is not None:
+                    sample.alone = len(found) == 1  # the original audio is then most likely theirs
                     crop = None if checked else _face_crop(image, face)
                     self._add(person, sample, None if crop is None else replace(crop, run=run))
                 elif stable is None:

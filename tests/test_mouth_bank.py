@@ -85,6 +85,33 @@ def test_costs_prefer_the_matching_shape_and_pose(d12_samples):
     assert coverage.has_open and coverage.has_closed and coverage.samples == 3
 
 
+def test_samples_alone_in_their_frame_carry_their_own_phones_shape(d12_samples):
+    """Video Rewrite: a sample whose face was the only one in its frame is labelled with
+    the mouth shape of the phone the video's audio sounds then; others stay unlabelled."""
+    bank = MouthBank()
+    for t, alone in ((0, True), (1000, False), (5000, True)):
+        bank.add(replace(d12_samples[t], alone=alone))
+    said = {0: "A", 1000: "C", 5000: "D"}
+    assert bank.label_visemes(lambda t: said[int(t)]) == 2
+    assert [s.viseme for s in bank.samples] == ["A", None, "D"]
+
+
+def test_a_sample_whose_own_phone_matches_the_target_shape_costs_less(d12_samples):
+    """Two samples alike in every descriptor: the one labelled with the target's shape is
+    chosen; labelled with another shape it loses to the unlabelled one."""
+    bank = MouthBank()
+    bank.add(replace(d12_samples[5000], alone=True))
+    bank.add(replace(d12_samples[5000], alone=False))
+    bank.label_visemes(lambda t: "D")
+    wide = np.array([0.4])
+    cost = bank.cost_matrix(wide, np.array([0.75]), None, visemes=np.array(["D"]))[0]
+    assert cost[0] < cost[1]
+    cost = bank.cost_matrix(wide, np.array([0.75]), None, visemes=np.array(["F"]))[0]
+    assert cost[0] > cost[1]
+    unlabelled = bank.cost_matrix(wide, np.array([0.75]), None)[0]
+    assert unlabelled[0] == pytest.approx(unlabelled[1])
+
+
 def test_coverage_says_when_a_person_never_opens(d12_samples):
     bank = MouthBank()
     bank.add(d12_samples[0])

@@ -39,13 +39,17 @@ def first_face(backend, image: np.ndarray) -> Face | None:
     return faces[0] if faces else None
 
 
+RESULTS: dict[str, dict] = {}
+"""Each run's job result, by output path."""
+
+
 def run(video, audio, out, bank: int) -> list[np.ndarray]:
-    """Lip-sync the whole clip's one face; the output frames."""
+    """Lip-sync the whole clip's one face; the output frames (the result in RESULTS)."""
     frames = read_frames(video)
     face = first_face(DefaultFaceBackend(), frames[0])
     spec = FaceSpec("person", face.xywh, 0.0, 60_000.0)
     settings = replace(Settings.from_env(), mouth_bank=bank)
-    lipsync(video, audio, [spec], out, settings=settings)
+    RESULTS[str(out)] = lipsync(video, audio, [spec], out, settings=settings)
     return read_frames(out)
 
 
@@ -210,6 +214,7 @@ def test_a_person_who_never_opens_their_mouth_gets_synthesised_open_mouths_and_a
     (bank,) = result["mouth_bank"]
     assert bank["character_id"] == "silent_man" and bank["samples"] >= 1
     assert bank["frames_synthesised"] > 0 and bank["frames_from_bank"] > 0
+    assert bank["phone_labelled"] == 0  # the still video has no audio of its own to label them by
     assert any("silent_man" in w and "never shows this person's mouth open" in w for w in result["warnings"])
 
 
@@ -220,7 +225,7 @@ def quick_start(data_dir, tmp_path_factory):
     """d12 + yongen.wav (the README's quick start), the whole clip synced: (input, output)."""
     out = tmp_path_factory.mktemp("quick") / "out.mp4"
     frames = read_frames(data_dir / "video" / "d12.mp4")
-    return frames, run(data_dir / "video" / "d12.mp4", data_dir / "audio" / "yongen.wav", out, 48)
+    return frames, run(data_dir / "video" / "d12.mp4", data_dir / "audio" / "yongen.wav", out, 48), RESULTS[str(out)]
 
 
 def local(face: Face) -> np.ndarray:
@@ -230,7 +235,7 @@ def local(face: Face) -> np.ndarray:
 def test_the_last_frames_do_not_fade_back_to_the_original_open_mouth(quick_start, backend):
     """Frames 180-182: the range ends with the video, so the synced mouth holds to the end;
     the original's wide-open mouth (his laugh) must not come back."""
-    frames, output = quick_start
+    frames, output, _ = quick_start
     for i in (180, 181, 182):
         original, synced = first_face(backend, frames[i]), first_face(backend, output[i])
         assert mouth_opening(local(original)) > 0.3  # the original is wide open there
@@ -249,7 +254,7 @@ def sweater_distance(image: np.ndarray, face: Face, reference: np.ndarray) -> fl
 def test_no_second_jaw_line_under_a_raised_chin(quick_start, backend):
     """Frames 93-94: the mouth closes, the chin rises; under the original chin line the
     output shows the collar, not a grey mix of the old chin and the collar."""
-    frames, output = quick_start
+    frames, output, _ = quick_start
     for i in (93, 94):
         original = first_face(backend, frames[i])
         axes = FaceAxes.from_landmarks(original.landmarks)
@@ -264,7 +269,7 @@ def test_no_second_jaw_line_under_a_raised_chin(quick_start, backend):
 def test_open_smiling_mouths_show_teeth_not_a_flat_cavity(quick_start, backend):
     """Frames 20-23 and 65-67: the man smiles with his teeth showing; where the output
     mouth is open it shows teeth (his own, from the bank), and the smile's width stays."""
-    frames, output = quick_start
+    frames, output, _ = quick_start
     teeth, widths = [], []
     for i in (20, 21, 22, 23, 65, 66, 67):
         original, synced = first_face(backend, frames[i]), first_face(backend, output[i])
@@ -292,7 +297,7 @@ def test_a_grin_keeps_its_teeth_while_it_speaks(quick_start, backend, data_dir):
     from models.mouth_params import MouthParamConfig
     from stages.audio import load_audio
 
-    frames, output = quick_start
+    frames, output, _ = quick_start
     speech = mouth_track(load_audio(data_dir / "audio" / "yongen.wav", 16000), 16000, 25.0, MouthParamConfig())
     toothy, kept = 0, 0
     for i in range(15, 75):
@@ -305,3 +310,11 @@ def test_a_grin_keeps_its_teeth_while_it_speaks(quick_start, backend, data_dir):
         kept += sample_mouth(output[i], synced.landmarks, synced.pose, 0.0).teeth >= 0.2
     assert toothy >= 30
     assert kept / toothy >= 0.5, f"teeth kept on {kept} of {toothy} grinning speech frames"
+
+
+def test_the_mans_own_mouths_carry_the_phones_he_says(quick_start):
+    """d12 shows one face, so its own audio is his: every banked mouth carries the shape of
+    the phone he says at its time (Video Rewrite), which the selection matches."""
+    _, _, result = quick_start
+    (bank,) = result["mouth_bank"]
+    assert bank["samples"] >= 10 and bank["phone_labelled"] == bank["samples"]
