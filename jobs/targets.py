@@ -26,7 +26,8 @@ _SHOT_LEAD_MS = 1000.0
 
 
 def frame_at(path: str, time_ms: float) -> tuple[float, np.ndarray] | None:
-    """(time_ms, RGB image) of the frame shown at `time_ms`, by seeking; None past the end."""
+    """(time_ms, RGB image) of the frame shown at `time_ms`, by seeking: past the end, the
+    last frame (what a player shows there); None only when no frame decodes."""
     with open_media(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
