@@ -31,21 +31,26 @@ def smooth_away_from_lips(map_x: np.ndarray, map_y: np.ndarray, lips_px: np.ndar
         return map_x, map_y
     xs = np.arange(w, dtype=np.float32)[None, :]
     ys = np.arange(h, dtype=np.float32)[:, None]
-    dx, dy = map_x - xs, map_y - ys
-    # Smoothed on a grid sigma/3 coarser: a low-passed field needs no more.
+    # Everything smooth is computed on a grid sigma/3 coarser: a low-passed field and a
+    # feathered mask need no more.
     step = max(1, int(sigma / 3))
-    small = (max(1, w // step), max(1, h // step))
+    small = (max(2, w // step), max(2, h // step))
 
     def low_pass(field: np.ndarray) -> np.ndarray:
         coarse = cv2.resize(field, small, interpolation=cv2.INTER_AREA)
         coarse = cv2.GaussianBlur(coarse, (0, 0), sigma / step, borderType=cv2.BORDER_REPLICATE)
         return cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
 
+    # The lips grown by EXACT_MARGIN (each point pushed out from their centre) keep the
+    # exact map; the weight of the smooth one rises from their edge over about sigma.
+    centre = lips_px.mean(axis=0)
+    rays = lips_px - centre
+    rays /= np.linalg.norm(rays, axis=1, keepdims=True) + 1e-9
+    grown = lips_px + rays * EXACT_MARGIN * scale
     keep = np.zeros((h, w), np.uint8)
-    cv2.fillPoly(keep, [np.round(lips_px).astype(np.int32)], 1)
-    k = max(3, int(round(2 * EXACT_MARGIN * scale)) | 1)
-    keep = cv2.dilate(keep, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))).astype(np.float32)
-    exact = cv2.GaussianBlur(keep, (0, 0), max(0.8, 0.5 * sigma))
-    exact = np.maximum(exact, keep)
+    cv2.fillPoly(keep, [np.round(grown).astype(np.int32)], 1)
+    exact = np.maximum(low_pass(keep.astype(np.float32)), keep)
     smooth = 1.0 - exact
-    return (map_x + smooth * (low_pass(dx) - dx)).astype(np.float32), (map_y + smooth * (low_pass(dy) - dy)).astype(np.float32)
+    sx = map_x + smooth * (low_pass(map_x - xs) - (map_x - xs))
+    sy = map_y + smooth * (low_pass(map_y - ys) - (map_y - ys))
+    return sx.astype(np.float32, copy=False), sy.astype(np.float32, copy=False)
