@@ -8,8 +8,8 @@ inter-ocular distance s) at `PX_PER_S` pixels per s, with its 68 landmarks in th
 and the descriptors that choose it:
 
 - opening: inner-lip gap at the centre (s units); width: mouth-corner distance (s);
-- rounding: outer-lip height / width; teeth: share of the inner-mouth area that is
-  teeth-coloured (0-1); pose: (pitch, yaw, roll) degrees;
+- rounding: outer-lip height / width; teeth: share of the inner mouth's upper band that
+  is teeth-coloured (0-1); pose: (pitch, yaw, roll) degrees;
 - sharpness: variance of the Laplacian of the grey mouth area (motion blur scores low);
 - brightness: mean luma (0-255) of the skin around the mouth.
 
@@ -19,6 +19,7 @@ and the blurrier of the two goes, so the bank keeps the range of shapes, not the
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -258,7 +259,7 @@ class MouthBank:
         self.samples = list(samples)
         self._columns = None
 
-    def label_visemes(self, viseme_at) -> int:
+    def label_visemes(self, viseme_at: Callable[[float], str | None]) -> int:
         """Label each sample that was alone in its frame with the mouth shape the original
         audio says at its time (Video Rewrite: the person's own footage, labelled the way
         the new speech is). viseme_at: time (ms) -> shape letter or None. Returns how many
