@@ -48,6 +48,9 @@ TEETH_GAP = 0.08
 VISEME_COST = 1.5
 """Cost (1 ~ visible) off a sample whose own phone's mouth shape is the target's, and on
 one whose is another."""
+TEETH_SQUEEZE = 0.05
+"""How far (s units) a toothy sample's opening may exceed the target's before it loses its
+preference for teeth: pressed further, its teeth read as a white slit."""
 NEAR_CLOSED_GAP = 0.08
 """A bank whose least open sample is under this gap can close the mouth: lips a little
 apart, pressed together by the warp, still look like the person's closed lips."""
@@ -337,9 +340,17 @@ class MouthBank:
         # lips would show as a white line); from TEETH_GAP up they favour them, twice as
         # much while the person's own mouth shows its teeth (`show_teeth`: a grin keeps its
         # teeth while it speaks); in between the preference ramps from one to the other.
+        # The preference for teeth holds only for a sample that needs little squeezing: a
+        # toothy sample pressed to well under its own opening shows its teeth as a thin white
+        # slit between flattened lips, worse than the person's own toothless mouth.
         ramp = np.clip((openings - CLOSED_GAP) / (TEETH_GAP - CLOSED_GAP), 0.0, 1.0)
         preference = -1.0 + ramp * (2.0 + float(np.clip(show_teeth, 0.0, 1.0)))
+        squeeze = np.clip(col["opening"][None, :] - openings, 0.0, None)
+        preference = np.where(preference > 0, preference * np.clip(1.0 - squeeze / TEETH_SQUEEZE, 0.0, 1.0),
+                              preference)
         cost -= 3.0 * preference * col["teeth"][None, :]
+        # Squeezing teeth shut costs on top of the shape mismatch.
+        cost += (squeeze / TEETH_SQUEEZE) ** 2 * col["teeth"][None, :]
         # Video Rewrite: a sample labelled with the shape the target says (its own phone in
         # the original audio) costs less, one labelled with another shape more; unlabelled
         # samples are neutral.

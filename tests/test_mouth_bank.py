@@ -112,6 +112,20 @@ def test_a_sample_whose_own_phone_matches_the_target_shape_costs_less(d12_sample
     assert unlabelled[0] == pytest.approx(unlabelled[1])
 
 
+def test_a_toothy_sample_is_not_squeezed_into_a_slit(d12_samples):
+    """Teeth are preferred only from a sample that needs little squeezing: a target much
+    narrower than the toothy sample takes the toothless one of its own opening, even while
+    the person grins; near the toothy sample's own opening, its teeth still win."""
+    toothy, plain = replace(d12_samples[5000], teeth=0.6), replace(d12_samples[5000], teeth=0.0)
+    bank = MouthBank()
+    bank.add(replace(toothy, opening=0.24))
+    bank.add(replace(plain, opening=0.14))
+    narrow = bank.cost_matrix(np.array([0.13]), np.array([0.75]), None, show_teeth=1.0)[0]
+    assert narrow[1] < narrow[0]
+    near = bank.cost_matrix(np.array([0.2]), np.array([0.75]), None, show_teeth=1.0)[0]
+    assert near[0] < near[1]
+
+
 def test_coverage_says_when_a_person_never_opens(d12_samples):
     bank = MouthBank()
     bank.add(d12_samples[0])
