@@ -16,9 +16,11 @@ sample kept in a bank is checked against its own face: a sample whose face was n
 embedding is checked already; one whose name was carried keeps a small crop of its face
 and the run it belongs to (the face's samples since it was last named). When the pass
 ends, the carried samples still in the bank (at most `capacity` per person) are checked
-run by run (`stages.run_checks`): one embedding per second of the run, and bisection
-where two checks disagree, find the samples that are not the person (~100 ms an embedding:
-embedding every carried sample cost ~5 s on a 10 s two-person video), and they are dropped.
+run by run (`stages.run_checks`): an embedding where the face's picture drifted
+`CHECK_DRIFT_GREY_LEVELS` from the last checked one (a dissolve onto someone else does) and
+at least every `CHECK_SPAN_MS`, and bisection where two checks disagree, find the samples
+that are not the person (~100 ms an embedding: embedding every carried sample cost ~5 s on a
+10 s two-person video, one a second ~2.4 s), and they are dropped.
 """
 from __future__ import annotations
 
@@ -55,6 +57,15 @@ and their sample would paint a cheek as lips."""
 CHECK_FACE_PX = 160
 """Width (pixels) a carried sample's face crop is scaled to for its identity check (dlib
 embeds a 150 px chip), which bounds the memory the checks hold."""
+CHECK_DRIFT_GREY_LEVELS = 20.0
+"""Mean change (0-255) of a carried sample's 24x24 grey face thumbnail from the last checked
+sample of its run (or the face where the run was named) above which it gets a check of its
+own: a face half-way into a dissolve has drifted about 30 from where it started (see
+`stages.follow.DRIFT_GREY_LEVELS`), so no sample that looks more like someone else than
+like the checked face shares that check's verdict."""
+CHECK_SPAN_MS = 4000.0
+"""Longest stretch of a run (ms) whose samples share one check's verdict when their
+pictures did not drift: bounds what a look-alike in the same place could slip in."""
 JUMP_GREY_LEVELS = 30.0
 """Mean change (0-255) of a face's 16x16 grey thumbnail between samples above which it is
 named again from its embedding (a cut, or another person in the same place); the
@@ -71,6 +82,7 @@ class _Unchecked:
     run: int
     crop: np.ndarray
     face: Face
+    thumbnail: np.ndarray | None = None  # the face's 24x24 grey thumbnail in its frame
 
 
 def _face_crop(image: np.ndarray, face: Face) -> _Unchecked | None:
@@ -130,8 +142,9 @@ class MouthBankStage(Stage):
         self.identity_checks = 0
         """...and the embeddings that took (one per sample before `stages.run_checks`)."""
         self._unchecked: dict[int, _Unchecked] = {}  # id(sample) -> its face, to check
-        self._runs: dict[int, float] = {}
-        """Run id -> time (ms) of the sample where its face was named by its embedding."""
+        self._runs: dict[int, tuple[float, np.ndarray]] = {}
+        """Run id -> time (ms) and face thumbnail of the sample where its face was named by
+        its embedding."""
         self.detections = 0
         self._since_detection = 0
         self._previous: list[_Seen] = []
@@ -149,7 +162,7 @@ class MouthBankStage(Stage):
             checked = carried is None
             if checked:
                 run = len(self._runs)
-                self._runs[run] = frame.time_ms
+                self._runs[run] = (frame.time_ms, thumb)
                 person = self._name(image, face)
             else:
                 person, run = carried.person, carried.run
@@ -160,7 +173,7 @@ class MouthBankStage(Stage):
                 if sample is not None:
                     sample.alone = len(found) == 1  # the original audio is then most likely theirs
                     crop = None if checked else _face_crop(image, face)
-                    self._add(person, sample, None if crop is None else replace(crop, run=run))
+                    self._add(person, sample, None if crop is None else replace(crop, run=run, thumbnail=thumb))
                 elif stable is None:
                     self.banks[person].reject()
         self._previous = seen
@@ -188,7 +201,8 @@ class MouthBankStage(Stage):
     def _check_identities(self) -> None:
         """Drop each banked sample whose name was carried unless it is its person's face
         (the similarity threshold that names faces), checked run by run
-        (`stages.run_checks.run_verdicts`: an embedding a second and bisection)."""
+        (`stages.run_checks.run_verdicts`: an embedding where the picture drifted, at least
+        every CHECK_SPAN_MS, and bisection)."""
         for person, bank in self.banks.items():
             runs: dict[int, list[_Unchecked]] = {}
             for sample in bank.samples:
@@ -198,8 +212,18 @@ class MouthBankStage(Stage):
             wrong: set[int] = set()
             for run, pendings in runs.items():
                 pendings.sort(key=lambda p: p.sample.time_ms)
-                verdicts = run_verdicts([p.sample.time_ms for p in pendings], self._runs[run],
-                                        lambda i: self._is_person(pendings[i], person))
+                start_ms, start_picture = self._runs[run]
+                pictures = [p.thumbnail for p in pendings]
+
+                def drift(i: int, j: int) -> float:
+                    other = start_picture if j < 0 else pictures[j]
+                    if pictures[i] is None or other is None:
+                        return float("inf")
+                    return float(np.abs(pictures[i] - other).mean())
+
+                verdicts = run_verdicts([p.sample.time_ms for p in pendings], start_ms,
+                                        lambda i: self._is_person(pendings[i], person),
+                                        CHECK_SPAN_MS, drift, CHECK_DRIFT_GREY_LEVELS)
                 wrong.update(id(p.sample) for p, ok in zip(pendings, verdicts) if not ok)
                 self.carried_judged += len(pendings)
             keep = [sample for sample in bank.samples if id(sample) not in wrong]

@@ -11,6 +11,13 @@ instead of one per sample.
 What it assumes: the identity does not change twice within `span_ms` (then every sample
 gets exactly its own check's answer, given checks that are consistent). A person
 dissolving away and back within `span_ms` is the case it can miss.
+
+With the samples' pictures (`drift`), a stretch also ends where a sample's picture has
+drifted `max_drift` from the stretch's first picture, and the time span can be longer: a
+face that keeps looking like the one its check verified is that person still (a dissolve
+onto someone else drifts the picture; a talking head in a steady shot hardly does), so a
+steady run costs one check every few seconds instead of one a second. What that assumes:
+a sample whose picture lies within `max_drift` of a verified one is the same person.
 """
 from __future__ import annotations
 
@@ -22,30 +29,48 @@ when the checks on both sides agree: two dissolves (~0.5 s each) and the other p
 shown between them do not fit in it."""
 
 
-def checkpoints(times: Sequence[float], start_ms: float, span_ms: float = CHECK_SPAN_MS) -> list[int]:
+Drift = Callable[[int, int], float]
+"""drift(i, j): how far sample i's picture is from sample j's (j = -1: the run's start),
+in the caller's unit (e.g. mean grey levels of a face thumbnail)."""
+
+
+def checkpoints(times: Sequence[float], start_ms: float, span_ms: float = CHECK_SPAN_MS,
+                drift: Drift | None = None, max_drift: float = float("inf")) -> list[int]:
     """Indices of the samples (sorted by time) to check: the last sample within `span_ms`
     of the previous checkpoint (or the run's start), or the next one where none is; always
     the last sample. So every sample between two checkpoints lies within `span_ms` of the
-    earlier one."""
+    earlier one. With `drift`, a sample is also a checkpoint when the next one's picture
+    drifted more than `max_drift` from the previous checkpoint's (or the start's), and the
+    last sample only when it is one by these rules: every sample then looks like, and lies
+    within `span_ms` of, the checkpoint (or start) before it, whose verdict the samples
+    after the last checkpoint take."""
     picked: list[int] = []
-    last = start_ms
+    last, reference = start_ms, -1
     for i, t in enumerate(times):
-        following = times[i + 1] if i + 1 < len(times) else None
-        if following is None or following - last > span_ms:
+        if drift is not None and reference == i - 1 and (t - last > span_ms or drift(i, reference) > max_drift):
+            picked.append(i)  # unlike even the checkpoint just before it: checked on its own
+            last, reference = t, i
+            continue
+        following = i + 1 if i + 1 < len(times) else None
+        if following is None and drift is not None:
+            break  # the samples since the last checkpoint look like it: they share its verdict
+        if following is None or times[following] - last > span_ms or (
+                drift is not None and drift(following, reference) > max_drift):
             picked.append(i)
-            last = t
+            last, reference = t, i
     return picked
 
 
 def run_verdicts(times: Sequence[float], start_ms: float, check: Callable[[int], bool],
-                 span_ms: float = CHECK_SPAN_MS) -> list[bool]:
+                 span_ms: float = CHECK_SPAN_MS, drift: Drift | None = None,
+                 max_drift: float = float("inf")) -> list[bool]:
     """Whether each sample of a run (times in ms, ascending, all after `start_ms`, where
     the run's face was named by its embedding: a pass) is its person.
 
     check(i) embeds sample i and says whether it is the person; it is called for each
     checkpoint and, between two neighbouring verdicts that differ, by bisection for the
     sample where the identity changed. Samples between two agreeing verdicts take that
-    verdict unchecked."""
+    verdict unchecked. drift, max_drift: see `checkpoints`."""
     if any(b < a for a, b in zip(times, times[1:])):
         raise ValueError("run_verdicts needs the samples sorted by time")
     known: dict[int, bool] = {}
@@ -59,7 +84,7 @@ def run_verdicts(times: Sequence[float], start_ms: float, check: Callable[[int],
 
     verdicts = [True] * len(times)
     previous = -1
-    for point in checkpoints(times, start_ms, span_ms):
+    for point in checkpoints(times, start_ms, span_ms, drift, max_drift):
         lo, hi = previous, point
         first, last = verdict(lo), verdict(hi)
         while first != last and hi - lo > 1:  # the change lies in (lo, hi]: bisect for it
@@ -71,4 +96,6 @@ def run_verdicts(times: Sequence[float], start_ms: float, check: Callable[[int],
         for i in range(previous + 1, point + 1):
             verdicts[i] = known[i] if i in known else (first if i <= lo else last)
         previous = point
+    for i in range(previous + 1, len(times)):  # after the last checkpoint (with `drift` only)
+        verdicts[i] = verdict(previous)
     return verdicts
