@@ -69,7 +69,7 @@ from models.mouth_transfer import (
     MeshRaster,
     WeightedSample,
     paint_bank_mouth,
-    with_real_lips,
+    with_sample_shape,
 )
 from models.visemes import shape_letter
 from models.warp_field import smooth_away_from_lips
@@ -199,7 +199,7 @@ class ClassicalLipSync:
         dst_uv = articulate_local(neutral, shape, state.neutral_width, warp)
         chosen = self._choose_samples(req, state, dst_uv, neutral, warp, features)
         if chosen:
-            dst_uv = with_real_lips(dst_uv, chosen)
+            dst_uv = with_sample_shape(dst_uv, chosen[0].sample.uv)
 
         poly_uv = alpha_polygon(src_uv, dst_uv, warp)
         ring_uv = ring_points(poly_uv, warp.ring_margin)

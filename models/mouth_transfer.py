@@ -49,24 +49,45 @@ def _anchors(uv: np.ndarray) -> np.ndarray:
     return np.stack([uv[list(ids)].mean(axis=0) for ids in _OUTER_ANCHORS])
 
 
-def with_real_lips(dst_uv: np.ndarray, chosen: Sequence[WeightedSample]) -> np.ndarray:
-    """Target landmarks whose outer lips have the chosen samples' real thickness.
+SHAPE_WIDTH_FOLLOW = 0.5
+"""Share (in log scale) of the target's mouth width the sample's shape takes: its own
+width is the person's real mouth at this sound, the target's carries the frame's expression."""
+_INNER_PAIRS = ((61, 67), (62, 66), (63, 65))
 
-    The inner lips (the audio-driven opening) are kept. Closing a wide-open mouth by
-    moving its landmarks leaves the open mouth's outer contour (a deep lower lip, a
-    pout); the person's own lips at this opening give the shape instead: each outer
-    point is put at its inner anchor plus the samples' weighted offset (widths scaled to
-    the target mouth, local s units)."""
-    total = sum(c.weight for c in chosen)
-    width = dst_uv[54, 0] - dst_uv[48, 0]
-    offset = np.zeros((12, 2))
-    for item in chosen:
-        uv = item.sample.uv.astype(np.float64)
-        o = uv[48:60] - _anchors(uv)
-        o[:, 0] *= width / max(uv[54, 0] - uv[48, 0], 1e-3)
-        offset += (item.weight / total) * o
-    out = dst_uv.copy()
-    out[48:60] = _anchors(dst_uv) + offset
+
+def with_sample_shape(dst_uv: np.ndarray, sample_uv: np.ndarray) -> np.ndarray:
+    """Target landmarks whose lips are the chosen sample's own, opened to the target's gap.
+
+    A parametric mouth (symmetric curves, a fixed profile) warped onto a real sample bends
+    its texture: an "o" comes out squashed, closed lips of a tilted head get a notch. The
+    person's own mouth at this sound already has the right shape, so the lips take it
+    whole (their midline, thickness, asymmetry, corners): only the inner gap is scaled to
+    the target's, which the speech drives (p/b/m close fully), the width moves half way
+    to the target's (SHAPE_WIDTH_FOLLOW) and the mouth sits where the target's upper lip
+    and corners are (local s units throughout)."""
+    sample = np.asarray(sample_uv, dtype=np.float64).reshape(68, 2)
+    lips = sample[48:68].copy()  # rows 0-11 outer 48-59, 12-19 inner 60-67
+    anchors = _anchors(sample)
+    outer_offset = sample[48:60] - anchors
+    gap_now = sample[66, 1] - sample[62, 1]
+    gap_want = max(0.0, float(dst_uv[66, 1] - dst_uv[62, 1]))
+    for a, b in _INNER_PAIRS:
+        if gap_now > 0.01:
+            lips[b - 48, 1] = sample[a, 1] + (sample[b, 1] - sample[a, 1]) * gap_want / gap_now
+        else:  # a closed sample for an open target: part the lips evenly
+            lips[b - 48, 1] = sample[a, 1] + gap_want
+    inner = sample.copy()
+    inner[60:68] = lips[12:20]
+    lips[:12] = _anchors(inner) + outer_offset  # the outer lips keep their thickness
+    width_s = max(sample[54, 0] - sample[48, 0], 1e-3)
+    width_t = max(float(dst_uv[54, 0] - dst_uv[48, 0]), 1e-3)
+    scale = (width_t / width_s) ** SHAPE_WIDTH_FOLLOW
+    centre_s = 0.5 * (sample[48, 0] + sample[54, 0])
+    centre_t = 0.5 * (dst_uv[48, 0] + dst_uv[54, 0])
+    lips[:, 0] = centre_t + (lips[:, 0] - centre_s) * scale
+    lips[:, 1] += dst_uv[62, 1] - sample[62, 1]
+    out = np.asarray(dst_uv, dtype=np.float64).copy()
+    out[48:68] = lips
     return out
 
 
