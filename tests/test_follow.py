@@ -182,3 +182,43 @@ def test_a_due_check_that_finds_someone_else_drops_the_face():
     assert states[26:] == [NOT_VISIBLE] * 14
     assert stage.identity_drops == 1
     assert len(backend.known) == 2  # frame 0, and frame 26 where the check failed
+
+
+def test_detections_shared_by_the_bank_pass_replace_the_stages_own():
+    """Frames the mouth-bank pass detected on (0 and 5 of a 5-frame interval) take its faces:
+    no detection of the track stage's own there, the same faces followed; an entry for a
+    frame that needs no detection is let go unused, and an embedding the first pass
+    computed on a face serves the match."""
+    from stages.follow import SharedDetections
+
+    people = [_face(100, 200), _face(800, 200)]
+    anchors = [_face(105, 205, embedding=np.array([1.0, 0.0])), _face(795, 195, embedding=np.array([0.0, 1.0]))]
+    plain = ScriptedBackend(people)
+    expected = [stage_out.notes["targets"] for stage_out in
+                (TrackStage(plain, _targets(*anchors), detect_interval=5).process(f)[0] for f in _frames(8))]
+    shared = SharedDetections()
+    for index in (0, 3, 5):
+        shared.put(index, [_face(100, 200, embedding=np.array([1.0, 0.0])), _face(800, 200)])
+    backend = ScriptedBackend(people)
+    stage = TrackStage(backend, _targets(*anchors), detect_interval=5, shared=shared)
+    observed = [stage.process(frame)[0].notes["targets"] for frame in _frames(8)]
+    assert backend.known == []  # frames 0 and 5 came from the shared detections
+    assert shared.taken == 2 and shared.faces == {}  # frame 3's entry went unused
+    for mine, theirs in zip(observed, expected):
+        assert {i: o.state for i, o in mine.items()} == {i: o.state for i, o in theirs.items()}
+        assert [float(o.face.bbox[0]) for o in mine.values()] == [float(o.face.bbox[0]) for o in theirs.values()]
+    assert backend.embedded == []
+
+
+def test_shared_detections_are_copies():
+    from stages.follow import SharedDetections
+
+    face = _face(100, 200)
+    face.landmarks = np.zeros((68, 2), np.float32)
+    shared = SharedDetections()
+    shared.put(7, [face])
+    face.bbox[0] = 999.0
+    face.landmarks[0, 0] = 5.0
+    (kept,) = shared.take(7)
+    assert float(kept.bbox[0]) == 100.0 and float(kept.landmarks[0, 0]) == 0.0
+    assert shared.take(7) is None

@@ -197,3 +197,42 @@ def test_carried_samples_are_checked_at_a_fraction_of_an_embedding_each(data_dir
     assert stage.carried_judged >= 10
     assert stage.dropped_by_identity == 0
     assert 1 <= stage.identity_checks <= stage.carried_judged // 2
+
+
+def test_bank_samples_are_frames_the_track_stage_detects_on():
+    """About 5 fps (at most 200 frames), as every k-th frame with k a multiple of the track
+    stage's detection interval, so the track stage can take the bank pass's detections."""
+    from fractions import Fraction
+
+    from jobs.mouth_banks import BANK_MAX_FRAMES, bank_sample_fps
+    from stages.decode import VideoInfo
+
+    def info(fps: float, seconds: float) -> VideoInfo:
+        return VideoInfo("x.mp4", 1280, 720, fps, Fraction(1, 12800), int(fps * seconds), seconds * 1000, 0,
+                         "h264", False, None, None)
+
+    assert bank_sample_fps(info(25, 10), 5) == 5.0
+    assert bank_sample_fps(info(30, 10), 5) == 6.0
+    assert bank_sample_fps(info(60, 10), 5) == 6.0
+    assert bank_sample_fps(info(25, 10), 1) == 5.0
+    for fps, seconds, interval in ((25, 60, 5), (30, 300, 5), (24, 45, 4), (50, 3600, 5)):
+        rate = bank_sample_fps(info(fps, seconds), interval)
+        step = fps / rate
+        assert abs(step - round(step)) < 1e-9 and round(step) % interval == 0
+        assert rate * seconds <= BANK_MAX_FRAMES
+
+
+def test_a_bank_pass_that_shares_detects_every_sample_and_keeps_each(data_dir, backend):
+    """detect_every=1 with `shared`: each sampled frame's full detection is kept by its frame
+    index (d12: one face, every 5th frame at 5 fps), with landmarks, for the track stage."""
+    from stages.follow import SharedDetections
+
+    video = data_dir / "video" / "d12.mp4"
+    first = frame_at(video, 0)
+    shared = SharedDetections()
+    stage = MouthBankStage(backend, {"man": backend.detect(first)[0].embedding}, detect_every=1, shared=shared)
+    Pipeline(DecodeStage(video, sample_fps=5), [stage]).run()
+    assert stage.detections == stage.banks["man"].seen == len(shared.faces) >= 30
+    assert sorted(shared.faces)[:4] == [0, 5, 10, 15]
+    assert all(len(faces) == 1 and faces[0].landmarks is not None for faces in shared.faces.values())
+    assert shared.faces[0][0].embedding is not None  # named there: its embedding goes along
