@@ -20,7 +20,8 @@ mouth-bank pass, `SharedDetections`) are taken on that frame instead of detectin
 when the frame needs a detection.
 
 A face being rendered is re-identified (embedded and compared with the request's anchor)
-at least every `REID_MS` and whenever its picture has drifted `DRIFT_GREY_LEVELS` from the
+at least every `REID_MS` (`REID_CONTINUOUS_MS` while optical flow follows it without a
+break) and whenever its picture has drifted `DRIFT_GREY_LEVELS` from the
 picture at its last check: in a dissolve the picture never jumps from one frame to the
 next, yet after a few frames it is someone else's. A face that is not the person any more
 is dropped (`not_visible`, nothing rendered) and the person is searched for by identity.
@@ -58,7 +59,15 @@ edited videos; a hand-held shake about 25): the face matched there is embedded a
 still be the same person (similarity >= the threshold), else the target is lost and found
 again by identity."""
 REID_MS = 1000.0
-"""A rendered face is embedded and checked against its person at least this often (ms)."""
+"""A rendered face is embedded and checked against its person at least this often (ms)..."""
+REID_CONTINUOUS_MS = 3000.0
+"""...or this often while optical flow has followed it without a break since its last check
+(`_Follow.continuous`): every frame's fit agreed with where the last fit's points flowed
+(a verdict from FLOW_MIN_POINTS reliable points, and not lost), no jump, no cut. Someone else
+cannot take the face's place without breaking the flow or drifting the picture (a dissolve:
+DRIFT_GREY_LEVELS), so the check a second buys nothing there; on the benchmark's two faces
+it halves the embeddings (~100 ms each). A face the flow cannot judge (blur, no texture) is
+checked every REID_MS."""
 DRIFT_GREY_LEVELS = 30.0
 """Mean absolute change of a followed face's 24x24 thumbnail since its last identity check
 above which it is checked again. Within a second of a check, d12 (shaky hand-held) drifts
@@ -127,6 +136,7 @@ class _Follow:
     checked_index: int = 0
     raw: np.ndarray | None = None  # the face's landmarks as fitted, before smoothing
     patch: FlowPatch | None = None  # this frame around the face, to check the next fit by flow
+    continuous: bool = False  # followed by optical flow without a break since the last identity check
 
 
 def face_thumbnail(image: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -143,6 +153,13 @@ def face_thumbnail(image: np.ndarray, box: np.ndarray) -> np.ndarray:
     step = max(1, min(x2 - x1, y2 - y1) // 48)
     region = cv2.resize(image[y1:y2:step, x1:x2:step], (24, 24), interpolation=cv2.INTER_AREA)
     return region.mean(axis=2, dtype=np.float32)
+
+
+def _flow_offset(follow: _Follow, frame: Frame, face: Face) -> float | None:
+    """`stages.tracking.flow_offset` of a new fit of a followed face (None: no verdict)."""
+    if follow.patch is None or face.landmarks is None or len(face.landmarks) != 68:
+        return None
+    return flow_offset(follow.patch, frame.image, face.landmarks)
 
 
 def _mouth_centre(face: Face) -> np.ndarray:
@@ -235,7 +252,10 @@ class TrackStage(Stage):
             not self._follows[t.index].started for t in active)
         shared = self.shared.take(frame.index) if self.shared is not None else None
         if not must_detect:  # the landmark path lost a face, or a due check found someone else
-            must_detect = not self._refresh(frame, active) or (due and not self._verify_followed(frame, active))
+            refreshed = self._refresh(frame, active)
+            if refreshed:  # a face whose flow broke on this frame is checked on this frame
+                due = self._identity_due(frame, active, drift=False) or due
+            must_detect = not refreshed or (due and not self._verify_followed(frame, active))
         if must_detect:
             detections = self._detect(frame, active) if shared is None else shared
             if shared is not None:
@@ -307,14 +327,15 @@ class TrackStage(Stage):
                 continue
             change = float(np.mean(np.abs(face_thumbnail(frame.image, follow.face.bbox) - follow.thumbnail)))
             if change > JUMP_GREY_LEVELS:
-                follow.filter.reset()
+                follow.filter.reset()  # (the flow check at the detection says whether it stayed continuous)
                 follow.verify = change > SWAP_GREY_LEVELS
                 jumped = True
         return jumped
 
-    def _identity_due(self, frame: Frame, active: list[Target]) -> bool:
-        """Flag the followed faces whose identity check is due: REID_MS since the last, or
-        their picture drifted DRIFT_GREY_LEVELS from the one at the last check."""
+    def _identity_due(self, frame: Frame, active: list[Target], drift: bool = True) -> bool:
+        """Flag the followed faces whose identity check is due: REID_MS since the last
+        (REID_CONTINUOUS_MS while the optical flow followed it without a break), or (with
+        `drift`) their picture drifted DRIFT_GREY_LEVELS from the one at the last check."""
         due = False
         for target in active:
             follow = self._follows[target.index]
@@ -323,8 +344,8 @@ class TrackStage(Stage):
             if follow.checked_ms is None or follow.reference is None:
                 self._checked(follow, frame, follow.face)  # followed since a match: that was a check
                 continue
-            late = frame.time_ms - follow.checked_ms >= REID_MS
-            drifted = frame.index - follow.checked_index >= DRIFT_MIN_FRAMES and float(np.mean(np.abs(
+            late = frame.time_ms - follow.checked_ms >= (REID_CONTINUOUS_MS if follow.continuous else REID_MS)
+            drifted = drift and frame.index - follow.checked_index >= DRIFT_MIN_FRAMES and float(np.mean(np.abs(
                 face_thumbnail(frame.image, follow.face.bbox) - follow.reference))) > DRIFT_GREY_LEVELS
             if late or drifted:
                 follow.verify = True
@@ -332,8 +353,17 @@ class TrackStage(Stage):
         return due
 
     @staticmethod
+    def _flowed(follow: _Follow, frame: Frame, face: Face) -> None:
+        """A followed face matched on a detection frame stays `continuous` only when the
+        optical flow from the last frame carried its points to this fit (not lost)."""
+        offset = _flow_offset(follow, frame, face)
+        if offset is None or offset > FLOW_LOST * face.width:
+            follow.continuous = False
+
+    @staticmethod
     def _checked(follow: _Follow, frame: Frame, face: Face) -> None:
         follow.checked_ms, follow.checked_index = frame.time_ms, frame.index
+        follow.continuous = True  # from here, until the optical flow breaks
         follow.reference = face_thumbnail(frame.image, face.bbox)
 
     # ---- detection frames --------------------------------------------------------------
@@ -379,6 +409,10 @@ class TrackStage(Stage):
         searching = [t for t in active if self._follows[t.index].face is None]
         matched = self._assign(followed, detections, claimed, lambda t, face: (
             iou(self._follows[t.index].face.bbox, face.bbox), 0.3))
+        for target in followed:
+            face = matched.get(target.index)
+            if face is not None:
+                self._flowed(self._follows[target.index], frame, face)
         self._verify(followed, matched, detections, claimed, frame)
         lost = [t for t in followed if t.index not in matched]
         searching += lost
@@ -530,23 +564,23 @@ class TrackStage(Stage):
         if not follows:
             return True
         refreshed = self.backend.landmarks(frame.image, [f.face.bbox for f in follows])
-        unsure = []
+        unsure, judged = [], []
         for follow, face in zip(follows, refreshed):
-            offset = None
-            if follow.patch is not None and face.landmarks is not None and len(face.landmarks) == 68:
-                offset = flow_offset(follow.patch, frame.image, face.landmarks)
+            offset = _flow_offset(follow, frame, face)
             if offset is not None and offset > FLOW_LOST * face.width:
                 return False
             if offset is None or offset > FLOW_SURE * face.width:
                 unsure.append(face)
+            judged.append(offset is not None)
         again = self.backend.landmarks(frame.image, [f.bbox for f in unsure]) if unsure else []
         for first, second in zip(unsure, again):
             moved = np.linalg.norm(_mouth_centre(first) - _mouth_centre(second))
             if moved > LANDMARK_SETTLE * first.width:
                 return False
-        for follow, face in zip(follows, refreshed):
+        for follow, face, flowed in zip(follows, refreshed, judged):
             face.score = follow.face.score
             face.embedding = follow.face.embedding
+            follow.continuous = follow.continuous and flowed
             follow.face = self._smoothed(follow, face, frame.time_ms)
         return True
 

@@ -222,3 +222,44 @@ def test_shared_detections_are_copies():
     (kept,) = shared.take(7)
     assert float(kept.bbox[0]) == 100.0 and float(kept.landmarks[0, 0]) == 0.0
     assert shared.take(7) is None
+
+
+class TexturedBackend(ScriptedBackend):
+    """ScriptedBackend whose faces carry 68 landmarks spread over their box, fixed in place."""
+
+    def _detect_plain(self, image, with_embedding=True):
+        return [self._with_landmarks(_face(*f.bbox[:2], size=f.width)) for f in self.faces]
+
+    def landmarks(self, image, boxes, scores=None):
+        return [self._with_landmarks(face) for face in super().landmarks(image, boxes, scores)]
+
+    @staticmethod
+    def _with_landmarks(face: Face) -> Face:
+        rng = np.random.default_rng(3)
+        face.landmarks = (rng.uniform(0.1, 0.9, size=(68, 2)) * face.width + face.bbox[:2]).astype(np.float32)
+        return face
+
+
+def _textured_frames(count: int, texture: bool):
+    import cv2
+
+    rng = np.random.default_rng(7)
+    grey = cv2.resize(rng.normal(size=(90, 160)).astype(np.float32), (1280, 720), interpolation=cv2.INTER_CUBIC)
+    image = np.repeat(np.clip(128 + 60 * grey, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
+    if not texture:
+        image = np.full_like(image, 90)
+    return [Frame(i, i * 40, Fraction(1, 1000), image) for i in range(count)]
+
+
+def test_a_face_the_optical_flow_follows_is_reidentified_every_3_s():
+    """A steady face on a textured picture: the flow confirms every fit, so after the check
+    that starts its run (frame 1) the next falls due 3 s later (frame 76), not each second.
+    On a flat picture the flow cannot judge: a check every second (frames 26, 51, 76)."""
+    for texture, checks in ((True, 1), (False, 3)):
+        backend = TexturedBackend([_face(100, 200)])
+        stage = TrackStage(backend, _targets(_face(100, 200, embedding=np.array([1.0, 0.0]))), detect_interval=1000)
+        for frame in _textured_frames(100, texture):
+            (out,) = stage.process(frame)
+            assert out.notes["targets"][0].state == SYNCED
+        assert stage.identity_checks == checks, texture
+        assert len(backend.known) == 1
