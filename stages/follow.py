@@ -226,6 +226,7 @@ class TrackStage(Stage):
         self._fits_near = "fit_near" in inspect.signature(backend.detect).parameters
         self.identity_checks = 0
         """Faces re-identified while followed (each an embedding)."""
+        self._pictures: dict[int, np.ndarray] = {}  # this frame's thumbnails at the followed boxes
         self.identity_drops = 0
         """Followed faces dropped because they were not the person any more."""
 
@@ -321,11 +322,13 @@ class TrackStage(Stage):
         cannot follow)? Then this frame gets a full detection instead of landmarks alone,
         and after a very large change the face found there is checked to be the same person."""
         jumped = False
+        self._pictures = {}
         for target in active:
             follow = self._follows[target.index]
             if follow.face is None or follow.thumbnail is None:
                 continue
-            change = float(np.mean(np.abs(face_thumbnail(frame.image, follow.face.bbox) - follow.thumbnail)))
+            picture = self._pictures[target.index] = face_thumbnail(frame.image, follow.face.bbox)
+            change = float(np.mean(np.abs(picture - follow.thumbnail)))
             if change > JUMP_GREY_LEVELS:
                 follow.filter.reset()  # (the flow check at the detection says whether it stayed continuous)
                 follow.verify = change > SWAP_GREY_LEVELS
@@ -346,11 +349,16 @@ class TrackStage(Stage):
                 continue
             late = frame.time_ms - follow.checked_ms >= (REID_CONTINUOUS_MS if follow.continuous else REID_MS)
             drifted = drift and frame.index - follow.checked_index >= DRIFT_MIN_FRAMES and float(np.mean(np.abs(
-                face_thumbnail(frame.image, follow.face.bbox) - follow.reference))) > DRIFT_GREY_LEVELS
+                self._picture(frame, target.index, follow.face) - follow.reference))) > DRIFT_GREY_LEVELS
             if late or drifted:
                 follow.verify = True
                 due = True
         return due
+
+    def _picture(self, frame: Frame, index: int, face: Face) -> np.ndarray:
+        """A followed face's thumbnail in this frame at its last box (`_jumped` made it)."""
+        picture = self._pictures.get(index)
+        return face_thumbnail(frame.image, face.bbox) if picture is None else picture
 
     @staticmethod
     def _flowed(follow: _Follow, frame: Frame, face: Face) -> None:
