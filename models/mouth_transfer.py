@@ -33,6 +33,8 @@ BAND = (0.05, 0.17)
 LIGHT_SIGMA = 0.2
 """Spread (s units) of the light correction."""
 LIP_POINTS = list(range(48, 68))
+SLIVER_PX = 1.0
+"""Mesh triangles thinner than this (pixels) are left to their neighbours when painting."""
 
 
 @dataclass
@@ -135,14 +137,19 @@ class MeshRaster:
     keep: np.ndarray
 
     @classmethod
-    def of(cls, dst: np.ndarray, tris: np.ndarray, w: int, h: int) -> MeshRaster:
+    def of(cls, dst: np.ndarray, tris: np.ndarray, w: int, h: int, min_height: float = 0.0) -> MeshRaster:
+        """min_height (pixels): triangles thinner than this own nothing either (a sliver
+        between nearly closed lips would map the sample's whole gap into a jagged line)."""
         d = dst[tris]
         dst_h = np.concatenate([d, np.ones((len(tris), 3, 1))], axis=2)
-        keep = np.abs(np.linalg.det(dst_h)) / 2 > 0.25
+        area = np.abs(np.linalg.det(dst_h)) / 2
+        longest = np.max(np.linalg.norm(d - np.roll(d, 1, axis=1), axis=2), axis=1)
+        keep = (area > 0.25) & (2 * area / np.maximum(longest, 1e-9) >= min_height)
         label = np.full((h, w), -1, dtype=np.int32)
         corners = np.round(d * 16).astype(np.int32)
         for k in np.flatnonzero(keep):
             cv2.fillConvexPoly(label, corners[k], int(k), lineType=cv2.LINE_8, shift=4)
+        _fill_pinholes(label)
         return cls(label, dst_h, keep)
 
     def maps(self, src: np.ndarray, tris: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -164,6 +171,20 @@ class MeshRaster:
         return self.label >= 0
 
 
+def _fill_pinholes(label: np.ndarray) -> None:
+    """Give pixels the mesh misses between its triangles (along a line of closed lips,
+    where the triangles collapse) a neighbour's triangle, in place. Left at -1 they would
+    read the image unwarped: the original open mouth, teeth sparkling along the lip line."""
+    hole = label < 0
+    if not hole.any():
+        return
+    square = np.ones((3, 3), np.uint8)
+    inside = cv2.morphologyEx((~hole).astype(np.uint8), cv2.MORPH_CLOSE, square).astype(bool)
+    neighbour = cv2.dilate(label.astype(np.float32), square)
+    fill = hole & inside & (neighbour >= 0)
+    label[fill] = neighbour[fill].astype(np.int32)
+
+
 def _smooth_fill(values: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
     """Normalised Gaussian convolution: `values` known where `mask`, spread smoothly over
     the whole box. Computed on a grid `sigma / 4` times coarser (it is smooth anyway)."""
@@ -183,6 +204,17 @@ def _grown(mask: np.ndarray, px: float) -> np.ndarray:
     return cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
 
 
+def _soften_lip_line(warped: np.ndarray, line: np.ndarray) -> np.ndarray:
+    """Blur a band ~3 px wide along closed lips' meeting line (pixels, box coordinates).
+
+    There the upper lip's triangles meet the lower lip's, which read the sample from two
+    different places, so the pixel-sharp edge between them would show as a staircase."""
+    band = np.zeros(warped.shape[:2], np.float32)
+    cv2.polylines(band, [np.round(line * 16).astype(np.int32)], False, 1.0, thickness=3, lineType=cv2.LINE_AA, shift=4)
+    band = cv2.GaussianBlur(band, (0, 0), 0.8)[..., None]
+    return warped * (1 - band) + cv2.GaussianBlur(warped, (0, 0), 1.0) * band
+
+
 def paint_bank_mouth(pixels: np.ndarray, axes: FaceAxes, dst_uv: np.ndarray, offset: np.ndarray,
                      chosen: Sequence[WeightedSample]) -> bool:
     """Paint the weighted samples onto the target lips `dst_uv` (local s units) in place.
@@ -198,14 +230,18 @@ def paint_bank_mouth(pixels: np.ndarray, axes: FaceAxes, dst_uv: np.ndarray, off
     if x1 - x0 < 4 or y1 - y0 < 4 or not chosen:
         return False
     rw, rh = x1 - x0, y1 - y0
-    raster = MeshRaster.of(dst_ctrl - [x0, y0], TRIANGLES, rw, rh)  # one target, shared by the samples
+    raster = MeshRaster.of(dst_ctrl - [x0, y0], TRIANGLES, rw, rh, min_height=SLIVER_PX)  # shared by the samples
     covered = raster.covered
     warped = np.zeros((rh, rw, 3), np.float32)
     total = sum(c.weight for c in chosen)
+    target_gap = float(dst_uv[66, 1] - dst_uv[62, 1])
     for item in chosen:
         mx, my = raster.maps(local_to_canonical(control_points(item.sample.uv.astype(np.float64))), TRIANGLES)
         warped += (item.weight / total) * cv2.remap(item.sample.patch, mx, my, cv2.INTER_LINEAR,
                                                     borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+
+    if target_gap * s < 2.0:
+        warped = _soften_lip_line(warped, axes.to_image(dst_uv[60:65]) - offset - [x0, y0])
 
     lips_px = axes.to_image(dst_uv[48:60]) - offset - [x0, y0]
     lips = np.zeros((rh, rw), np.uint8)
