@@ -18,8 +18,9 @@ speaking probability (logistic of its score) times its share among the faces on 
 (softmax of their scores at temperature 0.25, sharp enough that two moving mouths do not
 split the credit evenly; measured on two side-by-side talking clips with one soundtrack). A face whose mouth moves while someone else's voice plays then
 scores low, which a fixed threshold on the raw score cannot do. The active speaker of a
-grid frame is the face with the highest score, when that score is > 0; runs shorter than
-200 ms are dropped and gaps under 200 ms are bridged.
+grid frame is the face with the highest score, when that score is > 0 (> LONE_SPEAKER_SCORE
+for the only face on screen); runs shorter than 200 ms are dropped and gaps under 200 ms
+are bridged.
 """
 from __future__ import annotations
 
@@ -44,6 +45,11 @@ from stream.stage import Stage
 GRID_MS = 40.0  # Light-ASD runs at 25 fps
 MIN_RUN_FRAMES = 5  # 200 ms
 SHARE_TEMPERATURE = 0.25
+LONE_SPEAKER_SCORE = -0.8
+"""Light-ASD score (smoothed) from which the only face on screen counts as speaking. With
+no one else to hear, a soft "speaking" is enough: a man talking all through d12 scores
+-0.7..+0.4 (only 22% of it above 0), while a silent face under a voice-over or a laugh
+without speech scores -1 to -3."""
 
 
 @dataclass
@@ -242,7 +248,8 @@ def speaker_ranges(result: SpeakerScores, names: dict[int, str]) -> list[dict]:
     last = max((int(f[-1]) for f in result.frames.values()), default=-1)
     speaker_at: list[str | None] = []
     for k in range(last + 1):
-        best, best_score = None, 0.0
+        present = [tid for tid, frames in result.frames.items() if frames[0] <= k <= frames[-1]]
+        best, best_score = None, (LONE_SPEAKER_SCORE if len(present) == 1 else 0.0)
         for tid, frames in result.frames.items():
             if frames[0] <= k <= frames[-1]:
                 score = float(result.scores[tid][k - frames[0]])

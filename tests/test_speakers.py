@@ -144,3 +144,20 @@ def test_speaker_crops_follow_the_face_at_25_fps_whatever_the_sample_rate(tmp_pa
     assert np.max(np.abs(fitted - truth)) < 0.5 * np.max(np.abs(line - truth))
     assert np.mean(np.abs(fitted - truth)) < 0.3 * np.mean(np.abs(line - truth))
     assert cropper.crops["1:face_1"].shape == (49, 112, 112) and cropper.crops["1:face_1"].std(axis=(1, 2)).min() > 10
+
+
+def test_the_only_face_on_screen_needs_only_a_soft_speaking_score():
+    """Alone on screen, a face whose Light-ASD score stays a little under 0 (d12 talking
+    all through: -0.7..+0.4) is the speaker; beside another face the same score is not
+    enough, and alone a clearly silent score (voice-over, a laugh: -1 to -3) is not either."""
+    n = 20
+    soft, silent = np.full(n, -0.5, np.float32), np.full(n, -2.0, np.float32)
+    grid = np.arange(n)
+
+    def ranges(scores: dict[int, np.ndarray]) -> list[dict]:
+        frames = {tid: grid for tid in scores}
+        return speaker_ranges(SpeakerScores(frames, scores, dict(scores)), {1: "a", 2: "b"})
+
+    assert ranges({1: soft}) == [{"character_id": "a", "segments": [{"start_ms": 0, "end_ms": int(n * GRID_MS)}]}]
+    assert ranges({1: soft, 2: silent}) == []
+    assert ranges({1: silent}) == []
