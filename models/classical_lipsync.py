@@ -91,7 +91,7 @@ REPLAN_POSE_DEG = 10.0
 GRIN_TEETH = 0.25
 """Share of the original mouth's upper band showing teeth (smoothed) from which the face
 counts as grinning: while it speaks, its teeth stay in view."""
-GRIN_KEEP = 0.5
+GRIN_KEEP = 0.8
 """While grinning, a speech frame's lips stay at least this share of the original's gap
 apart (at most OPEN_GAP): the person's own expression, teeth showing, with the opening
 still following the speech above it. Closures (p/b/m) and silence still close."""
