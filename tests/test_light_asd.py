@@ -302,3 +302,16 @@ def test_face_whose_audio_plays_outscores_another_talking_face(models, talk, hea
     unheard = models[name].score_track(talk["d12_face"][:n], talk["d20_mfcc"])
     wins = smooth_scores(heard)[speech] > smooth_scores(unheard)[speech]
     assert wins.mean() > 0.75  # measured 0.84 (AVA) and 0.99 (TalkSet) without smoothing
+
+
+def test_the_frozen_visual_encoder_gives_the_modules_embeddings(models: dict[str, ActiveSpeakerModel]) -> None:
+    """On the CPU the visual encoder runs frozen (TorchScript, batch norm folded): the same
+    embeddings as the module itself, whatever the batch size and clip length."""
+    model = next(iter(models.values()))
+    assert model._visual is not None
+    rng = np.random.default_rng(5)
+    with torch.inference_mode():
+        for batch, frames in ((1, 13), (3, 7), (1, 40)):
+            faces = torch.from_numpy(rng.integers(0, 256, (batch, frames, 112, 112)).astype(np.float32))
+            eager = model.net.model.encode_visual(faces)
+            assert torch.allclose(model._encode_visual(faces), eager, atol=1e-5), (batch, frames)
