@@ -199,11 +199,6 @@ def _smooth_fill(values: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarr
     return cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def _grown(mask: np.ndarray, px: float) -> np.ndarray:
-    k = max(1, int(round(2 * px)) | 1)
-    return cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-
-
 def _soften_lip_line(warped: np.ndarray, line: np.ndarray) -> np.ndarray:
     """Blur a band ~3 px wide along closed lips' meeting line (pixels, box coordinates).
 
@@ -247,10 +242,12 @@ def paint_bank_mouth(pixels: np.ndarray, axes: FaceAxes, dst_uv: np.ndarray, off
     lips = np.zeros((rh, rw), np.uint8)
     cv2.fillPoly(lips, [np.round(lips_px * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
     base = pixels[y0:y1, x0:x1].astype(np.float32)
-    band = ((_grown(lips, BAND[1] * s) - _grown(lips, BAND[0] * s)) > 0) & covered
+    # Distance (px) from the lips: one distance transform instead of three large dilations.
+    away = cv2.distanceTransform((lips == 0).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    band = (away > BAND[0] * s) & (away <= BAND[1] * s) & covered
     if band.sum() >= 8:
         warped += np.clip(_smooth_fill(base - warped, band, LIGHT_SIGMA * s), -80, 80)
-    alpha = cv2.GaussianBlur(_grown(lips, MASK_GROW * s).astype(np.float32), (0, 0), max(MASK_FEATHER * s, 0.7))
+    alpha = cv2.GaussianBlur((away <= MASK_GROW * s).astype(np.float32), (0, 0), max(MASK_FEATHER * s, 0.7))
     alpha = np.maximum(alpha, lips.astype(np.float32)) * covered
     a = alpha[..., None]
     pixels[y0:y1, x0:x1] = np.clip(base * (1 - a) + warped * a + 0.5, 0, 255).astype(np.uint8)
