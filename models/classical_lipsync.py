@@ -14,7 +14,7 @@ Per face and frame:
      whose original mouth gap was first painted over with lip texture.
   4. The mouth: with the person's `MouthBank` (MouthRequest.bank), one real sample per
      frame, planned over the range (`models.mouth_select`), warped onto the target lips
-     with its real lip thickness, relit and blended (`models.mouth_transfer`). Without a bank, or
+     in its own lip shape opened to the target's gap, relit and blended (`models.mouth_transfer`). Without a bank, or
      where it lacks the shape (no open / no closed sample), a synthesised inner mouth:
      a dark cavity coloured from the lips, a band of upper teeth when open enough.
   5. Alpha: the lower face below the nose and down to just under the lowest jaw line
