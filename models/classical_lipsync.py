@@ -91,10 +91,13 @@ REPLAN_POSE_DEG = 10.0
 GRIN_TEETH = 0.25
 """Share of the original mouth's upper band showing teeth (smoothed) from which the face
 counts as grinning: while it speaks, its teeth stay in view."""
-GRIN_KEEP = 0.8
+GRIN_KEEP = 0.5
 """While grinning, a speech frame's lips stay at least this share of the original's gap
 apart (at most OPEN_GAP): the person's own expression, teeth showing, with the opening
 still following the speech above it. Closures (p/b/m) and silence still close."""
+GRIN_GAP_RATE = 0.08
+"""Per-frame weight of the original's gap in its running average (~12 frames) that GRIN_KEEP
+takes a share of."""
 GRIN_ROUNDING = 0.5
 """Share of a rounded vowel's rounding a grinning face takes."""
 REPLAN_TEETH = 0.3
@@ -344,8 +347,8 @@ class ClassicalLipSync:
     @staticmethod
     def _update_grin(state: _TrackState, image: np.ndarray, axes: FaceAxes, pts: np.ndarray, src_uv: np.ndarray) -> None:
         """Measure how much the original mouth shows its teeth (`teeth_share` of its inner
-        lips' upper band, against the skin around the mouth) and its gap, smoothed over
-        ~3 frames: one frame's landmarks and lighting are noisy."""
+        lips' upper band, against the skin around the mouth), smoothed over ~3 frames (one
+        frame's landmarks and lighting are noisy), and its gap, over ~12."""
         gap = mouth_opening(src_uv)
         teeth = 0.0
         if gap >= CLOSED_GAP:
@@ -360,7 +363,9 @@ class ClassicalLipSync:
                 skin = state.skin_rgb if state.skin_rgb is not None else np.full(3, 170.0)
                 teeth = teeth_share(crop, inner, float(skin @ np.array([0.299, 0.587, 0.114])))
         state.teeth += 0.4 * (teeth - state.teeth)
-        state.gap += 0.4 * (gap - state.gap)
+        # The grin's gap, averaged over about half a second: the lips' floor while grinning
+        # holds the grin, not the original speech's own syllables.
+        state.gap += GRIN_GAP_RATE * (gap - state.gap)
 
     @staticmethod
     def _keep_grin(shape: MouthShape, state: _TrackState, warp: WarpConfig) -> MouthShape:

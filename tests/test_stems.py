@@ -261,7 +261,9 @@ def test_the_given_mix_is_muxed_and_expressiveness_scales_each_face(api, files, 
     assert snr(got[:n], plain[:n]) >= 40 and snr(got[:n], final[:n]) >= 20
     before, after = openings(synced[1]), openings(tmp_path / "out.mp4")
     print({face: (round(float(before[face].mean()), 3), round(float(after[face].mean()), 3)) for face in before})
+    print("motion (std)", {face: (round(float(before[face].std()), 3), round(float(after[face].std()), 3)) for face in before})
     assert after["left"].mean() < 0.7 * before["left"].mean()  # expressiveness 0.1 < 0.5
+    assert after["left"].std() < 0.8 * before["left"].std()  # less motion, not only a smaller mouth
     assert after["right"].mean() > 1.2 * before["right"].mean()  # 1.0 > 0.5
 
 
