@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -45,6 +46,14 @@ MAX_BATCH_FRAMES = 150
 # Temporal reach of the visual encoder in frames: three blocks, each with a 5-tap temporal
 # conv, so a frame's embedding depends on the frames up to 6 either side and no further.
 VISUAL_REACH = 6
+# The audio encoder's, in video frames: 5-tap convs at 100, 50 and 25 Hz with two stride-2
+# pools between them, so video frame k's embedding depends on the MFCCs of frames k-5..k+4.
+AUDIO_REACH = 5
+SCORE_THREADS = 1
+"""torch intra-op threads while scoring a track on the CPU. One: on this 2-core machine the
+audio encoder's thin convolutions take 17x longer with two OpenMP threads than with one (740
+against 43 ms for 10 s of audio) and the visual encoder 1.3x, so several tracks are scored
+side by side instead, one thread each (`stages.speakers.score_tracks`)."""
 
 _BN = dict(momentum=0.01, eps=0.001)
 
@@ -222,6 +231,22 @@ def _frozen_visual(encoder: VisualEncoder):
         return None
 
 
+@contextmanager
+def _intra_op_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads at `threads` for the calling thread, restored on the way out
+    (None leaves them). torch.set_num_threads sets the calling thread's OpenMP/MKL count and
+    the default of threads that run torch for the first time; restoring it restores both."""
+    before = torch.get_num_threads()
+    if threads is None or threads == before:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _windows(n_frames: int, duration_s: int) -> list[tuple[int, int]]:
     """[start, end) frame ranges of consecutive windows of `duration_s` seconds; the last may be shorter."""
     step = duration_s * ASD_FPS
@@ -236,17 +261,21 @@ class ActiveSpeakerModel:
     edges, its GRU sees only that window), and the per-frame scores of the window lengths
     are averaged.
 
-    Why it is faster than running every window: the visual encoder (about 97% of the
-    compute) only looks VISUAL_REACH frames either side, so inside a window the embedding
-    of a frame further than that from the window's edges equals the whole-track one.
-    We encode the track once, then re-encode 12-frame clips at each window boundary
-    (boundaries are shared by all window lengths) for the frames that see the edge.
-    Audio encoder, GRU and head, which are cheap, run per window as in the original.
+    Why it is faster than running every window: the visual encoder (most of the compute)
+    only looks VISUAL_REACH frames either side, so inside a window the embedding of a frame
+    further than that from the window's edges equals the whole-track one. We encode the
+    track once, then re-encode 12-frame clips at each window boundary (boundaries are shared
+    by all window lengths) for the frames that see the edge. The audio encoder, whose reach
+    is AUDIO_REACH, is shared the same way (10-frame clips); the GRU and the head run per
+    window as in the original. On the CPU a track is scored with `threads` intra-op threads
+    (SCORE_THREADS).
     """
 
-    def __init__(self, net: LightASD, device: torch.device, durations_s: Sequence[int] = DEFAULT_DURATIONS_S) -> None:
+    def __init__(self, net: LightASD, device: torch.device, durations_s: Sequence[int] = DEFAULT_DURATIONS_S,
+                 threads: int | None = SCORE_THREADS) -> None:
         self.net = net.eval().to(device)
         self.device = device
+        self.threads = threads if device.type == "cpu" else None
         self.durations_s = tuple(int(d) for d in durations_s)
         if not self.durations_s or min(self.durations_s) < 1:
             raise ValueError(f"durations_s must be whole seconds >= 1, got {durations_s}")
@@ -283,54 +312,45 @@ class ActiveSpeakerModel:
                     out[i] = emb
         return out  # type: ignore[return-value]
 
-    def _encode_visual_track(self, faces: torch.Tensor) -> torch.Tensor:
-        """Whole-track visual embeddings [T, 128], in pieces with a VISUAL_REACH halo so each is exact."""
-        n = faces.shape[0]
-        pieces = [(s, min(s + MAX_BATCH_FRAMES, n)) for s in range(0, n, MAX_BATCH_FRAMES)]
-        halos = [(max(0, s - VISUAL_REACH), min(n, e + VISUAL_REACH)) for s, e in pieces]
-        embs = self._encode_visual_clips(faces, halos)
-        return torch.cat([emb[s - lo:e - lo] for (s, e), (lo, _), emb in zip(pieces, halos, embs)])
+    def _encode_audio_clips(self, mfcc: torch.Tensor, clips: list[tuple[int, int]]) -> list[torch.Tensor]:
+        """Audio embeddings [len, 128] of each [start, end) clip (video frames) encoded alone; equal lengths are batched."""
+        out: list[torch.Tensor | None] = [None] * len(clips)
+        by_length: dict[int, list[int]] = {}
+        for i, (start, end) in enumerate(clips):
+            by_length.setdefault(end - start, []).append(i)
+        for length, idx in by_length.items():
+            per_batch = max(1, MAX_BATCH_FRAMES // length)
+            for j in range(0, len(idx), per_batch):
+                group = idx[j:j + per_batch]
+                batch = torch.stack([mfcc[MFCC_PER_FRAME * clips[i][0]:MFCC_PER_FRAME * clips[i][1]] for i in group])
+                for i, emb in zip(group, self.net.model.encode_audio(batch)):
+                    out[i] = emb
+        return out  # type: ignore[return-value]
 
     def _window_visual(self, faces: torch.Tensor, windows_by_duration: list[list[tuple[int, int]]]) -> list[list[torch.Tensor]]:
         """Per duration, per window: the visual embeddings the window would get if encoded alone."""
-        n = faces.shape[0]
-        base = self._encode_visual_track(faces)
-        starts = sorted({s for ws in windows_by_duration for s, _ in ws if s > 0})
-        ends = sorted({e for ws in windows_by_duration for _, e in ws if e < n})
-        edge = 2 * VISUAL_REACH
-        clips = [(s, min(s + edge, n)) for s in starts] + [(e - edge, e) for e in ends]
-        embs = self._encode_visual_clips(faces, clips)
-        # A window starting at s: its first frames as in the clip [s, s+12) (all of it when the
-        # window is that short, as the clip then is the window). Ending at e: its last 6.
-        head = {s: emb if len(emb) < edge else emb[:VISUAL_REACH] for s, emb in zip(starts, embs)}
-        tail = {e: emb[VISUAL_REACH:] for e, emb in zip(ends, embs[len(starts):])}
-        result = []
-        for windows in windows_by_duration:
-            per_window = []
-            for s, e in windows:
-                vis = base[s:e].clone()
-                if s in head:
-                    vis[:len(head[s])] = head[s]
-                if e in tail:
-                    vis[-VISUAL_REACH:] = tail[e]
-                per_window.append(vis)
-            result.append(per_window)
-        return result
+        return _shared_windows(lambda clips: self._encode_visual_clips(faces, clips), faces.shape[0],
+                               VISUAL_REACH, windows_by_duration)
 
-    def _score_windows(self, mfcc: torch.Tensor, windows: list[tuple[int, int]], visual: list[torch.Tensor], n_frames: int) -> torch.Tensor:
-        """Scores [T] from per-window visual embeddings: audio encoder, GRU and head per window."""
+    def _window_audio(self, mfcc: torch.Tensor, n_frames: int,
+                      windows_by_duration: list[list[tuple[int, int]]]) -> list[list[torch.Tensor]]:
+        """Per duration, per window: the audio embeddings the window would get if encoded alone."""
+        return _shared_windows(lambda clips: self._encode_audio_clips(mfcc, clips), n_frames, AUDIO_REACH,
+                               windows_by_duration)
+
+    def _score_windows(self, windows: list[tuple[int, int]], audio: list[torch.Tensor], visual: list[torch.Tensor],
+                       n_frames: int) -> torch.Tensor:
+        """Scores [T] from per-window audio and visual embeddings: the GRU and the head per window."""
         out = torch.empty(n_frames, dtype=torch.float32, device=self.device)
         by_length: dict[int, list[int]] = {}
         for i, (start, end) in enumerate(windows):
             by_length.setdefault(end - start, []).append(i)
         for length, idx in by_length.items():
-            audio = self.net.model.encode_audio(torch.stack([mfcc[MFCC_PER_FRAME * windows[i][0]:MFCC_PER_FRAME * windows[i][1]] for i in idx]))
-            scores = self.net.score_embeddings(audio, torch.stack([visual[i] for i in idx]))
+            scores = self.net.score_embeddings(torch.stack([audio[i] for i in idx]), torch.stack([visual[i] for i in idx]))
             for i, row in zip(idx, scores):
                 out[windows[i][0]:windows[i][1]] = row
         return out
 
-    @torch.inference_mode()
     def score_track(self, face_crops_gray_112: np.ndarray, mfcc: np.ndarray) -> np.ndarray:
         """Per-frame speaking scores [T] float32 (> 0: speaking) for one face track at 25 fps.
 
@@ -338,7 +358,12 @@ class ActiveSpeakerModel:
         mfcc: [>= 4T, 13] MFCCs of the original audio over the same time span
         (models.mfcc.asd_mfcc), frame 4k aligned with video frame k. Extra MFCC frames are
         ignored; video frames the audio does not reach score NO_AUDIO_SCORE.
+        Safe to call from several threads at once (one track each).
         """
+        with torch.inference_mode(), _intra_op_threads(self.threads):
+            return self._score_track(face_crops_gray_112, mfcc)
+
+    def _score_track(self, face_crops_gray_112: np.ndarray, mfcc: np.ndarray) -> np.ndarray:
         faces_np = np.asarray(face_crops_gray_112)
         mfcc_np = np.asarray(mfcc, dtype=np.float32)
         if faces_np.ndim != 3 or faces_np.shape[1:] != (CROP_SIZE, CROP_SIZE):
@@ -356,11 +381,46 @@ class ActiveSpeakerModel:
         feats = torch.from_numpy(np.ascontiguousarray(mfcc_np[:MFCC_PER_FRAME * n_scored])).to(self.device)
         windows_by_duration = [_windows(n_scored, d) for d in self.durations_s]
         visual = self._window_visual(faces, windows_by_duration)
+        audio = self._window_audio(feats, n_scored, windows_by_duration)
         total = torch.zeros(n_scored, dtype=torch.float32, device=self.device)
-        for windows, vis in zip(windows_by_duration, visual):
-            total += self._score_windows(feats, windows, vis, n_scored)
+        for windows, aud, vis in zip(windows_by_duration, audio, visual):
+            total += self._score_windows(windows, aud, vis, n_scored)
         scores[:n_scored] = (total / len(self.durations_s)).cpu().numpy()
         return scores
+
+
+def _shared_windows(encode_clips, n: int, reach: int,
+                    windows_by_duration: list[list[tuple[int, int]]]) -> list[list[torch.Tensor]]:
+    """Per duration, per window: the embeddings [len, C] an encoder whose output frame
+    depends on the input frames up to `reach` either side would give the window encoded alone.
+    `encode_clips([(start, end), ...])` encodes each [start, end) frame range alone. The track
+    is encoded once (in pieces with a `reach` halo, so each piece is exact), then a clip of
+    2 * reach frames at each window boundary (shared by all window lengths) for the frames
+    that see the edge."""
+    pieces = [(s, min(s + MAX_BATCH_FRAMES, n)) for s in range(0, n, MAX_BATCH_FRAMES)]
+    halos = [(max(0, s - reach), min(n, e + reach)) for s, e in pieces]
+    base = torch.cat([emb[s - lo:e - lo] for (s, e), (lo, _), emb in zip(pieces, halos, encode_clips(halos))])
+    starts = sorted({s for ws in windows_by_duration for s, _ in ws if s > 0})
+    ends = sorted({e for ws in windows_by_duration for _, e in ws if e < n})
+    edge = 2 * reach
+    clips = [(s, min(s + edge, n)) for s in starts] + [(e - edge, e) for e in ends]
+    embs = encode_clips(clips)
+    # A window starting at s: its first frames as in the clip [s, s + edge) (all of it when
+    # the window is that short, as the clip then is the window). Ending at e: its last `reach`.
+    head = {s: emb if len(emb) < edge else emb[:reach] for s, emb in zip(starts, embs)}
+    tail = {e: emb[reach:] for e, emb in zip(ends, embs[len(starts):])}
+    result = []
+    for windows in windows_by_duration:
+        per_window = []
+        for s, e in windows:
+            part = base[s:e].clone()
+            if s in head:
+                part[:len(head[s])] = head[s]
+            if e in tail:
+                part[-reach:] = tail[e]
+            per_window.append(part)
+        result.append(per_window)
+    return result
 
 
 def speaking_probability(scores: np.ndarray) -> np.ndarray:

@@ -24,7 +24,9 @@ are bridged.
 """
 from __future__ import annotations
 
+import os
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -216,18 +218,28 @@ class SpeakerScores:
 
 
 def score_tracks(model, tracks: dict[int, ResampledTrack], crops: dict[int, np.ndarray],
-                 mfcc: np.ndarray) -> SpeakerScores:
-    """Light-ASD scores (smoothed over 5 frames) and the competitive `speaking` probability."""
+                 mfcc: np.ndarray, workers: int | None = None) -> SpeakerScores:
+    """Light-ASD scores (smoothed over 5 frames) and the competitive `speaking` probability.
+
+    The tracks are scored side by side in `workers` threads (default: one per CPU core;
+    torch runs without the GIL, and the model scores each with one intra-op thread, see
+    `models.light_asd.SCORE_THREADS`); the scores do not depend on the order."""
     from models.light_asd import smooth_scores
 
-    frames, scores = {}, {}
+    jobs = {}
     for tid, track in tracks.items():
         if tid not in crops:
             continue
         first = int(track.frame_indices[0])
-        audio = mfcc[4 * first:4 * (first + len(track))]
-        scores[tid] = smooth_scores(model.score_track(crops[tid], audio))
-        frames[tid] = track.frame_indices
+        jobs[tid] = (crops[tid], mfcc[4 * first:4 * (first + len(track))])
+    workers = max(1, min(len(jobs), workers or os.cpu_count() or 1))
+    if workers == 1:
+        raw = {tid: model.score_track(*job) for tid, job in jobs.items()}
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="light-asd") as pool:
+            raw = dict(zip(jobs, pool.map(lambda job: model.score_track(*job), jobs.values())))
+    scores = {tid: smooth_scores(raw[tid]) for tid in jobs}
+    frames = {tid: tracks[tid].frame_indices for tid in jobs}
     speaking = {tid: np.zeros(len(s), np.float32) for tid, s in scores.items()}
     last = max((int(f[-1]) for f in frames.values()), default=-1)
     for k in range(last + 1):

@@ -142,6 +142,49 @@ def test_shared_track_encoding_equals_scoring_each_window_alone(models: dict[str
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
+def test_shared_audio_and_visual_encoding_across_pieces_equals_each_window_alone(
+        models: dict[str, ActiveSpeakerModel]) -> None:
+    """A track longer than one encoder batch (MAX_BATCH_FRAMES): both encoders run on it in
+    pieces with a halo, then on clips at the 1..6 s window edges; every window's scores still
+    equal the plain network's on that window alone."""
+    from models.light_asd import MAX_BATCH_FRAMES
+
+    net = models["pretrain_AVA_CVPR"].net
+    n = MAX_BATCH_FRAMES + 37
+    video, mfcc = seeded_inputs(11, n)
+    durations = (1, 2, 6)
+    expected = np.zeros(n)
+    for duration in durations:
+        step = 25 * duration
+        for s in range(0, n, step):
+            e = min(s + step, n)
+            with torch.inference_mode():
+                v = torch.from_numpy(video[s:e]).float()[None]
+                a = torch.from_numpy(mfcc[4 * s:4 * e])[None]
+                expected[s:e] += net(a, v)[0].numpy() / len(durations)
+    got = ActiveSpeakerModel(net, torch.device("cpu"), durations_s=durations).score_track(video, mfcc)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_scoring_runs_on_its_own_threads_and_tracks_score_side_by_side(models: dict[str, ActiveSpeakerModel]) -> None:
+    """score_track sets torch's intra-op threads for its call only (SCORE_THREADS on the CPU)
+    and gives the same scores when two threads score two tracks at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from models.light_asd import SCORE_THREADS
+
+    model = models["pretrain_AVA_CVPR"]
+    assert model.threads == SCORE_THREADS == 1
+    tracks = [seeded_inputs(seed, 40) for seed in (1, 2)]
+    before = torch.get_num_threads()
+    alone = [model.score_track(*track) for track in tracks]
+    assert torch.get_num_threads() == before
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(lambda track: model.score_track(*track), tracks))
+    for a, b in zip(alone, together):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
 def test_score_track_shapes_and_missing_audio(models: dict[str, ActiveSpeakerModel]) -> None:
     model = models["pretrain_AVA_CVPR"]
     video, mfcc = seeded_inputs(3, 30)
