@@ -19,7 +19,7 @@ from jobs.references import Character, reference_embedding
 from jobs.registry import shared_registry
 from jobs.schema import FaceSpec, Voice
 from jobs.stems import check_offsets, mix_stems, stem_features, stems_of
-from jobs.targets import resolve_targets
+from jobs.targets import FrameReader, resolve_targets
 from models.runtime import is_cuda
 from stages.animate import AnimateStage
 from stages.audio import load_audio
@@ -170,7 +170,8 @@ def prepare_lipsync(video: str, audio: str, faces: Sequence[FaceSpec], settings:
         if spec.end_time_ms > out_ms + 1:
             warnings.append(f"face {spec.character_id}: end_time_ms {spec.end_time_ms:.0f} is past the end of "
                             f"the output ({out_ms:.0f} ms); clipped")
-    targets = resolve_targets(video, specs, backend, min(info.duration_ms, out_ms))
+    with FrameReader(video) as frames:  # one decoder for all the ranges' probe frames
+        targets = resolve_targets(video, specs, backend, min(info.duration_ms, out_ms), frames)
     restorer = registry.codeformer() if enhance_quality else None
     if enhance_quality and restorer is None:
         warnings.append("enhance_quality was requested but the CodeFormer weights are not in MODELS_DIR "

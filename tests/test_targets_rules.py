@@ -12,7 +12,7 @@ import pytest
 
 from jobs import targets as targets_module
 from jobs.schema import FaceSpec
-from jobs.targets import _best_match, frame_at, resolve_targets, shot_span
+from jobs.targets import FrameReader, _best_match, frame_at, resolve_targets, shot_span
 from models.faces.face import Face
 from stream.errors import InputError
 
@@ -260,6 +260,21 @@ def test_frame_at_is_the_frame_shown_at_that_time(ramp, time_ms, frame):
     """The frame starting at or before time_ms, by seeking to the keyframe before it (every 12
     frames) and decoding on; a time before the start is the first frame."""
     assert _index(frame_at(ramp, time_ms)) == (pytest.approx(frame * 40.0), frame)
+
+
+def test_a_frame_reader_gives_frame_at_s_frames_in_any_order(ramp):
+    """One decoder for many probes: on within a keyframe's reach (every 12 frames here),
+    across keyframes, back, the same time twice, before the start and past the end."""
+    times = [0, 100, 100, 130, 470, 520, 1000, 999, 1039, 40, -300, 1560, 5000, 1200, 300]
+    seeks = []
+    with FrameReader(ramp) as reader:
+        seek = reader._seek
+        reader._seek = lambda target: (seeks.append(target), seek(target))
+        got = [_index(reader(t)) for t in times]
+    assert got == [_index(frame_at(ramp, t)) for t in times]
+    # keyframes at 0, 480, 960, 1440 ms: it seeks for 0, 1000 (past 960), 999 and 40 and -300
+    # (back), 1560, 1200 and 300 (back), and decodes on for the rest, 5000 included
+    assert len(seeks) == 8
 
 
 def test_frame_at_turns_the_picture_upright(tmp_path):
