@@ -112,7 +112,7 @@ def bank_warnings(targets: Sequence, banks: dict) -> list[str]:
             warnings.append(f"{who}: the video never shows this person's mouth open: open mouths are synthesised")
         elif not coverage.has_closed:
             warnings.append(f"{who}: the video never shows this person's mouth closed: closed mouths are "
-                            "synthesised")
+                            "their least open mouth's lips pressed together")
     return warnings
 
 

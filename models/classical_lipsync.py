@@ -15,7 +15,7 @@ Per face and frame:
   4. The mouth: with the person's `MouthBank` (MouthRequest.bank), one real sample per
      frame, planned over the range (`models.mouth_select`), warped onto the target lips
      in its own lip shape opened to the target's gap, relit and blended (`models.mouth_transfer`). Without a bank, or
-     where it lacks the shape (no open / no closed sample), a synthesised inner mouth:
+     where it lacks the shape (no open sample), a synthesised inner mouth:
      a dark cavity coloured from the lips, a band of upper teeth when open enough.
   5. Alpha: the lower face below the nose and down to just under the lowest jaw line
      (source or target), Gaussian-feathered, zero at the crop border, times strength.
@@ -274,14 +274,17 @@ class ClassicalLipSync:
         """The bank sample to show for the target lips: the plan's one sample (never a
         blend of several mouths).
 
-        Empty when the bank cannot show this shape (no bank, or no open / closed sample
-        for an open / closed target): the synthesised mouth is drawn instead."""
+        Empty when the bank cannot show this shape (no bank, or no open sample for an
+        open target): the synthesised mouth is drawn instead. A bank with no closed sample
+        (a person who grins or talks through the whole video) still closes: its least
+        open sample's own lips pressed together look like theirs, where warping the
+        original's open lips shut smears them."""
         bank: MouthBank | None = req.bank
         if bank is None or not bank.samples:
             return []
         opening = mouth_opening(dst_uv)
         coverage = bank.coverage()
-        if (opening >= OPEN_GAP and not coverage.has_open) or (opening <= CLOSED_GAP and not coverage.has_closed):
+        if opening >= OPEN_GAP and not coverage.has_open:
             return []
         pose = self._smoothed_pose(state, req.face.pose)
         if features is None:

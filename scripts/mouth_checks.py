@@ -7,8 +7,10 @@
 `self`: each clip lip-synced to its own audio; mouth-box PSNR (dB) and SSIM against the
 original on every third frame (landmarks of the original).
 `sync`: the clip lip-synced to AUDIO (or an existing OUT), then with the Light-ASD weights
-in MODELS_DIR: the mean P(speaking) of the synced face (logistic of the smoothed score),
-the same for the audio shifted by -10..+10 frames (the peak must be at 0), and, on frames
+in MODELS_DIR: the mean P(speaking) of the synced face (logistic of the smoothed score)
+over the whole clip and over the frames where AUDIO has speech (a clip longer than its new
+speech, or with pauses, is rightly "not speaking" there), the latter for the audio shifted
+by -10..+10 frames (the peak must be at 0), and, on frames
 whose phone (PocketSphinx on AUDIO) is p/b/m, the share where the lips are closed
 (inner-lip gap under 0.05 inter-ocular distances by this project's landmarks).
 `cost`: the classical engine's CPU time per face-frame with the face scaled to 720p.
@@ -80,38 +82,27 @@ def self_reenactment(video) -> dict:
 def speaking_sweep(frames: list[np.ndarray], boxes: np.ndarray, audio16k: np.ndarray, max_shift: int = 10) -> dict:
     from jobs.registry import shared_registry
     from models.asd_crop import crop_track
-    from models.light_asd import smooth_scores
+    from models.light_asd import MFCC_PER_FRAME, smooth_scores
     from models.mfcc import asd_mfcc
 
     model = shared_registry(Settings.from_env()).active_speaker()
     if model is None:
         return {"error": "Light-ASD weights not found in MODELS_DIR/light-asd"}
-    import torch
-
-    from models.light_asd import MFCC_PER_FRAME, _windows
-
     crops = crop_track(frames, boxes)
     n = len(crops)
     out = {}
-    with torch.inference_mode():
-        # The visual encoder is ~97% of the model's cost and does not see the audio: once.
-        faces = torch.from_numpy(np.ascontiguousarray(crops)).to(model.device)
-        windows = [_windows(n, d) for d in model.durations_s]
-        visual = model._window_visual(faces, windows)
-        for shift in range(-max_shift, max_shift + 1):
-            samples = 640 * shift  # one 25 fps frame of 16 kHz audio
-            shifted = np.roll(audio16k, samples)
-            if samples > 0:
-                shifted[:samples] = 0
-            elif samples < 0:
-                shifted[samples:] = 0
-            mfcc = asd_mfcc(shifted)
-            if len(mfcc) < MFCC_PER_FRAME * n:
-                mfcc = np.pad(mfcc, ((0, MFCC_PER_FRAME * n - len(mfcc)), (0, 0)))
-            feats = torch.from_numpy(np.ascontiguousarray(mfcc[:MFCC_PER_FRAME * n], dtype=np.float32)).to(model.device)
-            total = sum(model._score_windows(feats, w, v, n) for w, v in zip(windows, visual)) / len(windows)
-            scores = smooth_scores(total.cpu().numpy())
-            out[shift] = float(np.mean(1 / (1 + np.exp(-scores))))
+    for shift in range(-max_shift, max_shift + 1):
+        samples = 640 * shift  # one 25 fps frame of 16 kHz audio
+        shifted = np.roll(audio16k, samples)
+        if samples > 0:
+            shifted[:samples] = 0
+        elif samples < 0:
+            shifted[samples:] = 0
+        mfcc = asd_mfcc(shifted)
+        if len(mfcc) < MFCC_PER_FRAME * n:
+            mfcc = np.pad(mfcc, ((0, MFCC_PER_FRAME * n - len(mfcc)), (0, 0)))
+        scores = smooth_scores(model.score_track(crops, mfcc[:MFCC_PER_FRAME * n]))
+        out[shift] = 1 / (1 + np.exp(-scores))
     return out
 
 
@@ -131,6 +122,8 @@ def sync_checks(video, audio, out=None) -> dict:
     audio16k = load_audio(audio, 16000)
     sweep = speaking_sweep([frames[i] for i in keep], boxes, audio16k) if len(keep) == len(frames) else {}
     phones = recognise_phones(audio16k, 16000)
+    speech = np.array([any(p.is_speech and p.start_ms <= (i + 0.5) * 40.0 < p.end_ms for p in phones)
+                       for i in keep], dtype=bool)
     closures, closed = 0, 0
     for i in keep:
         t = (i + 0.5) * 40.0
@@ -143,9 +136,12 @@ def sync_checks(video, audio, out=None) -> dict:
     if "error" in sweep:
         report["light_asd"] = sweep["error"]
     elif sweep:
-        best = max(sweep, key=sweep.get)
-        report.update(p_speaking=round(sweep[0], 3), sweep_peak_frames=best,
-                      sweep={k: round(v, 3) for k, v in sweep.items()})
+        means = {k: float(np.mean(v)) for k, v in sweep.items()}
+        speech_means = {k: float(np.mean(v[speech])) if speech.any() else float("nan") for k, v in sweep.items()}
+        best = max(speech_means, key=speech_means.get)
+        report.update(p_speaking=round(means[0], 3), p_speaking_in_speech=round(speech_means[0], 3),
+                      speech_frames=int(speech.sum()), sweep_peak_frames=best,
+                      sweep={k: round(v, 3) for k, v in speech_means.items()})
     if result is not None:
         report["mouth_targets"] = result.get("mouth_targets")
     return report

@@ -10,10 +10,11 @@ PlanStage holds a short look-ahead window of frames so it can decide, per face a
 
 A shot cut (frame.notes["shot"], see `stages.shots`) is a hard boundary: segments split
 there, flicker is never merged across it (a face lost after a cut is not rendered from its
-landmarks before it), and no fade crosses it. A synced run that starts at a cut starts at
-full strength, and one that lasts up to a cut or to the end of the video ends at full
-strength: the whole picture changes at a cut, and after the last frame there is no
-original mouth to fade back to, so there is no pop to hide.
+landmarks before it), and no fade crosses it. A synced run that starts at a cut or at the
+video's first frame starts at full strength, and one that lasts up to a cut or to the end
+of the video ends at full strength: the whole picture changes at a cut, and before the
+first frame or after the last there is no original mouth to fade from or back to, so
+there is no pop to hide.
 
 SegmentBuilder turns the final per-frame states into the response's segments.
 """
@@ -144,7 +145,8 @@ class PlanStage(Stage):
                 break
             same_shot.append(upcoming)
         cut_ahead = len(same_shot) < len(following) or self._ending
-        first_of_shot = self._shot is not None and shot != self._shot
+        # The video's first frame starts a shot too: before it there is no original mouth.
+        first_of_shot = shot != self._shot if self._shot is not None else frame.index == 0
         self._shot = shot
         for target in self.targets:
             observation: TargetObservation | None = frame.notes["targets"].get(target.index)

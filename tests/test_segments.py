@@ -39,7 +39,7 @@ def test_segments_split_at_a_cut_and_no_fade_crosses_it():
     segments, summary = stage.builders[0].as_json()
     assert [(s["start_ms"], s["end_ms"], s["synced"]) for s in segments] == [(0, 600, True), (600, 1200, True)]
     strengths = _strengths(frames)
-    assert strengths[0] < 1.0  # the video's start fades in
+    assert strengths[0] == 1.0  # the video's first frame: no original mouth to fade in from
     assert strengths[13:17] == [1.0, 1.0, 1.0, 1.0]  # full strength up to and from the cut
     assert strengths[-1] == 1.0  # the range lasts to the video's end: nothing to fade back to
 
@@ -80,9 +80,11 @@ def test_a_160_ms_excursion_merges_and_a_200_ms_one_does_not():
 
 
 def test_flicker_is_rendered_from_the_last_face_at_full_strength():
-    _, frames = _plan([SYNCED] * 10 + [NOT_VISIBLE] * 2 + [SYNCED] * 10, cut=None)
-    assert _strengths(frames)[:12] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
-    assert frames[10].notes["render"][0].face is frames[9].notes["render"][0].face
+    _, frames = _plan([NOT_VISIBLE] * 5 + [SYNCED] * 10 + [NOT_VISIBLE] * 2 + [SYNCED] * 10, cut=None)
+    assert _strengths(frames)[5:17] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    assert frames[15].notes["render"][0].face is frames[14].notes["render"][0].face
+    _, frames = _plan([SYNCED] * 10, cut=None)  # from the video's first frame: no fade in
+    assert _strengths(frames) == [1.0] * 10
 
 
 def test_an_excursion_that_never_comes_back_is_kept():
@@ -203,7 +205,7 @@ def _spans(stage, index=0):
 def test_frames_without_a_shot_note_are_one_shot():
     stage, frames = _run([SYNCED] * 10 + [NOT_VISIBLE] * 2 + [SYNCED] * 10, shots=False)
     assert _spans(stage) == [(0, 880, True)]
-    assert _strengths(frames)[:5] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    assert _strengths(frames)[:5] == [1.0] * 5  # the video's first frame starts at full strength
 
 
 def test_unobserved_frames_neither_merge_nor_become_a_state():
