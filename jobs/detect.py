@@ -18,8 +18,8 @@ from stages.shots import ShotDetector
 from stages.speakers import (
     GRID_MS,
     SpeakerCropStage,
+    TrackScorer,
     resample_tracks,
-    score_tracks,
     speaker_ranges,
     speaker_track_key,
     tracks_from_frames,
@@ -102,21 +102,24 @@ def _active_speakers(video: str, info: VideoInfo, frames: list[dict], model, set
                      context: JobContext, backend) -> tuple[list[dict], float]:
     """Score every speaker track with Light-ASD on the original audio, on 25 fps face tracks
     (boxes fitted again on every grid frame by the backend's landmark path, whatever the
-    sample rate); annotate faces with `speaking`."""
+    sample rate); annotate faces with `speaking`. A track is scored as soon as the crop pass
+    has cut its last crop, beside the pass (`TrackScorer`)."""
+    started = time.perf_counter()
     tracks = tracks_from_frames(frames)
     resampled = resample_tracks(tracks)
-    cropper = SpeakerCropStage(resampled, refine=lambda image, boxes: [f.bbox for f in backend.landmarks(image, boxes)])
-    until_ms = (cropper.last_grid + 1) * GRID_MS + 1
-    pipeline = Pipeline(DecodeStage(video, max_duration_ms=until_ms), [cropper], queue_size=settings.queue_size)
-    metrics = context.run("speakers", pipeline, expected_frames(info, max_duration_ms=until_ms))
-    started = time.perf_counter()
     mfcc = asd_mfcc(load_audio(video, ANALYSIS_RATE))
-    scores = score_tracks(model, cropper.tracks, cropper.crops, mfcc)
+    with TrackScorer(model, mfcc) as scorer:
+        cropper = SpeakerCropStage(resampled, refine=lambda image, boxes: [f.bbox for f in backend.landmarks(image, boxes)],
+                                   on_done=lambda tid: scorer.submit(tid, cropper.tracks[tid], cropper.crops[tid]))
+        until_ms = (cropper.last_grid + 1) * GRID_MS + 1
+        pipeline = Pipeline(DecodeStage(video, max_duration_ms=until_ms), [cropper], queue_size=settings.queue_size)
+        context.run("speakers", pipeline, expected_frames(info, max_duration_ms=until_ms))
+        scores = scorer.scores(cropper.tracks, cropper.crops)
     for frame in frames:
         for face in frame["faces"]:
             speaking = scores.speaking_at(speaker_track_key(face), frame["timestamp_ms"])
             if speaking is not None:
                 face["speaking"] = round(speaking, 3)
     names = {tid: track.name for tid, track in tracks.items()}
-    elapsed_ms = metrics.wall_s * 1000 + (time.perf_counter() - started) * 1000
+    elapsed_ms = (time.perf_counter() - started) * 1000
     return speaker_ranges(scores, names), elapsed_ms

@@ -109,13 +109,17 @@ REFINE_MIN_IOU = 0.3
 
 class SpeakerCropStage(Stage):
     """Cuts every resampled track's crop at each 25 fps grid time from the frame on screen,
-    from boxes fitted again on that frame when `refine` is given (see the module's text)."""
+    from boxes fitted again on that frame when `refine` is given (see the module's text).
+    `on_done(track id)` is called once a track's last crop is cut (its crops are final then),
+    so it can be scored while the pass goes on (`TrackScorer`)."""
 
     name = "asd_crop"
 
-    def __init__(self, tracks: dict, refine: Refine | None = None) -> None:
+    def __init__(self, tracks: dict, refine: Refine | None = None,
+                 on_done: Callable[[object], None] | None = None) -> None:
         self.tracks = {tid: t for tid, t in tracks.items() if len(t)}
         self.refine = refine
+        self.on_done = on_done
         self.boxes = {tid: t.boxes.astype(np.float32).copy() for tid, t in self.tracks.items()}
         self.crops = {tid: np.zeros((len(t), CROP_SIZE, CROP_SIZE), np.uint8) for tid, t in self.tracks.items()}
         self.last_grid = max((int(t.frame_indices[-1]) for t in self.tracks.values()), default=-1)
@@ -191,6 +195,8 @@ class SpeakerCropStage(Stage):
             k, image = self._waiting.popleft()
             for tid, i in self._present(k):
                 self.crops[tid][i] = crop_face(image, self._window(tid, i))
+                if i == len(self.crops[tid]) - 1 and self.on_done is not None:
+                    self.on_done(tid)
 
     def _window(self, tid, i: int):
         if self._windows is not None:
@@ -217,29 +223,58 @@ class SpeakerScores:
         return float(self.speaking[track_id][k])
 
 
+class TrackScorer:
+    """Light-ASD scores of speaker tracks, each started as soon as its crops are final
+    (`submit`, e.g. from `SpeakerCropStage.on_done`), in `workers` threads (default: one
+    per CPU core) beside the crop pass: torch runs without the GIL, and the model scores a
+    track with one intra-op thread (`models.light_asd.SCORE_THREADS`). A track ending at a
+    shot cut is scored while the pass decodes the next shot. The scores do not depend on
+    when or in which order the tracks are scored. Use as a context manager: leaving it
+    cancels what has not started (a failed or cancelled pass) and waits for the rest."""
+
+    def __init__(self, model, mfcc: np.ndarray, workers: int | None = None) -> None:
+        self.model = model
+        self.mfcc = mfcc
+        self._pool = ThreadPoolExecutor(max(1, workers or os.cpu_count() or 1), thread_name_prefix="light-asd")
+        self._futures: dict = {}
+
+    def __enter__(self) -> "TrackScorer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, tid, track: ResampledTrack, crops: np.ndarray) -> None:
+        """Start scoring one track (once; its crops must not change any more)."""
+        if tid in self._futures:
+            return
+        first = int(track.frame_indices[0])
+        self._futures[tid] = self._pool.submit(self.model.score_track, crops,
+                                               self.mfcc[4 * first:4 * (first + len(track))])
+
+    def scores(self, tracks: dict[int, ResampledTrack], crops: dict[int, np.ndarray]) -> SpeakerScores:
+        """Every track with crops scored (those not submitted yet are submitted now), smoothed,
+        with the competitive `speaking` probability (`speaker_scores`)."""
+        ids = [tid for tid in tracks if tid in crops]
+        for tid in ids:
+            self.submit(tid, tracks[tid], crops[tid])
+        return speaker_scores(tracks, {tid: self._futures[tid].result() for tid in ids})
+
+
 def score_tracks(model, tracks: dict[int, ResampledTrack], crops: dict[int, np.ndarray],
                  mfcc: np.ndarray, workers: int | None = None) -> SpeakerScores:
-    """Light-ASD scores (smoothed over 5 frames) and the competitive `speaking` probability.
+    """Light-ASD scores (smoothed over 5 frames) and the competitive `speaking` probability,
+    the tracks scored side by side (`TrackScorer`)."""
+    with TrackScorer(model, mfcc, workers) as scorer:
+        return scorer.scores(tracks, crops)
 
-    The tracks are scored side by side in `workers` threads (default: one per CPU core;
-    torch runs without the GIL, and the model scores each with one intra-op thread, see
-    `models.light_asd.SCORE_THREADS`); the scores do not depend on the order."""
+
+def speaker_scores(tracks: dict[int, ResampledTrack], raw: dict[int, np.ndarray]) -> SpeakerScores:
+    """Raw Light-ASD scores per track -> smoothed over 5 frames, with the competitive `speaking` probability."""
     from models.light_asd import smooth_scores
 
-    jobs = {}
-    for tid, track in tracks.items():
-        if tid not in crops:
-            continue
-        first = int(track.frame_indices[0])
-        jobs[tid] = (crops[tid], mfcc[4 * first:4 * (first + len(track))])
-    workers = max(1, min(len(jobs), workers or os.cpu_count() or 1))
-    if workers == 1:
-        raw = {tid: model.score_track(*job) for tid, job in jobs.items()}
-    else:
-        with ThreadPoolExecutor(workers, thread_name_prefix="light-asd") as pool:
-            raw = dict(zip(jobs, pool.map(lambda job: model.score_track(*job), jobs.values())))
-    scores = {tid: smooth_scores(raw[tid]) for tid in jobs}
-    frames = {tid: tracks[tid].frame_indices for tid in jobs}
+    scores = {tid: smooth_scores(raw[tid]) for tid in raw}
+    frames = {tid: tracks[tid].frame_indices for tid in raw}
     speaking = {tid: np.zeros(len(s), np.float32) for tid, s in scores.items()}
     last = max((int(f[-1]) for f in frames.values()), default=-1)
     for k in range(last + 1):

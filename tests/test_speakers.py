@@ -161,3 +161,57 @@ def test_the_only_face_on_screen_needs_only_a_soft_speaking_score():
     assert ranges({1: soft}) == [{"character_id": "a", "segments": [{"start_ms": 0, "end_ms": int(n * GRID_MS)}]}]
     assert ranges({1: soft, 2: silent}) == []
     assert ranges({1: silent}) == []
+
+
+def test_a_track_is_scored_once_its_last_crop_is_cut_while_the_pass_goes_on():
+    """Two tracks, one ending at grid frame 9 and one at 29 (crops without refits): the first
+    goes to the scorer while frames are still coming, the second at the end; the scores are
+    score_tracks' (every track at once, after the pass)."""
+    import threading
+    from fractions import Fraction
+
+    from stages.speakers import (
+        SpeakerCropStage,
+        TrackSamples,
+        TrackScorer,
+        resample_tracks,
+        score_tracks,
+    )
+    from stream.frame import Frame
+
+    class Model:
+        """Scores a track by its crops' mean grey and its audio's mean, recording the thread."""
+
+        def __init__(self) -> None:
+            self.threads: list[str] = []
+
+        def score_track(self, crops, mfcc):
+            self.threads.append(threading.current_thread().name)
+            return crops.mean(axis=(1, 2)) / 255 + float(mfcc.mean())
+
+    def samples(tid, last_ms, x):
+        return TrackSamples(tid, [0.0, last_ms], [[x, 40, x + 60, 100], [x, 40, x + 60, 100]], ["a", "a"])
+
+    tracks = resample_tracks({"1:a": samples(1, 9 * GRID_MS, 20), "2:b": samples(2, 29 * GRID_MS, 120)})
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (160, 200, 3), dtype=np.uint8) for _ in range(30)]
+    mfcc = rng.standard_normal((4 * 30, 13)).astype(np.float32)
+    done_at: dict[str, int] = {}
+    model = Model()
+    with TrackScorer(model, mfcc, workers=1) as scorer:
+        def on_done(tid):
+            done_at[tid] = fed
+            scorer.submit(tid, cropper.tracks[tid], cropper.crops[tid])
+
+        cropper = SpeakerCropStage(tracks, on_done=on_done)
+        for fed, image in enumerate(images):
+            cropper.process(Frame(fed, fed, Fraction(1, 25), image))
+        fed = len(images)
+        cropper.flush()
+        got = scorer.scores(cropper.tracks, cropper.crops)
+    assert done_at == {"1:a": 16, "2:b": 30}  # crop 9 is cut once grid 15 is fitted (6 behind), at frame 16
+    assert all(name.startswith("light-asd") for name in model.threads) and len(model.threads) == 2
+    expected = score_tracks(Model(), cropper.tracks, cropper.crops, mfcc)
+    for tid in ("1:a", "2:b"):
+        np.testing.assert_allclose(got.scores[tid], expected.scores[tid])
+        np.testing.assert_allclose(got.speaking[tid], expected.speaking[tid])
