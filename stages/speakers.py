@@ -223,10 +223,23 @@ class SpeakerScores:
         return float(self.speaking[track_id][k])
 
 
+SCORE_WORKERS = 4
+"""At most this many tracks are scored at once (fewer on fewer cores): each holds a few
+hundred MB of activations (`models.light_asd.MAX_BATCH_FRAMES`)."""
+
+
+def _cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
 class TrackScorer:
     """Light-ASD scores of speaker tracks, each started as soon as its crops are final
     (`submit`, e.g. from `SpeakerCropStage.on_done`), in `workers` threads (default: one
-    per CPU core) beside the crop pass: torch runs without the GIL, and the model scores a
+    per CPU core, SCORE_WORKERS at most) beside the crop pass: torch runs without the GIL, and the model scores a
     track with one intra-op thread (`models.light_asd.SCORE_THREADS`). A track ending at a
     shot cut is scored while the pass decodes the next shot. The scores do not depend on
     when or in which order the tracks are scored. Use as a context manager: leaving it
@@ -235,7 +248,7 @@ class TrackScorer:
     def __init__(self, model, mfcc: np.ndarray, workers: int | None = None) -> None:
         self.model = model
         self.mfcc = mfcc
-        self._pool = ThreadPoolExecutor(max(1, workers or os.cpu_count() or 1), thread_name_prefix="light-asd")
+        self._pool = ThreadPoolExecutor(max(1, workers or min(SCORE_WORKERS, _cores())), thread_name_prefix="light-asd")
         self._futures: dict = {}
 
     def __enter__(self) -> "TrackScorer":
