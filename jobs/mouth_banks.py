@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -60,31 +61,44 @@ def build_mouth_banks(video: str, info: VideoInfo, targets: Sequence, backend, s
     stage = MouthBankStage(backend, people, capacity=settings.mouth_bank,
                            **({} if shared is None else {"detect_every": 1, "shared": shared}))
     pipeline = Pipeline(DecodeStage(video, sample_fps=fps), [stage], queue_size=settings.queue_size)
-    metrics = context.run("bank", pipeline, expected_frames(info, fps))
-    banks = {t.key: stage.banks[t.character_id] for t in targets if t.character_id in stage.banks}
-    started = time.perf_counter()
-    log.info("mouth bank: %s", label_with_original_phones(video, info, banks))
+    with ThreadPoolExecutor(1, thread_name_prefix="original-phones") as pool:
+        # PocketSphinx keeps the GIL, but the pass spends much of its time outside it (the
+        # decoder, RetinaFace), so the video's phones are recognised beside it
+        phones = pool.submit(original_phones, video, info)
+        metrics = context.run("bank", pipeline, expected_frames(info, fps))
+        banks = {t.key: stage.banks[t.character_id] for t in targets if t.character_id in stage.banks}
+        started = time.perf_counter()
+        log.info("mouth bank: %s", label_with_original_phones(banks, phones.result()))
     return banks, metrics.wall_s * 1000 + (time.perf_counter() - started) * 1000
 
 
-def label_with_original_phones(video: str, info: VideoInfo, banks: dict) -> str:
-    """Video Rewrite's labelling: each bank sample that was the only face in its frame
-    carries the mouth shape of the phone the video's own audio sounds then (PocketSphinx,
-    `models.phones`), so selection can match the new speech's shapes, not only openings.
-    Only where the phones fit that audio as speech (`choose_front_end`: music or noise
-    labels nothing). Returns why it did or did not label, for the logs."""
-    if not banks:
-        return "no mouth bank"
+def original_phones(video: str, info: VideoInfo) -> tuple[list | None, str]:
+    """The phones of the video's own audio (PocketSphinx, `models.phones`) where they fit it
+    as speech (`choose_front_end`: music or noise gives none), with the front end's reason;
+    else None and why not."""
     if not info.has_audio:
-        return "the video has no audio"
+        return None, "the video has no audio"
     try:
         samples = load_audio(video, PHONE_RATE)
     except MediaError as exc:
-        return f"the video's audio could not be read ({exc.problem})"
+        return None, f"the video's audio could not be read ({exc.problem})"
     phones = recognise_phones(samples, PHONE_RATE)
     usable, reason = choose_front_end(phones, samples, PHONE_RATE)
     if not usable:
-        return f"the video's audio is not labelled: {reason}"
+        return None, f"the video's audio is not labelled: {reason}"
+    return phones, reason
+
+
+def label_with_original_phones(banks: dict, found: tuple[list | None, str]) -> str:
+    """Video Rewrite's labelling: each bank sample that was the only face in its frame
+    carries the mouth shape of the phone the video's own audio sounds then (`found`, from
+    `original_phones`), so selection can match the new speech's shapes, not only openings.
+    Returns why it did or did not label, for the logs."""
+    if not banks:
+        return "no mouth bank"
+    phones, reason = found
+    if phones is None:
+        return reason
     labelled = sum(bank.label_visemes(lambda t: shape_at(phones, t)) for bank in {id(b): b for b in banks.values()}.values())
     return f"{labelled} samples labelled with the video's own phones ({reason})"
 

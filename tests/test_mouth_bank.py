@@ -236,3 +236,35 @@ def test_a_bank_pass_that_shares_detects_every_sample_and_keeps_each(data_dir, b
     assert sorted(shared.faces)[:4] == [0, 5, 10, 15]
     assert all(len(faces) == 1 and faces[0].landmarks is not None for faces in shared.faces.values())
     assert shared.faces[0][0].embedding is not None  # named there: its embedding goes along
+
+
+def test_the_videos_own_phones_label_the_bank_or_say_why_not(tmp_path):
+    """The video's phones are recognised beside the bank pass (`original_phones`) and label
+    the banks after it (`label_with_original_phones`); each reason it cannot is said."""
+    from dataclasses import replace
+    from fractions import Fraction
+
+    from jobs.mouth_banks import label_with_original_phones, original_phones
+    from stages.decode import VideoInfo
+
+    silent = VideoInfo(str(tmp_path / "none.mp4"), 64, 48, 25.0, Fraction(1, 25), 25, 1000.0, 0, "h264", False, None, None)
+    assert original_phones(silent.path, silent) == (None, "the video has no audio")
+    missing = original_phones(silent.path, replace(silent, has_audio=True))
+    assert missing[0] is None and missing[1].startswith("the video's audio could not be read")
+
+    class Bank:
+        def __init__(self) -> None:
+            self.asked: list[float] = []
+
+        def label_visemes(self, shape_of) -> int:
+            self.asked.append(shape_of(100.0))
+            return 3
+
+    bank = Bank()
+    assert label_with_original_phones({}, ([], "speech")) == "no mouth bank"
+    assert label_with_original_phones({"a": bank}, (None, "the video has no audio")) == "the video has no audio"
+    assert bank.asked == []
+    from models.phones import Phone
+
+    said = label_with_original_phones({"a": bank, "b": bank}, ([Phone("AA", 0.0, 500.0)], "speech fits"))
+    assert said == "3 samples labelled with the video's own phones (speech fits)" and len(bank.asked) == 1
