@@ -114,8 +114,7 @@ def crop_face(image_rgb: np.ndarray, window: CropWindow, crop_scale: float = CRO
     bottom = int(window.cy + pad + s * (1 + 2 * crop_scale))
     left = int(window.cx + pad - s * (1 + crop_scale))
     right = int(window.cx + pad + s * (1 + crop_scale))
-    grey = cv2.cvtColor(np.ascontiguousarray(image_rgb), cv2.COLOR_RGB2GRAY)
-    h, w = grey.shape
+    h, w = image_rgb.shape[:2]
     top, bottom = max(top, 0), min(bottom, h + 2 * pad)
     left, right = max(left, 0), min(right, w + 2 * pad)
     if bottom <= top or right <= left:
@@ -124,7 +123,9 @@ def crop_face(image_rgb: np.ndarray, window: CropWindow, crop_scale: float = CRO
     y0, y1 = max(top - pad, 0), min(bottom - pad, h)
     x0, x1 = max(left - pad, 0), min(right - pad, w)
     if y1 > y0 and x1 > x0:
-        region[y0 + pad - top:y1 + pad - top, x0 + pad - left:x1 + pad - left] = grey[y0:y1, x0:x1]
+        # only the part of the frame under the window is made grey (per pixel, so the same values)
+        grey = cv2.cvtColor(np.ascontiguousarray(image_rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
+        region[y0 + pad - top:y1 + pad - top, x0 + pad - left:x1 + pad - left] = grey
     resized = cv2.resize(region, (RESIZED, RESIZED), interpolation=cv2.INTER_LINEAR)
     m = (RESIZED - CROP_SIZE) // 2
     return resized[m:m + CROP_SIZE, m:m + CROP_SIZE]
