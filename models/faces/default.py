@@ -15,10 +15,11 @@ Pieces, and why (measured on ../shared/data, 2 CPU cores; see the report of issu
   of the face in one frame needs a new detection.
 - Identity: dlib's ResNet 128-d descriptor (LFW 99.38%), L2-normalised here. dlib's own
   call costs ~110 ms of CPU a face (the wheel has no BLAS), so the same network runs in
-  torch, read from dlib's model file (`models.faces.dlib_resnet`): ~14 ms of CPU for one
-  face, ~7 ms a face for 4 in one call, descriptors within 1e-6 of dlib's. The chip is
-  still cut by dlib (`get_face_chips`, <1 ms). Callers that follow tracks should still
-  embed only when needed (`detect(..., with_embedding=False)` then `embed`).
+  torch, read from dlib's model file (`models.faces.dlib_resnet`): ~12 ms of CPU for one
+  face, ~10 ms a face for 2 in one call, ~7.5 for 4; descriptors within 1e-6 of dlib's
+  (24 sample faces). The chip is still cut by dlib (`get_face_chips`, <1 ms). Callers
+  that follow tracks should still embed only when needed (`detect(...,
+  with_embedding=False)` then `embed`).
 - Pose: PnP on the landmarks (`models.faces.pose`).
 
 Confidence is RetinaFace's face probability (softmax, already in [0, 1]) for candidates
