@@ -81,6 +81,12 @@ MIN_ARTICULATION = 0.28
 """Widest opening (s units) given to a person who opens little, where their bank allows."""
 SYNTH_BEYOND = 0.08
 """How far (s units) past a person's widest sample the opening may be synthesised."""
+CURVE_RANGE = (0.65, 1.0)
+"""Bounds of the opening curve (`WarpConfig.openness_curve`) fitted per person: an animated
+speaker's usual opening is a larger share of their widest than the phones' targets say, so
+their mid openings are raised (never lowered: a shy speaker keeps the targets as they are)."""
+SPEECH_OPENNESS = 0.02
+"""Openness (0-1) above which a target frame counts as speech when its usual opening is measured."""
 MAX_PLAN_FRAMES = 1500
 """Frames planned ahead at once per track (60 s at 25 fps); a longer range plans again."""
 REPLAN_WIDTH = 0.06
@@ -195,7 +201,7 @@ class ClassicalLipSync:
         s = axes.scale
         src_uv = axes.to_local(pts)
         state = self._state(req.track_key, req.frame_index, src_uv)
-        warp = self._warp_for(req.bank)
+        warp = self._warp_for(req.bank, features)
         neutral = self._neutral(state, src_uv)
         self._update_grin(state, image, axes, pts, src_uv)
         shape = self._keep_grin(shape, state, warp)
@@ -255,19 +261,37 @@ class ClassicalLipSync:
         return MouthPatch(x=x0, y=y0, pixels=pixels, alpha=alpha)
 
     # -- the mouth bank ---------------------------------------------------------------
-    def _warp_for(self, bank: MouthBank | None) -> WarpConfig:
+    def _warp_for(self, bank: MouthBank | None, features: MouthTrack | None = None) -> WarpConfig:
         """The articulation for this person: the widest opening follows how wide they open
         their mouth in the video (90th percentile of the bank), so that a shy speaker is
         not given a yawn and the chosen samples need little stretching. A person who opens
         little still visibly says the new speech: the widest opening is at least
         MIN_ARTICULATION, a bounded synthesis of at most SYNTH_BEYOND past their widest
-        sample (the sample is stretched that far)."""
+        sample (the sample is stretched that far). Their usual opening sets the curve from
+        openness to gap (`_openness_curve`)."""
         coverage = bank.coverage() if bank is not None else None
         scale = bank.opening_scale() if bank is not None else None
         if scale is None or coverage is None:
             return self.warp
         floor = min(MIN_ARTICULATION, coverage.max_opening + SYNTH_BEYOND)
-        return replace(self.warp, max_gap=float(np.clip(max(1.15 * scale, floor), 0.2, self.warp.max_gap)))
+        max_gap = float(np.clip(max(1.15 * scale, floor), 0.2, self.warp.max_gap))
+        return replace(self.warp, max_gap=max_gap, openness_curve=self._openness_curve(bank, features, max_gap))
+
+    def _openness_curve(self, bank: MouthBank, features: MouthTrack | None, max_gap: float) -> float:
+        """The exponent that maps the targets' usual speech opening (75th percentile of the
+        track's openness over speech) to the person's own usual opening (the bank's 75th
+        percentile, as a share of `max_gap`), within CURVE_RANGE. d11's girl opens to 0.24
+        s units three quarters of the time where the phones' targets gave her 0.17: her
+        dub looked half-hearted next to her own speech."""
+        own = bank.speaking_opening()
+        if features is None or own is None:
+            return 1.0
+        speech = features.openness[features.openness > SPEECH_OPENNESS]  # ~50 us for a minute of audio
+        target = float(np.percentile(speech, 75)) if speech.size else 0.0
+        share = own / max_gap
+        if not 0.0 < target < 1.0 or not 0.0 < share < 1.0:
+            return 1.0
+        return float(np.clip(np.log(share) / np.log(target), *CURVE_RANGE))
 
     def _choose_samples(self, req: MouthRequest, state: _TrackState, dst_uv: np.ndarray, neutral: np.ndarray,
                         warp: WarpConfig, features: MouthTrack | None) -> list[WeightedSample]:
@@ -377,7 +401,7 @@ class ClassicalLipSync:
         holds the corners out); closures and silence (shape.closed) still close."""
         if state.teeth < GRIN_TEETH or shape.closed >= 0.5:
             return shape
-        floor = min(GRIN_KEEP * state.gap, OPEN_GAP) / max(warp.max_gap, 1e-6)
+        floor = (min(GRIN_KEEP * state.gap, OPEN_GAP) / max(warp.max_gap, 1e-6)) ** (1.0 / warp.openness_curve)
         return replace(shape, openness=float(max(shape.openness, floor)), rounding=GRIN_ROUNDING * shape.rounding)
 
     # -- pieces ---------------------------------------------------------------------

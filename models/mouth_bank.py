@@ -304,6 +304,15 @@ class MouthBank:
             return None
         return float(np.percentile(openings, 90))
 
+    def speaking_opening(self) -> float | None:
+        """How open this person's mouth usually is: the 75th percentile of the sampled
+        openings (s units; the samples span their speech and pauses), or None when the bank
+        shows no open mouth."""
+        openings = self.columns()["opening"]
+        if not openings.size or openings.max() < OPEN_GAP:
+            return None
+        return float(np.percentile(openings, 75))
+
     def costs(self, opening: float, width: float, pose: tuple[float, float, float] | None) -> np.ndarray:
         """Per-sample cost of showing it for one target mouth (see `cost_matrix`)."""
         if not self.samples:

@@ -59,6 +59,7 @@ class WarpConfig:
     """Shape of the synthetic articulation, in units of the inter-ocular distance s."""
 
     max_gap: float = 0.42  # inner-lip gap at openness 1
+    openness_curve: float = 1.0  # gap = max_gap * openness ** openness_curve (< 1: opens more mid-way)
     lower_share: float = 0.85  # of the gap taken by the lower lip and chin (jaw drop)
     jaw_close_share: float = 0.5  # of the original gap by which the chin rises when closing
     max_chin_rise: float = 0.16  # ...but at most this far: past it the collar shows as a wedge
@@ -132,7 +133,7 @@ def articulate_local(neutral: np.ndarray, shape: MouthShape, neutral_width: floa
     factor *= 1 - 0.06 * shape.openness
     out[lips, 0] = neutral[lips, 0] * factor
 
-    gap = cfg.max_gap * float(np.clip(shape.openness, 0, 1))
+    gap = cfg.max_gap * float(np.clip(shape.openness, 0, 1)) ** cfg.openness_curve
     expo = lip_exponent(shape)
     hw_in, c_in = (out[64, 0] - out[60, 0]) / 2, (out[64, 0] + out[60, 0]) / 2
     hw_out, c_out = (out[54, 0] - out[48, 0]) / 2, (out[54, 0] + out[48, 0]) / 2

@@ -269,3 +269,36 @@ class _Fixed:
 
     def at(self, time_ms: float) -> MouthShape:
         return self.shape
+
+
+def test_the_opening_curve_lifts_only_an_animated_speaker():
+    """The curve maps the targets' usual speech openness (75th percentile) to the person's
+    usual share of their widest: 0.6 -> 0.7 gives log(0.7)/log(0.6); a shy speaker (usual
+    0.3 of their widest) keeps 1; the lift is bounded; silence does not count as speech."""
+    from models.classical_lipsync import CURVE_RANGE
+    from models.mouth_geometry import WarpConfig, articulate_local
+    from models.mouth_params import MouthShape, MouthTrack
+
+    class Bank:
+        def __init__(self, usual: float) -> None:
+            self.usual = usual
+
+        def speaking_opening(self) -> float:
+            return self.usual
+
+    openness = np.concatenate([np.zeros(300), np.full(100, 0.6), np.full(33, 0.9)])
+    zeros = np.zeros_like(openness)
+    track = MouthTrack(np.arange(openness.size) * 10.0, openness, zeros, zeros, zeros, zeros)
+    engine = ClassicalLipSync()
+    assert engine._openness_curve(Bank(0.21), track, 0.3) == pytest.approx(np.log(0.7) / np.log(0.6))
+    assert engine._openness_curve(Bank(0.09), track, 0.3) == 1.0
+    assert engine._openness_curve(Bank(0.29), track, 0.3) == CURVE_RANGE[0]
+    assert engine._openness_curve(Bank(0.24), None, 0.3) == 1.0
+    neutral = np.zeros((68, 2))
+    neutral[[48, 54, 60, 64], 0] = (-0.4, 0.4, -0.3, 0.3)  # points 62 and 66 at the centre
+    for curve in (1.0, 0.7):
+        cfg = WarpConfig(max_gap=0.3, openness_curve=curve)
+        uv = articulate_local(neutral, MouthShape(0.5, 0.0, 0.0, 0.0), 0.8, cfg)
+        assert uv[66, 1] - uv[62, 1] == pytest.approx(0.3 * 0.5 ** curve, rel=1e-6)
+        closed = articulate_local(neutral, MouthShape(0.0, 0.0, 0.0, 1.0), 0.8, cfg)
+        assert closed[66, 1] - closed[62, 1] == pytest.approx(0.0, abs=1e-12)
