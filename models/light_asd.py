@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
@@ -52,8 +54,14 @@ AUDIO_REACH = 5
 SCORE_THREADS = 1
 """torch intra-op threads while scoring a track on the CPU. One: on this 2-core machine the
 audio encoder's thin convolutions take 17x longer with two OpenMP threads than with one (740
-against 43 ms for 10 s of audio) and the visual encoder 1.3x, so several tracks are scored
-side by side instead, one thread each (`stages.speakers.score_tracks`)."""
+against 43 ms for 10 s of audio) and the visual encoder 1.3x, so the visual encoder's batches
+run side by side instead (VISUAL_WORKERS), and so do tracks (`stages.speakers.TrackScorer`).
+"""
+VISUAL_WORKERS = 4
+"""Visual-encoder batches (at most MAX_BATCH_FRAMES frames, a few hundred MB of activations
+each) that run at once on the CPU, one thread each, fewer on fewer cores; shared by all the
+tracks being scored, so that one long track uses every core and several tracks at once use
+no more memory or cores than that."""
 
 _BN = dict(momentum=0.01, eps=0.001)
 
@@ -247,6 +255,14 @@ def _intra_op_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
 def _windows(n_frames: int, duration_s: int) -> list[tuple[int, int]]:
     """[start, end) frame ranges of consecutive windows of `duration_s` seconds; the last may be shorter."""
     step = duration_s * ASD_FPS
@@ -268,14 +284,18 @@ class ActiveSpeakerModel:
     by all window lengths) for the frames that see the edge. The audio encoder, whose reach
     is AUDIO_REACH, is shared the same way (10-frame clips); the GRU and the head run per
     window as in the original. On the CPU a track is scored with `threads` intra-op threads
-    (SCORE_THREADS).
+    (SCORE_THREADS), its visual batches in up to `visual_workers` threads (VISUAL_WORKERS,
+    at most one per core); the same numbers whichever thread runs what.
     """
 
     def __init__(self, net: LightASD, device: torch.device, durations_s: Sequence[int] = DEFAULT_DURATIONS_S,
-                 threads: int | None = SCORE_THREADS) -> None:
+                 threads: int | None = SCORE_THREADS, visual_workers: int | None = None) -> None:
         self.net = net.eval().to(device)
         self.device = device
         self.threads = threads if device.type == "cpu" else None
+        self.visual_workers = 1 if device.type != "cpu" else max(1, visual_workers or min(VISUAL_WORKERS, _cores()))
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         self.durations_s = tuple(int(d) for d in durations_s)
         if not self.durations_s or min(self.durations_s) < 1:
             raise ValueError(f"durations_s must be whole seconds >= 1, got {durations_s}")
@@ -298,19 +318,40 @@ class ActiveSpeakerModel:
         return cls(net, torch.device(device), durations_s)
 
     def _encode_visual_clips(self, faces: torch.Tensor, clips: list[tuple[int, int]]) -> list[torch.Tensor]:
-        """Visual embeddings [len, 128] of each [start, end) clip encoded alone; equal lengths are batched."""
+        """Visual embeddings [len, 128] of each [start, end) clip encoded alone; equal lengths
+        are batched, the batches run in the visual workers (`_visual_pool`)."""
         out: list[torch.Tensor | None] = [None] * len(clips)
         by_length: dict[int, list[int]] = {}
         for i, (start, end) in enumerate(clips):
             by_length.setdefault(end - start, []).append(i)
+        groups = []
         for length, idx in by_length.items():
             per_batch = max(1, MAX_BATCH_FRAMES // length)
-            for j in range(0, len(idx), per_batch):
-                group = idx[j:j + per_batch]
-                batch = torch.stack([faces[clips[i][0]:clips[i][1]] for i in group]).float()
-                for i, emb in zip(group, self._encode_visual(batch)):
-                    out[i] = emb
+            groups += [idx[j:j + per_batch] for j in range(0, len(idx), per_batch)]
+        pool = self._visual_pool()
+        if pool is None:
+            results = [self._encode_visual_group(faces, clips, group) for group in groups]
+        else:
+            results = [f.result() for f in [pool.submit(self._encode_visual_group, faces, clips, group) for group in groups]]
+        for group, embs in zip(groups, results):
+            for i, emb in zip(group, embs):
+                out[i] = emb
         return out  # type: ignore[return-value]
+
+    def _encode_visual_group(self, faces: torch.Tensor, clips: list[tuple[int, int]], group: list[int]) -> torch.Tensor:
+        """One batch of equal-length clips through the visual encoder, in whichever thread runs
+        it (inference mode and the intra-op threads belong to a thread)."""
+        with torch.inference_mode(), _intra_op_threads(self.threads):
+            return self._encode_visual(torch.stack([faces[clips[i][0]:clips[i][1]] for i in group]).float())
+
+    def _visual_pool(self) -> ThreadPoolExecutor | None:
+        """The visual workers, started on first use; None with one worker (run in the caller's thread)."""
+        if self.visual_workers <= 1:
+            return None
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.visual_workers, thread_name_prefix="light-asd-visual")
+            return self._pool
 
     def _encode_audio_clips(self, mfcc: torch.Tensor, clips: list[tuple[int, int]]) -> list[torch.Tensor]:
         """Audio embeddings [len, 128] of each [start, end) clip (video frames) encoded alone; equal lengths are batched."""
@@ -399,12 +440,13 @@ def _shared_windows(encode_clips, n: int, reach: int,
     that see the edge."""
     pieces = [(s, min(s + MAX_BATCH_FRAMES, n)) for s in range(0, n, MAX_BATCH_FRAMES)]
     halos = [(max(0, s - reach), min(n, e + reach)) for s, e in pieces]
-    base = torch.cat([emb[s - lo:e - lo] for (s, e), (lo, _), emb in zip(pieces, halos, encode_clips(halos))])
     starts = sorted({s for ws in windows_by_duration for s, _ in ws if s > 0})
     ends = sorted({e for ws in windows_by_duration for _, e in ws if e < n})
     edge = 2 * reach
     clips = [(s, min(s + edge, n)) for s in starts] + [(e - edge, e) for e in ends]
-    embs = encode_clips(clips)
+    encoded = encode_clips(halos + clips)  # one call, so all the batches can run at once
+    base = torch.cat([emb[s - lo:e - lo] for (s, e), (lo, _), emb in zip(pieces, halos, encoded)])
+    embs = encoded[len(halos):]
     # A window starting at s: its first frames as in the clip [s, s + edge) (all of it when
     # the window is that short, as the clip then is the window). Ending at e: its last `reach`.
     head = {s: emb if len(emb) < edge else emb[:reach] for s, emb in zip(starts, embs)}

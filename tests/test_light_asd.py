@@ -168,21 +168,25 @@ def test_shared_audio_and_visual_encoding_across_pieces_equals_each_window_alone
 
 def test_scoring_runs_on_its_own_threads_and_tracks_score_side_by_side(models: dict[str, ActiveSpeakerModel]) -> None:
     """score_track sets torch's intra-op threads for its call only (SCORE_THREADS on the CPU)
-    and gives the same scores when two threads score two tracks at once."""
+    and gives the same scores when two threads score two tracks at once, and with its visual
+    batches run in the caller's thread (one visual worker) instead of side by side."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from models.light_asd import SCORE_THREADS
+    from models.light_asd import SCORE_THREADS, VISUAL_WORKERS, _cores
 
     model = models["pretrain_AVA_CVPR"]
-    assert model.threads == SCORE_THREADS == 1
-    tracks = [seeded_inputs(seed, 40) for seed in (1, 2)]
+    assert model.threads == SCORE_THREADS == 1 and model.visual_workers == min(VISUAL_WORKERS, _cores())
+    tracks = [seeded_inputs(seed, n) for seed, n in ((1, 40), (2, 170))]  # 170: two pieces and 12 edge clips
     before = torch.get_num_threads()
     alone = [model.score_track(*track) for track in tracks]
     assert torch.get_num_threads() == before
     with ThreadPoolExecutor(2) as pool:
         together = list(pool.map(lambda track: model.score_track(*track), tracks))
-    for a, b in zip(alone, together):
+    serial = ActiveSpeakerModel(model.net, model.device, visual_workers=1)
+    assert serial._visual_pool() is None
+    for track, a, b in zip(tracks, alone, together):
         np.testing.assert_allclose(a, b, atol=1e-6)
+        np.testing.assert_allclose(serial.score_track(*track), a, atol=1e-6)
 
 
 def test_score_track_shapes_and_missing_audio(models: dict[str, ActiveSpeakerModel]) -> None:
