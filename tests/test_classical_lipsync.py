@@ -276,15 +276,22 @@ def test_the_opening_curve_lifts_only_an_animated_speaker():
     usual share of their widest: 0.6 -> 0.7 gives log(0.7)/log(0.6); a shy speaker (usual
     0.3 of their widest) keeps 1; the lift is bounded; silence does not count as speech."""
     from models.classical_lipsync import CURVE_RANGE
+    from models.mouth_bank import Coverage
     from models.mouth_geometry import WarpConfig, articulate_local
     from models.mouth_params import MouthShape, MouthTrack
 
     class Bank:
-        def __init__(self, usual: float) -> None:
-            self.usual = usual
+        def __init__(self, usual: float, least: float = 0.0) -> None:
+            self.usual, self.least = usual, least
 
         def speaking_opening(self) -> float:
             return self.usual
+
+        def opening_scale(self) -> float:
+            return 0.3 / 1.15
+
+        def coverage(self) -> Coverage:
+            return Coverage(10, self.least, 0.3, 0.5)
 
     openness = np.concatenate([np.zeros(300), np.full(100, 0.6), np.full(33, 0.9)])
     zeros = np.zeros_like(openness)
@@ -294,6 +301,9 @@ def test_the_opening_curve_lifts_only_an_animated_speaker():
     assert engine._openness_curve(Bank(0.09), track, 0.3) == 1.0
     assert engine._openness_curve(Bank(0.29), track, 0.3) == CURVE_RANGE[0]
     assert engine._openness_curve(Bank(0.24), None, 0.3) == 1.0
+    assert engine._warp_for(Bank(0.21), track).openness_curve == pytest.approx(np.log(0.7) / np.log(0.6))
+    # A grin held through the whole video (no closed sample) says nothing of how wide they speak.
+    assert engine._warp_for(Bank(0.21, least=0.14), track).openness_curve == 1.0
     neutral = np.zeros((68, 2))
     neutral[[48, 54, 60, 64], 0] = (-0.4, 0.4, -0.3, 0.3)  # points 62 and 66 at the centre
     for curve in (1.0, 0.7):
