@@ -275,17 +275,15 @@ class ClassicalLipSync:
             return self.warp
         floor = min(MIN_ARTICULATION, coverage.max_opening + SYNTH_BEYOND)
         max_gap = float(np.clip(max(1.15 * scale, floor), 0.2, self.warp.max_gap))
-        curve = self._openness_curve(bank, features, max_gap) if coverage.has_closed else 1.0
-        return replace(self.warp, max_gap=max_gap, openness_curve=curve)
+        return replace(self.warp, max_gap=max_gap, openness_curve=self._openness_curve(bank, features, max_gap))
 
     def _openness_curve(self, bank: MouthBank, features: MouthTrack | None, max_gap: float) -> float:
         """The exponent that maps the targets' usual speech opening (75th percentile of the
         track's openness over speech) to the person's own usual opening (the bank's 75th
         percentile, as a share of `max_gap`), within CURVE_RANGE. d11's girl opens to 0.24
         s units three quarters of the time where the phones' targets gave her 0.17: her
-        dub looked half-hearted next to her own speech. Not for a bank without a closed
-        mouth (`_warp_for`): its usual opening is a grin held through the video, not how
-        wide the person opens to speak (s29: Light-ASD 0.533 without the lift, 0.507 with)."""
+        dub looked half-hearted next to her own speech. s29's woman, who grins through her
+        whole video, gets it too: her speaking grin then shows her teeth about as she does."""
         own = bank.speaking_opening()
         if features is None or own is None:
             return 1.0

@@ -41,6 +41,13 @@ CLOSED = 0.05
 CLOSURE_PHONES = {"P", "B", "M"}
 
 
+def video_fps(path) -> float:
+    import av
+
+    with av.open(str(path)) as container:
+        return float(container.streams.video[0].average_rate or 25)
+
+
 def read_frames(path) -> list[np.ndarray]:
     import av
 
@@ -115,22 +122,29 @@ def sync_checks(video, audio, out=None) -> dict:
             out = Path(tmp) / "sync.mp4"
             result = sync_whole_clip(video, audio, out)
         frames = read_frames(out)
+        fps = video_fps(out)
     backend = DefaultFaceBackend()
     faces = [backend.detect(f, with_embedding=False) for f in frames]
-    keep = [i for i, f in enumerate(faces) if f]
-    boxes = np.array([faces[i][0].bbox for i in keep])
     audio16k = load_audio(audio, 16000)
-    sweep = speaking_sweep([frames[i] for i in keep], boxes, audio16k) if len(keep) == len(frames) else {}
     phones = recognise_phones(audio16k, 16000)
-    speech = np.array([any(p.is_speech and p.start_ms <= (i + 0.5) * 40.0 < p.end_ms for p in phones)
-                       for i in keep], dtype=bool)
+
+    def label_at(t_ms: float) -> str:
+        return next((p.label for p in phones if p.start_ms <= t_ms < p.end_ms), "SIL")
+
+    # Light-ASD reads 25 fps tracks: the frame shown at each 40 ms tick (a 30 fps clip fed
+    # frame by frame would drift a fifth of its length against the audio).
+    ticks = np.arange(int(len(frames) / fps * 25.0))
+    shown = np.minimum(np.floor((ticks + 0.5) * fps / 25.0).astype(int), len(frames) - 1)
+    sweep = {}
+    if all(faces[i] for i in shown):
+        boxes = np.array([faces[i][0].bbox for i in shown])
+        sweep = speaking_sweep([frames[i] for i in shown], boxes, audio16k)
+    speech = np.array([label_at((k + 0.5) * 40.0) != "SIL" for k in ticks], dtype=bool)
     closures, closed = 0, 0
-    for i in keep:
-        t = (i + 0.5) * 40.0
-        label = next((p.label for p in phones if p.start_ms <= t < p.end_ms), "SIL")
-        if label in CLOSURE_PHONES:
+    for i, found in enumerate(faces):
+        if found and label_at((i + 0.5) * 1000.0 / fps) in CLOSURE_PHONES:
             closures += 1
-            closed += mouth_opening(faces[i][0].landmarks) < CLOSED
+            closed += mouth_opening(found[0].landmarks) < CLOSED
     report = {"video": str(video), "audio": str(audio), "frames": len(frames),
               "closure_frames": closures, "closed_share": round(closed / max(closures, 1), 3)}
     if "error" in sweep:

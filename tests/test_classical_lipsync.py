@@ -281,8 +281,8 @@ def test_the_opening_curve_lifts_only_an_animated_speaker():
     from models.mouth_params import MouthShape, MouthTrack
 
     class Bank:
-        def __init__(self, usual: float, least: float = 0.0) -> None:
-            self.usual, self.least = usual, least
+        def __init__(self, usual: float) -> None:
+            self.usual = usual
 
         def speaking_opening(self) -> float:
             return self.usual
@@ -291,7 +291,7 @@ def test_the_opening_curve_lifts_only_an_animated_speaker():
             return 0.3 / 1.15
 
         def coverage(self) -> Coverage:
-            return Coverage(10, self.least, 0.3, 0.5)
+            return Coverage(10, 0.0, 0.3, 0.5)
 
     openness = np.concatenate([np.zeros(300), np.full(100, 0.6), np.full(33, 0.9)])
     zeros = np.zeros_like(openness)
@@ -302,8 +302,7 @@ def test_the_opening_curve_lifts_only_an_animated_speaker():
     assert engine._openness_curve(Bank(0.29), track, 0.3) == CURVE_RANGE[0]
     assert engine._openness_curve(Bank(0.24), None, 0.3) == 1.0
     assert engine._warp_for(Bank(0.21), track).openness_curve == pytest.approx(np.log(0.7) / np.log(0.6))
-    # A grin held through the whole video (no closed sample) says nothing of how wide they speak.
-    assert engine._warp_for(Bank(0.21, least=0.14), track).openness_curve == 1.0
+    assert engine._warp_for(Bank(0.21), None).openness_curve == 1.0
     neutral = np.zeros((68, 2))
     neutral[[48, 54, 60, 64], 0] = (-0.4, 0.4, -0.3, 0.3)  # points 62 and 66 at the centre
     for curve in (1.0, 0.7):
