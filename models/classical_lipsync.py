@@ -289,8 +289,8 @@ class ClassicalLipSync:
             return 1.0
         speech = features.openness[features.openness > SPEECH_OPENNESS]  # ~50 us for a minute of audio
         target = float(np.percentile(speech, 75)) if speech.size else 0.0
-        share = own / max_gap
-        if not 0.0 < target < 1.0 or not 0.0 < share < 1.0:
+        share = min(own / max_gap, 0.99)  # usually as open as their widest target: the most lift
+        if not 0.0 < target < 1.0 or share <= 0.0:
             return 1.0
         return float(np.clip(np.log(share) / np.log(target), *CURVE_RANGE))
 

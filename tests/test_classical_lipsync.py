@@ -300,6 +300,7 @@ def test_the_opening_curve_lifts_only_an_animated_speaker():
     assert engine._openness_curve(Bank(0.21), track, 0.3) == pytest.approx(np.log(0.7) / np.log(0.6))
     assert engine._openness_curve(Bank(0.09), track, 0.3) == 1.0
     assert engine._openness_curve(Bank(0.29), track, 0.3) == CURVE_RANGE[0]
+    assert engine._openness_curve(Bank(0.45), track, 0.3) == CURVE_RANGE[0]  # past max_gap (capped)
     assert engine._openness_curve(Bank(0.24), None, 0.3) == 1.0
     assert engine._warp_for(Bank(0.21), track).openness_curve == pytest.approx(np.log(0.7) / np.log(0.6))
     assert engine._warp_for(Bank(0.21), None).openness_curve == 1.0
