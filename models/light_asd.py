@@ -18,8 +18,7 @@ import os
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -28,6 +27,7 @@ from torch import nn
 
 from models.asd_crop import ASD_FPS, CROP_SIZE
 from models.checkpoint import load_strict, read_state_dict
+from models.runtime import intra_op_threads
 
 log = logging.getLogger(__name__)
 
@@ -239,22 +239,6 @@ def _frozen_visual(encoder: VisualEncoder):
         return None
 
 
-@contextmanager
-def _intra_op_threads(threads: int | None) -> Iterator[None]:
-    """torch's intra-op threads at `threads` for the calling thread, restored on the way out
-    (None leaves them). torch.set_num_threads sets the calling thread's OpenMP/MKL count and
-    the default of threads that run torch for the first time; restoring it restores both."""
-    before = torch.get_num_threads()
-    if threads is None or threads == before:
-        yield
-        return
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _cores() -> int:
     """CPU cores this process may run on."""
     try:
@@ -341,7 +325,7 @@ class ActiveSpeakerModel:
     def _encode_visual_group(self, faces: torch.Tensor, clips: list[tuple[int, int]], group: list[int]) -> torch.Tensor:
         """One batch of equal-length clips through the visual encoder, in whichever thread runs
         it (inference mode and the intra-op threads belong to a thread)."""
-        with torch.inference_mode(), _intra_op_threads(self.threads):
+        with torch.inference_mode(), intra_op_threads(self.threads):
             return self._encode_visual(torch.stack([faces[clips[i][0]:clips[i][1]] for i in group]).float())
 
     def _visual_pool(self) -> ThreadPoolExecutor | None:
@@ -401,7 +385,7 @@ class ActiveSpeakerModel:
         ignored; video frames the audio does not reach score NO_AUDIO_SCORE.
         Safe to call from several threads at once (one track each).
         """
-        with torch.inference_mode(), _intra_op_threads(self.threads):
+        with torch.inference_mode(), intra_op_threads(self.threads):
             return self._score_track(face_crops_gray_112, mfcc)
 
     def _score_track(self, face_crops_gray_112: np.ndarray, mfcc: np.ndarray) -> np.ndarray:

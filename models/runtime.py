@@ -6,6 +6,8 @@ without one. torch is imported lazily so the classical default path runs without
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -32,3 +34,21 @@ def onnx_providers(device: str) -> list[str]:
     if is_cuda(device) and "CUDAExecutionProvider" in ort.get_available_providers():
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
+
+
+@contextmanager
+def intra_op_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads at `threads` for the calling thread, restored on the way out
+    (None leaves them). torch.set_num_threads sets the calling thread's OpenMP/MKL count and
+    the default of threads that run torch for the first time; restoring it restores both."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is None or threads == before:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

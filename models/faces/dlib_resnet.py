@@ -23,14 +23,15 @@ the input layer subtracts the per-channel means stored in the file (122.782, 117
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from models.runtime import intra_op_threads
 
 CHIP_SIZE = 150  # pixels: input_rgb_image_sized<150>
 CHIP_PADDING = 0.25  # dlib's default padding around the face in the chip (fraction of the face)
@@ -416,25 +417,6 @@ def _add_padded(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return out
 
 
-@contextmanager
-def _intra_op_threads(threads: int | None) -> Iterator[None]:
-    """torch's intra-op threads at `threads` for the calling thread, restored on the way out.
-
-    torch.set_num_threads sets the calling thread's OpenMP/MKL thread count (threads that
-    have already run torch keep theirs) and the default that threads running torch for the
-    first time pick up; putting the previous value back restores both.
-    """
-    before = torch.get_num_threads()
-    if threads is None or threads == before:
-        yield
-        return
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 class DlibResNet:
     """dlib's 128-d face descriptor network in torch (CPU, float32, inference only).
 
@@ -469,7 +451,7 @@ class DlibResNet:
                              f"got {chips.dtype} {chips.shape}")
         if chips.shape[0] == 0:
             return np.zeros((0, DESCRIPTOR_SIZE), np.float32)
-        with torch.inference_mode(), _intra_op_threads(self.threads):
+        with torch.inference_mode(), intra_op_threads(self.threads):
             x = torch.from_numpy(np.ascontiguousarray(chips)).permute(0, 3, 1, 2).float()
             x = ((x - self.mean_rgb) / 256.0).contiguous(memory_format=torch.channels_last)
             return self._forward(x).numpy()
