@@ -102,19 +102,23 @@ def _active_speakers(video: str, info: VideoInfo, frames: list[dict], model, set
                      context: JobContext, backend) -> tuple[list[dict], float]:
     """Score every speaker track with Light-ASD on the original audio, on 25 fps face tracks
     (boxes fitted again on every grid frame by the backend's landmark path, whatever the
-    sample rate); annotate faces with `speaking`. A track is scored as soon as the crop pass
-    has cut its last crop, beside the pass (`TrackScorer`)."""
+    sample rate); annotate faces with `speaking`. A track's crops are scored a chunk (60 s) at
+    a time as soon as the crop pass has cut it, beside the pass (`TrackScorer`, whose bounded
+    queue makes the pass wait when scoring falls behind)."""
     started = time.perf_counter()
     tracks = tracks_from_frames(frames)
     resampled = resample_tracks(tracks)
     mfcc = asd_mfcc(load_audio(video, ANALYSIS_RATE))
     with TrackScorer(model, mfcc) as scorer:
-        cropper = SpeakerCropStage(resampled, refine=lambda image, boxes: [f.bbox for f in backend.landmarks(image, boxes)],
-                                   on_done=lambda tid: scorer.submit(tid, cropper.tracks[tid], cropper.crops[tid]))
+        cropper = SpeakerCropStage(
+            resampled, refine=lambda image, boxes: [f.bbox for f in backend.landmarks(image, boxes)],
+            on_chunk=lambda tid, start, crops: scorer.submit_chunk(tid, cropper.tracks[tid], start, crops,
+                                                                   stop=cropper.stop_event),
+            chunk_frames=scorer.chunk_frames)
         until_ms = (cropper.last_grid + 1) * GRID_MS + 1
         pipeline = Pipeline(DecodeStage(video, max_duration_ms=until_ms), [cropper], queue_size=settings.queue_size)
         context.run("speakers", pipeline, expected_frames(info, max_duration_ms=until_ms))
-        scores = scorer.scores(cropper.tracks, cropper.crops)
+        scores = scorer.scores(cropper.tracks)
     for frame in frames:
         for face in frame["faces"]:
             speaking = scores.speaking_at(speaker_track_key(face), frame["timestamp_ms"])

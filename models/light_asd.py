@@ -14,6 +14,7 @@ linear layer whose class-1 output is the score.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import warnings
@@ -284,6 +285,15 @@ class ActiveSpeakerModel:
         if not self.durations_s or min(self.durations_s) < 1:
             raise ValueError(f"durations_s must be whole seconds >= 1, got {durations_s}")
         self._visual = _frozen_visual(self.net.model.visualEncoder) if device.type == "cpu" else None
+
+    @property
+    def window_period_frames(self) -> int:
+        """Frames after which every window length's tiling starts afresh: the least common
+        multiple of the window lengths (1500 frames, 60 s, for 1..6 s). Windows tile a track
+        from its first frame (`_windows`) and each is scored on its own, so none crosses a
+        multiple of this: a track cut there scores, piece by piece, exactly as it does whole
+        (its frames past the audio's end too, NO_AUDIO_SCORE)."""
+        return math.lcm(*(d * ASD_FPS for d in self.durations_s))
 
     def _encode_visual(self, faces: torch.Tensor) -> torch.Tensor:
         """`LightASD.model.encode_visual`, through the frozen encoder where there is one."""

@@ -9,6 +9,9 @@ frame's fit says where the face is off it), so each crop follows the face as a 2
 would, not a straight line between samples a third of a second apart; then it cuts the
 112x112 grey crop from the boxes median-smoothed over 13 grid frames (6 frames behind).
 Scores come per track and frame (> 0: speaking, by Light-ASD's own threshold).
+Crops go to the scorer in chunks of CHUNK_FRAMES grid frames (60 s) as they are cut, through
+a bounded queue (`TrackScorer`): the memory held is a few chunks, whatever the video's
+length, and each chunk scores as it would within the whole track.
 A track's samples are grouped by name too (`tracks_from_frames`): a sample named as
 someone else than the rest of its track (a dissolve the shot detector missed, say) starts
 a track of its own, so one person's track never carries another person's face.
@@ -25,6 +28,7 @@ are bridged.
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -45,6 +49,7 @@ from stream.frame import Frame
 from stream.stage import Stage
 
 GRID_MS = 40.0  # Light-ASD runs at 25 fps
+MFCC_PER_FRAME = 4  # MFCC frames (models.mfcc.asd_mfcc, 100 a second) per grid frame
 MIN_RUN_FRAMES = 5  # 200 ms
 SHARE_TEMPERATURE = 0.25
 LONE_SPEAKER_SCORE = -0.8
@@ -105,24 +110,51 @@ instead of 1,458."""
 REFINE_SETTLED = 0.01
 REFINE_MIN_IOU = 0.3
 """A refined box overlapping its interpolated box less than this is a failed fit (kept out)."""
+CHUNK_FRAMES = 1500
+"""Grid frames (60 s at 25 fps) of a track's crops handed to the scorer at a time. A multiple
+of Light-ASD's window period (`models.light_asd.ActiveSpeakerModel.window_period_frames`:
+its 1..6 s windows tile a track from its first frame, so none crosses a multiple of 60 s),
+so each chunk scores exactly as it does within the whole track. 112x112 grey is 12.5 KB a
+frame: 18.8 MB a chunk, against 1.1 GB for an hour of one face held whole."""
+
+Chunk = Callable[[object, int, np.ndarray], None]
+"""(track id, index of the chunk's first frame in the track, its crops [n, 112, 112] uint8)."""
 
 
 class SpeakerCropStage(Stage):
     """Cuts every resampled track's crop at each 25 fps grid time from the frame on screen,
     from boxes fitted again on that frame when `refine` is given (see the module's text).
-    `on_done(track id)` is called once a track's last crop is cut (its crops are final then),
-    so it can be scored while the pass goes on (`TrackScorer`)."""
+
+    With `on_chunk`, a track's crops are handed out `chunk_frames` at a time as each chunk
+    is full (`TrackScorer.submit_chunk` scores them beside the pass) and not kept: the stage
+    holds at most one partly cut chunk per track on screen (`buffered_frames`). Without it,
+    every track's crops are kept whole in `crops` (short clips, tests). `on_done(track id)`
+    is called once a track's last crop is cut."""
 
     name = "asd_crop"
 
     def __init__(self, tracks: dict, refine: Refine | None = None,
-                 on_done: Callable[[object], None] | None = None) -> None:
+                 on_done: Callable[[object], None] | None = None, on_chunk: Chunk | None = None,
+                 chunk_frames: int = CHUNK_FRAMES) -> None:
+        if chunk_frames < 1:
+            raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
         self.tracks = {tid: t for tid, t in tracks.items() if len(t)}
         self.refine = refine
         self.on_done = on_done
+        self.on_chunk = on_chunk
+        self.chunk_frames = chunk_frames
         self.boxes = {tid: t.boxes.astype(np.float32).copy() for tid, t in self.tracks.items()}
-        self.crops = {tid: np.zeros((len(t), CROP_SIZE, CROP_SIZE), np.uint8) for tid, t in self.tracks.items()}
-        self.last_grid = max((int(t.frame_indices[-1]) for t in self.tracks.values()), default=-1)
+        self.crops: dict = {}
+        """Track id -> all its crops [M, 112, 112] uint8, once cut; only without `on_chunk`."""
+        self.buffered_frames = 0
+        """Crops held now in chunks being cut (12.5 KB each)..."""
+        self.peak_buffered_frames = 0
+        """...and the most held at once during the pass."""
+        self._chunks: dict = {}  # track id -> (first index, crops) of its chunk being cut
+        self._ids = list(self.tracks)
+        self._firsts = np.array([int(t.frame_indices[0]) for t in self.tracks.values()], np.int64)
+        self._lasts = np.array([int(t.frame_indices[-1]) for t in self.tracks.values()], np.int64)
+        self.last_grid = int(self._lasts.max()) if self._ids else -1
         self.refined = 0
         """Boxes fitted again on their grid frame (the others stay interpolated)."""
         self.fits = 0
@@ -156,8 +188,9 @@ class SpeakerCropStage(Stage):
             self._crop_ready(final=self._next_grid > self.last_grid)
 
     def _present(self, k: int) -> list:
-        return [(tid, k - int(t.frame_indices[0])) for tid, t in self.tracks.items()
-                if t.frame_indices[0] <= k <= t.frame_indices[-1]]
+        """(track id, index in the track) of the tracks on grid frame k, in track order."""
+        on = np.flatnonzero((self._firsts <= k) & (k <= self._lasts))
+        return [(self._ids[j], k - int(self._firsts[j])) for j in on]
 
     def _refine(self, image: np.ndarray, k: int) -> None:
         """Fit the faces present at grid k again on its frame, from their interpolated boxes."""
@@ -194,9 +227,29 @@ class SpeakerCropStage(Stage):
         while self._waiting and (final or self._waiting[0][0] + half < self._next_grid):
             k, image = self._waiting.popleft()
             for tid, i in self._present(k):
-                self.crops[tid][i] = crop_face(image, self._window(tid, i))
-                if i == len(self.crops[tid]) - 1 and self.on_done is not None:
-                    self.on_done(tid)
+                self._store(tid, i, crop_face(image, self._window(tid, i)))
+
+    def _store(self, tid, i: int, crop: np.ndarray) -> None:
+        """Put crop i (cut in order) in its track's chunk; hand the chunk on once it is full."""
+        n = len(self.tracks[tid])
+        size = self.chunk_frames if self.on_chunk is not None else n
+        start, crops = self._chunks.get(tid, (i - i % size, None))
+        if crops is None:
+            crops = np.empty((min(size, n - start), CROP_SIZE, CROP_SIZE), np.uint8)
+            self._chunks[tid] = (start, crops)
+            self.buffered_frames += len(crops)
+            self.peak_buffered_frames = max(self.peak_buffered_frames, self.buffered_frames)
+        crops[i - start] = crop
+        if i - start < len(crops) - 1:
+            return
+        del self._chunks[tid]
+        if self.on_chunk is not None:
+            self.on_chunk(tid, start, crops)  # may wait for the scorer: the chunk counts till then
+        else:
+            self.crops[tid] = crops
+        self.buffered_frames -= len(crops)
+        if i == n - 1 and self.on_done is not None:
+            self.on_done(tid)
 
     def _window(self, tid, i: int):
         if self._windows is not None:
@@ -224,8 +277,10 @@ class SpeakerScores:
 
 
 SCORE_WORKERS = 4
-"""At most this many tracks are scored at once (fewer on fewer cores): each holds a few
+"""At most this many chunks are scored at once (fewer on fewer cores): each holds a few
 hundred MB of activations (`models.light_asd.MAX_BATCH_FRAMES`)."""
+_POLL_S = 0.05
+"""How often (s) a pass waiting for the scorer looks whether it failed or was stopped."""
 
 
 def _cores() -> int:
@@ -237,41 +292,119 @@ def _cores() -> int:
 
 
 class TrackScorer:
-    """Light-ASD scores of speaker tracks, each started as soon as its crops are final
-    (`submit`, e.g. from `SpeakerCropStage.on_done`), in `workers` threads (default: one
-    per CPU core, SCORE_WORKERS at most) beside the crop pass: torch runs without the GIL, and the model scores a
-    track with one intra-op thread (`models.light_asd.SCORE_THREADS`). A track ending at a
-    shot cut is scored while the pass decodes the next shot. The scores do not depend on
-    when or in which order the tracks are scored. Use as a context manager: leaving it
-    cancels what has not started (a failed or cancelled pass) and waits for the rest."""
+    """Light-ASD scores of speaker tracks, chunk by chunk (`submit_chunk`, e.g. from
+    `SpeakerCropStage.on_chunk`) as soon as a chunk's crops are cut, in `workers` threads
+    (default: one per CPU core, SCORE_WORKERS at most) beside the crop pass: torch runs
+    without the GIL, and the model scores a chunk with one intra-op thread
+    (`models.light_asd.SCORE_THREADS`). A track ending at a shot cut is scored while the
+    pass decodes the next shot.
 
-    def __init__(self, model, mfcc: np.ndarray, workers: int | None = None) -> None:
+    Back-pressure: at most `max_pending` chunks (default workers + 1) wait or are being
+    scored; `submit_chunk` blocks the pass until one is done, so the crops held are bounded
+    by chunk size x max_pending whatever the video's length (`pending_frames`). A chunk that
+    fails makes the next `submit_chunk` (and `scores`) raise its error. The chunk size must
+    be a multiple of the model's window period (`window_period_frames`, when it has one),
+    which makes the scores those of the whole track, whenever and in whichever order the
+    chunks are scored. Use as a context manager: leaving it cancels what has not started (a
+    failed or cancelled pass) and waits for the rest."""
+
+    def __init__(self, model, mfcc: np.ndarray, workers: int | None = None, max_pending: int | None = None,
+                 chunk_frames: int = CHUNK_FRAMES) -> None:
+        period = getattr(model, "window_period_frames", None)
+        if chunk_frames < 1 or (period and chunk_frames % period):
+            raise ValueError(f"chunk_frames ({chunk_frames}) must be a positive multiple of the model's window "
+                             f"period ({period} frames), or a chunk's windows would differ from the whole track's")
         self.model = model
         self.mfcc = mfcc
-        self._pool = ThreadPoolExecutor(max(1, workers or min(SCORE_WORKERS, _cores())), thread_name_prefix="light-asd")
-        self._futures: dict = {}
+        self.chunk_frames = chunk_frames
+        self.workers = max(1, workers or min(SCORE_WORKERS, _cores()))
+        self.max_pending = max(1, max_pending or self.workers + 1)
+        self.pending_frames = 0
+        """Crops handed in and not scored yet (waiting or being scored)..."""
+        self.peak_pending_frames = 0
+        """...and the most at once."""
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="light-asd")
+        self._slots = threading.BoundedSemaphore(self.max_pending)
+        self._lock = threading.Lock()
+        self._chunks: dict = {}  # track id -> {first index: future of its scores}
+        self._error: BaseException | None = None
+        self._closed = False
 
     def __enter__(self) -> "TrackScorer":
         return self
 
     def __exit__(self, *exc) -> None:
+        self._closed = True
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def submit(self, tid, track: ResampledTrack, crops: np.ndarray) -> None:
-        """Start scoring one track (once; its crops must not change any more)."""
-        if tid in self._futures:
+        """Score one whole track's crops (once; they must not change any more), chunk by chunk."""
+        if tid in self._chunks:
             return
-        first = int(track.frame_indices[0])
-        self._futures[tid] = self._pool.submit(self.model.score_track, crops,
-                                               self.mfcc[4 * first:4 * (first + len(track))])
+        for start in range(0, len(crops), self.chunk_frames):
+            self.submit_chunk(tid, track, start, crops[start:start + self.chunk_frames])
 
-    def scores(self, tracks: dict[int, ResampledTrack], crops: dict[int, np.ndarray]) -> SpeakerScores:
-        """Every track with crops scored (those not submitted yet are submitted now), smoothed,
-        with the competitive `speaking` probability (`speaker_scores`)."""
-        ids = [tid for tid in tracks if tid in crops]
-        for tid in ids:
-            self.submit(tid, tracks[tid], crops[tid])
-        return speaker_scores(tracks, {tid: self._futures[tid].result() for tid in ids})
+    def submit_chunk(self, tid, track: ResampledTrack, start: int, crops: np.ndarray,
+                     stop: threading.Event | None = None) -> None:
+        """Start scoring a track's crops from its frame `start` (a multiple of chunk_frames;
+        at most chunk_frames of them, all the rest of the track when fewer), with the MFCCs of
+        the same grid frames. Waits while max_pending chunks are pending; raises the error of a
+        chunk that failed, or RuntimeError when `stop` is set or the scorer closed meanwhile."""
+        if start % self.chunk_frames or not 0 < len(crops) <= self.chunk_frames:
+            raise ValueError(f"a chunk starts at a multiple of {self.chunk_frames} frames and has 1 to "
+                             f"{self.chunk_frames}; got {len(crops)} from frame {start}")
+        if start in self._chunks.get(tid, {}):
+            return
+        while not self._slots.acquire(timeout=_POLL_S):
+            self._raise_if_failed()
+            if self._closed or (stop is not None and stop.is_set()):
+                raise RuntimeError("the track scorer was stopped before this chunk could be scored")
+        try:
+            self._raise_if_failed()
+            first = int(track.frame_indices[0]) + start
+            mfcc = self.mfcc[MFCC_PER_FRAME * first:MFCC_PER_FRAME * (first + len(crops))]
+            future = self._pool.submit(self.model.score_track, crops, mfcc)
+        except BaseException:
+            self._slots.release()
+            raise
+        with self._lock:
+            self.pending_frames += len(crops)
+            self.peak_pending_frames = max(self.peak_pending_frames, self.pending_frames)
+        self._chunks.setdefault(tid, {})[start] = future
+        future.add_done_callback(lambda f, n=len(crops): self._finished(f, n))
+
+    def _finished(self, future, frames: int) -> None:
+        """A chunk is scored (or failed, or was cancelled): its slot is free."""
+        with self._lock:
+            self.pending_frames -= frames
+            if not future.cancelled() and future.exception() is not None and self._error is None:
+                self._error = future.exception()
+        self._slots.release()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def scores(self, tracks: dict[int, ResampledTrack], crops: dict[int, np.ndarray] | None = None) -> SpeakerScores:
+        """Every track scored, smoothed, with the competitive `speaking` probability
+        (`speaker_scores`): those given whole in `crops` and not submitted yet are submitted
+        now; those handed in by chunks must have had all their chunks."""
+        for tid, track_crops in (crops or {}).items():
+            if tid in tracks:
+                self.submit(tid, tracks[tid], track_crops)
+        raw = {}
+        for tid, track in tracks.items():
+            chunks = self._chunks.get(tid)
+            if not chunks:
+                continue
+            starts = sorted(chunks)
+            parts = [chunks[s].result() for s in starts]
+            ends = np.cumsum([len(p) for p in parts])
+            if starts != [0, *ends[:-1].tolist()] or ends[-1] != len(track):
+                raise ValueError(f"track {tid}: chunks from frames {starts} cover {int(ends[-1])} of its "
+                                 f"{len(track)} frames; every chunk must be submitted before scores()")
+            raw[tid] = np.concatenate(parts)
+        return speaker_scores(tracks, raw)
 
 
 def score_tracks(model, tracks: dict[int, ResampledTrack], crops: dict[int, np.ndarray],
