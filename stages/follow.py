@@ -193,6 +193,9 @@ class SharedDetections:
 
 @dataclass
 class UnknownSighting:
+    """A person seen at a detection but not requested, for the report's `unknown_faces`: when
+    (ms), their name and the face (its box and pose; no landmarks or embedding)."""
+
     time_ms: float
     character_id: str
     face: Face
@@ -553,7 +556,9 @@ class TrackStage(Stage):
             by_face[id(face)] = name
             self.people_seen.add(name)
             if name not in self._requested_ids:
-                self.unknown_sightings.append(UnknownSighting(frame.time_ms, name, face))
+                # the report needs its box and pose: its landmarks and embedding (~1.3 KB) are not kept
+                self.unknown_sightings.append(UnknownSighting(frame.time_ms, name,
+                                                              replace(face, landmarks=None, embedding=None)))
         return by_face
 
     # ---- frames in between -------------------------------------------------------------

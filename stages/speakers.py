@@ -32,7 +32,7 @@ import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -415,6 +415,17 @@ def score_tracks(model, tracks: dict[int, ResampledTrack], crops: dict[int, np.n
         return scorer.scores(tracks, crops)
 
 
+def _on_screen(frames: dict[int, np.ndarray]) -> Iterator[tuple[int, list]]:
+    """(grid frame k, ids of the tracks on it, in `frames` order) for every k up to the last
+    track's end: one vectorised test a frame rather than a Python loop over every track of
+    the video (an hour of film has thousands)."""
+    ids = list(frames)
+    firsts = np.array([int(f[0]) for f in frames.values()], np.int64)
+    lasts = np.array([int(f[-1]) for f in frames.values()], np.int64)
+    for k in range(int(lasts.max()) + 1 if ids else 0):
+        yield k, [ids[j] for j in np.flatnonzero((firsts <= k) & (k <= lasts))]
+
+
 def speaker_scores(tracks: dict[int, ResampledTrack], raw: dict[int, np.ndarray]) -> SpeakerScores:
     """Raw Light-ASD scores per track -> smoothed over 5 frames, with the competitive `speaking` probability."""
     from models.light_asd import smooth_scores
@@ -422,9 +433,8 @@ def speaker_scores(tracks: dict[int, ResampledTrack], raw: dict[int, np.ndarray]
     scores = {tid: smooth_scores(raw[tid]) for tid in raw}
     frames = {tid: tracks[tid].frame_indices for tid in raw}
     speaking = {tid: np.zeros(len(s), np.float32) for tid, s in scores.items()}
-    last = max((int(f[-1]) for f in frames.values()), default=-1)
-    for k in range(last + 1):
-        present = [(tid, int(k - frames[tid][0])) for tid in scores if frames[tid][0] <= k <= frames[tid][-1]]
+    for k, on in _on_screen(frames):
+        present = [(tid, int(k - frames[tid][0])) for tid in on]
         if not present:
             continue
         values = np.array([scores[tid][i] for tid, i in present], dtype=np.float64)
@@ -438,16 +448,13 @@ def speaker_scores(tracks: dict[int, ResampledTrack], raw: dict[int, np.ndarray]
 
 def speaker_ranges(result: SpeakerScores, names: dict[int, str]) -> list[dict]:
     """[{character_id, segments: [{start_ms, end_ms}]}]: when each person is the active speaker."""
-    last = max((int(f[-1]) for f in result.frames.values()), default=-1)
     speaker_at: list[str | None] = []
-    for k in range(last + 1):
-        present = [tid for tid, frames in result.frames.items() if frames[0] <= k <= frames[-1]]
+    for k, present in _on_screen(result.frames):
         best, best_score = None, (LONE_SPEAKER_SCORE if len(present) == 1 else 0.0)
-        for tid, frames in result.frames.items():
-            if frames[0] <= k <= frames[-1]:
-                score = float(result.scores[tid][k - frames[0]])
-                if score > best_score:
-                    best, best_score = names[tid], score
+        for tid in present:
+            score = float(result.scores[tid][k - result.frames[tid][0]])
+            if score > best_score:
+                best, best_score = names[tid], score
         speaker_at.append(best)
     runs: dict[str, list[list[int]]] = {}
     for k, person in enumerate(speaker_at):
