@@ -47,7 +47,16 @@ TEETH_GAP = 0.08
 (sibilants, a smile); under CLOSED_GAP it never does."""
 VISEME_COST = 1.5
 """Cost (1 ~ visible) off a sample whose own phone's mouth shape is the target's, and on
-one whose is another."""
+one whose is another (between open shapes, see OPEN_SHAPES, a fraction of it)."""
+OPEN_SHAPES = frozenset("BCDH")
+"""Mouth shapes that differ mainly in how far the lips part, which the shape cost already
+matches: a sample labelled with another of them is as good (neither bonus nor penalty) and
+one labelled with the same one only a little better (OPEN_SHAPE_MATCH). Closed, rounded,
+spread and lip-to-teeth shapes differ in form, and a label is worth its full weight there.
+(A person who shows their teeth as they speak keeps them: their toothy samples are rarely
+labelled with exactly the target's open shape.)"""
+OPEN_SHAPE_MATCH = 0.2
+"""Share of VISEME_COST off for the same open shape."""
 TEETH_SQUEEZE = 0.05
 """How far (s units) a toothy sample's opening may exceed the target's before it loses its
 preference for teeth: pressed further, its teeth read as a white slit."""
@@ -173,6 +182,19 @@ def _laplacian(grey: np.ndarray) -> np.ndarray:
     if grey.shape[0] < 3 or grey.shape[1] < 3:
         return np.zeros(0, np.float32)
     return (4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:])
+
+
+def viseme_match(targets: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """T x K label term of the cost, in VISEME_COST units: -1 for a sample labelled with the
+    target's shape, +1 for one labelled with another, 0 unlabelled ("") or both open shapes
+    (-OPEN_SHAPE_MATCH when it is the same open shape)."""
+    targets = np.asarray(targets).reshape(-1, 1)
+    labels = np.asarray(labels)[None, :]
+    same = targets == labels
+    both_open = np.isin(targets, list(OPEN_SHAPES)) & np.isin(labels, list(OPEN_SHAPES))
+    term = np.where(same, -1.0, 1.0)
+    term = np.where(both_open, np.where(same, -OPEN_SHAPE_MATCH, 0.0), term)
+    return np.where(labels != "", term, 0.0)
 
 
 def sample_mouth(image: np.ndarray, landmarks: np.ndarray, pose: tuple[float, float, float] | None,
@@ -364,9 +386,7 @@ class MouthBank:
         # the original audio) costs less, one labelled with another shape more; unlabelled
         # samples are neutral.
         if visemes is not None and len(visemes) == len(openings):
-            labelled = col["viseme"] != ""
-            same = np.asarray(visemes).reshape(-1, 1) == col["viseme"][None, :]
-            cost += VISEME_COST * np.where(labelled[None, :], np.where(same, -1.0, 1.0), 0.0)
+            cost += VISEME_COST * viseme_match(np.asarray(visemes), col["viseme"])
         return cost
 
     def appearance_distances(self) -> np.ndarray:

@@ -126,6 +126,34 @@ def test_a_toothy_sample_is_not_squeezed_into_a_slit(d12_samples):
     assert near[0] < near[1]
 
 
+def test_open_shape_labels_do_not_cost_a_person_their_teeth(d12_samples):
+    """Open shapes (B, C, D, H) differ mainly in how far the lips part, which the shape
+    cost matches: for a "B" target, the person's toothy sample labelled "C" beats their
+    toothless one labelled "B" at the same opening. A closed or rounded label still
+    outweighs teeth."""
+    toothy, plain = replace(d12_samples[5000], teeth=0.5), replace(d12_samples[5000], teeth=0.0)
+    bank = MouthBank()
+    bank.add(replace(toothy, opening=0.2, viseme="C"))
+    bank.add(replace(plain, opening=0.2, viseme="B"))
+    cost = bank.cost_matrix(np.array([0.2]), np.array([0.75]), None, visemes=np.array(["B"]))[0]
+    assert cost[0] < cost[1]
+    bank = MouthBank()
+    bank.add(replace(toothy, opening=0.2, viseme="C"))
+    bank.add(replace(plain, opening=0.2, viseme="F"))
+    cost = bank.cost_matrix(np.array([0.2]), np.array([0.75]), None, visemes=np.array(["F"]))[0]
+    assert cost[1] < cost[0]
+
+
+def test_viseme_match_is_graded_by_shape_family():
+    from models.mouth_bank import OPEN_SHAPE_MATCH, viseme_match
+
+    term = viseme_match(np.array(["B", "F", "A"]), np.array(["B", "C", "F", "A", ""]))
+    assert term.shape == (3, 5)
+    assert term[0].tolist() == [-OPEN_SHAPE_MATCH, 0.0, 1.0, 1.0, 0.0]
+    assert term[1].tolist() == [1.0, 1.0, -1.0, 1.0, 0.0]
+    assert term[2].tolist() == [1.0, 1.0, 1.0, -1.0, 0.0]
+
+
 def test_coverage_says_when_a_person_never_opens(d12_samples):
     bank = MouthBank()
     bank.add(d12_samples[0])
