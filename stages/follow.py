@@ -41,17 +41,22 @@ from models.faces.face import Face, iou
 from stages.identity import IdentityBook
 from stages.smoothing import OneEuroFilter
 from stages.syncability import SyncRules, assess
-from stages.tracking import FaceTracker, FlowPatch, flow_offset, flow_patch
+from stages.tracking import FaceTracker, Flowed, FlowPatch, flow_offset, flow_patch, flow_points, flow_shift
 from stream.frame import Frame
 from stream.stage import Stage
 
 NOT_VISIBLE = "not_visible"
 JUMP_GREY_LEVELS = 22.0
 """Mean absolute change (0-255) of a followed face's 24x24 grey thumbnail, frame to frame,
-above which the frame gets a full detection. Measured on d12 (a shaky hand-held talking
-head, detector box every frame): median 11, 90th percentile 22; the jump at 2.04 s that
-the landmark path loses scores 25, a cut far more. So about one frame in ten of a shaky
-video is re-detected, and nearly none of a steady one."""
+above which its landmark fit starts from its box moved by the optical flow (a shake), not
+from the last box. Measured on d12 (a shaky hand-held talking head, detector box every
+frame): median 11, 90th percentile 22; the jump at 2.04 s that the landmark path loses from
+the last box scores 25, a cut far more. About one frame in ten of a shaky video jumps: on
+the benchmark's two faces (10 s, d12 and d20) 21 frames, which each took a full detection
+(~17 ms of RetinaFace) until the flow moved the box; now 7 frames in all get one (the fit
+lost its face), and the mouth landmarks against a detection on every frame moved from
+0.0064 to 0.0073 IOD (mean; 95th percentile 0.019 to 0.023, no face lost;
+`python -m benchmarks.interval --intervals 5`)."""
 SWAP_GREY_LEVELS = 45.0
 """A followed face's thumbnail change above which its box may now hold someone else (a cut
 the shot detector missed, e.g. a small face swapped on a still set: 35-67 on the tests'
@@ -137,6 +142,7 @@ class _Follow:
     raw: np.ndarray | None = None  # the face's landmarks as fitted, before smoothing
     patch: FlowPatch | None = None  # this frame around the face, to check the next fit by flow
     continuous: bool = False  # followed by optical flow without a break since the last identity check
+    jumped: bool = False  # its picture jumped on this frame (a shake): its fit starts where the flow went
 
 
 def face_thumbnail(image: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -155,11 +161,12 @@ def face_thumbnail(image: np.ndarray, box: np.ndarray) -> np.ndarray:
     return region.mean(axis=2, dtype=np.float32)
 
 
-def _flow_offset(follow: _Follow, frame: Frame, face: Face) -> float | None:
-    """`stages.tracking.flow_offset` of a new fit of a followed face (None: no verdict)."""
+def _flow_offset(follow: _Follow, frame: Frame, face: Face, flowed: Flowed | None = None) -> float | None:
+    """`stages.tracking.flow_offset` of a new fit of a followed face (None: no verdict);
+    `flowed`: the flow into this frame when already computed."""
     if follow.patch is None or face.landmarks is None or len(face.landmarks) != 68:
         return None
-    return flow_offset(follow.patch, frame.image, face.landmarks)
+    return flow_offset(follow.patch, frame.image, face.landmarks, flowed)
 
 
 def _mouth_centre(face: Face) -> np.ndarray:
@@ -250,9 +257,9 @@ class TrackStage(Stage):
         for target in self.targets:
             if target not in active:
                 self._follows[target.index] = _Follow()
-        jumped = self._jumped(frame, active)  # on every frame: a jump also flags a check of who is there
+        swapped = self._jumped(frame, active)  # on every frame: a large jump also flags a check of who is there
         due = self._identity_due(frame, active)
-        must_detect = cut or jumped or frame.index % self.detect_interval == 0 or any(
+        must_detect = cut or swapped or frame.index % self.detect_interval == 0 or any(
             not self._follows[t.index].started for t in active)
         shared = self.shared.take(frame.index) if self.shared is not None else None
         if not must_detect:  # the landmark path lost a face, or a due check found someone else
@@ -321,13 +328,17 @@ class TrackStage(Stage):
         return warnings
 
     def _jumped(self, frame: Frame, active: list[Target]) -> bool:
-        """Did a followed face's picture change abruptly (a cut, or a jump the landmark path
-        cannot follow)? Then this frame gets a full detection instead of landmarks alone,
-        and after a very large change the face found there is checked to be the same person."""
+        """Did a followed face's picture change so much that its box may hold someone else
+        (SWAP_GREY_LEVELS)? Then this frame gets a full detection and the face found there
+        is checked to be the same person. After a smaller jump (JUMP_GREY_LEVELS: a shake)
+        the face's smoothing restarts and its landmark fit starts from its box moved where
+        the optical flow carried it (`_refresh`); a fit that still lost the face gets the
+        detection."""
         jumped = False
         self._pictures = {}
         for target in active:
             follow = self._follows[target.index]
+            follow.jumped = False
             if follow.face is None or follow.thumbnail is None:
                 continue
             picture = self._pictures[target.index] = face_thumbnail(frame.image, follow.face.bbox)
@@ -335,7 +346,8 @@ class TrackStage(Stage):
             if change > JUMP_GREY_LEVELS:
                 follow.filter.reset()  # (the flow check at the detection says whether it stayed continuous)
                 follow.verify = change > SWAP_GREY_LEVELS
-                jumped = True
+                follow.jumped = True
+                jumped = jumped or follow.verify
         return jumped
 
     def _identity_due(self, frame: Frame, active: list[Target], drift: bool = True) -> bool:
@@ -576,10 +588,13 @@ class TrackStage(Stage):
         follows = [self._follows[t.index] for t in active if self._follows[t.index].face is not None]
         if not follows:
             return True
-        refreshed = self.backend.landmarks(frame.image, [f.face.bbox for f in follows])
+        flows = [flow_points(f.patch, frame.image) if f.jumped and f.patch is not None else None for f in follows]
+        refreshed = self.backend.landmarks(frame.image, [f.face.bbox if flowed is None else
+                                                         f.face.bbox + np.tile(flow_shift(f.patch, flowed), 2)
+                                                         for f, flowed in zip(follows, flows)])
         unsure, judged = [], []
-        for follow, face in zip(follows, refreshed):
-            offset = _flow_offset(follow, frame, face)
+        for follow, face, flowed in zip(follows, refreshed, flows):
+            offset = _flow_offset(follow, frame, face, flowed)
             if offset is not None and offset > FLOW_LOST * face.width:
                 return False
             if offset is None or offset > FLOW_SURE * face.width:

@@ -156,16 +156,19 @@ def flow_patch(image: np.ndarray, box: np.ndarray, landmarks: np.ndarray | None)
                      np.asarray(landmarks, np.float32)[list(FLOW_POINTS)])
 
 
-def flow_offset(patch: FlowPatch, image: np.ndarray, fitted: np.ndarray) -> float | None:
-    """Distance (frame pixels) between a new landmark fit and where optical flow carried the
-    previous fit's points.
+@dataclass
+class Flowed:
+    """Where optical flow carried a patch's FLOW_POINTS into a new frame: the reliable
+    points' positions (frame pixels) and which of FLOW_POINTS they are."""
 
-    The previous fit's FLOW_POINTS are flowed from the previous frame's patch into the same
+    points: np.ndarray  # [k, 2]
+    good: np.ndarray  # [len(FLOW_POINTS)] bool
+
+
+def flow_points(patch: FlowPatch, image: np.ndarray) -> Flowed | None:
+    """The previous fit's FLOW_POINTS flowed from the previous frame's patch into the same
     region of this frame (Lucas-Kanade, 3 levels) and back; points that do not return within
-    FLOW_FB_PX are dropped. The offset is the norm of the median (over the kept points) of
-    fitted minus flowed. None when too few points flowed reliably to judge: the caller then
-    needs another way to check the fit.
-    """
+    FLOW_FB_PX are dropped. None when fewer than FLOW_MIN_POINTS flowed reliably."""
     x0, y0 = patch.region[:2]
     current = _grey(image, patch.region, patch.step)
     if current.shape != patch.grey.shape:  # another frame size: nothing to compare
@@ -184,6 +187,23 @@ def flow_offset(patch: FlowPatch, image: np.ndarray, fitted: np.ndarray) -> floa
     good = (found.ravel() == 1) & (returned.ravel() == 1) & (error <= FLOW_FB_PX)
     if int(good.sum()) < FLOW_MIN_POINTS:
         return None
-    flowed = ahead.reshape(-1, 2)[good] * patch.step + (x0, y0)
-    fitted_points = np.asarray(fitted, np.float32)[list(FLOW_POINTS)][good]
-    return float(np.linalg.norm(np.median(fitted_points - flowed, axis=0)))
+    return Flowed(ahead.reshape(-1, 2)[good] * patch.step + (x0, y0), good)
+
+
+def flow_offset(patch: FlowPatch, image: np.ndarray, fitted: np.ndarray, flowed: Flowed | None = None) -> float | None:
+    """Distance (frame pixels) between a new landmark fit and where optical flow carried the
+    previous fit's points (`flow_points`, or `flowed` when already computed for this frame):
+    the norm of the median (over the reliable points) of fitted minus flowed. None when too
+    few points flowed reliably to judge: the caller then needs another way to check the fit.
+    """
+    flowed = flowed if flowed is not None else flow_points(patch, image)
+    if flowed is None:
+        return None
+    fitted_points = np.asarray(fitted, np.float32)[list(FLOW_POINTS)][flowed.good]
+    return float(np.linalg.norm(np.median(fitted_points - flowed.points, axis=0)))
+
+
+def flow_shift(patch: FlowPatch, flowed: Flowed) -> np.ndarray:
+    """How far (frame pixels, [dx, dy]) the face moved by the flow: the median displacement of
+    its reliable points."""
+    return np.median(flowed.points - patch.points[flowed.good], axis=0)

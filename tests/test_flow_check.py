@@ -51,3 +51,16 @@ def test_no_verdict_without_texture_or_landmarks():
     assert flow_offset(patch, flat, _landmarks(500, 250)) is None  # nothing to track on a flat picture
     assert flow_patch(flat, box, None) is None
     assert len(FLOW_POINTS) >= 4
+
+
+def test_the_flow_says_how_far_the_face_moved():
+    from stages.tracking import flow_points, flow_shift
+
+    box = np.array([500, 250, 700, 450], np.float32)
+    points = _landmarks(500, 250)
+    patch = flow_patch(_textured(), box, points)
+    moved = _textured((9.0, -6.0))
+    flowed = flow_points(patch, moved)
+    assert flowed is not None and int(flowed.good.sum()) >= 4
+    np.testing.assert_allclose(flow_shift(patch, flowed), [9.0, -6.0], atol=0.5)
+    assert flow_offset(patch, moved, points, flowed) == flow_offset(patch, moved, points)

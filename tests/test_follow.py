@@ -263,3 +263,31 @@ def test_a_face_the_optical_flow_follows_is_reidentified_every_3_s():
             assert out.notes["targets"][0].state == SYNCED
         assert stage.identity_checks == checks, texture
         assert len(backend.known) == 1
+
+
+def test_a_shaken_face_is_followed_where_the_flow_went_without_a_detection():
+    """The picture jumps by (6, -3) px between frames 2 and 3 (a hand-held shake: its
+    thumbnail changes by ~31 grey levels, above JUMP_GREY_LEVELS and under SWAP_GREY_LEVELS).
+    The fit starts from the box moved by the optical flow, so it lands on the face: no
+    detection beyond the first, and the box follows the picture."""
+    import cv2
+
+    rng = np.random.default_rng(7)
+    grey = cv2.resize(rng.normal(size=(90, 160)).astype(np.float32), (1280, 720), interpolation=cv2.INTER_CUBIC)
+
+    def picture(dx: float, dy: float) -> np.ndarray:
+        moved = cv2.warpAffine(grey, np.array([[1, 0, dx], [0, 1, dy]], np.float32), (1280, 720),
+                               borderMode=cv2.BORDER_REFLECT)
+        return np.repeat(np.clip(128 + 60 * moved, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
+
+    backend = TexturedBackend([_face(100, 200)])
+    stage = TrackStage(backend, _targets(_face(100, 200, embedding=np.array([1.0, 0.0]))), detect_interval=1000)
+    still, shaken = picture(0, 0), picture(6, -3)
+    for i in range(6):
+        (out,) = stage.process(Frame(i, i * 40, Fraction(1, 1000), still if i < 3 else shaken))
+        assert out.notes["targets"][0].state == SYNCED
+        if i == 3:
+            follow = stage._follows[0]
+            assert follow.jumped and not follow.verify
+    assert len(backend.known) == 1
+    np.testing.assert_allclose(out.notes["targets"][0].face.bbox[:2], [106, 197], atol=1.0)
