@@ -55,6 +55,7 @@ from models.mouth_geometry import (
     WarpConfig,
     alpha_polygon,
     articulate_local,
+    articulate_many,
     inset_inner_lips,
     jaw_skirt,
     lip_curves,
@@ -354,16 +355,13 @@ class ClassicalLipSync:
         count = int(min(MAX_PLAN_FRAMES, np.floor(remaining * fps / 1000.0) + 1))
         times = start_ms + np.arange(count) * 1000.0 / fps
         # Shapes repeat (a phone's shape holds for frames, silence is all closed): each
-        # distinct shape, to 0.01, is articulated once.
-        measured: dict[tuple, tuple[float, float]] = {}
-        openings, widths = np.zeros(count), np.zeros(count)
-        for k, t in enumerate(times):
-            shape = cls._keep_grin(features.at(float(t)), state, warp)
-            key = tuple(round(float(v), 2) for v in (shape.openness, shape.width, shape.rounding))
-            if key not in measured:
-                uv = articulate_local(neutral, MouthShape(*key, shape.closed), state.neutral_width, warp)
-                measured[key] = (mouth_opening(uv), mouth_width(uv))
-            openings[k], widths[k] = measured[key]
+        # distinct shape, to 0.01, is articulated once, all in one vectorised pass.
+        keys = np.array([[shape.openness, shape.width, shape.rounding]
+                         for shape in (cls._keep_grin(features.at(float(t)), state, warp) for t in times)])
+        distinct, which = np.unique(np.round(keys, 2), axis=0, return_inverse=True)
+        uv = articulate_many(neutral, distinct, state.neutral_width, warp)
+        openings = np.maximum(0.0, uv[:, 66, 1] - uv[:, 62, 1])[which.ravel()]  # `mouth_opening`
+        widths = (uv[:, 54, 0] - uv[:, 48, 0])[which.ravel()]  # `mouth_width`
         labels = features.phones_at(times)
         visemes = None if labels is None else np.array([shape_letter(str(label)) for label in labels])
         cost = bank.cost_matrix(openings, widths, pose, show_teeth=min(1.0, state.teeth / (2 * GRIN_TEETH)),

@@ -94,6 +94,11 @@ def jaw_motion(i: int) -> float:
     return float(max(0.0, np.cos(np.pi / 2 * min(1.0, abs(i - 8) / JAW_MOTION_SPAN))))
 
 
+JAW_MOTION = np.array([jaw_motion(i) for i in JAW])
+"""`jaw_motion` of each JAW point, in order."""
+LIPS = list(range(48, 68))
+
+
 def neutral_local(uv: np.ndarray, cfg: WarpConfig) -> np.ndarray:
     """Close the mouth in local coordinates (68x2, s-normalised): remove the inner-lip gap.
 
@@ -113,8 +118,7 @@ def neutral_local(uv: np.ndarray, cfg: WarpConfig) -> np.ndarray:
     # The chin rises by less than the lower lip: a wide-open mouth closes partly by the
     # lips, and a full jaw lift would pull the neck and collar up under the chin.
     rise = min(cfg.jaw_close_share * centre_gap, cfg.max_chin_rise)
-    for i in JAW:
-        out[i, 1] -= rise * jaw_motion(i)
+    out[list(JAW), 1] -= rise * JAW_MOTION
     for a, b in zip(UPPER_INNER, LOWER_INNER):
         # Each inner pair meets at one point, so the closed inner polygon has no area.
         meet = out[a] + (out[b] - out[a]) * (1 - cfg.lower_share) if uv[b, 1] >= uv[a, 1] else (out[a] + out[b]) / 2
@@ -124,36 +128,45 @@ def neutral_local(uv: np.ndarray, cfg: WarpConfig) -> np.ndarray:
 
 def articulate_local(neutral: np.ndarray, shape: MouthShape, neutral_width: float, cfg: WarpConfig) -> np.ndarray:
     """Open/widen/round a closed mouth (local s-normalised coordinates) to `shape`."""
-    out = neutral.copy()
-    lips = list(range(48, 68))
-    width_now = max(neutral[54, 0] - neutral[48, 0], 1e-3)
+    return articulate_many(neutral, np.array([[shape.openness, shape.width, shape.rounding]]), neutral_width, cfg)[0]
+
+
+def articulate_many(neutral: np.ndarray, shapes: np.ndarray, neutral_width: float, cfg: WarpConfig) -> np.ndarray:
+    """`articulate_local` for N shapes at once (N x 3: openness, width, rounding), N x 68 x 2.
+
+    Planning a range articulates every distinct target shape (~70 a plan): one vectorised
+    pass costs about what two single ones do."""
+    shapes = np.asarray(shapes, dtype=np.float64).reshape(-1, 3)
+    openness, width, rounding = (shapes[:, k:k + 1] for k in range(3))  # N x 1 each
+    neutral = np.asarray(neutral, dtype=np.float64)
+    out = np.repeat(neutral[None], len(shapes), axis=0)
+    width_now = max(float(neutral[54, 0] - neutral[48, 0]), 1e-3)
     # The person's own expression stays: a smile (wider than their average mouth) keeps its
     # width; only a mouth narrower than average (the original's own "o") is widened back.
-    factor = (max(neutral_width, width_now) / width_now) * (1 + cfg.widen * shape.width - cfg.narrow * shape.rounding)
-    factor *= 1 - 0.06 * shape.openness
-    out[lips, 0] = neutral[lips, 0] * factor
+    factor = (max(neutral_width, width_now) / width_now) * (1 + cfg.widen * width - cfg.narrow * rounding)
+    factor = factor * (1 - 0.06 * openness)
+    out[:, LIPS, 0] = neutral[None, LIPS, 0] * factor
 
-    gap = cfg.max_gap * float(np.clip(shape.openness, 0, 1)) ** cfg.openness_curve
-    expo = lip_exponent(shape)
-    hw_in, c_in = (out[64, 0] - out[60, 0]) / 2, (out[64, 0] + out[60, 0]) / 2
-    hw_out, c_out = (out[54, 0] - out[48, 0]) / 2, (out[54, 0] + out[48, 0]) / 2
+    gap = cfg.max_gap * np.clip(openness, 0, 1) ** cfg.openness_curve  # N x 1
+    expo = 0.45 - 0.25 * rounding  # `lip_exponent`
+    hw_in, c_in = (out[:, 64:65, 0] - out[:, 60:61, 0]) / 2, (out[:, 64:65, 0] + out[:, 60:61, 0]) / 2
+    hw_out, c_out = (out[:, 54:55, 0] - out[:, 48:49, 0]) / 2, (out[:, 54:55, 0] + out[:, 48:49, 0]) / 2
     corner = cfg.corner_drop * gap
     up = -(1 - cfg.lower_share) * gap
     down = cfg.lower_share * gap
     for idx, hw, c, move in (
-        (UPPER_OUTER, hw_out, c_out, up),
-        (UPPER_INNER, hw_in, c_in, up),
-        (LOWER_OUTER, hw_out, c_out, down),
-        (LOWER_INNER, hw_in, c_in, down),
+        (list(UPPER_OUTER), hw_out, c_out, up),
+        (list(UPPER_INNER), hw_in, c_in, up),
+        (list(LOWER_OUTER), hw_out, c_out, down),
+        (list(LOWER_INNER), hw_in, c_in, down),
     ):
-        p = profile(out[list(idx), 0] - c, hw, expo)
-        out[list(idx), 1] += corner * (1 - p) + move * p
-    out[list(CORNERS), 1] += corner
+        p = np.clip(1.0 - ((out[:, idx, 0] - c) / np.maximum(hw, 1e-6)) ** 2, 0.0, 1.0) ** expo  # `profile`
+        out[:, idx, 1] += corner * (1 - p) + move * p
+    out[:, list(CORNERS), 1] += corner
     # Rounded lips pout: a little thicker.
-    out[list(UPPER_OUTER), 1] -= 0.04 * shape.rounding
-    out[list(LOWER_OUTER), 1] += 0.04 * shape.rounding
-    for i in JAW:
-        out[i, 1] += down * jaw_motion(i)
+    out[:, list(UPPER_OUTER), 1] -= 0.04 * rounding
+    out[:, list(LOWER_OUTER), 1] += 0.04 * rounding
+    out[:, list(JAW), 1] += down * JAW_MOTION[None, :]
     return out
 
 

@@ -2,8 +2,20 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
-from models.mouth_geometry import JAW, LOWER_INNER, UPPER_INNER, WarpConfig, neutral_local
+from models.mouth_geometry import (
+    JAW,
+    LOWER_INNER,
+    UPPER_INNER,
+    WarpConfig,
+    articulate_local,
+    articulate_many,
+    neutral_local,
+)
+from models.mouth_params import MouthShape
 
 
 def open_mouth(gap: float) -> np.ndarray:
@@ -37,3 +49,25 @@ def test_a_wide_open_mouth_lifts_the_chin_no_further_than_the_bound():
     rise = open_mouth(0.45)[list(JAW), 1] - closed[list(JAW), 1]
     assert np.isclose(rise.max(), cfg.max_chin_rise) and rise.min() >= 0
     assert np.allclose(closed[list(UPPER_INNER), 1], closed[list(LOWER_INNER), 1])
+
+
+@settings(max_examples=40, deadline=None)
+@given(shapes=arrays(np.float64, (6, 3), elements=st.floats(-0.2, 1.2)), gap=st.floats(0.0, 0.3),
+       curve=st.floats(0.5, 1.0), neutral_width=st.floats(0.3, 1.2))
+def test_articulating_many_shapes_at_once_is_articulating_each(shapes, gap, curve, neutral_width):
+    """The planner's vectorised articulation gives each shape exactly its own mouth (one
+    row never leaks into another), open and as wide as the shape says."""
+    cfg = WarpConfig(openness_curve=curve)
+    neutral = neutral_local(open_mouth(gap), cfg)
+    many = articulate_many(neutral, shapes, neutral_width, cfg)
+    assert many.shape == (6, 68, 2)
+    for k, (o, w, r) in enumerate(shapes):
+        one = articulate_local(neutral, MouthShape(o, w, r, 0.0), neutral_width, cfg)
+        np.testing.assert_allclose(many[k], one, atol=1e-12)
+    # and each opens as its openness says: gap = max_gap * openness ** curve at the centre
+    o = np.clip(shapes[:, 0], 0, 1)
+    np.testing.assert_allclose(many[:, 66, 1] - many[:, 62, 1], cfg.max_gap * o ** curve, atol=1e-9)
+    # ...and widens, rounds and (a little) narrows with the opening as its shape says
+    width_now = neutral[54, 0] - neutral[48, 0]
+    factor = max(neutral_width, width_now) / width_now * (1 + cfg.widen * shapes[:, 1] - cfg.narrow * shapes[:, 2])
+    np.testing.assert_allclose(many[:, 54, 0] - many[:, 48, 0], width_now * factor * (1 - 0.06 * shapes[:, 0]), atol=1e-9)
