@@ -299,9 +299,10 @@ class TrackScorer:
     (`models.light_asd.SCORE_THREADS`). A track ending at a shot cut is scored while the
     pass decodes the next shot.
 
-    Back-pressure: at most `max_pending` chunks (default workers + 1) wait or are being
+    Back-pressure: at most `max_pending` chunks (default: one per worker) wait or are being
     scored; `submit_chunk` blocks the pass until one is done, so the crops held are bounded
-    by chunk size x max_pending whatever the video's length (`pending_frames`). A chunk that
+    by chunk size x max_pending whatever the video's length (`pending_frames`), plus the
+    chunk the blocked pass holds, which starts as soon as a worker is free. A chunk that
     fails makes the next `submit_chunk` (and `scores`) raise its error. The chunk size must
     be a multiple of the model's window period (`window_period_frames`, when it has one),
     which makes the scores those of the whole track, whenever and in whichever order the
@@ -318,7 +319,7 @@ class TrackScorer:
         self.mfcc = mfcc
         self.chunk_frames = chunk_frames
         self.workers = max(1, workers or min(SCORE_WORKERS, _cores()))
-        self.max_pending = max(1, max_pending or self.workers + 1)
+        self.max_pending = max(1, max_pending or self.workers)
         self.pending_frames = 0
         """Crops handed in and not scored yet (waiting or being scored)..."""
         self.peak_pending_frames = 0
