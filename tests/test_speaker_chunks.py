@@ -134,12 +134,12 @@ def test_crops_held_are_bounded_by_chunk_and_queue_not_by_track_length(n):
             tid, cropper.tracks[tid], start, crops))
         feeder = threading.Thread(target=feed, args=(cropper, images), daemon=True)
         feeder.start()
-        deadline = time.monotonic() + 20
-        while scorer.pending_frames < 20 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 20  # until the pass holds a third full chunk, 2 pending
+        while not (scorer.pending_frames == 20 and cropper.buffered_frames == 10) and time.monotonic() < deadline:
             time.sleep(0.01)
         feeder.join(0.3)
         assert feeder.is_alive(), "the pass ran on while 2 chunks waited for the scorer"
-        assert scorer.pending_frames == 20 and cropper.buffered_frames == 10
+        assert scorer.pending_frames == 20 and cropper.buffered_frames == 10 and len(scorer._chunks["1:a"]) == 2
         model.gate.set()
         feeder.join(20)
         assert not feeder.is_alive()
