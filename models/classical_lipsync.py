@@ -129,6 +129,7 @@ class _TrackState:
     plan_width: float = 0.0  # the closed mouth's width (s units) the plan was made for
     teeth: float = 0.0  # share of the original mouth's upper band showing teeth, smoothed
     gap: float = 0.0  # the original's inner-lip gap (s units), smoothed
+    grin_seen: bool = False  # teeth and gap measured once: they start there, not from 0
     plan_teeth: float = 0.0  # `teeth` when the plan was made
 
 
@@ -205,7 +206,9 @@ class ClassicalLipSync:
         warp = self._warp_for(req.bank, features)
         neutral = self._neutral(state, src_uv)
         self._update_grin(state, image, axes, pts, src_uv)
-        shape = self._keep_grin(shape, state, warp)
+        never_closes = self._never_closes(req.bank)
+        pause = never_closes and features is not None and bool(features.pause_at(np.array([req.time_ms]))[0])
+        shape = self._keep_grin(shape, state, warp, never_closes, pause)
         dst_uv = articulate_local(neutral, shape, state.neutral_width, warp)
         chosen = self._choose_samples(req, state, dst_uv, neutral, warp, features)
         if chosen:
@@ -356,8 +359,11 @@ class ClassicalLipSync:
         times = start_ms + np.arange(count) * 1000.0 / fps
         # Shapes repeat (a phone's shape holds for frames, silence is all closed): each
         # distinct shape, to 0.01, is articulated once, all in one vectorised pass.
+        never_closes = cls._never_closes(bank)
+        pauses = features.pause_at(times)
         keys = np.array([[shape.openness, shape.width, shape.rounding]
-                         for shape in (cls._keep_grin(features.at(float(t)), state, warp) for t in times)])
+                         for shape in (cls._keep_grin(features.at(float(t)), state, warp, never_closes, bool(p))
+                                       for t, p in zip(times, pauses))])
         distinct, which = np.unique(np.round(keys, 2), axis=0, return_inverse=True)
         uv = articulate_many(neutral, distinct, state.neutral_width, warp)
         openings = np.maximum(0.0, uv[:, 66, 1] - uv[:, 62, 1])[which.ravel()]  # `mouth_opening`
@@ -388,20 +394,44 @@ class ClassicalLipSync:
                 cv2.fillPoly(inner, [np.round(pts[60:68] - [x0, y0]).astype(np.int32)], 1)
                 skin = state.skin_rgb if state.skin_rgb is not None else np.full(3, 170.0)
                 teeth = teeth_share(crop, inner, float(skin @ np.array([0.299, 0.587, 0.114])))
+        if not state.grin_seen:  # a track that starts on a grin grins from its first frame
+            state.teeth, state.gap, state.grin_seen = teeth, gap, True
         state.teeth += 0.4 * (teeth - state.teeth)
         # The grin's gap, averaged over about half a second: the lips' floor while grinning
         # holds the grin, not the original speech's own syllables.
         state.gap += GRIN_GAP_RATE * (gap - state.gap)
 
     @staticmethod
-    def _keep_grin(shape: MouthShape, state: _TrackState, warp: WarpConfig) -> MouthShape:
+    def _keep_grin(shape: MouthShape, state: _TrackState, warp: WarpConfig, never_closes: bool = False,
+                   pause: bool = False) -> MouthShape:
         """A speech frame of a grinning face keeps its lips GRIN_KEEP of the original's gap
-        apart, so its teeth stay in view, and rounds them less (GRIN_ROUNDING: the smile
-        holds the corners out); closures and silence (shape.closed) still close."""
-        if state.teeth < GRIN_TEETH or shape.closed >= 0.5:
+        apart (at most OPEN_GAP), so its teeth stay in view, and rounds them less
+        (GRIN_ROUNDING: the smile holds the corners out); closures and silence
+        (shape.closed) still close.
+
+        A person whose footage never shows their mouth closed (`never_closes`: no closed
+        sample in their bank) rests in their grin: in a pause (`pause`, see
+        `MouthTrack.pause_at`) their lips stay the original's whole (smoothed) gap apart,
+        as in their video. Lips pressed shut are a face the viewer never saw them make,
+        and read as edited (5 of 14 blind pairs of s29 + sun.wav, all picked); their p/b/m
+        closures still close. (A higher speech floor for them, 0.8 of the gap, cost
+        Light-ASD 0.69 -> 0.58: the speech must still open and close.)"""
+        if state.teeth < GRIN_TEETH:
             return shape
-        floor = (min(GRIN_KEEP * state.gap, OPEN_GAP) / max(warp.max_gap, 1e-6)) ** (1.0 / warp.openness_curve)
+        curve = 1.0 / warp.openness_curve
+        if never_closes and pause:
+            openness = min(1.0, (state.gap / max(warp.max_gap, 1e-6)) ** curve)
+            return replace(shape, openness=float(openness), closed=0.0, rounding=GRIN_ROUNDING * shape.rounding)
+        if shape.closed >= 0.5:
+            return shape
+        floor = (min(GRIN_KEEP * state.gap, OPEN_GAP) / max(warp.max_gap, 1e-6)) ** curve
         return replace(shape, openness=float(max(shape.openness, floor)), rounding=GRIN_ROUNDING * shape.rounding)
+
+    @staticmethod
+    def _never_closes(bank: MouthBank | None) -> bool:
+        """Whether the person's footage never shows their mouth closed: a bank with samples,
+        none of them closed."""
+        return bank is not None and bool(bank.samples) and not bank.coverage().has_closed
 
     # -- pieces ---------------------------------------------------------------------
     def _state(self, key: str, frame_index: int, uv: np.ndarray) -> _TrackState:

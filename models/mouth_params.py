@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy.ndimage import maximum_filter1d, minimum_filter1d, uniform_filter1d
@@ -34,6 +35,10 @@ log = logging.getLogger(__name__)
 
 ANALYSIS_RATE = 16000
 HOP_MS = 10.0
+PAUSE_MS = 250.0
+"""Least time (ms) the lips stay closed for a pause (silence), not a p/b/m closure."""
+BILABIALS = frozenset({"P", "B", "M"})
+"""Phones that close the lips."""
 SILENCE_DB = -60.0
 """Speech-band level (dB of the summed 512-point power spectrum; normal speech peaks near
 +20, speech 60 dB quieter near -40, digital zeros at -100) under which the mouth is closed
@@ -119,6 +124,28 @@ class MouthTrack:
     def openness_at(self, times_ms: np.ndarray) -> np.ndarray:
         """Openness at many times (ms), 0 outside the audio."""
         return np.interp(np.asarray(times_ms, dtype=np.float64), self.times_ms, self.openness, left=0.0, right=0.0)
+
+    @cached_property
+    def _pause(self) -> np.ndarray:
+        closed = self.closed >= 0.5
+        pause = np.zeros_like(closed)
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], closed.astype(np.int8), [0]])))
+        for start, stop in zip(edges[::2], edges[1::2]):
+            lasts = (stop - start) * HOP_MS >= PAUSE_MS
+            at_edge = start == 0 or stop == len(closed)  # before the first word, after the last
+            unspoken = self.phones is not None and not np.isin(self.phones[start:stop], list(BILABIALS)).any()
+            pause[start:stop] = lasts or at_edge or unspoken
+        return pause
+
+    def pause_at(self, times_ms: np.ndarray) -> np.ndarray:
+        """Whether each time (ms) is in a pause, not a p/b/m closure: lips closed for at
+        least PAUSE_MS (a closure lasts ~100 ms), or before the first word or after the last,
+        or (with phones) where no p, b or m sounds. Outside the audio is a pause."""
+        t = np.asarray(times_ms, dtype=np.float64)
+        if len(self.times_ms) == 0:
+            return np.ones(t.shape, bool)
+        k = np.clip(np.round(t / HOP_MS).astype(int), 0, len(self.times_ms) - 1)
+        return np.where((t < 0) | (t > self.duration_ms), True, self._pause[k])
 
 
 def _frames_power(x: np.ndarray, win: int, hop: int) -> np.ndarray:

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.ndimage import uniform_filter1d
 from scipy.signal import lfilter
 
@@ -135,3 +137,33 @@ def test_outside_the_audio_the_mouth_is_closed():
         assert shape.openness == 0.0 and shape.closed == 1.0
     empty = mouth_track_from_audio(np.zeros(10, np.float32), SR, FPS)
     assert empty.at(0.0).openness == 0.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(first_closed=st.booleans(), lengths=st.lists(st.integers(1, 60), min_size=1, max_size=12))
+def test_a_pause_is_a_closure_that_lasts(first_closed, lengths):
+    """Without phones, `pause_at` is true exactly on runs of closed steps lasting PAUSE_MS
+    or more (silence) or touching the audio's start or end, false on shorter closures
+    (p/b/m) and on open steps; outside the audio is a pause."""
+    from models.mouth_params import HOP_MS, PAUSE_MS, MouthTrack
+
+    runs = [((k % 2 == 0) == first_closed, n) for k, n in enumerate(lengths)]  # alternating
+    closed = np.concatenate([np.full(n, 1.0 if c else 0.0) for c, n in runs])
+    edge = [k in (0, len(runs) - 1) for k in range(len(runs))]
+    want = np.concatenate([np.full(n, c and (n * HOP_MS >= PAUSE_MS or e)) for (c, n), e in zip(runs, edge)])
+    times = np.arange(len(closed)) * HOP_MS
+    zeros = np.zeros_like(closed)
+    track = MouthTrack(times, 1 - closed, zeros, zeros, closed, zeros)
+    assert track.pause_at(times).tolist() == want.tolist()
+    assert track.pause_at(np.array([-40.0, times[-1] + 40.0])).tolist() == [True, True]
+
+
+def test_with_phones_a_short_closure_is_a_pause_unless_p_b_or_m_sounds():
+    from models.mouth_params import MouthTrack
+
+    closed = np.array([0, 0, 1, 1, 1, 0, 0, 1, 1, 1, 0, 0], float)
+    phones = np.array(["AA", "AA", "M", "M", "AA", "AA", "T", "SIL", "SIL", "SIL", "AA", "AA"])
+    times = np.arange(len(closed)) * 10.0
+    zeros = np.zeros_like(closed)
+    track = MouthTrack(times, 1 - closed, zeros, zeros, closed, zeros, phones=phones)
+    assert track.pause_at(times).tolist() == [False] * 7 + [True] * 3 + [False] * 2
