@@ -102,6 +102,9 @@ GRIN_KEEP = 0.5
 """While grinning, a speech frame's lips stay at least this share of the original's gap
 apart (at most OPEN_GAP): the person's own expression, teeth showing, with the opening
 still following the speech above it. Closures (p/b/m) and silence still close."""
+GRIN_REST_KEEP = 0.8
+"""Share of the original's (smoothed) gap a person who never closes their mouth speaks from
+(`_keep_grin`): their grin is their rest, and a talker's fewer teeth read as edited."""
 GRIN_GAP_RATE = 0.08
 """Per-frame weight of the original's gap in its running average (~12 frames) that GRIN_KEEP
 takes a share of."""
@@ -412,10 +415,11 @@ class ClassicalLipSync:
         A person whose footage never shows their mouth closed (`never_closes`: no closed
         sample in their bank) rests in their grin: in a pause (`pause`, see
         `MouthTrack.pause_at`) their lips stay the original's whole (smoothed) gap apart,
-        as in their video. Lips pressed shut are a face the viewer never saw them make,
-        and read as edited (5 of 14 blind pairs of s29 + sun.wav, all picked); their p/b/m
-        closures still close. (A higher speech floor for them, 0.8 of the gap, cost
-        Light-ASD 0.69 -> 0.58: the speech must still open and close.)"""
+        as in their video, and speech opens from GRIN_REST_KEEP of it, the openness
+        spread over the rest of the range (a floor that flattened everything under it cost
+        Light-ASD 0.69 -> 0.58; this lifts it to 0.73, with her teeth in view). Lips pressed
+        shut are a face the viewer never saw them make, and read as edited (5 of 14 blind
+        pairs of s29 + sun.wav, all picked); their p/b/m closures still close."""
         if state.teeth < GRIN_TEETH:
             return shape
         curve = 1.0 / warp.openness_curve
@@ -424,8 +428,12 @@ class ClassicalLipSync:
             return replace(shape, openness=float(openness), closed=0.0, rounding=GRIN_ROUNDING * shape.rounding)
         if shape.closed >= 0.5:
             return shape
-        floor = (min(GRIN_KEEP * state.gap, OPEN_GAP) / max(warp.max_gap, 1e-6)) ** curve
-        return replace(shape, openness=float(max(shape.openness, floor)), rounding=GRIN_ROUNDING * shape.rounding)
+        if never_closes:  # speech opens from the grin: the rest of the range on top of it
+            rest = min(1.0, (GRIN_REST_KEEP * state.gap / max(warp.max_gap, 1e-6)) ** curve)
+            openness = rest + (1.0 - rest) * shape.openness
+        else:
+            openness = max(shape.openness, (min(GRIN_KEEP * state.gap, OPEN_GAP) / max(warp.max_gap, 1e-6)) ** curve)
+        return replace(shape, openness=float(openness), rounding=GRIN_ROUNDING * shape.rounding)
 
     @staticmethod
     def _never_closes(bank: MouthBank | None) -> bool:

@@ -14,6 +14,8 @@ import dlib
 import face_recognition_models
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models.classical_lipsync import MAX_TRACK_STATES, ClassicalLipSync
 from models.engine import MouthPatch, MouthRequest
@@ -312,3 +314,37 @@ def test_the_opening_curve_lifts_only_an_animated_speaker():
         assert uv[66, 1] - uv[62, 1] == pytest.approx(0.3 * 0.5 ** curve, rel=1e-6)
         closed = articulate_local(neutral, MouthShape(0.0, 0.0, 0.0, 1.0), 0.8, cfg)
         assert closed[66, 1] - closed[62, 1] == pytest.approx(0.0, abs=1e-12)
+
+
+@settings(max_examples=80, deadline=None)
+@given(openness=st.floats(0.0, 1.0), other=st.floats(0.0, 1.0), closed=st.sampled_from([0.0, 1.0]),
+       gap=st.floats(0.05, 0.3), teeth=st.floats(0.0, 0.8), never_closes=st.booleans(), pause=st.booleans())
+def test_a_grin_is_kept_by_the_rules_of_the_persons_own_footage(openness, other, closed, gap, teeth, never_closes, pause):
+    """`_keep_grin`: a face that does not grin is left alone; p/b/m closures always close;
+    a pause closes unless the person never closes their mouth, who then keeps their grin's
+    gap; speech of such a person opens from most of the grin and still follows the speech
+    (a wider target is a wider mouth), and a grinning talker's never goes under their floor."""
+    from models.classical_lipsync import GRIN_REST_KEEP, GRIN_TEETH, _TrackState
+    from models.mouth_geometry import WarpConfig
+
+    warp = WarpConfig(max_gap=0.42, openness_curve=0.8)
+    state = _TrackState(last_frame=0, neutral_width=0.8)
+    state.teeth, state.gap = teeth, gap
+    speaking = 0.0 if closed else openness
+    shape = MouthShape(speaking, 0.2, 0.5, closed)
+    kept = ClassicalLipSync._keep_grin(shape, state, warp, never_closes, pause and never_closes)
+    if teeth < GRIN_TEETH or (closed and not (never_closes and pause)):
+        assert kept == shape
+        return
+    if never_closes and pause:
+        assert kept.closed == 0.0
+        assert kept.openness == pytest.approx(min(1.0, (gap / warp.max_gap) ** (1 / warp.openness_curve)))
+        return
+    assert kept.openness >= speaking - 1e-12 and kept.rounding <= shape.rounding
+    wider = ClassicalLipSync._keep_grin(MouthShape(max(openness, other), 0.2, 0.5, 0.0), state, warp, never_closes, False)
+    assert wider.openness >= kept.openness - 1e-12
+    if never_closes:  # articulation survives: it is spread over the range above the grin
+        rest = min(1.0, (GRIN_REST_KEEP * gap / warp.max_gap) ** (1 / warp.openness_curve))
+        assert kept.openness >= rest - 1e-12
+        if other > openness + 0.01 and rest < 0.99:
+            assert wider.openness > kept.openness
