@@ -130,10 +130,14 @@ def control_points(uv: np.ndarray) -> np.ndarray:
 @dataclass
 class MeshRaster:
     """Which triangle of a mesh (in its destination position) owns each pixel of a w x h
-    box: -1 outside the mesh. Triangles with no area (closed inner lips) own nothing:
-    their neighbours own those pixels."""
+    box. Triangles with no area (closed inner lips) own nothing: their neighbours own
+    those pixels.
 
-    label: np.ndarray
+    `owner` holds 1 + the triangle's index, 0 outside the mesh: 8-bit when the mesh has
+    under 255 triangles (every mouth mesh here), so that `maps` looks coefficients up with
+    cv2.LUT (which releases the GIL) instead of numpy's take."""
+
+    owner: np.ndarray
     dst_h: np.ndarray  # T x 3 x 3: each triangle's vertices as rows [x, y, 1]
     keep: np.ndarray
 
@@ -143,47 +147,63 @@ class MeshRaster:
         between nearly closed lips would map the sample's whole gap into a jagged line)."""
         d = dst[tris]
         dst_h = np.concatenate([d, np.ones((len(tris), 3, 1))], axis=2)
-        area = np.abs(np.linalg.det(dst_h)) / 2
-        longest = np.max(np.linalg.norm(d - np.roll(d, 1, axis=1), axis=2), axis=1)
+        e1, e2 = d[:, 1] - d[:, 0], d[:, 2] - d[:, 0]
+        area = np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]) / 2
+        sides = np.stack([e1, e2, d[:, 2] - d[:, 1]], axis=1)
+        longest = np.sqrt(np.max(np.einsum("tki,tki->tk", sides, sides), axis=1))
         keep = (area > 0.25) & (2 * area / np.maximum(longest, 1e-9) >= min_height)
-        label = np.full((h, w), -1, dtype=np.int32)
-        corners = np.round(d * 16).astype(np.int32)
-        for k in np.flatnonzero(keep):
-            cv2.fillConvexPoly(label, corners[k], int(k), lineType=cv2.LINE_8, shift=4)
-        _fill_pinholes(label)
-        return cls(label, dst_h, keep)
+        owner = np.zeros((h, w), np.uint8 if len(tris) < 255 else np.uint16)
+        ids = np.flatnonzero(keep)
+        # Painted in index order, a later triangle takes the pixels on an edge it shares.
+        for k, corners in zip((ids + 1).tolist(), np.round(d[ids] * 16).astype(np.int32)):
+            cv2.fillConvexPoly(owner, corners, k, lineType=cv2.LINE_8, shift=4)
+        _fill_pinholes(owner)
+        return cls(owner, dst_h, keep)
 
     def maps(self, src: np.ndarray, tris: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Backward maps for cv2.remap (box pixel -> src pixel) to the mesh at `src`."""
+        """Backward maps for cv2.remap (box pixel -> src pixel, float32) to the mesh at `src`."""
         affine = np.zeros((len(tris) + 1, 2, 3))
-        affine[:, 0, 0] = affine[:, 1, 1] = 1.0
+        affine[:, 0, 0] = affine[:, 1, 1] = 1.0  # owner 0 (outside) reads its own pixel
         if self.keep.any():
             solved = np.linalg.solve(self.dst_h[self.keep], src[tris][self.keep])
-            affine[:-1][self.keep] = np.transpose(solved, (0, 2, 1))
-        coef = np.ascontiguousarray(affine.reshape(-1, 6).T, dtype=np.float32)
-        c = [row.take(self.label) for row in coef]  # label -1 takes the identity row at the end
-        h, w = self.label.shape
+            affine[1:][self.keep] = np.transpose(solved, (0, 2, 1))
+        coef = affine.reshape(-1, 6).T.astype(np.float32)
+        if self.owner.dtype == np.uint8:
+            table = np.zeros((6, 256), np.float32)
+            table[:, :coef.shape[1]] = coef
+            c = [cv2.LUT(self.owner, row) for row in table]
+        else:
+            c = [row.take(self.owner) for row in coef]
+        h, w = self.owner.shape
         xs = np.arange(w, dtype=np.float32)[None, :]
         ys = np.arange(h, dtype=np.float32)[:, None]
-        return c[0] * xs + c[1] * ys + c[2], c[3] * xs + c[4] * ys + c[5]
+        for a, b, offset in (c[:3], c[3:]):  # in place: a * x + b * y + offset
+            a *= xs
+            b *= ys
+            a += b
+            a += offset
+        return c[0], c[3]
 
     @property
     def covered(self) -> np.ndarray:
-        return self.label >= 0
+        return self.owner > 0
 
 
-def _fill_pinholes(label: np.ndarray) -> None:
+_SQUARE = np.ones((3, 3), np.uint8)
+
+
+def _fill_pinholes(owner: np.ndarray) -> None:
     """Give pixels the mesh misses between its triangles (along a line of closed lips,
-    where the triangles collapse) a neighbour's triangle, in place. Left at -1 they would
-    read the image unwarped: the original open mouth, teeth sparkling along the lip line."""
-    hole = label < 0
-    if not hole.any():
+    where the triangles collapse) a neighbour's triangle, in place. Left outside they
+    would read the image unwarped: the original open mouth, teeth sparkling along the lip
+    line. A missed pixel is filled when the mesh's closing (3x3) covers it; it takes the
+    highest-numbered triangle among its 8 neighbours."""
+    if cv2.countNonZero(owner) == owner.size:
         return
-    square = np.ones((3, 3), np.uint8)
-    inside = cv2.morphologyEx((~hole).astype(np.uint8), cv2.MORPH_CLOSE, square).astype(bool)
-    neighbour = cv2.dilate(label.astype(np.float32), square)
-    fill = hole & inside & (neighbour >= 0)
-    label[fill] = neighbour[fill].astype(np.int32)
+    neighbour = cv2.dilate(owner, _SQUARE)
+    inside = cv2.erode(cv2.compare(neighbour, 0, cv2.CMP_GT), _SQUARE)  # the closing of the mesh
+    fill = cv2.bitwise_and(inside, cv2.compare(owner, 0, cv2.CMP_EQ))
+    cv2.copyTo(neighbour, fill, owner)
 
 
 def _smooth_fill(values: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:

@@ -32,14 +32,10 @@ def smooth_away_from_lips(map_x: np.ndarray, map_y: np.ndarray, lips_px: np.ndar
     xs = np.arange(w, dtype=np.float32)[None, :]
     ys = np.arange(h, dtype=np.float32)[:, None]
     # Everything smooth is computed on a grid sigma/3 coarser: a low-passed field and a
-    # feathered mask need no more.
+    # feathered mask need no more. The mask and both displacements go through it as the
+    # three channels of one image (one resize, blur and resize for all).
     step = max(1, int(sigma / 3))
     small = (max(2, w // step), max(2, h // step))
-
-    def low_pass(field: np.ndarray) -> np.ndarray:
-        coarse = cv2.resize(field, small, interpolation=cv2.INTER_AREA)
-        coarse = cv2.GaussianBlur(coarse, (0, 0), sigma / step, borderType=cv2.BORDER_REPLICATE)
-        return cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
 
     # The lips grown by EXACT_MARGIN (each point pushed out from their centre) keep the
     # exact map; the weight of the smooth one rises from their edge over about sigma.
@@ -47,10 +43,17 @@ def smooth_away_from_lips(map_x: np.ndarray, map_y: np.ndarray, lips_px: np.ndar
     rays = lips_px - centre
     rays /= np.linalg.norm(rays, axis=1, keepdims=True) + 1e-9
     grown = lips_px + rays * EXACT_MARGIN * scale
-    keep = np.zeros((h, w), np.uint8)
-    cv2.fillPoly(keep, [np.round(grown).astype(np.int32)], 1)
-    exact = np.maximum(low_pass(keep.astype(np.float32)), keep)
-    smooth = 1.0 - exact
-    sx = map_x + smooth * (low_pass(map_x - xs) - (map_x - xs))
-    sy = map_y + smooth * (low_pass(map_y - ys) - (map_y - ys))
-    return sx.astype(np.float32, copy=False), sy.astype(np.float32, copy=False)
+    keep = np.zeros((h, w), np.float32)
+    cv2.fillPoly(keep, [np.round(grown).astype(np.int32)], 1.0)
+    dx, dy = map_x - xs, map_y - ys
+    coarse = cv2.resize(cv2.merge([keep, dx, dy]), small, interpolation=cv2.INTER_AREA)
+    coarse = cv2.GaussianBlur(coarse, (0, 0), sigma / step, borderType=cv2.BORDER_REPLICATE)
+    low_keep, low_dx, low_dy = cv2.split(cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR))
+    smooth = np.subtract(1.0, np.maximum(low_keep, keep, out=low_keep), out=low_keep)
+    low_dx -= dx
+    low_dx *= smooth
+    low_dx += map_x  # map_x + smooth * (low-passed dx - dx)
+    low_dy -= dy
+    low_dy *= smooth
+    low_dy += map_y
+    return low_dx, low_dy
