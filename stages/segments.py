@@ -49,13 +49,23 @@ class _Segment:
     frames: int = 0
     quality_sum: float = 0.0
     quality_count: int = 0
-    boxes: list = field(default_factory=list)
-    poses: list = field(default_factory=list)
+    # Running sums, not per-frame lists: a segment's memory does not grow with its length.
+    box_sum: np.ndarray = field(default_factory=lambda: np.zeros(4))  # [x, y, w, h] pixels
+    box_count: int = 0
+    pose_sum: np.ndarray = field(default_factory=lambda: np.zeros(3))  # (pitch, yaw, roll) degrees
+    pose_count: int = 0
+
+    def add_face(self, face: Face) -> None:
+        self.box_sum += face.xywh
+        self.box_count += 1
+        if face.pose is not None:
+            self.pose_sum += face.pose
+            self.pose_count += 1
 
     def as_json(self) -> dict:
         synced = self.state == SYNCED
-        box = np.mean(self.boxes, axis=0) if self.boxes else None
-        pose = np.mean(self.poses, axis=0) if self.poses else None
+        box = self.box_sum / self.box_count if self.box_count else None
+        pose = self.pose_sum / self.pose_count if self.pose_count else None
         return {
             "start_ms": int(round(self.start_ms)),
             "end_ms": int(round(self.end_ms)),
@@ -85,9 +95,7 @@ class SegmentBuilder:
             segment.quality_sum += quality
             segment.quality_count += 1
         if face is not None:
-            segment.boxes.append(face.xywh)
-            if face.pose is not None:
-                segment.poses.append(face.pose)
+            segment.add_face(face)
 
     def as_json(self) -> tuple[list[dict], dict]:
         segments = [s.as_json() for s in self.segments]
