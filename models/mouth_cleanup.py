@@ -9,6 +9,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+_SQUARE = np.ones((3, 3), np.uint8)
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 def gap_search_region(pts: np.ndarray, scale: float) -> np.ndarray:
     """Polygon (pixels) in which the speaker's own mouth gap, teeth and dark corners are
@@ -24,21 +26,34 @@ def gap_search_region(pts: np.ndarray, scale: float) -> np.ndarray:
 def fill_vertical(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Replace masked pixels by interpolating, per column, the nearest unmasked pixels above
     and below: closed lips are upper-lip texture meeting lower-lip texture."""
-    h, w = mask.shape
-    rows = np.arange(h)[:, None].repeat(w, axis=1)
-    above = np.maximum.accumulate(np.where(mask, -1, rows), axis=0)
-    below = np.minimum.accumulate(np.where(mask, h, rows)[::-1], axis=0)[::-1]
-    has_a, has_b = above >= 0, below < h
+    out = img.copy()
+    fill_vertical_in_place(out, mask)
+    return out
+
+
+def fill_vertical_in_place(img: np.ndarray, mask: np.ndarray) -> None:
+    """`fill_vertical` written into `img` itself (it reads only unmasked pixels)."""
+    c0, r0, bw, bh = cv2.boundingRect(mask.view(np.uint8) if mask.dtype == bool else mask)
+    if bw == 0:
+        return
+    # Only the mask's bounding box matters, with one row more above and below: the row
+    # just outside holds the nearest unmasked pixels of every column.
+    r0, r1 = max(r0 - 1, 0), min(r0 + bh + 1, mask.shape[0])
+    block = mask[r0:r1, c0:c0 + bw]
+    hb = block.shape[0]
+    rows = np.arange(hb, dtype=np.int32)[:, None]
+    above = np.maximum.accumulate(np.where(block, -1, rows), axis=0)
+    below = np.minimum.accumulate(np.where(block, hb, rows)[::-1], axis=0)[::-1]
+    ys, xs = np.nonzero(block)  # only the masked pixels are interpolated
+    above, below = above[ys, xs], below[ys, xs]
+    has_a, has_b = above >= 0, below < hb
     above = np.where(has_a, above, np.where(has_b, below, 0))
     below = np.where(has_b, below, above)
-    ys, xs = np.nonzero(mask)  # only the masked pixels are interpolated
-    above, below = above[ys, xs], below[ys, xs]
-    va = img[above, xs].astype(np.float32)
-    vb = img[below, xs].astype(np.float32)
+    xs = xs + c0
+    va = img[above + r0, xs].astype(np.float32)
+    vb = img[below + r0, xs].astype(np.float32)
     t = np.clip((ys - above) / np.maximum(below - above, 1), 0.0, 1.0)[..., None]
-    out = img.copy()
-    out[ys, xs] = np.clip(va * (1 - t) + vb * t + 0.5, 0, 255).astype(np.uint8)
-    return out
+    img[ys + r0, xs] = np.clip(va * (1 - t) + vb * t + 0.5, 0, 255).astype(np.uint8)
 
 
 def close_original_gap(crop: np.ndarray, pts: np.ndarray, lip_rgb: np.ndarray | None, skin_rgb: np.ndarray | None, scale: float) -> np.ndarray:
@@ -68,10 +83,10 @@ def close_original_gap(crop: np.ndarray, pts: np.ndarray, lip_rgb: np.ndarray | 
     gap = np.zeros_like(allowed)
     cv2.fillPoly(gap, [np.round(pts[60:68] - off).astype(np.int32)], 1)
     f = box.astype(np.float32)
-    luma = f @ np.array([0.299, 0.587, 0.114], np.float32)
-    channels = f[..., 0], f[..., 1], f[..., 2]  # elementwise max/min beat numpy's reduce over a length-3 axis
-    brightest = np.maximum(np.maximum(*channels[:2]), channels[2])
-    sat = (brightest - np.minimum(np.minimum(*channels[:2]), channels[2])) / (brightest + 1.0)
+    luma = f @ _LUMA
+    r, g, b = cv2.split(box)  # the channels' max and min in 8 bits (exact), then as floats
+    brightest = cv2.max(cv2.max(r, g), b).astype(np.float32)
+    sat = (brightest - cv2.min(cv2.min(r, g), b)) / (brightest + 1.0)
     lip = np.asarray(lip_rgb if lip_rgb is not None else np.median(f[lips > 0], axis=0), np.float32)
     skin = np.asarray(skin_rgb if skin_rgb is not None else np.median(f[allowed == 0], axis=0), np.float32)
     lip_luma = float(lip @ np.array([0.299, 0.587, 0.114]))
@@ -83,11 +98,12 @@ def close_original_gap(crop: np.ndarray, pts: np.ndarray, lip_rgb: np.ndarray | 
         return crop.copy()
     # Keep only the blobs that reach into the lips: shadows beside the mouth stay.
     n, labels = cv2.connectedComponents(candidate, connectivity=8)
-    touching = np.unique(labels[(lips > 0) & (candidate > 0)])
-    mask = np.isin(labels, touching[touching > 0])
-    if not mask.any():
+    touching = np.zeros(n, np.uint8)
+    touching[labels[lips > 0]] = 1  # outside the candidates the label is 0, the background
+    touching[0] = 0
+    if not touching.any():
         return crop.copy()
-    mask = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    mask = cv2.dilate(touching[labels], _SQUARE)
     out = crop.copy()
-    out[by0:by1, bx0:bx1] = fill_vertical(box, mask)
+    fill_vertical_in_place(out[by0:by1, bx0:bx1], mask)
     return out
