@@ -94,13 +94,16 @@ def with_sample_shape(dst_uv: np.ndarray, sample_uv: np.ndarray) -> np.ndarray:
     return out
 
 
+_RING_ANGLES = np.linspace(0, 2 * np.pi, N_RING, endpoint=False)
+_RING_UNIT = np.stack([np.cos(_RING_ANGLES), np.sin(_RING_ANGLES)], axis=1)
+
+
 def lip_ring(uv: np.ndarray) -> np.ndarray:
     """N_RING points (local s units) on an ellipse enclosing the outer lips by RING_MARGIN."""
     outer = uv[48:60]
     lo, hi = outer.min(axis=0), outer.max(axis=0)
     c, r = (lo + hi) / 2, (hi - lo) / 2 + RING_MARGIN
-    t = np.linspace(0, 2 * np.pi, N_RING, endpoint=False)
-    return np.stack([c[0] + r[0] * np.cos(t), c[1] + r[1] * np.sin(t)], axis=1)
+    return c + r * _RING_UNIT
 
 
 def _template_triangles() -> np.ndarray:
@@ -212,11 +215,11 @@ def _smooth_fill(values: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarr
     h, w = mask.shape
     step = max(1, int(sigma / 4))
     small = (max(1, w // step), max(1, h // step))
-    weight = cv2.resize(mask.astype(np.float32), small, interpolation=cv2.INTER_AREA)
-    total = cv2.resize(values * mask[..., None], small, interpolation=cv2.INTER_AREA)
-    weight = cv2.GaussianBlur(weight, (0, 0), sigma / step)
-    total = cv2.GaussianBlur(total, (0, 0), sigma / step)
-    filled = total / np.maximum(weight, 1e-3)[..., None]
+    known = mask.astype(np.float32)
+    # The values (zero where unknown) and their weight as the channels of one image.
+    both = cv2.merge([*cv2.split(cv2.multiply(values, cv2.merge([known] * values.shape[2]))), known])
+    both = cv2.GaussianBlur(cv2.resize(both, small, interpolation=cv2.INTER_AREA), (0, 0), sigma / step)
+    filled = both[..., :-1] / np.maximum(both[..., -1:], 1e-3)
     return cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
@@ -269,7 +272,12 @@ def paint_bank_mouth(pixels: np.ndarray, axes: FaceAxes, dst_uv: np.ndarray, off
     if band.sum() >= 8:
         warped += np.clip(_smooth_fill(base - warped, band, LIGHT_SIGMA * s), -80, 80)
     alpha = cv2.GaussianBlur((away <= MASK_GROW * s).astype(np.float32), (0, 0), max(MASK_FEATHER * s, 0.7))
-    alpha = np.maximum(alpha, lips.astype(np.float32)) * covered
+    alpha = np.maximum(alpha, lips, out=alpha)
+    alpha *= covered
     a = alpha[..., None]
-    pixels[y0:y1, x0:x1] = np.clip(base * (1 - a) + warped * a + 0.5, 0, 255).astype(np.uint8)
+    base *= 1 - a  # in place: base * (1 - a) + warped * a + 0.5
+    warped *= a
+    base += warped
+    base += 0.5
+    pixels[y0:y1, x0:x1] = np.clip(base, 0, 255, out=base)  # truncated to 8 bits as astype does
     return True
