@@ -215,10 +215,10 @@ def _smooth_fill(values: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarr
     h, w = mask.shape
     step = max(1, int(sigma / 4))
     small = (max(1, w // step), max(1, h // step))
-    known = mask.astype(np.float32)
-    # The values (zero where unknown) and their weight as the channels of one image.
-    both = cv2.merge([*cv2.split(cv2.multiply(values, cv2.merge([known] * values.shape[2]))), known])
-    both = cv2.GaussianBlur(cv2.resize(both, small, interpolation=cv2.INTER_AREA), (0, 0), sigma / step)
+    weight = cv2.resize(mask.astype(np.float32), small, interpolation=cv2.INTER_AREA)
+    total = cv2.resize(values * mask[..., None], small, interpolation=cv2.INTER_AREA)
+    # Blurred together on the coarse grid: the values (zero where unknown) and their weight.
+    both = cv2.GaussianBlur(cv2.merge([*cv2.split(total), weight]), (0, 0), sigma / step)
     filled = both[..., :-1] / np.maximum(both[..., -1:], 1e-3)
     return cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
 

@@ -48,7 +48,7 @@ def smooth_away_from_lips(map_x: np.ndarray, map_y: np.ndarray, lips_px: np.ndar
     dx, dy = map_x - xs, map_y - ys
     coarse = cv2.resize(cv2.merge([keep, dx, dy]), small, interpolation=cv2.INTER_AREA)
     coarse = cv2.GaussianBlur(coarse, (0, 0), sigma / step, borderType=cv2.BORDER_REPLICATE)
-    low_keep, low_dx, low_dy = cv2.split(cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR))
+    low_keep, low_dx, low_dy = (cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for c in cv2.split(coarse))
     smooth = np.subtract(1.0, np.maximum(low_keep, keep, out=low_keep), out=low_keep)
     low_dx -= dx
     low_dx *= smooth
