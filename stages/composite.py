@@ -37,8 +37,12 @@ def blend_patch(image: Any, patch: MouthPatch) -> None:
         blended = region + alpha * (source.float() - region)
         image[y0:y1, x0:x1] = (blended + offset).clamp(0, 255).to(image.dtype)
         return
-    blended = region + alpha * (source.astype(np.float32) - region)
-    image[y0:y1, x0:x1] = np.clip(blended + offset, 0, 255).astype(np.uint8)
+    blended = source.astype(np.float32)  # in place: region + alpha * (source - region) + offset
+    blended -= region
+    blended *= alpha
+    blended += region
+    blended += offset
+    image[y0:y1, x0:x1] = np.clip(blended, 0, 255, out=blended)  # truncated to 8 bits as astype does
 
 
 def copy_image(image: Any) -> Any:
