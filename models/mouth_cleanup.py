@@ -84,9 +84,9 @@ def close_original_gap(crop: np.ndarray, pts: np.ndarray, lip_rgb: np.ndarray | 
     cv2.fillPoly(gap, [np.round(pts[60:68] - off).astype(np.int32)], 1)
     f = box.astype(np.float32)
     luma = f @ _LUMA
-    r, g, b = cv2.split(box)  # the channels' max and min in 8 bits (exact), then as floats
-    brightest = cv2.max(cv2.max(r, g), b).astype(np.float32)
-    sat = (brightest - cv2.min(cv2.min(r, g), b)) / (brightest + 1.0)
+    r, g, b = box[..., 0], box[..., 1], box[..., 2]  # max and min in 8 bits (exact), then as floats
+    brightest = np.maximum(np.maximum(r, g), b).astype(np.float32)
+    sat = (brightest - np.minimum(np.minimum(r, g), b)) / (brightest + 1.0)
     lip = np.asarray(lip_rgb if lip_rgb is not None else np.median(f[lips > 0], axis=0), np.float32)
     skin = np.asarray(skin_rgb if skin_rgb is not None else np.median(f[allowed == 0], axis=0), np.float32)
     lip_luma = float(lip @ np.array([0.299, 0.587, 0.114]))
