@@ -348,3 +348,20 @@ def test_a_grin_is_kept_by_the_rules_of_the_persons_own_footage(openness, other,
         assert kept.openness >= rest - 1e-12
         if other > openness + 0.01 and rest < 0.99:
             assert wider.openness > kept.openness
+
+
+@settings(max_examples=60, deadline=None)
+@given(w=st.integers(20, 300), h=st.integers(20, 300), cx=st.floats(-30, 330), cy=st.floats(-30, 330),
+       r=st.floats(3, 150), sigma=st.floats(0.3, 12))
+def test_the_alpha_blurred_around_its_polygon_is_the_whole_crops_blur(w, h, cx, cy, r, sigma):
+    """`_alpha` blurs only the polygon's grown box; everything else must match blurring the
+    whole crop (then fading its outer 2 px), wherever the polygon lies, edges included."""
+    t = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+    poly = np.stack([cx + r * np.cos(t), cy + 0.7 * r * np.sin(t)], axis=1)
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(mask, [np.round(poly * 16).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=4)
+    whole = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), max(sigma, 0.8))
+    yy = np.minimum(np.arange(h), np.arange(h)[::-1]).astype(np.float32)
+    xx = np.minimum(np.arange(w), np.arange(w)[::-1]).astype(np.float32)
+    whole *= np.clip(np.minimum(yy[:, None], xx[None, :]) / 2.0, 0.0, 1.0)
+    np.testing.assert_allclose(ClassicalLipSync._alpha(poly, w, h, sigma), whole, atol=1e-5)
