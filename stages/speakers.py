@@ -151,10 +151,8 @@ class SpeakerCropStage(Stage):
         self.peak_buffered_frames = 0
         """...and the most held at once during the pass."""
         self._chunks: dict = {}  # track id -> (first index, crops) of its chunk being cut
-        self._ids = list(self.tracks)
-        self._firsts = np.array([int(t.frame_indices[0]) for t in self.tracks.values()], np.int64)
-        self._lasts = np.array([int(t.frame_indices[-1]) for t in self.tracks.values()], np.int64)
-        self.last_grid = int(self._lasts.max()) if self._ids else -1
+        self._spans = _Spans({tid: t.frame_indices for tid, t in self.tracks.items()})
+        self.last_grid = self._spans.last
         self.refined = 0
         """Boxes fitted again on their grid frame (the others stay interpolated)."""
         self.fits = 0
@@ -189,8 +187,7 @@ class SpeakerCropStage(Stage):
 
     def _present(self, k: int) -> list:
         """(track id, index in the track) of the tracks on grid frame k, in track order."""
-        on = np.flatnonzero((self._firsts <= k) & (k <= self._lasts))
-        return [(self._ids[j], k - int(self._firsts[j])) for j in on]
+        return [(tid, k - self._spans.first_of(tid)) for tid in self._spans.on(k)]
 
     def _refine(self, image: np.ndarray, k: int) -> None:
         """Fit the faces present at grid k again on its frame, from their interpolated boxes."""
@@ -416,15 +413,31 @@ def score_tracks(model, tracks: dict[int, ResampledTrack], crops: dict[int, np.n
         return scorer.scores(tracks, crops)
 
 
+class _Spans:
+    """Which tracks are on each grid frame: one vectorised test a frame rather than a Python
+    loop over every track of the video (an hour of film has thousands)."""
+
+    def __init__(self, frames: dict) -> None:
+        self.ids = list(frames)
+        self.firsts = np.array([int(f[0]) for f in frames.values()], np.int64)
+        self.lasts = np.array([int(f[-1]) for f in frames.values()], np.int64)
+        self.last = int(self.lasts.max()) if self.ids else -1
+        self._index = {tid: j for j, tid in enumerate(self.ids)}
+
+    def on(self, k: int) -> list:
+        """Ids of the tracks on grid frame k, in the order given."""
+        return [self.ids[j] for j in np.flatnonzero((self.firsts <= k) & (k <= self.lasts))]
+
+    def first_of(self, tid) -> int:
+        return int(self.firsts[self._index[tid]])
+
+
 def _on_screen(frames: dict[int, np.ndarray]) -> Iterator[tuple[int, list]]:
     """(grid frame k, ids of the tracks on it, in `frames` order) for every k up to the last
-    track's end: one vectorised test a frame rather than a Python loop over every track of
-    the video (an hour of film has thousands)."""
-    ids = list(frames)
-    firsts = np.array([int(f[0]) for f in frames.values()], np.int64)
-    lasts = np.array([int(f[-1]) for f in frames.values()], np.int64)
-    for k in range(int(lasts.max()) + 1 if ids else 0):
-        yield k, [ids[j] for j in np.flatnonzero((firsts <= k) & (k <= lasts))]
+    track's end."""
+    spans = _Spans(frames)
+    for k in range(spans.last + 1):
+        yield k, spans.on(k)
 
 
 def speaker_scores(tracks: dict[int, ResampledTrack], raw: dict[int, np.ndarray]) -> SpeakerScores:
