@@ -1,8 +1,10 @@
 """The classical, weight-free lip-sync engine: audio features -> the person's own mouth.
 
 Per face and frame:
-  1. Build a face frame from the 68 landmarks: origin at the mouth centre, u along the
-     eye line, v pointing down the face, scale s = inter-ocular distance (pixels).
+  1. Landmarks: dlib's outer lips and lower jaw moved onto their real colour edges
+     (`models.lip_contour`, `models.jaw_contour`). A face frame from them: origin at the
+     mouth centre, u along the eye line, v pointing down the face, scale s = inter-ocular
+     distance (pixels).
   2. Target landmarks: first remove the speaker's own mouth motion (close the inner lips
      onto their midline, the lower lip rising by most of the original gap and the chin by
      half of it, upper lip a little down; restore the mouth width to its slow per-track
@@ -38,6 +40,7 @@ import numpy as np
 from scipy.spatial import Delaunay
 
 from models.engine import MouthPatch, MouthRequest
+from models.jaw_contour import refine_jaw
 from models.lip_contour import refine_outer_lips
 from models.mouth_bank import (
     CLOSED_GAP,
@@ -201,7 +204,7 @@ class ClassicalLipSync:
         if face.landmarks is None or len(face.landmarks) != 68 or req.strength <= 0:
             return MouthPatch(0, 0, np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), np.float32))
         image = req.image
-        pts = refine_outer_lips(image, face.landmarks)
+        pts = refine_jaw(image, refine_outer_lips(image, face.landmarks))
         axes = FaceAxes.from_landmarks(pts)
         s = axes.scale
         src_uv = axes.to_local(pts)

@@ -46,8 +46,11 @@ SKIRT_DEPTH = 0.1
 """How far (s units) below the jaw line the skirt points lie."""
 
 
-JAW_MOTION_SPAN = 4.5
-"""Jaw points (from the chin, point 8) over which the chin's move fades to nothing."""
+JAW_MOTION_SPAN = 6.0
+"""Jaw points (from the chin, point 8) over which the chin's move fades to nothing: to
+points 2 and 14, towards the ears, as a jaw turning about its hinge does. Fading by point
+3 and 13 (4.5) bent a turned head's jaw line into a notch where the collar meets it
+(quick start 164-174)."""
 
 
 N_RING = 20

@@ -1,0 +1,120 @@
+"""Lower jaw landmarks moved onto the face's real silhouette, found by colour.
+
+dlib's 68-point jaw line (points 0-16) is a prior more than a measurement: on a wide-open
+mouth or a turned head its chin points sit up to 0.15 inter-ocular distances inside the
+face. The engine raises the chin along those points (`models.mouth_geometry.jaw_skirt`
+carries the shadow band under them), so a real chin edge below them is left in the
+stretched zone between the moving jaw and the fixed ring: a dark wedge of collar under
+the chin, a notch where the jaw meets the sweater. So each lower jaw point is pushed along
+its outward normal to where the colour leaves the chin's skin colour (CIELAB, lightness
+counted at half weight since the underside of a chin is shaded skin), never further than
+`MAX_REACH` and only where the outside clearly differs from the skin (a neck of the same
+skin and light has no edge to find: those points keep dlib's place).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+POINTS = tuple(range(4, 13))
+"""Jaw points refined: the chin and the jaw up to below the mouth corners."""
+MAX_REACH = 0.16
+"""Farthest a point moves outward (inter-ocular distances)."""
+MAX_INWARD = 0.04
+"""Farthest a point moves inward (inter-ocular distances)."""
+STEP = 0.01
+"""Sample spacing along each normal (inter-ocular distances)."""
+MIN_CONTRAST = 14.0
+"""Least colour distance (CIELAB, 0-255 scale, lightness at half weight) between the chin's
+skin and what lies beyond the edge for the edge to count."""
+OUTSIDE_RUN = 3
+"""Consecutive samples past the half-way colour that confirm an edge (not a freckle)."""
+LIGHTNESS_WEIGHT = 0.5
+
+
+def _skin_lab(lab: np.ndarray, pts: np.ndarray) -> np.ndarray | None:
+    """Median CIELAB of the chin: between the lower lip and the jaw, above the jaw points."""
+    chin = np.concatenate([pts[[57, 56, 55, 54]], pts[[10, 9, 8, 7, 6]], pts[[48, 59, 58]]])
+    mask = np.zeros(lab.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(chin).astype(np.int32)], 1)
+    values = lab[mask > 0]
+    return np.median(values, axis=0) if len(values) >= 20 else None
+
+
+def _normals(pts: np.ndarray) -> np.ndarray:
+    """Unit outward normals of the jaw contour at POINTS (image pixels)."""
+    centre = pts[[30, 33, 51, 57]].mean(axis=0)
+    out = []
+    for i in POINTS:
+        tangent = pts[i + 1] - pts[i - 1]
+        n = np.array([tangent[1], -tangent[0]])
+        n /= np.linalg.norm(n) + 1e-9
+        if np.dot(n, pts[i] - centre) < 0:
+            n = -n
+        out.append(n)
+    return np.array(out)
+
+
+def jaw_offsets(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """How far (pixels, + outward) each POINTS jaw point is from the silhouette edge along
+    its normal; 0 where no clear edge is found."""
+    pts = np.asarray(landmarks, dtype=np.float64).reshape(68, 2)
+    s = float(np.linalg.norm(pts[42:48].mean(axis=0) - pts[36:42].mean(axis=0)))
+    offsets = np.zeros(len(POINTS))
+    if s < 8:
+        return offsets
+    margin = (MAX_REACH + 0.05) * s
+    h, w = image.shape[:2]
+    region = np.concatenate([pts[list(POINTS)], pts[48:60]])
+    x0, y0 = np.maximum(np.floor(region.min(axis=0) - margin).astype(int), 0)
+    x1, y1 = np.minimum(np.ceil(region.max(axis=0) + margin).astype(int) + 1, [w, h])
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return offsets
+    crop = cv2.GaussianBlur(np.ascontiguousarray(image[y0:y1, x0:x1]), (0, 0), max(0.6, 0.012 * s))
+    lab = cv2.cvtColor(crop, cv2.COLOR_RGB2LAB).astype(np.float32)
+    local = pts - (x0, y0)
+    skin = _skin_lab(lab, local)
+    if skin is None:
+        return offsets
+    weight = np.array([LIGHTNESS_WEIGHT, 1.0, 1.0], np.float32)
+    distance = np.linalg.norm((lab - skin) * weight, axis=2)
+    steps = np.arange(-MAX_INWARD, MAX_REACH + 1e-9, STEP) * s
+    normals = _normals(pts)
+    rays = local[list(POINTS)][:, None, :] + steps[None, :, None] * normals[:, None, :]
+    profile = cv2.remap(distance, rays[..., 0].astype(np.float32), rays[..., 1].astype(np.float32),
+                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    inner = steps <= 0
+    for k, row in enumerate(profile):
+        offsets[k] = _edge(row, steps, float(np.median(row[inner])))
+    return offsets
+
+
+def _edge(row: np.ndarray, steps: np.ndarray, inside: float) -> float:
+    """Where along one normal (pixels) the colour distance first crosses half way from the
+    jaw's own (`inside`: the samples up to the dlib point, shaded skin) to the outside's and stays past it for OUTSIDE_RUN samples; 0 without an edge."""
+    n = len(row)
+    for j in range(1, n - OUTSIDE_RUN + 1):
+        outside = float(np.median(row[j:j + OUTSIDE_RUN]))
+        if outside - inside < MIN_CONTRAST:
+            continue
+        half = inside + 0.5 * (outside - inside)
+        if row[j - 1] < half <= row[j:j + OUTSIDE_RUN].min():
+            t = (half - row[j - 1]) / max(row[j] - row[j - 1], 1e-6)
+            return float(steps[j - 1] + t * (steps[j] - steps[j - 1]))
+    return 0.0
+
+
+def refine_jaw(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """The 68 landmarks (pixels) with the lower jaw points (POINTS) on the face's silhouette.
+
+    image: RGB uint8 frame. Returns a new float64 68x2 array; the other points are
+    unchanged. A point moves only where a neighbour found an edge too, so a single stray
+    edge (a shadow, a collar seam) does not bend the contour."""
+    pts = np.asarray(landmarks, dtype=np.float64).reshape(68, 2).copy()
+    offsets = jaw_offsets(image, pts)
+    found = np.concatenate([[False], offsets != 0, [False]])
+    kept = found[1:-1] & (found[:-2] | found[2:])
+    if not kept.any():
+        return pts
+    pts[list(POINTS)] += (offsets * kept)[:, None] * _normals(pts)
+    return pts

@@ -1,0 +1,108 @@
+"""The lower jaw points moved onto the face's silhouette: on a drawn chin against a collar
+whose edge is known, on a neck of the same skin (left alone), and on the quick start's
+frame 162, where dlib's chin sits well inside a wide-open face."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from models.jaw_contour import MAX_INWARD, MAX_REACH, POINTS, jaw_offsets, refine_jaw
+
+SKIN = (205, 150, 125)
+COLLAR = (30, 90, 75)
+CENTRE = np.array([150.0, 130.0])
+S = 80.0  # inter-ocular distance of the drawn face (pixels)
+
+
+def drawn_chin(outside: tuple[int, int, int], half_w: float = 80.0, half_h: float = 110.0,
+               inset: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    """A skin ellipse (the face) on `outside`, and 68 landmarks whose jaw (0-16) lies on an
+    ellipse `inset` of the drawn one, as dlib's chin does on an open mouth; lips inside."""
+    image = np.zeros((300, 300, 3), np.uint8)
+    image[:] = outside
+    cv2.ellipse(image, (int(CENTRE[0]), int(CENTRE[1])), (int(half_w), int(half_h)), 0, 0, 360, SKIN, -1,
+                lineType=cv2.LINE_AA)
+    pts = np.zeros((68, 2))
+    pts[36:42] = CENTRE + (-S / 2, -60.0)
+    pts[42:48] = CENTRE + (S / 2, -60.0)
+    jaw = np.linspace(np.pi, 0.0, 17)  # 0 at the left, 8 at the chin, 16 at the right
+    pts[0:17] = CENTRE + inset * np.stack([half_w * np.cos(jaw), half_h * np.sin(jaw)], axis=1)
+    pts[27:36] = CENTRE + (0.0, -10.0)
+    lips = np.linspace(np.pi, -np.pi, 12, endpoint=False)
+    pts[48:60] = CENTRE + (0.0, 35.0) + np.stack([25 * np.cos(lips), 8 * np.sin(lips)], axis=1)
+    pts[60:68] = CENTRE + (0.0, 35.0) + np.stack([15 * np.cos(lips[::3].repeat(2)[:8]), np.zeros(8)], axis=1)
+    return image, pts
+
+
+def on_ellipse(points: np.ndarray, half_w: float = 80.0, half_h: float = 110.0) -> np.ndarray:
+    d = points - CENTRE
+    return np.sqrt((d[:, 0] / half_w) ** 2 + (d[:, 1] / half_h) ** 2)
+
+
+def test_a_chin_inside_the_face_moves_out_to_its_edge():
+    image, pts = drawn_chin(COLLAR)
+    refined = refine_jaw(image, pts)
+    before = on_ellipse(pts[list(POINTS)])
+    after = on_ellipse(refined[list(POINTS)])
+    assert np.allclose(before, 0.9)
+    # On the drawn edge within about 1.5 px (1 is the edge; 1.5 px is ~0.015 of the half axes).
+    assert np.all(np.abs(after - 1.0) < 0.02), after
+    untouched = [i for i in range(68) if i not in POINTS]
+    assert np.array_equal(refined[untouched], pts[untouched])
+
+
+def test_a_neck_of_the_same_skin_leaves_the_jaw_alone():
+    image, pts = drawn_chin(SKIN)
+    assert not jaw_offsets(image, pts).any()
+    assert np.array_equal(refine_jaw(image, pts), pts)
+
+
+def test_an_edge_beyond_reach_is_not_chased():
+    """A face much bigger than dlib's jaw (a shadowless neck, a beard's edge far below):
+    the points stay, rather than jump further than MAX_REACH."""
+    image, pts = drawn_chin(COLLAR, inset=0.7)
+    offsets = jaw_offsets(image, pts)
+    assert np.all(offsets <= MAX_REACH * S + 1e-6)
+    assert np.all(offsets >= -MAX_INWARD * S - 1e-6)
+    chin = list(POINTS).index(8)
+    assert offsets[chin] == 0.0  # the chin's edge is 0.3 x 110 px = 0.41 s away
+
+
+def test_one_stray_edge_does_not_bend_the_contour():
+    """A dark spot just outside one jaw point (a collar seam) gives that point alone an
+    edge; the median with its neighbours keeps the contour where they say."""
+    image, pts = drawn_chin(SKIN)
+    chin = pts[8]
+    cv2.circle(image, (int(chin[0]), int(chin[1] + 6)), 4, COLLAR, -1)
+    raw = jaw_offsets(image, pts)
+    assert raw[list(POINTS).index(8)] > 0
+    assert np.allclose(refine_jaw(image, pts), pts)
+
+
+@pytest.fixture(scope="module")
+def wide_open_chin(data_dir):
+    """The quick start's (d12) frame 162: mouth wide open, chin over a green sweater."""
+    from models.faces.default import DefaultFaceBackend
+    from tests.media import read_frames
+
+    frame = read_frames(data_dir / "video" / "d12.mp4")[162]
+    face = DefaultFaceBackend().detect(frame, with_embedding=False)[0]
+    return frame, np.asarray(face.landmarks, np.float64)
+
+
+def test_quick_start_frame_162_chin_moves_onto_the_collar_edge(wide_open_chin):
+    """dlib's chin sits about 0.12 s above the chin's edge on the sweater. After refinement
+    the colour just inside the moved chin point is skin and just outside is sweater."""
+    frame, landmarks = wide_open_chin
+    s = float(np.linalg.norm(landmarks[42:48].mean(axis=0) - landmarks[36:42].mean(axis=0)))
+    refined = refine_jaw(frame, landmarks)
+    moved = np.linalg.norm(refined[8] - landmarks[8]) / s
+    assert moved > 0.06
+    lab = cv2.cvtColor(frame, cv2.COLOR_RGB2LAB).astype(float)
+    down = (refined[8] - landmarks[8]) / np.linalg.norm(refined[8] - landmarks[8])
+    inside = refined[8] - 0.04 * s * down
+    outside = refined[8] + 0.05 * s * down
+    a_in = lab[int(inside[1]), int(inside[0]), 1]
+    a_out = lab[int(outside[1]), int(outside[0]), 1]
+    assert a_in - a_out > 10  # skin is redder (a*) than the green sweater
