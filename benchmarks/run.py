@@ -157,6 +157,24 @@ def _phases_cell(row: dict) -> str:
     return "passes: wall (CPU ms per video frame): " + ", ".join(cells)
 
 
+def _threads_cell(row: dict) -> str:
+    """Every CPU ms of the row per frame, span by span (the render, the mouth-bank pass), by
+    the threads that spent it (`benchmarks.threads`): the stage threads together, the codec's
+    native threads, the libraries' pools, the main and other Python threads, and what ended
+    between two samples."""
+    frames = max(1, row["frames"])
+    spans = []
+    for label, groups in row["threads"].items():
+        stages = sum(cpu for name, cpu in groups.items() if name.startswith("stage "))
+        parts = [("stages", stages), ("codec", groups.get("codec", 0.0)), ("pools", groups.get("pools", 0.0)),
+                 ("main", groups.get("main", 0.0) + groups.get("python", 0.0)),
+                 ("unsampled", groups.get("unsampled", 0.0))]
+        total = sum(cpu for _, cpu in parts)
+        spans.append(f"{label} {1000 * total / frames:.1f} = "
+                     + " + ".join(f"{name} {1000 * cpu / frames:.1f}" for name, cpu in parts if cpu > 0))
+    return "CPU ms/frame by thread: " + "; ".join(spans)
+
+
 def format_table(rows: list[dict]) -> str:
     header = ("| input | scenario | fps | x floor | x naive | CPU ms/frame | peak RSS MB | "
               "per stage: fps (busy share of wall, CPU ms per frame of its own thread) |")
@@ -177,6 +195,8 @@ def format_table(rows: list[dict]) -> str:
         if "engine_ms_per_face" in row:
             stages += (f"; engine {row['engine_ms_per_face']:.1f} ms per face-frame, mouth-bank pass "
                        f"{row['mouth_bank_ms']:.0f} ms (decode {row['decode_ms']:.0f} ms)")
+        if row.get("threads"):
+            stages += ("; " if stages else "") + _threads_cell(row)
         cpu = "-" if row.get("cpu_ms_per_frame") is None else f"{row['cpu_ms_per_frame']:.1f}"
         lines.append(f"| {row['input']} | {row['scenario']} | {row['fps']:.1f} | {_ratio(row['x_floor'])} | "
                      f"{_ratio(row['x_naive'])} | {cpu} | {row['peak_rss_mb']:.0f} | {stages} |")

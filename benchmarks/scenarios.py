@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator
@@ -23,6 +23,7 @@ from typing import Callable, Iterator
 import av
 import cv2
 
+from benchmarks.threads import ThreadSampler
 from jobs import lipsync as lipsync_job
 from jobs import passthrough as passthrough_job
 from jobs.config import Settings
@@ -35,30 +36,57 @@ SETTINGS = Settings(engine="classical")
 """The product's defaults (libx264 veryfast, crf 16, detect_interval 5), classical engine."""
 
 
+@dataclass
+class Metered:
+    """The measured spans of one scenario: process CPU seconds of each, and the threads that
+    spent them (`benchmarks.threads`). cpu_s leaves out the sampler's own thread."""
+
+    sampler: ThreadSampler
+    spans: list[float] = field(default_factory=list)
+
+    @property
+    def cpu_s(self) -> float:
+        return sum(self.spans) - sum(g.get("sampler", 0.0) for g in self.sampler.groups().values())
+
+    def threads(self) -> dict[str, dict[str, float]]:
+        """{span label: {thread group: CPU seconds}}, the sampler left out."""
+        return {label: {name: round(cpu, 4) for name, cpu in groups.items() if name != "sampler"}
+                for label, groups in self.sampler.groups().items()}
+
+
+SPAN_LABELS = {"bank": "bank pass", "encode": "render"}
+"""A pipeline's span label, by the name of its last stage."""
+
+
 @contextmanager
-def _pipeline_cpu() -> Iterator[list[float]]:
-    """Collect the process CPU seconds spent inside every Pipeline.run / run_inline call.
+def _pipeline_cpu() -> Iterator[Metered]:
+    """Collect the process CPU seconds spent inside every Pipeline.run / run_inline call, and
+    which threads spent them.
 
     The jobs build and run their pipelines themselves; wrapping the two methods in this
     benchmark process is how the harness sees the CPU of exactly the timed span.
     """
-    spent: list[float] = []
     originals = Pipeline.run, Pipeline.run_inline
+    with ThreadSampler() as sampler:
+        metered_spans = Metered(sampler)
 
-    def metered(method: Callable) -> Callable:
-        def wrapper(self, *args, **kwargs):
-            start = time.process_time()
-            try:
-                return method(self, *args, **kwargs)
-            finally:
-                spent.append(time.process_time() - start)
-        return wrapper
+        def metered(method: Callable) -> Callable:
+            def wrapper(self, *args, **kwargs):
+                last = (self.stages[-1] if self.stages else self.source).name
+                sampler.begin(SPAN_LABELS.get(last, last))
+                start = time.process_time()
+                try:
+                    return method(self, *args, **kwargs)
+                finally:
+                    metered_spans.spans.append(time.process_time() - start)
+                    sampler.end()
+            return wrapper
 
-    Pipeline.run, Pipeline.run_inline = metered(originals[0]), metered(originals[1])
-    try:
-        yield spent
-    finally:
-        Pipeline.run, Pipeline.run_inline = originals
+        Pipeline.run, Pipeline.run_inline = metered(originals[0]), metered(originals[1])
+        try:
+            yield metered_spans
+        finally:
+            Pipeline.run, Pipeline.run_inline = originals
 
 
 class PhaseClock(JobContext):
@@ -90,31 +118,39 @@ def _pipeline_result(frames: int, metrics: dict, cpu_s: float, **extra) -> dict:
 def codec_floor(video: str, out: str, audio: str | None, faces: int) -> dict:
     """PyAV decode then encode in one plain loop, same encoder settings: the floor.
 
-    Frames go through RGB numpy arrays with the pipeline's own conversions (PyAV's
-    rgb24 on decode, `yuv420p_frame` on encode), since every pipeline hands the stages
-    RGB pixels; it is the cost of the codec path the pipeline cannot avoid.
+    Frames go through RGB numpy arrays with the pipeline's own conversions (the decode
+    stage's `RgbConverter`, `yuv420p_frame` on encode), since every pipeline hands the
+    stages RGB pixels; it is the cost of the codec path the pipeline cannot avoid.
     """
-    start, cpu = time.perf_counter(), time.process_time()
-    frames = 0
-    with av.open(video) as source, av.open(out, "w", options={"movflags": "+faststart"}) as sink:
-        src = source.streams.video[0]
-        src.thread_type = "AUTO"
-        dst = sink.add_stream("libx264", rate=src.average_rate)
-        dst.width, dst.height, dst.pix_fmt = src.codec_context.width, src.codec_context.height, "yuv420p"
-        dst.options = {"crf": str(SETTINGS.crf), "preset": SETTINGS.preset}
-        dst.thread_type = "AUTO"
-        for frame in source.decode(src):
-            sink.mux(dst.encode(yuv420p_frame(frame.to_ndarray(format="rgb24"))))
-            frames += 1
-        sink.mux(dst.encode(None))
-    wall = time.perf_counter() - start
-    return {"frames": frames, "wall_s": wall, "fps": frames / wall, "cpu_s": time.process_time() - cpu}
+    from stages.decode import RgbConverter
+
+    to_rgb = RgbConverter()
+    with ThreadSampler() as sampler:
+        sampler.begin("floor")
+        start, cpu = time.perf_counter(), time.process_time()
+        frames = 0
+        with av.open(video) as source, av.open(out, "w", options={"movflags": "+faststart"}) as sink:
+            src = source.streams.video[0]
+            src.thread_type = "AUTO"
+            dst = sink.add_stream("libx264", rate=src.average_rate)
+            dst.width, dst.height, dst.pix_fmt = src.codec_context.width, src.codec_context.height, "yuv420p"
+            dst.options = {"crf": str(SETTINGS.crf), "preset": SETTINGS.preset}
+            dst.thread_type = "AUTO"
+            for frame in source.decode(src):
+                sink.mux(dst.encode(yuv420p_frame(to_rgb(frame))))
+                frames += 1
+            sink.mux(dst.encode(None))
+        wall, cpu_s = time.perf_counter() - start, time.process_time() - cpu
+        sampler.end()
+    metered = Metered(sampler, [cpu_s])
+    return {"frames": frames, "wall_s": wall, "fps": frames / wall, "cpu_s": metered.cpu_s,
+            "threads": metered.threads()}
 
 
 def passthrough(video: str, out: str, audio: str | None, faces: int) -> dict:
     with _pipeline_cpu() as cpu:
         result = passthrough_job.passthrough(video, out, audio, SETTINGS)
-    return _pipeline_result(result["output"]["frame_count"], result["metrics"], sum(cpu))
+    return _pipeline_result(result["output"]["frame_count"], result["metrics"], cpu.cpu_s, threads=cpu.threads())
 
 
 def decode_all(video: str, out: str, audio: str | None, faces: int) -> dict:
@@ -140,11 +176,11 @@ def detect_3fps(video: str, out: str, audio: str | None, faces: int) -> dict:
     wall = result["timing"]["total_ms"] / 1000
     sampled = len(result["frames"])
     frames = probe_video(video).frame_count
-    return {"frames": frames, "wall_s": wall, "fps": frames / wall, "cpu_s": sum(cpu),
+    return {"frames": frames, "wall_s": wall, "fps": frames / wall, "cpu_s": cpu.cpu_s, "threads": cpu.threads(),
             "sampled_frames": sampled, "ms_per_sampled_frame": result["timing"]["detection_ms"] / sampled,
             "faces_found": max(len(f["faces"]) for f in result["frames"]),
             "shot_ms_per_frame": result["timing"]["shot_detection_ms"] / frames,
-            "shot_share": result["timing"]["shot_detection_ms"] / 1000 / sum(cpu)}
+            "shot_share": result["timing"]["shot_detection_ms"] / 1000 / cpu.cpu_s}
 
 
 def shot_detection(video: str, out: str, audio: str | None, faces: int) -> dict:
@@ -183,7 +219,7 @@ def active_speakers(video: str, out: str, audio: str | None, faces: int) -> dict
         info = probe_video(with_sound)
     wall = result["timing"]["speaker_detection_ms"] / 1000
     tracks = max(1, max(len(f["faces"]) for f in result["frames"]))
-    return {"frames": info.frame_count, "wall_s": wall, "fps": info.frame_count / wall, "cpu_s": sum(cpu),
+    return {"frames": info.frame_count, "wall_s": wall, "fps": info.frame_count / wall, "cpu_s": cpu.cpu_s,
             "ms_per_s_per_face": 1000 * wall / (info.duration_ms / 1000) / tracks, "faces_scored": tracks}
 
 
@@ -209,7 +245,7 @@ def _lipsync(video: str, out: str, audio: str | None, faces: int, settings: Sett
         result = lipsync_job.lipsync(video, audio, specs, out, settings, inline=inline)
     frames = result["output"]["frame_count"]
     engine_s = next(s["busy_s"] for s in result["metrics"]["stages"] if s["name"] == "lipsync")
-    return _pipeline_result(frames, result["metrics"], sum(cpu), engine=result["engine"],
+    return _pipeline_result(frames, result["metrics"], cpu.cpu_s, threads=cpu.threads(), engine=result["engine"],
                             faces_synced=result["faces"]["processed"],
                             engine_ms_per_face=1000 * engine_s / max(1, frames * faces),
                             mouth_bank_ms=result["timing"].get("mouth_bank_ms", 0.0),

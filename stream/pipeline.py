@@ -9,6 +9,8 @@
   Python; its thread is a daemon and `run()` still returns within `join_timeout_s`.
 - Cancellation: `cancel()` from any thread (client gone, shutdown, timeout) raises
   PipelineCancelled from `run()` with the same clean exit.
+- Native thread pools: while a pipeline runs, OpenCV runs each call on the calling stage's
+  thread (`stream.native`): the stages are the parallelism.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import time
 from typing import Any, Callable, Sequence
 
 from stream.metrics import PipelineMetrics, StageMetrics
+from stream.native import one_opencv_thread
 from stream.stage import Source, Stage
 
 log = logging.getLogger(__name__)
@@ -163,6 +166,10 @@ class Pipeline:
     def run(self, on_output: Callable[[Any], None] | None = None,
             timeout_s: float | None = None) -> PipelineMetrics:
         """Run to completion in the calling thread, handing each final output to `on_output`."""
+        with one_opencv_thread():
+            return self._run_threads(on_output, timeout_s)
+
+    def _run_threads(self, on_output: Callable[[Any], None] | None, timeout_s: float | None) -> PipelineMetrics:
         started = time.perf_counter()
         deadline = None if timeout_s is None else started + timeout_s
         threads = [threading.Thread(target=self._run_source, name=f"stage-{self.source.name}", daemon=True)]
@@ -208,6 +215,10 @@ class Pipeline:
         The sequential baseline of the benchmarks (and a debugging aid): same work, no
         overlap. Errors propagate directly; every stage is still closed.
         """
+        with one_opencv_thread():
+            return self._run_here(on_output)
+
+    def _run_here(self, on_output: Callable[[Any], None] | None) -> PipelineMetrics:
         started = time.perf_counter()
         stages = [self.source, *self.stages]
         clock, cpu_clock = time.perf_counter, time.thread_time

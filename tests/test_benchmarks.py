@@ -5,6 +5,8 @@ No timing is asserted: speed targets are reported by the harness, never enforced
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -94,9 +96,61 @@ def test_tiny_run_writes_a_complete_table(tmp_path, capsys):
     assert lip["cpu_ms_per_frame"] > 0
     assert all(s["cpu_ms_per_frame"] >= 0 for s in lip["stages"])
     assert sum(s["cpu_ms_per_frame"] for s in lip["stages"]) > 0
+    for row in (lip, rows["sequential 1f"]):  # every CPU second of the row, by thread
+        spans = row["threads"]
+        assert set(spans) == {"bank pass", "render"}
+        assert spans["render"]["codec"] > 0
+        assert sum(sum(g.values()) for g in spans.values()) == pytest.approx(row["cpu_s"], rel=0.02, abs=0.02)
+    assert lip["threads"]["render"]["stage track"] > 0  # threaded: each stage on its own thread
+    assert rows["sequential 1f"]["threads"]["render"]["main"] > 0  # inline: the stages on the main thread
+    assert set(rows["codec_floor"]["threads"]) == {"floor"}
     assert result["targets"] == []  # the targets are about 720p inputs
     printed = capsys.readouterr().out
     assert "| 360p 1f 1s | lipsync 1f |" in printed
+
+
+def _burn(seconds: float) -> None:
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="per-thread CPU needs Linux /proc")
+def test_thread_sampler_charges_each_thread_its_own_cpu():
+    """A stage thread's CPU goes to its stage, the main thread's to main, by span label; CPU
+    spent outside a span is nobody's."""
+    from benchmarks.threads import ThreadSampler
+
+    with ThreadSampler(interval_s=0.02) as sampler:
+        _burn(0.1)  # before any span
+        sampler.begin("render")
+        worker = threading.Thread(target=_burn, args=(0.2,), name="stage-track")
+        worker.start()
+        _burn(0.1)
+        worker.join()
+        sampler.end()
+        sampler.begin("bank pass")
+        _burn(0.05)
+        sampler.end()
+    groups = sampler.groups()
+    assert set(groups) == {"render", "bank pass"}
+    render = groups["render"]
+    assert render["stage track"] + render["unsampled"] >= 0.15  # ticks are 10 ms
+    assert 0.05 <= render["main"] <= 0.25
+    assert 0.02 <= groups["bank pass"]["main"] <= 0.15
+    assert "stage track" not in groups["bank pass"]
+
+
+def test_threads_cell_adds_up_a_rows_cpu():
+    row = _row("lipsync 2f", "lipsync", 25.0)  # 250 frames
+    row["threads"] = {"render": {"stage track": 2.5, "stage lipsync": 2.5, "codec": 3.0, "pools": 0.25,
+                                 "main": 0.2, "python": 0.05, "unsampled": 0.5},
+                      "bank pass": {"stage bank": 2.0, "codec": 0.5}}
+    cell = run._threads_cell(row)
+    assert "render 36.0 = stages 20.0 + codec 12.0 + pools 1.0 + main 1.0 + unsampled 2.0" in cell
+    assert "bank pass 10.0 = stages 8.0 + codec 2.0" in cell
+    run.add_ratios([row])
+    assert cell in run.format_table([row])
 
 
 def test_auto_mode_has_a_row_outside_quick_mode():

@@ -194,3 +194,37 @@ def test_metrics_count_each_stages_own_cpu_time(inline):
     assert burn.cpu_ms_per_item >= 10.0
     assert sleepy.cpu_s < 0.5 * sleepy.busy_s
     assert metrics.as_dict()["stages"][1]["cpu_ms_per_item"] == round(burn.cpu_ms_per_item, 2)
+
+
+@pytest.mark.parametrize("inline", [False, True])
+def test_opencv_runs_on_the_stage_threads_while_a_pipeline_runs(inline):
+    """Inside a run OpenCV has one thread (its pool would spin beside the stages); after
+    it, the process has the count it had before."""
+    cv2 = pytest.importorskip("cv2")
+    before = cv2.getNumThreads()
+    seen = []
+    pipeline = Pipeline(Numbers(3), [FunctionStage("look", lambda x: seen.append(cv2.getNumThreads()) or x)])
+    pipeline.run_inline() if inline else pipeline.run()
+    assert seen == [1, 1, 1]
+    assert cv2.getNumThreads() == before
+
+
+def test_overlapping_pipelines_keep_opencv_on_one_thread_until_the_last_ends():
+    cv2 = pytest.importorskip("cv2")
+    before = cv2.getNumThreads()
+    inside, release, seen = threading.Event(), threading.Event(), []
+
+    def hold(x):
+        inside.set()
+        release.wait(5)
+        return x
+
+    first = threading.Thread(target=Pipeline(Numbers(1), [FunctionStage("hold", hold)]).run)
+    first.start()
+    assert inside.wait(5)
+    Pipeline(Numbers(1), [FunctionStage("quick", lambda x: x)]).run()  # ends while the first still runs
+    seen.append(cv2.getNumThreads())
+    release.set()
+    first.join(5)
+    assert seen == [1]
+    assert cv2.getNumThreads() == before

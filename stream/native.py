@@ -1,0 +1,52 @@
+"""Native libraries' own thread pools while a pipeline runs: OpenCV on the calling thread.
+
+A pipeline already spreads its work over threads: one per stage, plus FFmpeg's and x264's
+own. OpenCV's pthreads pool adds one worker per core that splits each large call with the
+calling thread, then spins (`sched_yield`) for a while waiting for the next call; the caller
+spins too, waiting for the worker. On 2 cores with every stage busy that buys no speed and
+burns CPU: in the lipsync job (720p, 2 faces, 10 s) the pool's worker thread alone used
+0.4-1.5 s of CPU per render (1.5-6 ms a frame, its own thread's counter in /proc), in the
+track, engine and encode stages' wake. With one thread OpenCV runs every call where it is
+made, to the same pixels: the job's output file was byte-identical either way.
+
+The setting is process-wide, so it is counted: the first pipeline to start sets OpenCV to
+one thread, the last to end puts back what it found. Work outside pipelines (a job's
+setup) keeps OpenCV's own default.
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+_lock = threading.Lock()
+_running = 0
+_saved: int | None = None
+
+
+def _opencv():
+    try:
+        import cv2
+    except ImportError:  # a stream without OpenCV has no pool to quiet
+        return None
+    return cv2
+
+
+@contextmanager
+def one_opencv_thread() -> Iterator[None]:
+    """OpenCV on one thread (`cv2.setNumThreads(1)`) while any pipeline runs."""
+    global _running, _saved
+    cv2 = _opencv()
+    with _lock:
+        if _running == 0 and cv2 is not None:
+            _saved = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+        _running += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _running -= 1
+            if _running == 0 and cv2 is not None and _saved is not None:
+                cv2.setNumThreads(_saved)
+                _saved = None
