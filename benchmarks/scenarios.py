@@ -118,13 +118,10 @@ def _pipeline_result(frames: int, metrics: dict, cpu_s: float, **extra) -> dict:
 def codec_floor(video: str, out: str, audio: str | None, faces: int) -> dict:
     """PyAV decode then encode in one plain loop, same encoder settings: the floor.
 
-    Frames go through RGB numpy arrays with the pipeline's own conversions (the decode
-    stage's `RgbConverter`, `yuv420p_frame` on encode), since every pipeline hands the
-    stages RGB pixels; it is the cost of the codec path the pipeline cannot avoid.
+    Frames go through RGB numpy arrays with the pipeline's own conversions (PyAV's
+    rgb24 on decode, `yuv420p_frame` on encode), since every pipeline hands the stages
+    RGB pixels; it is the cost of the codec path the pipeline cannot avoid.
     """
-    from stages.decode import RgbConverter
-
-    to_rgb = RgbConverter()
     with ThreadSampler() as sampler:
         sampler.begin("floor")
         start, cpu = time.perf_counter(), time.process_time()
@@ -137,7 +134,7 @@ def codec_floor(video: str, out: str, audio: str | None, faces: int) -> dict:
             dst.options = {"crf": str(SETTINGS.crf), "preset": SETTINGS.preset}
             dst.thread_type = "AUTO"
             for frame in source.decode(src):
-                sink.mux(dst.encode(yuv420p_frame(to_rgb(frame))))
+                sink.mux(dst.encode(yuv420p_frame(frame.to_ndarray(format="rgb24"))))
                 frames += 1
             sink.mux(dst.encode(None))
         wall, cpu_s = time.perf_counter() - start, time.process_time() - cpu

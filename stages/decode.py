@@ -22,7 +22,6 @@ from typing import Iterator
 
 import av
 import numpy as np
-from av.video.reformatter import VideoReformatter
 
 from stages.shots import ShotDetector
 from stream.errors import MediaError
@@ -130,23 +129,6 @@ def rotate_upright(image: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, k=turns)) if turns else image
 
 
-class RgbConverter:
-    """Decoded frames to HxWx3 uint8 RGB arrays through one swscale context, on the calling thread.
-
-    `VideoFrame.to_ndarray(format="rgb24")` gives every frame a fresh reformatter, so swscale
-    sets its context up again and, on its automatic threading, starts and joins a thread pool
-    for every frame (two threads a frame on 2 cores, seen under gdb). One context kept for the
-    stream and one thread give the same pixels (tests/test_decode.py checks them equal) without
-    that churn; the decode stage runs beside the other stages, which keep the cores busy.
-    """
-
-    def __init__(self) -> None:
-        self._reformatter = VideoReformatter()
-
-    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
-        return self._reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
-
-
 EXTEND_MODES = ("loop", "bounce")
 _REVERSE_CHUNK = 24
 
@@ -210,9 +192,8 @@ class DecodeStage(Source):
                 raw = self.shots.label(raw)
             if self.sample_fps:
                 raw = self._nearest_to_ticks(raw, self.sample_fps)
-            to_rgb = RgbConverter()
             for index, pts, time_base, av_frame, *shot in raw:
-                image = to_rgb(av_frame)
+                image = av_frame.to_ndarray(format="rgb24")
                 rotation = int(round(getattr(av_frame, "rotation", 0) or 0)) % 360
                 yield Frame(index=index, pts=pts, time_base=time_base, image=rotate_upright(image, rotation),
                             notes={"shot": shot[0] if shot else 0})

@@ -28,24 +28,6 @@ def test_sample_fps_yields_frames_nearest_to_each_tick(data_dir):
     assert stage.decoded == probe_video(path).frame_count == 448  # all decoded, 45 converted
 
 
-@pytest.mark.parametrize("name", ["d12.mp4", "d10.mp4"])
-def test_one_swscale_context_gives_the_pixels_of_to_ndarray(data_dir, name):
-    """The decode stage's converter (one context, one thread) against PyAV's per-frame
-    to_ndarray: every pixel equal, on a 512x512 and a 30 fps clip."""
-    import av
-
-    from stages.decode import RgbConverter
-
-    convert = RgbConverter()
-    with av.open(str(data_dir / "video" / name)) as container:
-        for k, frame in enumerate(container.decode(video=0)):
-            ours, theirs = convert(frame), frame.to_ndarray(format="rgb24")
-            assert ours.dtype == np.uint8 and ours.shape == theirs.shape
-            assert np.array_equal(ours, theirs), f"frame {k} differs"
-            if k == 40:
-                break
-
-
 def test_variable_frame_rate_is_preserved(tmp_path):
     pts = [0, 1000, 3000, 3500, 7000, 8000, 12000, 12100]
     frames = [np.full((64, 96, 3), 20 * i, np.uint8) for i in range(len(pts))]
