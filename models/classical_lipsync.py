@@ -33,14 +33,14 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
 from scipy.spatial import Delaunay
 
 from models.engine import MouthPatch, MouthRequest
-from models.jaw_contour import refine_jaw
+from models.jaw_contour import JawHistory, refine_jaw
 from models.lip_contour import refine_outer_lips
 from models.mouth_bank import (
     CLOSED_GAP,
@@ -137,6 +137,7 @@ class _TrackState:
     gap: float = 0.0  # the original's inner-lip gap (s units), smoothed
     grin_seen: bool = False  # teeth and gap measured once: they start there, not from 0
     plan_teeth: float = 0.0  # `teeth` when the plan was made
+    jaw: JawHistory = field(default_factory=JawHistory)  # recent jaw edges (`models.jaw_contour`)
 
 
 class ClassicalLipSync:
@@ -204,11 +205,12 @@ class ClassicalLipSync:
         if face.landmarks is None or len(face.landmarks) != 68 or req.strength <= 0:
             return MouthPatch(0, 0, np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), np.float32))
         image = req.image
-        pts = refine_jaw(image, refine_outer_lips(image, face.landmarks))
+        pts = refine_outer_lips(image, face.landmarks)
         axes = FaceAxes.from_landmarks(pts)
         s = axes.scale
+        state = self._state(req.track_key, req.frame_index, axes.to_local(pts))
+        pts = refine_jaw(image, pts, state.jaw, req.frame_index)
         src_uv = axes.to_local(pts)
-        state = self._state(req.track_key, req.frame_index, src_uv)
         warp = self._warp_for(req.bank, features)
         neutral = self._neutral(state, src_uv)
         self._update_grin(state, image, axes, pts, src_uv)

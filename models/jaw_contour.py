@@ -1,26 +1,31 @@
 """Lower jaw landmarks moved onto the face's real silhouette, found by colour.
 
 dlib's 68-point jaw line (points 0-16) is a prior more than a measurement: on a wide-open
-mouth or a turned head its chin points sit up to 0.15 inter-ocular distances inside the
-face. The engine raises the chin along those points (`models.mouth_geometry.jaw_skirt`
+mouth or a turned head its chin points sit up to 0.3 inter-ocular distances inside the
+face (the far side of a turned jaw). The engine raises the chin along those points (`models.mouth_geometry.jaw_skirt`
 carries the shadow band under them), so a real chin edge below them is left in the
 stretched zone between the moving jaw and the fixed ring: a dark wedge of collar under
 the chin, a notch where the jaw meets the sweater. So each lower jaw point is pushed along
 its outward normal to where the colour leaves the chin's skin colour (CIELAB, lightness
 counted at half weight since the underside of a chin is shaded skin), never further than
 `MAX_REACH` and only where the outside clearly differs from the skin (a neck of the same
-skin and light has no edge to find: those points keep dlib's place).
+skin and light has no edge to find: those points keep dlib's place). Per frame the edges
+are noisy (a fold, a hand, the collar's seam); a track's edges are a median over its last
+frames (`JawHistory`), which a one-frame edge cannot move.
 """
 from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 POINTS = tuple(range(4, 13))
 """Jaw points refined: the chin and the jaw up to below the mouth corners."""
-MAX_REACH = 0.16
+MAX_REACH = 0.3
 """Farthest a point moves outward (inter-ocular distances)."""
-MAX_INWARD = 0.04
+MAX_INWARD = 0.12
 """Farthest a point moves inward (inter-ocular distances)."""
 STEP = 0.01
 """Sample spacing along each normal (inter-ocular distances)."""
@@ -104,17 +109,52 @@ def _edge(row: np.ndarray, steps: np.ndarray, inside: float) -> float:
     return 0.0
 
 
-def refine_jaw(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+def _kept(offsets: np.ndarray) -> np.ndarray:
+    """The offsets of points whose neighbour found an edge too; 0 for the others, so a
+    single stray edge (a shadow, a collar seam) does not bend the contour."""
+    found = np.concatenate([[False], offsets != 0, [False]])
+    return offsets * (found[1:-1] & (found[:-2] | found[2:]))
+
+
+def _moved(pts: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    out = pts.copy()
+    out[list(POINTS)] += offsets[:, None] * _normals(pts)
+    return out
+
+
+def refine_jaw(image: np.ndarray, landmarks: np.ndarray, history: JawHistory | None = None,
+               frame_index: int = 0) -> np.ndarray:
     """The 68 landmarks (pixels) with the lower jaw points (POINTS) on the face's silhouette.
 
     image: RGB uint8 frame. Returns a new float64 68x2 array; the other points are
-    unchanged. A point moves only where a neighbour found an edge too, so a single stray
-    edge (a shadow, a collar seam) does not bend the contour."""
+    unchanged. A point moves only where a neighbour found an edge too. With a track's
+    `history`, each point's edge is the median over its last HISTORY frames, so an edge
+    seen in one frame only (a hand, a fold) neither moves nor flickers the jaw."""
     pts = np.asarray(landmarks, dtype=np.float64).reshape(68, 2).copy()
     offsets = jaw_offsets(image, pts)
-    found = np.concatenate([[False], offsets != 0, [False]])
-    kept = found[1:-1] & (found[:-2] | found[2:])
-    if not kept.any():
-        return pts
-    pts[list(POINTS)] += (offsets * kept)[:, None] * _normals(pts)
-    return pts
+    if history is not None:
+        s = float(np.linalg.norm(pts[42:48].mean(axis=0) - pts[36:42].mean(axis=0)))
+        offsets = history.smoothed(frame_index, offsets / max(s, 1e-6)) * s
+    kept = _kept(offsets)
+    return _moved(pts, kept) if kept.any() else pts
+
+
+HISTORY = 5
+"""Frames over which a track's jaw edges are a median (200 ms at 25 fps)."""
+
+
+@dataclass
+class JawHistory:
+    """One track's recent jaw edge offsets (inter-ocular distances, 0 = no edge found)."""
+
+    recent: deque = field(default_factory=lambda: deque(maxlen=HISTORY))
+    last_frame: int | None = None
+
+    def smoothed(self, frame_index: int, offsets: np.ndarray) -> np.ndarray:
+        """This frame's offsets folded in (once per frame), then the per-point median."""
+        if frame_index == self.last_frame and self.recent:
+            self.recent[-1] = offsets
+        else:
+            self.recent.append(offsets)
+            self.last_frame = frame_index
+        return np.median(np.stack(self.recent), axis=0)

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from models.jaw_contour import MAX_INWARD, MAX_REACH, POINTS, jaw_offsets, refine_jaw
+from models.jaw_contour import HISTORY, MAX_INWARD, MAX_REACH, POINTS, JawHistory, jaw_offsets, refine_jaw
 
 SKIN = (205, 150, 125)
 COLLAR = (30, 90, 75)
@@ -78,6 +78,25 @@ def test_one_stray_edge_does_not_bend_the_contour():
     raw = jaw_offsets(image, pts)
     assert raw[list(POINTS).index(8)] > 0
     assert np.allclose(refine_jaw(image, pts), pts)
+
+
+def test_a_track_follows_an_edge_it_keeps_seeing_not_one_it_saw_once():
+    """With a track's history, an edge in one frame of HISTORY (a hand passing under the
+    chin) leaves the jaw where dlib put it; one seen in most recent frames is followed,
+    and a frame rendered twice counts once."""
+    with_edge, pts = drawn_chin(COLLAR)
+    without_edge, _ = drawn_chin(SKIN)
+    history = JawHistory()
+    assert np.allclose(refine_jaw(without_edge, pts, history, 0), pts)
+    assert np.allclose(refine_jaw(without_edge, pts, history, 1), pts)
+    assert np.allclose(refine_jaw(with_edge, pts, history, 2), pts)  # 1 of 3 frames
+    assert np.allclose(refine_jaw(with_edge, pts, history, 2), pts)  # the same frame again
+    followed = refine_jaw(with_edge, pts, history, 3)  # 2 of 4: the median moves half way
+    assert np.all(on_ellipse(followed[list(POINTS)]) > 0.93)
+    for frame in range(4, 4 + HISTORY):
+        settled = refine_jaw(with_edge, pts, history, frame)
+    assert np.all(np.abs(on_ellipse(settled[list(POINTS)]) - 1.0) < 0.02)
+    assert len(history.recent) == HISTORY
 
 
 @pytest.fixture(scope="module")
