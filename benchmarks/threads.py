@@ -13,7 +13,8 @@ CPU time from /proc/self/task/<tid>/stat while the measured spans run, and group
 - "main": the thread that runs the pipeline (it waits for the last stage);
 - "python": other Python threads (the progress watcher);
 - "unsampled": the span's process CPU less all the above: threads that started and ended
-  between two samples, or the last part of a thread that ended before the next sample.
+  between two samples (swscale's, which PyAV's `to_ndarray` starts for each frame's RGB
+  conversion), or the last part of a thread that ended before the next sample.
 
 Spans are labelled: the mouth-bank pass ("bank pass") apart from the render. The sampler's
 own thread is left out of every group and reported apart, so that a row's CPU can be read

@@ -4,10 +4,12 @@ A pipeline already spreads its work over threads: one per stage, plus FFmpeg's a
 own. OpenCV's pthreads pool adds one worker per core that splits each large call with the
 calling thread, then spins (`sched_yield`) for a while waiting for the next call; the caller
 spins too, waiting for the worker. On 2 cores with every stage busy that buys no speed and
-burns CPU: in the lipsync job (720p, 2 faces, 10 s) the pool's worker thread alone used
-0.4-1.5 s of CPU per render (1.5-6 ms a frame, its own thread's counter in /proc), in the
-track, engine and encode stages' wake. With one thread OpenCV runs every call where it is
-made, to the same pixels: the job's output file was byte-identical either way.
+burns CPU. In the lipsync job (720p, 2 faces, 10 s; `benchmarks.threads`) the pool's worker
+used 1.3-5.0 CPU ms a frame in the render and 0.3-1.2 in the mouth-bank pass. With OpenCV on
+one thread, in alternating runs of the same tree (a loaded machine, load 4-7): 1 face 57.3
+and 56.9 -> 54.3 and 51.4 CPU ms a frame, the sequential run 79.2 and 76.5 -> 77.0 and 70.2,
+and one full benchmark each side 85.2 -> 67.9 for 2 faces; the output files byte-identical
+(OpenCV gives the same pixels on one thread).
 
 The setting is process-wide, so it is counted: the first pipeline to start sets OpenCV to
 one thread, the last to end puts back what it found. Work outside pipelines (a job's
@@ -16,8 +18,8 @@ setup) keeps OpenCV's own default.
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 _lock = threading.Lock()
 _running = 0
