@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.warp_field import smooth_away_from_lips
+from models.warp_field import SMOOTH_SIGMA, smooth_away_from_lips
 
 
 def kinked_maps(w: int = 200, h: int = 160) -> tuple[np.ndarray, np.ndarray]:
@@ -18,11 +18,14 @@ def kinked_maps(w: int = 200, h: int = 160) -> tuple[np.ndarray, np.ndarray]:
 _angles = np.pi - np.arange(12) * np.pi / 6
 LIPS = np.stack([100 + 40 * np.cos(_angles), 20 - 10 * np.sin(_angles)], axis=1)
 """Outer lips: an ellipse 80 x 20 px around (100, 20)."""
+SCALE = 6.0 / SMOOTH_SIGMA
+"""The inter-ocular distance (px) at which the smoothing's sigma is 6 px: the kink at x = 100
+lies 10 sigma from the columns checked as unchanged, which lie 2-7 sigma from the border."""
 
 
 def test_a_kink_far_from_the_lips_is_smoothed():
     map_x, map_y = kinked_maps()
-    sx, sy = smooth_away_from_lips(map_x, map_y, LIPS, scale=100.0)
+    sx, sy = smooth_away_from_lips(map_x, map_y, LIPS, scale=SCALE)
     row = 130  # far below the lips
     bend_before = np.abs(np.diff(map_y[row], 2)).max()
     bend_after = np.abs(np.diff(sy[row], 2)).max()
@@ -41,7 +44,7 @@ def test_the_lips_keep_their_exact_map():
 
 def test_small_faces_are_left_alone():
     map_x, map_y = kinked_maps()
-    sx, sy = smooth_away_from_lips(map_x, map_y, LIPS, scale=10.0)
+    sx, sy = smooth_away_from_lips(map_x, map_y, LIPS, scale=0.7 / SMOOTH_SIGMA)  # sigma under 0.75 px
     assert sx is map_x and sy is map_y
 
 
