@@ -14,6 +14,16 @@ def read_frames(path: Path | str) -> list[np.ndarray]:
         return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
 
 
+def frame_with_landmarks(path: Path | str, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frame `index` of a video (RGB) and the 68 landmarks (float64 pixels) of its largest
+    face, as the default backend finds them."""
+    from models.faces.default import DefaultFaceBackend
+
+    frame = read_frames(path)[index]
+    face = DefaultFaceBackend().detect(frame, with_embedding=False)[0]
+    return frame, np.asarray(face.landmarks, np.float64)
+
+
 def read_pts(path: Path | str) -> list[int]:
     with av.open(str(path)) as container:
         return [f.pts for f in container.decode(video=0)]

@@ -102,12 +102,9 @@ def test_a_track_follows_an_edge_it_keeps_seeing_not_one_it_saw_once():
 @pytest.fixture(scope="module")
 def wide_open_chin(data_dir):
     """The quick start's (d12) frame 162: mouth wide open, chin over a green sweater."""
-    from models.faces.default import DefaultFaceBackend
-    from tests.media import read_frames
+    from tests.media import frame_with_landmarks
 
-    frame = read_frames(data_dir / "video" / "d12.mp4")[162]
-    face = DefaultFaceBackend().detect(frame, with_embedding=False)[0]
-    return frame, np.asarray(face.landmarks, np.float64)
+    return frame_with_landmarks(data_dir / "video" / "d12.mp4", 162)
 
 
 def test_quick_start_frame_162_chin_moves_onto_the_collar_edge(wide_open_chin):

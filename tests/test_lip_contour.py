@@ -64,12 +64,9 @@ def test_no_point_moves_further_than_the_reach():
 @pytest.fixture(scope="module")
 def red_lips(data_dir):
     """d20 frame 122: a boy with red lips, mouth a little open."""
-    from models.faces.default import DefaultFaceBackend
-    from tests.media import read_frames
+    from tests.media import frame_with_landmarks
 
-    frame = read_frames(data_dir / "video" / "d20.mp4")[122]
-    face = DefaultFaceBackend().detect(frame, with_embedding=False)[0]
-    return frame, np.asarray(face.landmarks, np.float64)
+    return frame_with_landmarks(data_dir / "video" / "d20.mp4", 122)
 
 
 def test_on_real_red_lips_the_lower_lip_reaches_its_red_edge(red_lips):
