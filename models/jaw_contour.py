@@ -2,9 +2,9 @@
 
 dlib's 68-point jaw line (points 0-16) is a prior more than a measurement: on a wide-open
 mouth or a turned head its chin points sit up to 0.3 inter-ocular distances inside the
-face (the far side of a turned jaw). The engine raises the chin along those points (`models.mouth_geometry.jaw_skirt`
-carries the shadow band under them), so a real chin edge below them is left in the
-stretched zone between the moving jaw and the fixed ring: a dark wedge of collar under
+face (the far side of a turned jaw). The engine raises the chin along those points
+(`models.mouth_geometry.jaw_skirt` carries the shadow band under them), so a real chin
+edge below them is left in the stretched zone between the moving jaw and the fixed ring: a dark wedge of collar under
 the chin, a notch where the jaw meets the sweater. So each lower jaw point is pushed along
 its outward normal to where the colour leaves the chin's skin colour (CIELAB, lightness
 counted at half weight since the underside of a chin is shaded skin), never further than
@@ -35,6 +35,7 @@ skin and what lies beyond the edge for the edge to count."""
 OUTSIDE_RUN = 3
 """Consecutive samples past the half-way colour that confirm an edge (not a freckle)."""
 LIGHTNESS_WEIGHT = 0.5
+"""Weight of CIELAB lightness against its colour axes: a shaded chin is still skin."""
 WORK_SCALE = 48.0
 """Inter-ocular distance (pixels) the jaw is scaled down to before its colour is read."""
 
