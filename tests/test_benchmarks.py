@@ -135,7 +135,9 @@ def test_thread_sampler_charges_each_thread_its_own_cpu():
     groups = sampler.groups()
     assert set(groups) == {"render", "bank pass"}
     render = groups["render"]
-    assert render["stage track"] + render["unsampled"] >= 0.15  # ticks are 10 ms
+    # The worker's CPU is its stage's where a sample caught it alive, else "unsampled" (a
+    # busy CI process can starve the sampler for the worker's whole 0.2 s); ticks are 10 ms.
+    assert render.get("stage track", 0.0) + render["unsampled"] >= 0.15
     assert 0.05 <= render["main"] <= 0.25
     assert 0.02 <= groups["bank pass"]["main"] <= 0.15
     assert "stage track" not in groups["bank pass"]
