@@ -49,6 +49,11 @@ def _skin_lab(lab: np.ndarray, pts: np.ndarray) -> np.ndarray | None:
     return np.median(values, axis=0) if len(values) >= 20 else None
 
 
+def _inter_ocular(pts: np.ndarray) -> float:
+    """Distance between the eye centres (pixels): the unit of every reach here."""
+    return float(np.linalg.norm(pts[42:48].mean(axis=0) - pts[36:42].mean(axis=0)))
+
+
 def _normals(pts: np.ndarray) -> np.ndarray:
     """Unit outward normals of the jaw contour at POINTS (image pixels)."""
     centre = pts[[30, 33, 51, 57]].mean(axis=0)
@@ -68,7 +73,7 @@ def jaw_offsets(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     its normal; 0 where no clear edge is found. The jaw is read at WORK_SCALE (area
     resampling also takes out the noise a blur would), about 0.5 ms a face."""
     pts = np.asarray(landmarks, dtype=np.float64).reshape(68, 2)
-    s = float(np.linalg.norm(pts[42:48].mean(axis=0) - pts[36:42].mean(axis=0)))
+    s = _inter_ocular(pts)
     offsets = np.zeros(len(POINTS))
     if s < 8:
         return offsets
@@ -141,8 +146,8 @@ def refine_jaw(image: np.ndarray, landmarks: np.ndarray, history: JawHistory | N
     pts = np.asarray(landmarks, dtype=np.float64).reshape(68, 2).copy()
     offsets = jaw_offsets(image, pts)
     if history is not None:
-        s = float(np.linalg.norm(pts[42:48].mean(axis=0) - pts[36:42].mean(axis=0)))
-        offsets = history.smoothed(frame_index, offsets / max(s, 1e-6)) * s
+        s = max(_inter_ocular(pts), 1e-6)
+        offsets = history.smoothed(frame_index, offsets / s) * s
     kept = _kept(offsets)
     return _moved(pts, kept) if kept.any() else pts
 
