@@ -160,15 +160,15 @@ def _phases_cell(row: dict) -> str:
 def _threads_cell(row: dict) -> str:
     """Every CPU ms of the row per frame, span by span (the render, the mouth-bank pass), by
     the threads that spent it (`benchmarks.threads`): the stage threads together, the codec's
-    native threads, the libraries' pools, the main and other Python threads, and what ended
-    between two samples."""
+    native threads, the libraries' pools, the main and other Python threads, what ended
+    between two samples, and child processes (PocketSphinx's)."""
     frames = max(1, row["frames"])
     spans = []
     for label, groups in row["threads"].items():
         stages = sum(cpu for name, cpu in groups.items() if name.startswith("stage "))
         parts = [("stages", stages), ("codec", groups.get("codec", 0.0)), ("pools", groups.get("pools", 0.0)),
                  ("main", groups.get("main", 0.0) + groups.get("python", 0.0)),
-                 ("unsampled", groups.get("unsampled", 0.0))]
+                 ("unsampled", groups.get("unsampled", 0.0)), ("child processes", groups.get("child processes", 0.0))]
         total = sum(cpu for _, cpu in parts)
         spans.append(f"{label} {1000 * total / frames:.1f} = "
                      + " + ".join(f"{name} {1000 * cpu / frames:.1f}" for name, cpu in parts if cpu > 0))

@@ -12,6 +12,8 @@ CPU time from /proc/self/task/<tid>/stat while the measured spans run, and group
   OpenBLAS, torch, onnxruntime), started when they were first used;
 - "main": the thread that runs the pipeline (it waits for the last stage);
 - "python": other Python threads (the progress watcher);
+- "child processes": processes the span started and waited for (PocketSphinx runs in
+  one, `models.sphinx_decode`), from getrusage's RUSAGE_CHILDREN;
 - "unsampled": the span's process CPU less all the above: threads that started and ended
   between two samples (swscale's, which PyAV's `to_ndarray` starts for each frame's RGB
   conversion), or the last part of a thread that ended before the next sample.
@@ -23,12 +25,25 @@ without it. Elsewhere than Linux the report is empty.
 from __future__ import annotations
 
 import os
+import resource
 import threading
 import time
 from dataclasses import dataclass, field
 
 TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 SAMPLER_NAME = "thread-cpu-sampler"
+
+
+def children_cpu_s() -> float:
+    """User + system CPU seconds of this process's child processes that ended and were waited for."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def process_cpu_s() -> float:
+    """This process's CPU seconds (all threads) plus its ended child processes': what a job
+    costs when part of it runs in a child (PocketSphinx, `models.sphinx_decode`)."""
+    return time.process_time() + children_cpu_s()
 
 
 def read_threads() -> dict[int, tuple[str, float]]:
@@ -55,6 +70,8 @@ class _Span:
     label: str
     start_cpu: float
     base: dict[int, float]  # CPU seconds of the threads alive when it began
+    start_children: float = 0.0
+    children_s: float = 0.0
     last: dict[int, float] = field(default_factory=dict)
     names: dict[int, str] = field(default_factory=dict)
     cpu_s: float = 0.0
@@ -91,7 +108,8 @@ class ThreadSampler:
         now = read_threads()
         with self._lock:
             self._note_python()
-            self._span = _Span(label, time.process_time(), {tid: cpu for tid, (_, cpu) in now.items()})
+            self._span = _Span(label, time.process_time(), {tid: cpu for tid, (_, cpu) in now.items()},
+                               children_cpu_s())
             self._record(now)
 
     def end(self) -> None:
@@ -103,6 +121,7 @@ class ThreadSampler:
             self._note_python()
             self._record(now, span)
             span.cpu_s = time.process_time() - span.start_cpu
+            span.children_s = children_cpu_s() - span.start_children
             self._done.append(span)
 
     def _loop(self) -> None:
@@ -153,5 +172,7 @@ class ThreadSampler:
             sampler = sum(cpu - span.base.get(tid, 0.0) for tid, cpu in span.last.items()
                           if self._python.get(tid) == SAMPLER_NAME)
             groups["unsampled"] = groups.get("unsampled", 0.0) + max(0.0, span.cpu_s - sampler - counted)
+            if span.children_s > 0:
+                groups["child processes"] = groups.get("child processes", 0.0) + span.children_s
             groups["sampler"] = groups.get("sampler", 0.0) + sampler
         return result

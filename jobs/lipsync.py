@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -170,8 +171,14 @@ def prepare_lipsync(video: str, audio: str, faces: Sequence[FaceSpec], settings:
         if spec.end_time_ms > out_ms + 1:
             warnings.append(f"face {spec.character_id}: end_time_ms {spec.end_time_ms:.0f} is past the end of "
                             f"the output ({out_ms:.0f} ms); clipped")
-    with FrameReader(video) as frames:  # one decoder for all the ranges' probe frames
-        targets = resolve_targets(video, specs, backend, min(info.duration_ms, out_ms), frames)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="new-audio") as pool:
+        # the new audio's features beside the probes (the classical engine's PocketSphinx runs
+        # in a child process, `models.sphinx_decode`, so the probes go on meanwhile)
+        audio_features = pool.submit(engine.prepare_audio, _fit_audio(speech, ANALYSIS_RATE, out_ms),
+                                     ANALYSIS_RATE, info.fps)
+        with FrameReader(video) as frames:  # one decoder for all the ranges' probe frames
+            targets = resolve_targets(video, specs, backend, min(info.duration_ms, out_ms), frames)
+        features = audio_features.result()
     restorer = registry.codeformer() if enhance_quality else None
     if enhance_quality and restorer is None:
         warnings.append("enhance_quality was requested but the CodeFormer weights are not in MODELS_DIR "
@@ -179,7 +186,6 @@ def prepare_lipsync(video: str, audio: str, faces: Sequence[FaceSpec], settings:
     animator = registry.liveportrait() if engine.name.startswith("musetalk") else None
     if getattr(engine, "mask_source", None) == "landmarks":
         warnings.append("face-parsing weights are absent: MuseTalk blends through a landmark-derived mask")
-    features = engine.prepare_audio(_fit_audio(speech, ANALYSIS_RATE, out_ms), ANALYSIS_RATE, info.fps)
     features_by_key, expressive, stem_warnings = stem_features(
         engine, targets, [spec.voice for spec in specs], features, lambda samples: _fit_audio(samples, ANALYSIS_RATE, out_ms), info.fps,
         expressiveness, ANALYSIS_RATE)

@@ -6,21 +6,22 @@ The `pocketsphinx` 5.x wheel ships a US-English acoustic model and a phone langu
 phonetic recogniser (context-independent phones, a light language weight so that the
 phones follow the sound rather than the English phone statistics, wide beams, batch
 cepstral mean normalisation). Cost: about 0.05x real time in CPU on one core. The decoder
-holds the GIL while it runs (about 1.5 s per 30 s chunk on an idle core), so call it while
-preparing a job, not from a thread that must stay responsive.
+holds the GIL while it runs (about 1.5 s per 30 s chunk on an idle core), so it runs in a
+child process (`models.sphinx_decode`): a job's other threads go on beside it.
 
 Labels are ARPAbet without stress (AA, AE, ... ZH), plus "SIL" (silence or non-speech
 noise) and "SPN" (speech the recogniser could not name as a phone).
 """
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from math import gcd
 
 import numpy as np
 from scipy.signal import resample_poly
+
+from models.sphinx_decode import decode_in_child, decode_utterance, make_decoder
 
 SPHINX_RATE = 16000
 FRAME_MS = 10.0
@@ -68,35 +69,30 @@ class RecogniserConfig:
 
 
 class _Recogniser:
-    """One PocketSphinx decoder, created on first use and shared behind a lock (a decoder is not thread-safe)."""
+    """Decodes in a child process (`models.sphinx_decode`: the decoder holds the GIL all
+    through a decode, a child holds none of ours); where no child can be started, in this
+    process through one decoder created on first use and shared behind a lock (a decoder is
+    not thread-safe)."""
 
     def __init__(self, config: RecogniserConfig) -> None:
         self.config = config
         self._lock = threading.Lock()
         self._decoder = None
+        self.in_child = True
 
-    def _make(self):
-        import pocketsphinx
-
-        model = os.path.join(pocketsphinx.get_model_path(), "en-us")
-        cfg = pocketsphinx.Config(
-            hmm=os.path.join(model, "en-us"), allphone=os.path.join(model, "en-us-phone.lm.bin"),
-            lm=None, dict=None, loglevel="FATAL", allphone_ci=True, lw=self.config.language_weight,
-            beam=self.config.beam, pbeam=self.config.phone_beam, cmn="batch",
-        )
-        return pocketsphinx.Decoder(cfg)
-
-    def decode(self, pcm16: bytes) -> list[tuple[str, int, int]]:
-        """(label, first frame, last frame inclusive) of each segment, in order."""
+    def decode(self, pcm16: bytes, chunks: list[tuple[int, int]]) -> list[list[tuple[str, int, int]]]:
+        """Per chunk (byte range of `pcm16`, decoded as one utterance), (label, first frame,
+        last frame inclusive) of each segment, in order."""
+        settings = (self.config.language_weight, self.config.beam, self.config.phone_beam)
+        if self.in_child:
+            try:
+                return decode_in_child(pcm16, chunks, *settings)
+            except OSError:
+                self.in_child = False
         with self._lock:
             if self._decoder is None:
-                self._decoder = self._make()
-            d = self._decoder
-            d.reinit_feat()  # the feature stage keeps CMN state across utterances: reset it, so equal audio gives equal phones
-            d.start_utt()
-            d.process_raw(pcm16, full_utt=True)
-            d.end_utt()
-            return [(s.word, int(s.start_frame), int(s.end_frame)) for s in d.seg()]
+                self._decoder = make_decoder(*settings)
+            return [decode_utterance(self._decoder, pcm16[first:end]) for first, end in chunks]
 
 
 _RECOGNISERS: dict[RecogniserConfig, _Recogniser] = {}
@@ -155,10 +151,10 @@ def recognise_phones(samples: np.ndarray, rate: int, config: RecogniserConfig | 
     cfg = config or RecogniserConfig()
     recogniser = _recogniser(cfg)
     pcm = _pcm16(y)
-    segments: list[tuple[str, int, int]] = []
-    for first, last in chunk_bounds(y, cfg.max_chunk_s, cfg.cut_search_s):
-        offset = first // HOP
-        segments += [(w, a + offset, b + offset) for w, a, b in recogniser.decode(pcm[2 * first: 2 * last])]
+    bounds = chunk_bounds(y, cfg.max_chunk_s, cfg.cut_search_s)
+    decoded = recogniser.decode(pcm, [(2 * first, 2 * last) for first, last in bounds])
+    segments = [(w, a + first // HOP, b + first // HOP) for (first, _), chunk in zip(bounds, decoded)
+                for w, a, b in chunk]
     return _tidy(segments, duration_ms)
 
 

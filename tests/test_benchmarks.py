@@ -143,6 +143,34 @@ def test_thread_sampler_charges_each_thread_its_own_cpu():
     assert "stage track" not in groups["bank pass"]
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="per-thread CPU needs Linux /proc")
+def test_thread_sampler_charges_child_processes_to_their_span():
+    """A child process the span waited for (PocketSphinx runs in one) is charged to the span,
+    and `process_cpu_s` counts it, so a row's CPU column holds it."""
+    import subprocess
+    import sys
+
+    from benchmarks.threads import ThreadSampler, process_cpu_s
+
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.2: pass"
+    with ThreadSampler(interval_s=0.02) as sampler:
+        before = process_cpu_s()
+        sampler.begin("bank pass")
+        subprocess.run([sys.executable, "-c", burn], check=True)
+        sampler.end()
+        spent = process_cpu_s() - before
+        sampler.begin("render")
+        _burn(0.05)
+        sampler.end()
+    groups = sampler.groups()
+    assert groups["bank pass"]["child processes"] >= 0.15
+    assert "child processes" not in groups["render"]
+    assert spent >= 0.15
+    row = _row("lipsync 2f", "lipsync", 25.0)
+    row["threads"] = {"bank pass": {"stage bank": 2.0, "child processes": 0.5}}
+    assert "bank pass 10.0 = stages 8.0 + child processes 2.0" in run._threads_cell(row)
+
+
 def test_threads_cell_adds_up_a_rows_cpu():
     row = _row("lipsync 2f", "lipsync", 25.0)  # 250 frames
     row["threads"] = {"render": {"stage track": 2.5, "stage lipsync": 2.5, "codec": 3.0, "pools": 0.25,

@@ -170,3 +170,42 @@ def test_long_audio_is_decoded_in_chunks_cut_at_pauses(yongen) -> None:
     _check_tiling(chunked, 1000.0 * len(x) / rate)
     speech = [sum(p.duration_ms for p in ps if p.is_speech) for ps in (phones, chunked)]
     assert abs(speech[0] - speech[1]) < 0.1 * speech[0]
+
+
+def test_child_process_and_in_process_decodes_agree(yongen, monkeypatch) -> None:
+    """PocketSphinx runs in a child process (it holds the GIL all through a decode, which would
+    stop a job's other threads); where no child can be started it runs here. Both give the
+    same phones, chunked or not."""
+    import models.sphinx_decode as sphinx
+    from models import phones as module
+
+    x, rate, phones = yongen
+    chunked = RecogniserConfig(max_chunk_s=3.0, cut_search_s=1.0)
+    assert len(chunk_bounds(to_16k(x, rate), 3.0, 1.0)) > 1
+    children = []
+    real_run = sphinx.subprocess.run
+
+    def counted(*args, **kwargs):
+        children.append(args[0])
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(sphinx.subprocess, "run", counted)
+    monkeypatch.setattr(module, "_RECOGNISERS", {})
+    assert recognise_phones(x, rate) == phones
+    in_child = recognise_phones(x, rate, chunked)
+    assert len(children) == 2  # one child per call, all its chunks in it
+
+    def no_child(*args, **kwargs):
+        raise OSError("no processes here")
+
+    monkeypatch.setattr(sphinx.subprocess, "run", no_child)
+    monkeypatch.setattr(module, "_RECOGNISERS", {})
+    assert recognise_phones(x, rate) == phones
+    assert recognise_phones(x, rate, chunked) == in_child
+
+
+def test_a_failing_child_says_why() -> None:
+    from models.sphinx_decode import decode_in_child
+
+    with pytest.raises(RuntimeError, match="PocketSphinx child process failed"):
+        decode_in_child(b"\x00\x00" * 1600, [(0, 3200)], lw=0.8, beam=1e-20, pbeam="not a number")
