@@ -59,6 +59,7 @@ from models.mouth_geometry import (
     alpha_polygon,
     articulate_local,
     articulate_many,
+    chin_rise_limit,
     inset_inner_lips,
     jaw_skirt,
     lip_curves,
@@ -191,7 +192,8 @@ class ClassicalLipSync:
         each frame (a 2-frame exponential average in face coordinates, which head motion
         does not disturb) keeps the synthetic mouth from trembling.
         """
-        now = neutral_local(uv, self.warp)
+        warp = replace(self.warp, max_chin_rise=chin_rise_limit(self.warp, state.jaw.chin_edge))
+        now = neutral_local(uv, warp)
         if state.neutral_uv is not None and state.neutral_uv.shape == now.shape:
             now = 0.5 * (now + state.neutral_uv)
         state.neutral_uv = now

@@ -1,17 +1,23 @@
 """Lower jaw landmarks moved onto the face's real silhouette, found by colour.
 
 dlib's 68-point jaw line (points 0-16) is a prior more than a measurement: on a wide-open
-mouth or a turned head its chin points sit up to 0.3 inter-ocular distances inside the
-face (the far side of a turned jaw). The engine raises the chin along those points
-(`models.mouth_geometry.jaw_skirt` carries the shadow band under them), so a real chin
-edge below them is left in the stretched zone between the moving jaw and the fixed ring: a dark wedge of collar under
-the chin, a notch where the jaw meets the sweater. So each lower jaw point is pushed along
-its outward normal to where the colour leaves the chin's skin colour (CIELAB, lightness
-counted at half weight since the underside of a chin is shaded skin), never further than
-`MAX_REACH` and only where the outside clearly differs from the skin (a neck of the same
-skin and light has no edge to find: those points keep dlib's place). Per frame the edges
-are noisy (a fold, a hand, the collar's seam); a track's edges are a median over its last
-frames (`JawHistory`), which a one-frame edge cannot move.
+mouth or a turned head its chin points sit up to 0.4 inter-ocular distances inside the
+face (the far side of a turned jaw, the corner of a square chin). The engine raises the
+chin along those points (`models.mouth_geometry.jaw_skirt` carries the shadow band under
+them), so a real chin edge below them is left in the stretched zone between the moving jaw
+and the fixed ring: a dark wedge of collar under the chin, a notch where the jaw meets the
+sweater. So each lower jaw point is pushed along its outward normal to where the colour
+leaves the chin's skin colour (CIELAB, lightness counted at half weight since the underside
+of a chin is shaded skin):
+- never further than `MAX_REACH`, more on a wide-open mouth (`OPEN_REACH`), and only where
+  the outside clearly differs from the skin (a neck of the same skin and light has no edge
+  to find: those points keep dlib's place);
+- a point alone with an edge keeps dlib's place, and none moves more than `SPIKE` beyond
+  both its neighbours (`_along_contour`);
+- per frame the edges are noisy (a fold, a hand, the collar's seam): a track's edges are a
+  median over its last frames (`JawHistory`), which a one-frame edge cannot move. The
+  history also says how often the chin lies over clothing (`JawHistory.chin_edge`), which
+  bounds how far the chin may rise (`models.mouth_geometry.chin_rise_limit`).
 """
 from __future__ import annotations
 
@@ -24,7 +30,15 @@ import numpy as np
 POINTS = tuple(range(4, 13))
 """Jaw points refined: the chin and the jaw up to below the mouth corners."""
 MAX_REACH = 0.3
-"""Farthest a point moves outward (inter-ocular distances)."""
+"""Farthest a point moves outward on a closed mouth (inter-ocular distances): past it a
+neck of the chin's own colour runs on to the collar, whose edge is not the chin's."""
+OPEN_REACH = 0.75
+"""Extra reach per unit of inner-lip gap beyond OPEN_FROM (s / s): dlib's chin lags a
+dropped jaw, by 0.2-0.4 s on a laugh's wide-open mouth (quick start 163-175)."""
+OPEN_FROM = 0.1
+"""Inner-lip gap (s) from which the reach grows..."""
+MAX_OPEN_REACH = 0.45
+"""...up to this reach (s)."""
 MAX_INWARD = 0.12
 """Farthest a point moves inward (inter-ocular distances)."""
 STEP = 0.01
@@ -34,6 +48,10 @@ MIN_CONTRAST = 14.0
 skin and what lies beyond the edge for the edge to count."""
 OUTSIDE_RUN = 3
 """Consecutive samples past the half-way colour that confirm an edge (not a freckle)."""
+SPIKE = 0.12
+"""Farthest a point's offset lies beyond both its neighbours' (inter-ocular distances)."""
+NEAR_RUN = 5
+"""Samples before a crossing whose median is the level the colour rises from."""
 LIGHTNESS_WEIGHT = 0.5
 """Weight of CIELAB lightness against its colour axes: a shaded chin is still skin."""
 WORK_SCALE = 48.0
@@ -77,7 +95,9 @@ def jaw_offsets(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     offsets = np.zeros(len(POINTS))
     if s < 8:
         return offsets
-    margin = (MAX_REACH + 0.05) * s
+    gap = float(np.linalg.norm(pts[66] - pts[62])) / s
+    reach = min(MAX_REACH + OPEN_REACH * max(0.0, gap - OPEN_FROM), MAX_OPEN_REACH)
+    margin = (reach + 0.05) * s
     h, w = image.shape[:2]
     region = np.concatenate([pts[list(POINTS)], pts[48:60]])
     x0, y0 = np.maximum(np.floor(region.min(axis=0) - margin).astype(int), 0)
@@ -96,7 +116,7 @@ def jaw_offsets(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         return offsets
     weight = np.array([LIGHTNESS_WEIGHT, 1.0, 1.0], np.float32)
     distance = np.linalg.norm((lab - skin) * weight, axis=2)
-    steps = np.arange(-MAX_INWARD, MAX_REACH + 1e-9, STEP) * s
+    steps = np.arange(-MAX_INWARD, reach + 1e-9, STEP) * s
     rays = local[list(POINTS)][:, None, :] + (zoom * steps)[None, :, None] * _normals(pts)[:, None, :]
     profile = cv2.remap(distance, rays[..., 0].astype(np.float32), rays[..., 1].astype(np.float32),
                         cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -105,28 +125,40 @@ def jaw_offsets(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
 
 def _edges(profile: np.ndarray, steps: np.ndarray) -> np.ndarray:
     """Per row of `profile` (colour distance from the skin along one normal, at `steps`
-    pixels): where it first crosses half way from the jaw's own (the median of the
-    samples up to the dlib point: shaded skin) to the outside's (the median of the next
-    OUTSIDE_RUN samples) and stays past it over those samples; 0 without such an edge."""
+    pixels): the first sample where the colour crosses half way from the level just before
+    it (the median of the NEAR_RUN samples up to it: a shaded underside of the chin reads
+    higher than the chin above it, and must not hide the edge beyond) to the outside's (the
+    median of the next OUTSIDE_RUN samples) and stays past it over those samples, where the
+    outside differs from the jaw's own colour (the median of the samples up to the dlib
+    point) by MIN_CONTRAST; 0 without such an edge."""
     inside = np.median(profile[:, steps <= 0], axis=1)[:, None]
     runs = np.lib.stride_tricks.sliding_window_view(profile[:, 1:], OUTSIDE_RUN, axis=1)
     outside = np.median(runs, axis=2)
-    half = inside + 0.5 * (outside - inside)
+    padded = np.concatenate([np.repeat(profile[:, :1], NEAR_RUN - 1, axis=1), profile], axis=1)
+    near = np.median(np.lib.stride_tricks.sliding_window_view(padded, NEAR_RUN, axis=1), axis=2)[:, :-OUTSIDE_RUN]
+    half = near + 0.5 * (outside - near)
     before = profile[:, :-OUTSIDE_RUN]
     edge = (outside - inside >= MIN_CONTRAST) & (before < half) & (half <= runs.min(axis=2))
     found = edge.any(axis=1)
     j = np.argmax(edge, axis=1)  # the first crossing: sample j lies before it, j + 1 after
     rows = np.arange(len(profile))
     rise = np.maximum(profile[rows, j + 1] - profile[rows, j], 1e-6)
-    t = (half[rows, j] - profile[rows, j]) / rise
+    t = np.clip((half[rows, j] - profile[rows, j]) / rise, 0.0, 1.0)
     return np.where(found, steps[j] + t * (steps[j + 1] - steps[j]), 0.0)
 
 
-def _kept(offsets: np.ndarray) -> np.ndarray:
-    """The offsets of points whose neighbour found an edge too; 0 for the others, so a
-    single stray edge (a shadow, a collar seam) does not bend the contour."""
+def _along_contour(offsets: np.ndarray) -> np.ndarray:
+    """The offsets of points whose neighbour found an edge too (0 for the others: a single
+    stray edge, a shadow or a collar seam, must not bend the contour), each kept within
+    SPIKE of its neighbours' range (the unrefined points 3 and 13 count as 0): a single
+    point run on to the collar would bend the chin into a spike, while a chin's real
+    corner, where dlib's jaw cuts across a square chin, moves its neighbours too."""
     found = np.concatenate([[False], offsets != 0, [False]])
-    return offsets * (found[1:-1] & (found[:-2] | found[2:]))
+    kept = offsets * (found[1:-1] & (found[:-2] | found[2:]))
+    padded = np.concatenate([[0.0], kept, [0.0]])
+    low = np.minimum(padded[:-2], padded[2:]) - SPIKE
+    high = np.maximum(padded[:-2], padded[2:]) + SPIKE
+    return np.clip(kept, low, high)
 
 
 def _moved(pts: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -140,7 +172,7 @@ def refine_jaw(image: np.ndarray, landmarks: np.ndarray, history: JawHistory | N
     """The 68 landmarks (pixels) with the lower jaw points (POINTS) on the face's silhouette.
 
     image: RGB uint8 frame. Returns a new float64 68x2 array; the other points are
-    unchanged. A point moves only where a neighbour found an edge too. With a track's
+    unchanged. A point moves only where a neighbour found an edge too, and at most SPIKE beyond its neighbours. With a track's
     `history`, each point's edge is the median over its last HISTORY frames, so an edge
     seen in one frame only (a hand, a fold) neither moves nor flickers the jaw."""
     pts = np.asarray(landmarks, dtype=np.float64).reshape(68, 2).copy()
@@ -148,20 +180,28 @@ def refine_jaw(image: np.ndarray, landmarks: np.ndarray, history: JawHistory | N
     if history is not None:
         s = max(_inter_ocular(pts), 1e-6)
         offsets = history.smoothed(frame_index, offsets / s) * s
-    kept = _kept(offsets)
+    kept = _along_contour(offsets)
     return _moved(pts, kept) if kept.any() else pts
 
 
 HISTORY = 5
 """Frames over which a track's jaw edges are a median (200 ms at 25 fps)."""
+CHIN = [POINTS.index(i) for i in (7, 8, 9)]
+"""Indices (in POINTS) of the chin's points, whose edges say what lies under the chin."""
+EDGE_RATE = 0.08
+"""Per-frame weight of the exponential average `JawHistory.chin_edge` (about half a second
+at 25 fps): slow enough that the chin's reach does not flicker."""
 
 
 @dataclass
 class JawHistory:
-    """One track's recent jaw edge offsets (inter-ocular distances, 0 = no edge found)."""
+    """One track's recent jaw edge offsets (inter-ocular distances, 0 = no edge found), and
+    `chin_edge`: how often the chin's points find an edge (0-1, an exponential average), so
+    how often the chin lies over clothing or background rather than a neck of its own skin."""
 
     recent: deque = field(default_factory=lambda: deque(maxlen=HISTORY))
     last_frame: int | None = None
+    chin_edge: float = 0.0
 
     def smoothed(self, frame_index: int, offsets: np.ndarray) -> np.ndarray:
         """This frame's offsets folded in (once per frame), then the per-point median."""
@@ -170,4 +210,6 @@ class JawHistory:
         else:
             self.recent.append(offsets)
             self.last_frame = frame_index
+            found = float(np.mean(offsets[CHIN] != 0))
+            self.chin_edge += EDGE_RATE * (found - self.chin_edge)
         return np.median(np.stack(self.recent), axis=0)

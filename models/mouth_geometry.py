@@ -65,7 +65,8 @@ class WarpConfig:
     openness_curve: float = 1.0  # gap = max_gap * openness ** openness_curve (< 1: opens more mid-way)
     lower_share: float = 0.85  # of the gap taken by the lower lip and chin (jaw drop)
     jaw_close_share: float = 0.5  # of the original gap by which the chin rises when closing
-    max_chin_rise: float = 0.16  # ...but at most this far: past it the collar shows as a wedge
+    max_chin_rise: float = 0.16  # ...but at most this far over a neck of its own skin
+    clothing_chin_rise: float = 0.10  # ...and this far over clothing (`chin_rise_limit`)
     corner_drop: float = 0.3  # corners move down by this share of the gap
     widen: float = 0.12  # relative mouth-width change at width 1
     narrow: float = 0.22  # relative mouth-width change at rounding 1
@@ -100,6 +101,21 @@ def jaw_motion(i: int) -> float:
 JAW_MOTION = np.array([jaw_motion(i) for i in JAW])
 """`jaw_motion` of each JAW point, in order."""
 LIPS = list(range(48, 68))
+
+
+CLOTHING_SHARE = 0.3
+"""`chin_rise_limit`: share of frames with an edge under the chin from which the chin is
+taken to lie over clothing."""
+
+
+def chin_rise_limit(cfg: WarpConfig, chin_edge: float) -> float:
+    """How far (s) a chin may rise to close a mouth, given how often an edge is found under
+    it (`models.jaw_contour.JawHistory.chin_edge`, 0-1). Over a neck of its own skin the
+    revealed neck is more skin (max_chin_rise); over a collar or a sweater the warp drags
+    the clothing's edge up behind the chin, and where it is not parallel to the jaw that
+    shows as a dark wedge, so the lips take more of the closing (clothing_chin_rise)."""
+    share = float(np.clip(chin_edge / CLOTHING_SHARE, 0.0, 1.0))
+    return cfg.max_chin_rise + share * (cfg.clothing_chin_rise - cfg.max_chin_rise)
 
 
 def neutral_local(uv: np.ndarray, cfg: WarpConfig) -> np.ndarray:

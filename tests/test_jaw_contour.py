@@ -7,7 +7,18 @@ import cv2
 import numpy as np
 import pytest
 
-from models.jaw_contour import HISTORY, MAX_INWARD, MAX_REACH, POINTS, JawHistory, jaw_offsets, refine_jaw
+from models.jaw_contour import (
+    HISTORY,
+    MAX_INWARD,
+    MAX_OPEN_REACH,
+    MAX_REACH,
+    POINTS,
+    SPIKE,
+    JawHistory,
+    _along_contour,
+    jaw_offsets,
+    refine_jaw,
+)
 
 SKIN = (205, 150, 125)
 COLLAR = (30, 90, 75)
@@ -67,6 +78,59 @@ def test_an_edge_beyond_reach_is_not_chased():
     assert np.all(offsets >= -MAX_INWARD * S - 1e-6)
     chin = list(POINTS).index(8)
     assert offsets[chin] == 0.0  # the chin's edge is 0.3 x 110 px = 0.41 s away
+
+
+def test_a_wide_open_mouth_reaches_a_chin_further_down():
+    """dlib's chin lags a dropped jaw: with the inner lips 0.35 s apart the reach grows, and
+    a chin edge 0.41 s below the points, out of reach on a closed mouth, is found."""
+    image, pts = drawn_chin(COLLAR, inset=0.7)
+    chin = list(POINTS).index(8)
+    assert jaw_offsets(image, pts)[chin] == 0.0
+    opened = pts.copy()
+    opened[66, 1] += 0.35 * S
+    assert 0.4 * S < jaw_offsets(image, opened)[chin] <= MAX_OPEN_REACH * S
+    assert np.all(np.abs(on_ellipse(refine_jaw(image, opened)[list(POINTS)]) - 1.0) < 0.02)
+
+
+def test_a_shaded_underside_does_not_hide_the_chin_edge():
+    """The underside of a chin is shaded skin, a little off the chin's colour; the edge is
+    where that shade meets the collar (the rise starts from the shade's level, not the
+    chin's), found through a soft focus too."""
+    image, pts = drawn_chin(COLLAR, inset=0.85)
+    cv2.ellipse(image, (int(CENTRE[0]), int(CENTRE[1])), (80, 110), 0, 0, 360, (180, 130, 108), -1,
+                lineType=cv2.LINE_AA)
+    cv2.ellipse(image, (int(CENTRE[0]), int(CENTRE[1])), (73, 101), 0, 0, 360, SKIN, -1, lineType=cv2.LINE_AA)
+    image = cv2.GaussianBlur(image, (0, 0), 2.0)
+    after = on_ellipse(refine_jaw(image, pts)[list(POINTS)])
+    assert np.all(np.abs(after - 1.0) < 0.04), after  # the blur pulls the half-way point in by ~3 px
+
+
+def test_a_lone_point_run_on_to_the_collar_is_held_to_its_neighbours():
+    """One point's edge far beyond its neighbours' (it ran past the chin on to the collar's
+    own edge) is held to SPIKE beyond them; a point alone with an edge keeps dlib's place;
+    a run of points that agree moves as found."""
+    lone = np.array([0.0, 0.01, 0.02, 0.4, 0.03, 0.02, 0.0, 0.0, 0.0])
+    assert _along_contour(lone)[3] == pytest.approx(0.03 + SPIKE)
+    stray = np.array([0.0, 0.0, 0.0, 0.2, 0.0, 0.0, 0.0, 0.0, 0.0])
+    assert not _along_contour(stray).any()
+    corner = np.array([0.0, 0.05, 0.15, 0.25, 0.2, 0.1, 0.05, 0.0, 0.0])
+    assert np.array_equal(_along_contour(corner), corner)
+
+
+def test_the_history_says_how_often_a_chin_lies_over_clothing():
+    """`JawHistory.chin_edge` grows while the chin's points find an edge (a collar) and stays
+    0 over a neck of the chin's own skin; a frame rendered twice counts once."""
+    collar, pts = drawn_chin(COLLAR)
+    neck, _ = drawn_chin(SKIN)
+    over_collar, over_neck = JawHistory(), JawHistory()
+    for frame in range(30):
+        refine_jaw(collar, pts, over_collar, frame)
+        refine_jaw(neck, pts, over_neck, frame)
+    assert over_neck.chin_edge == 0.0
+    assert 0.9 < over_collar.chin_edge <= 1.0
+    before = over_neck.chin_edge
+    refine_jaw(collar, pts, over_neck, 29)  # the same frame again: not a new sighting
+    assert over_neck.chin_edge == before
 
 
 def test_one_stray_edge_does_not_bend_the_contour():

@@ -1,6 +1,8 @@
 """The lower face's geometry: closing a mouth lifts the chin with the jaw, within a bound."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,6 +15,7 @@ from models.mouth_geometry import (
     WarpConfig,
     articulate_local,
     articulate_many,
+    chin_rise_limit,
     neutral_local,
 )
 from models.mouth_params import MouthShape
@@ -49,6 +52,21 @@ def test_a_wide_open_mouth_lifts_the_chin_no_further_than_the_bound():
     rise = open_mouth(0.45)[list(JAW), 1] - closed[list(JAW), 1]
     assert np.isclose(rise.max(), cfg.max_chin_rise) and rise.min() >= 0
     assert np.allclose(closed[list(UPPER_INNER), 1], closed[list(LOWER_INNER), 1])
+
+
+@settings(max_examples=60, deadline=None)
+@given(low=st.floats(0.0, 1.0), high=st.floats(0.0, 1.0))
+def test_a_chin_over_clothing_rises_less(low, high):
+    """`chin_rise_limit` goes from max_chin_rise (a neck of the chin's own skin under it, no
+    edge found) down to clothing_chin_rise (an edge under the chin in most frames), never
+    past either, and never rises more for a chin found over clothing more often."""
+    cfg = WarpConfig()
+    assert chin_rise_limit(cfg, 0.0) == cfg.max_chin_rise
+    assert np.isclose(chin_rise_limit(cfg, 1.0), cfg.clothing_chin_rise)
+    a, b = sorted((low, high))
+    assert cfg.clothing_chin_rise - 1e-12 <= chin_rise_limit(cfg, b) <= chin_rise_limit(cfg, a) <= cfg.max_chin_rise
+    closed = neutral_local(open_mouth(0.45), replace(cfg, max_chin_rise=chin_rise_limit(cfg, b)))
+    assert np.isclose((open_mouth(0.45)[8, 1] - closed[8, 1]), chin_rise_limit(cfg, b))
 
 
 @settings(max_examples=40, deadline=None)
