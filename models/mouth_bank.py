@@ -10,7 +10,9 @@ and the descriptors that choose it:
 - opening: inner-lip gap at the centre (s units); width: mouth-corner distance (s);
 - rounding: outer-lip height / width; teeth: share of the inner mouth's upper band that
   is teeth-coloured (0-1); pose: (pitch, yaw, roll) degrees;
-- sharpness: variance of the Laplacian of the grey mouth area (motion blur scores low);
+- sharpness: variance of the Laplacian of the grey mouth area over the area's own variance
+  (x100; motion blur scores low, and a toothy mouth's bright edges do not read sharper than
+  the same focus on closed lips);
 - brightness: mean luma (0-255) of the skin around the mouth.
 
 Memory is bounded and independent of the video length: at most `capacity` samples
@@ -29,6 +31,9 @@ from models.lip_contour import refine_outer_lips
 
 PX_PER_S = 100
 """Canonical resolution: pixels per inter-ocular distance."""
+BLUR_COST = 0.6
+"""Cost (1 ~ visible) of a sample half as sharp as the bank's sharp end: a motion-blurred
+mouth pasted into a sharp frame was a blind test's giveaway (quick start + sun.wav, 132)."""
 U_RANGE = (-0.95, 0.95)
 V_RANGE = (-0.5, 1.0)
 """Canonical window in s units around the mouth centre: under the nose to below the lower
@@ -216,13 +221,14 @@ def sample_mouth(image: np.ndarray, landmarks: np.ndarray, pose: tuple[float, fl
     skin_luma = float(grey[ring > 0].mean()) if ring.any() else float(grey.mean())
     x0, y0 = np.floor(uv_px[48:60].min(axis=0)).astype(int)
     x1, y1 = np.ceil(uv_px[48:60].max(axis=0)).astype(int)
-    lap = _laplacian(grey[max(y0, 0):y1, max(x0, 0):x1].astype(np.float32))
+    lips = grey[max(y0, 0):y1, max(x0, 0):x1].astype(np.float32)
+    lap = _laplacian(lips)
     width = mouth_width(uv)
     return MouthSample(
         patch=patch, uv=uv.astype(np.float32), opening=mouth_opening(uv), width=width,
         rounding=float((uv[57, 1] - uv[51, 1]) / max(width, 1e-3)),
         teeth=teeth_share(patch, inner, skin_luma), pose=tuple(pose) if pose is not None else (0.0, 0.0, 0.0),
-        sharpness=float(lap.var()) if lap.size else 0.0, brightness=skin_luma, time_ms=float(time_ms),
+        sharpness=100.0 * float(lap.var()) / max(float(lips.var()), 1.0) if lap.size else 0.0, brightness=skin_luma, time_ms=float(time_ms),
         centre_xy=(float(axes.origin[0]), float(axes.origin[1])))
 
 
@@ -365,8 +371,11 @@ class MouthBank:
         cost = ((col["opening"][None, :] - openings) / spread) ** 2 + ((col["width"][None, :] - widths) / 0.08) ** 2
         if pose is not None:
             cost += (((col["yaw"] - pose[1]) / 12.0) ** 2 + ((col["pitch"] - pose[0]) / 15.0) ** 2)[None, :]
-        sharp = col["sharpness"]
-        cost += 0.5 * np.clip(1.0 - sharp / max(float(np.median(sharp)), 1e-6), 0.0, 1.0)[None, :]
+        # Blur: each halving of the sharpness under the bank's sharp end (its 75th
+        # percentile) costs BLUR_COST, up to three halvings' worth.
+        sharp = np.maximum(col["sharpness"], 1e-6)
+        reference = max(float(np.percentile(sharp, 75)), 1e-6)
+        cost += BLUR_COST * np.clip(np.log2(reference / sharp), 0.0, 3.0)[None, :]
         # Closed targets avoid samples that show teeth (teeth the landmarks put inside the
         # lips would show as a white line); from TEETH_GAP up they favour them, twice as
         # much while the person's own mouth shows its teeth (`show_teeth`: a grin keeps its

@@ -61,6 +61,35 @@ def test_samples_are_canonical_patches_with_descriptors(d12_samples):
     assert np.abs(np.array(centres)).max() < 1e-6
 
 
+def test_sharpness_reads_focus_not_contrast(data_dir, backend):
+    """A motion-blurred mouth scores well under the same mouth in focus, while the same
+    mouth at half its contrast (dimmer light, a paler mouth) scores about the same: a
+    toothy mouth's bright edges must not read as sharper than closed lips in the same focus."""
+    import cv2
+
+    image = frame_at(data_dir / "video" / "d12.mp4", 5000)
+    face = backend.detect(image, with_embedding=False)[0]
+    sharp = sample_mouth(image, face.landmarks, face.pose, 5000)
+    kernel = np.zeros((9, 9), np.float32)
+    kernel[4, :] = 1 / 9  # a 9-pixel horizontal motion blur
+    blurred = sample_mouth(cv2.filter2D(image, -1, kernel), face.landmarks, face.pose, 5000)
+    mean = image.reshape(-1, 3).mean(axis=0)
+    dim = np.clip(mean + 0.5 * (image.astype(np.float32) - mean), 0, 255).astype(np.uint8)
+    faded = sample_mouth(dim, face.landmarks, face.pose, 5000)
+    assert blurred.sharpness < 0.6 * sharp.sharpness
+    assert faded.sharpness == pytest.approx(sharp.sharpness, rel=0.2)
+
+
+def test_a_blurred_sample_costs_more_than_a_sharp_one_of_the_same_shape(d12_samples):
+    """Between two samples of one shape, the plan takes the one in focus."""
+    base = d12_samples[1000]
+    bank = MouthBank(capacity=8)
+    for sharpness in (4.0, 4.0, 4.0, 1.0):
+        bank.add(replace(base, sharpness=sharpness))
+    cost = bank.costs(base.opening, base.width, base.pose)
+    assert cost[3] - cost[0] > 0.5  # two halvings under the bank's sharp end
+
+
 def test_full_bank_keeps_the_range_of_shapes_not_the_first_n(d12_samples):
     base = d12_samples[1000]
     bank = MouthBank(capacity=8)
