@@ -47,8 +47,10 @@ NO_AUDIO_SCORE = -5.0
 # memory to a few hundred MB on the CPU path.
 MAX_BATCH_FRAMES = 150
 # Temporal reach of the visual encoder in frames: three blocks, each with a 5-tap temporal
-# conv, so a frame's embedding depends on the frames up to 6 either side and no further.
-VISUAL_REACH = 6
+# conv (BLOCK_REACH frames either side), so a frame's embedding depends on the frames up to 6
+# either side and no further.
+BLOCK_REACH = 2
+VISUAL_REACH = 3 * BLOCK_REACH
 # The audio encoder's, in video frames: 5-tap convs at 100, 50 and 25 Hz with two stride-2
 # pools between them, so video frame k's embedding depends on the MFCCs of frames k-5..k+4.
 AUDIO_REACH = 5
@@ -123,11 +125,33 @@ class VisualEncoder(nn.Module):
     def _pool(x: torch.Tensor) -> torch.Tensor:
         return F.max_pool3d(x, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
 
+    def steps(self) -> list[nn.Module]:
+        """The encoder as three modules run one after another, one per block (each reaches
+        BLOCK_REACH frames either side), so a caller can drop the frames between them that
+        the next no longer needs (`ActiveSpeakerModel`'s edge clips)."""
+        return [_Step(self.block1, self._pool), _Step(self.block2, self._pool), _Step(self.block3, _spatial_max)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._pool(self.block1(x))
-        x = self._pool(self.block2(x))
-        x = self.block3(x)
-        return x.amax(dim=(3, 4)).transpose(1, 2)
+        for step in self.steps():
+            x = step(x)
+        return x
+
+
+def _spatial_max(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, T, H, W] -> [B, T, C]: the encoder's spatial max."""
+    return x.amax(dim=(3, 4)).transpose(1, 2)
+
+
+class _Step(nn.Module):
+    """One block of the visual encoder and what follows it (a pool, or the spatial max)."""
+
+    def __init__(self, block: nn.Module, after) -> None:
+        super().__init__()
+        self.block = block
+        self.after = after
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.after(self.block(x))
 
 
 class AudioEncoder(nn.Module):
@@ -223,21 +247,26 @@ def load_state_dict_strict(net: LightASD, path: str | os.PathLike) -> None:
     net.train(False)
 
 
-def _frozen_visual(encoder: VisualEncoder):
-    """The visual encoder traced, frozen and optimised for inference (TorchScript: batch norm
-    folded into the convolutions, oneDNN's blocked layouts), for the CPU: the same embeddings
-    to 1e-6 whatever the batch and length, at about a third of the CPU (150 frames: 0.9 s
-    instead of 2.7 on this 2-core machine). None where TorchScript cannot build it (the module
-    then runs as is). TorchScript is deprecated for `torch.compile`, which needs a C compiler
-    at run time; its deprecation warnings are silenced here."""
+def _frozen_visual(encoder: VisualEncoder) -> list | None:
+    """The visual encoder's steps (`VisualEncoder.steps`) traced, frozen and optimised for
+    inference (TorchScript: batch norm folded into the convolutions, oneDNN's blocked
+    layouts), for the CPU: the same embeddings to 1e-6 whatever the batch and length, at
+    about a third of the CPU (150 frames: 0.9 s instead of 2.7 on this 2-core machine). None
+    where TorchScript cannot build them (the module then runs as is). TorchScript is
+    deprecated for `torch.compile`, which needs a C compiler at run time; its deprecation
+    warnings are silenced here."""
     example = torch.zeros(1, 1, 2 * VISUAL_REACH + 1, CROP_SIZE, CROP_SIZE)
+    frozen = []
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            return torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(encoder.eval(), example)))
+            for step in encoder.eval().steps():
+                frozen.append(torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(step.eval(), example))))
+                example = step(example)
     except (RuntimeError, torch.jit.Error) as exc:  # pragma: no cover - depends on the torch build
         log.warning("Light-ASD's visual encoder runs unfrozen: %s", exc)
         return None
+    return frozen
 
 
 def _cores() -> int:
@@ -295,11 +324,23 @@ class ActiveSpeakerModel:
         (its frames past the audio's end too, NO_AUDIO_SCORE)."""
         return math.lcm(*(d * ASD_FPS for d in self.durations_s))
 
-    def _encode_visual(self, faces: torch.Tensor) -> torch.Tensor:
-        """`LightASD.model.encode_visual`, through the frozen encoder where there is one."""
-        if self._visual is None:
-            return self.net.model.encode_visual(faces)
-        return self._visual(((faces / 255.0 - PIXEL_MEAN) / PIXEL_STD).unsqueeze(1))
+    def _encode_visual(self, faces: torch.Tensor, keep: str | None = None) -> torch.Tensor:
+        """`LightASD.model.encode_visual`, through the frozen encoder where there is one.
+
+        keep "head" or "tail": only the first (last) `len - VISUAL_REACH` frames' embeddings
+        are wanted, those that do not see the clip's far (near) end; each step then runs only
+        on the frames the rest still needs (about a fifth less work for an edge clip of
+        `_shared_windows`), with the same numbers for the frames returned."""
+        steps = self._visual or self.net.model.visualEncoder.steps()
+        x = ((faces / 255.0 - PIXEL_MEAN) / PIXEL_STD).unsqueeze(1)
+        for i, step in enumerate(steps):
+            x = step(x)
+            if keep is not None:
+                wanted = faces.shape[1] - BLOCK_REACH * (i + 1)  # frames that do not see the far end yet
+                frames = x.shape[1] if i == len(steps) - 1 else x.shape[2]  # [B, T, C] after the last step
+                cut = slice(0, wanted) if keep == "head" else slice(frames - wanted, frames)
+                x = x[:, cut] if i == len(steps) - 1 else x[:, :, cut].contiguous()
+        return x
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device | None = None, durations_s: Sequence[int] = DEFAULT_DURATIONS_S) -> "ActiveSpeakerModel":
@@ -311,32 +352,38 @@ class ActiveSpeakerModel:
         log.info("Light-ASD loaded from %s on %s", path, device)
         return cls(net, torch.device(device), durations_s)
 
-    def _encode_visual_clips(self, faces: torch.Tensor, clips: list[tuple[int, int]]) -> list[torch.Tensor]:
-        """Visual embeddings [len, 128] of each [start, end) clip encoded alone; equal lengths
-        are batched, the batches run in the visual workers (`_visual_pool`)."""
+    def _encode_visual_clips(self, faces: torch.Tensor, clips: list[tuple[int, int]],
+                             keep: list[str | None] | None = None) -> list[torch.Tensor]:
+        """Visual embeddings [len, 128] of each [start, end) clip encoded alone (keep[i]
+        "head" or "tail": only those of its frames that do not see its other end, see
+        `_encode_visual`); equal lengths are batched, the batches run in the visual workers
+        (`_visual_pool`)."""
+        keep = keep or [None] * len(clips)
         out: list[torch.Tensor | None] = [None] * len(clips)
-        by_length: dict[int, list[int]] = {}
+        by_kind: dict[tuple[int, str | None], list[int]] = {}
         for i, (start, end) in enumerate(clips):
-            by_length.setdefault(end - start, []).append(i)
+            by_kind.setdefault((end - start, keep[i]), []).append(i)
         groups = []
-        for length, idx in by_length.items():
+        for (length, kept), idx in by_kind.items():
             per_batch = max(1, MAX_BATCH_FRAMES // length)
-            groups += [idx[j:j + per_batch] for j in range(0, len(idx), per_batch)]
+            groups += [(idx[j:j + per_batch], kept) for j in range(0, len(idx), per_batch)]
         pool = self._visual_pool()
         if pool is None:
-            results = [self._encode_visual_group(faces, clips, group) for group in groups]
+            results = [self._encode_visual_group(faces, clips, group, kept) for group, kept in groups]
         else:
-            results = [f.result() for f in [pool.submit(self._encode_visual_group, faces, clips, group) for group in groups]]
-        for group, embs in zip(groups, results):
+            results = [f.result() for f in [pool.submit(self._encode_visual_group, faces, clips, group, kept)
+                                            for group, kept in groups]]
+        for (group, _), embs in zip(groups, results):
             for i, emb in zip(group, embs):
                 out[i] = emb
         return out  # type: ignore[return-value]
 
-    def _encode_visual_group(self, faces: torch.Tensor, clips: list[tuple[int, int]], group: list[int]) -> torch.Tensor:
+    def _encode_visual_group(self, faces: torch.Tensor, clips: list[tuple[int, int]], group: list[int],
+                             keep: str | None = None) -> torch.Tensor:
         """One batch of equal-length clips through the visual encoder, in whichever thread runs
         it (inference mode and the intra-op threads belong to a thread)."""
         with torch.inference_mode(), intra_op_threads(self.threads):
-            return self._encode_visual(torch.stack([faces[clips[i][0]:clips[i][1]] for i in group]).float())
+            return self._encode_visual(torch.stack([faces[clips[i][0]:clips[i][1]] for i in group]).float(), keep)
 
     def _visual_pool(self) -> ThreadPoolExecutor | None:
         """The visual workers, started on first use; None with one worker (run in the caller's thread)."""
@@ -364,13 +411,13 @@ class ActiveSpeakerModel:
 
     def _window_visual(self, faces: torch.Tensor, windows_by_duration: list[list[tuple[int, int]]]) -> list[list[torch.Tensor]]:
         """Per duration, per window: the visual embeddings the window would get if encoded alone."""
-        return _shared_windows(lambda clips: self._encode_visual_clips(faces, clips), faces.shape[0],
+        return _shared_windows(lambda clips, keep: self._encode_visual_clips(faces, clips, keep), faces.shape[0],
                                VISUAL_REACH, windows_by_duration)
 
     def _window_audio(self, mfcc: torch.Tensor, n_frames: int,
                       windows_by_duration: list[list[tuple[int, int]]]) -> list[list[torch.Tensor]]:
         """Per duration, per window: the audio embeddings the window would get if encoded alone."""
-        return _shared_windows(lambda clips: self._encode_audio_clips(mfcc, clips), n_frames, AUDIO_REACH,
+        return _shared_windows(lambda clips, keep: self._encode_audio_clips(mfcc, clips), n_frames, AUDIO_REACH,
                                windows_by_duration)
 
     def _score_windows(self, windows: list[tuple[int, int]], audio: list[torch.Tensor], visual: list[torch.Tensor],
@@ -428,23 +475,26 @@ def _shared_windows(encode_clips, n: int, reach: int,
                     windows_by_duration: list[list[tuple[int, int]]]) -> list[list[torch.Tensor]]:
     """Per duration, per window: the embeddings [len, C] an encoder whose output frame
     depends on the input frames up to `reach` either side would give the window encoded alone.
-    `encode_clips([(start, end), ...])` encodes each [start, end) frame range alone. The track
-    is encoded once (in pieces with a `reach` halo, so each piece is exact), then a clip of
-    2 * reach frames at each window boundary (shared by all window lengths) for the frames
-    that see the edge."""
+    `encode_clips([(start, end), ...], keep)` encodes each [start, end) frame range alone;
+    where keep[i] is "head" ("tail") it may return only the clip's first (last) len - reach
+    frames' embeddings. The track is encoded once (in pieces with a `reach` halo, so each
+    piece is exact), then a clip of 2 * reach frames at each window boundary (shared by all
+    window lengths) for the frames that see the edge."""
     pieces = [(s, min(s + MAX_BATCH_FRAMES, n)) for s in range(0, n, MAX_BATCH_FRAMES)]
     halos = [(max(0, s - reach), min(n, e + reach)) for s, e in pieces]
     starts = sorted({s for ws in windows_by_duration for s, _ in ws if s > 0})
     ends = sorted({e for ws in windows_by_duration for _, e in ws if e < n})
     edge = 2 * reach
     clips = [(s, min(s + edge, n)) for s in starts] + [(e - edge, e) for e in ends]
-    encoded = encode_clips(halos + clips)  # one call, so all the batches can run at once
+    keep = ([None] * len(halos) + ["head" if e - s == edge else None for s, e in clips[:len(starts)]]
+            + ["tail"] * len(ends))
+    encoded = encode_clips(halos + clips, keep)  # one call, so all the batches can run at once
     base = torch.cat([emb[s - lo:e - lo] for (s, e), (lo, _), emb in zip(pieces, halos, encoded)])
     embs = encoded[len(halos):]
     # A window starting at s: its first frames as in the clip [s, s + edge) (all of it when
     # the window is that short, as the clip then is the window). Ending at e: its last `reach`.
-    head = {s: emb if len(emb) < edge else emb[:reach] for s, emb in zip(starts, embs)}
-    tail = {e: emb[reach:] for e, emb in zip(ends, embs[len(starts):])}
+    head = {s: emb[:reach] if e - s == edge else emb for (s, e), emb in zip(clips, embs)}
+    tail = {e: emb[-reach:] for e, emb in zip(ends, embs[len(starts):])}
     result = []
     for windows in windows_by_duration:
         per_window = []

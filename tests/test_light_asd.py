@@ -20,6 +20,7 @@ from models.asd_crop import (
 )
 from models.light_asd import (
     NO_AUDIO_SCORE,
+    VISUAL_REACH,
     ActiveSpeakerModel,
     LightASD,
     load_state_dict_strict,
@@ -362,3 +363,24 @@ def test_the_frozen_visual_encoder_gives_the_modules_embeddings(models: dict[str
             faces = torch.from_numpy(rng.integers(0, 256, (batch, frames, 112, 112)).astype(np.float32))
             eager = model.net.model.encode_visual(faces)
             assert torch.allclose(model._encode_visual(faces), eager, atol=1e-5), (batch, frames)
+
+
+def test_an_edge_clip_runs_each_block_only_on_the_frames_still_needed(models: dict[str, ActiveSpeakerModel]) -> None:
+    """An edge clip's wanted frames (those that do not see its other end) come out as when
+    the whole clip is encoded, frozen or not, though each block ran on fewer frames."""
+    model = next(iter(models.values()))
+    rng = np.random.default_rng(9)
+    faces = torch.from_numpy(rng.integers(0, 256, (2, 2 * VISUAL_REACH, 112, 112)).astype(np.float32))
+    frozen = model._visual
+    try:
+        for steps in (frozen, None):  # the frozen encoder, then the module itself
+            model._visual = steps
+            with torch.inference_mode():
+                whole = model._encode_visual(faces)
+                head, tail = model._encode_visual(faces, "head"), model._encode_visual(faces, "tail")
+            assert head.shape == tail.shape == (2, VISUAL_REACH, 128)
+            assert torch.allclose(head, whole[:, :VISUAL_REACH], atol=1e-6)
+            assert torch.allclose(tail, whole[:, -VISUAL_REACH:], atol=1e-6)
+            assert not torch.allclose(head, whole[:, -VISUAL_REACH:], atol=1e-3)
+    finally:
+        model._visual = frozen
