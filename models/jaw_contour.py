@@ -172,9 +172,10 @@ def refine_jaw(image: np.ndarray, landmarks: np.ndarray, history: JawHistory | N
     """The 68 landmarks (pixels) with the lower jaw points (POINTS) on the face's silhouette.
 
     image: RGB uint8 frame. Returns a new float64 68x2 array; the other points are
-    unchanged. A point moves only where a neighbour found an edge too, and at most SPIKE beyond its neighbours. With a track's
-    `history`, each point's edge is the median over its last HISTORY frames, so an edge
-    seen in one frame only (a hand, a fold) neither moves nor flickers the jaw."""
+    unchanged. A point moves only where a neighbour found an edge too, and at most SPIKE
+    beyond its neighbours. With a track's `history`, each point's edge is the median over
+    its last HISTORY frames, so an edge seen in one frame only (a hand, a fold) neither
+    moves nor flickers the jaw."""
     pts = np.asarray(landmarks, dtype=np.float64).reshape(68, 2).copy()
     offsets = jaw_offsets(image, pts)
     if history is not None:

@@ -223,12 +223,13 @@ def sample_mouth(image: np.ndarray, landmarks: np.ndarray, pose: tuple[float, fl
     x1, y1 = np.ceil(uv_px[48:60].max(axis=0)).astype(int)
     lips = grey[max(y0, 0):y1, max(x0, 0):x1].astype(np.float32)
     lap = _laplacian(lips)
+    sharpness = 100.0 * float(lap.var()) / max(float(lips.var()), 1.0) if lap.size else 0.0
     width = mouth_width(uv)
     return MouthSample(
         patch=patch, uv=uv.astype(np.float32), opening=mouth_opening(uv), width=width,
         rounding=float((uv[57, 1] - uv[51, 1]) / max(width, 1e-3)),
         teeth=teeth_share(patch, inner, skin_luma), pose=tuple(pose) if pose is not None else (0.0, 0.0, 0.0),
-        sharpness=100.0 * float(lap.var()) / max(float(lips.var()), 1.0) if lap.size else 0.0, brightness=skin_luma, time_ms=float(time_ms),
+        sharpness=sharpness, brightness=skin_luma, time_ms=float(time_ms),
         centre_xy=(float(axes.origin[0]), float(axes.origin[1])))
 
 
