@@ -15,7 +15,7 @@ from models.visemes import choose_front_end, shape_at
 from stages.audio import load_audio
 from stages.decode import DecodeStage, VideoInfo, expected_frames
 from stages.follow import SharedDetections
-from stages.mouth_bank import FaceCandidatesStage, MouthBankStage
+from stages.mouth_bank import MouthBankStage
 from stream.context import JobContext
 from stream.errors import MediaError
 from stream.pipeline import Pipeline
@@ -60,8 +60,7 @@ def build_mouth_banks(video: str, info: VideoInfo, targets: Sequence, backend, s
     fps = bank_sample_fps(info, settings.detect_interval)
     stage = MouthBankStage(backend, people, capacity=settings.mouth_bank,
                            **({} if shared is None else {"detect_every": 1, "shared": shared}))
-    ahead = [FaceCandidatesStage(backend)] if shared is not None and hasattr(backend, "candidates") else []
-    pipeline = Pipeline(DecodeStage(video, sample_fps=fps), [*ahead, stage], queue_size=settings.queue_size)
+    pipeline = Pipeline(DecodeStage(video, sample_fps=fps), [stage], queue_size=settings.queue_size)
     # the video's own phones beside the pass: PocketSphinx runs in a child process
     # (`models.sphinx_decode`), on the core the pass leaves idle (it keeps about 1.3 busy)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="original-phones") as pool:

@@ -136,23 +136,6 @@ class _Seen:
         return float(np.abs(self.thumbnail - thumbnail).mean()) >= JUMP_GREY_LEVELS
 
 
-class FaceCandidatesStage(Stage):
-    """The face detector's network run on each sample ahead of `MouthBankStage`, in a thread
-    of its own: the network (~17 ms a 720p frame) releases the GIL, so it runs while the bank
-    stage fits the previous sample's landmarks. Its candidates go in the frame's notes, and
-    the bank stage's detection finishes from them (the same faces). For a bank stage that
-    detects on every sample (`detect_every` 1): it would be wasted on the followed ones."""
-
-    name = "candidates"
-
-    def __init__(self, backend: FaceBackend) -> None:
-        self.backend = backend
-
-    def process(self, frame: Frame):
-        frame.notes[self.name] = self.backend.candidates(frame.image)
-        return (frame,)
-
-
 class MouthBankStage(Stage):
     """Fills one `MouthBank` per requested person from the sampled frames it sees.
 
@@ -185,15 +168,13 @@ class MouthBankStage(Stage):
         self._previous: list[_Seen] = []
         # Faces continuing from the previous sample skip the backend's re-verification.
         self._accepts_known_boxes = "known_boxes" in inspect.signature(backend.detect).parameters
-        self._accepts_candidates = "candidates" in inspect.signature(backend.detect).parameters
 
     def process(self, frame: Frame):
         image = frame.image
         found = self._followed(image)
         detected = found is None
         if detected:
-            candidates = frame.notes.get(FaceCandidatesStage.name) if self._accepts_candidates else None
-            found = [(face, face_thumbnail(image, face.bbox)) for face in self._detected(image, candidates)]
+            found = [(face, face_thumbnail(image, face.bbox)) for face in self._detected(image)]
         seen = []
         for face, thumb in found:
             carried = self._carried_over(face, thumb)
@@ -293,16 +274,13 @@ class MouthBankStage(Stage):
         pose = again[0].pose
         return again[0] if pose is None or abs(pose[1]) <= MAX_YAW_DEG else None
 
-    def _detected(self, image: np.ndarray, candidates=None) -> list[Face]:
-        """Every face, by the full detector (known boxes skip the backend's re-verification;
-        `candidates`, the detector network's, from `FaceCandidatesStage`)."""
+    def _detected(self, image: np.ndarray) -> list[Face]:
+        """Every face, by the full detector (known boxes skip the backend's re-verification)."""
         self.detections += 1
         self._since_detection = 0
-        ahead = {} if candidates is None else {"candidates": candidates}
         if self._accepts_known_boxes:
-            return self.backend.detect(image, with_embedding=False, known_boxes=[old.box for old in self._previous],
-                                       **ahead)
-        return self.backend.detect(image, with_embedding=False, **ahead)
+            return self.backend.detect(image, with_embedding=False, known_boxes=[old.box for old in self._previous])
+        return self.backend.detect(image, with_embedding=False)
 
     def _followed(self, image: np.ndarray) -> list[tuple[Face, np.ndarray]] | None:
         """The previous sample's faces refreshed by the cheap landmark path (~2 ms a face

@@ -136,12 +136,3 @@ def test_distance_to_similarity_is_monotone_and_half_at_the_threshold():
     s = np.array([dlib_distance_to_similarity(x) for x in d])
     assert s[0] == 1.0 and np.all(np.diff(s) <= 0) and s.min() >= -1.0
     assert dlib_distance_to_similarity(D_SAME) == pytest.approx(0.5)
-
-
-def test_detect_finishes_from_candidates_run_ahead(backend):
-    """`candidates` is detect's network part: handed back to `detect`, the same faces."""
-    frame = frames_at("d12.mp4", [1.0])[0]
-    plain = backend.detect(frame, with_embedding=False)
-    ahead = backend.detect(frame, with_embedding=False, candidates=backend.candidates(frame))
-    assert len(plain) == len(ahead) == 1
-    assert np.array_equal(plain[0].bbox, ahead[0].bbox) and np.array_equal(plain[0].landmarks, ahead[0].landmarks)

@@ -295,29 +295,6 @@ def test_a_bank_pass_that_shares_detects_every_sample_and_keeps_each(data_dir, b
     assert shared.faces[0][0].embedding is not None  # named there: its embedding goes along
 
 
-def test_candidates_run_ahead_give_the_same_bank_and_detections(data_dir, backend):
-    """With `FaceCandidatesStage` before it (the detector's network in its own thread), a
-    bank pass that detects every sample keeps the same samples and shares the same faces."""
-    from stages.follow import SharedDetections
-    from stages.mouth_bank import FaceCandidatesStage
-
-    video = data_dir / "video" / "d12.mp4"
-    person = {"man": backend.detect(frame_at(video, 0))[0].embedding}
-    runs = []
-    for ahead in ([], [FaceCandidatesStage(backend)]):
-        shared = SharedDetections()
-        stage = MouthBankStage(backend, person, detect_every=1, shared=shared)
-        Pipeline(DecodeStage(video, sample_fps=5), [*ahead, stage]).run()
-        runs.append((stage, shared))
-    (plain, plain_shared), (ahead, ahead_shared) = runs
-    assert ahead.detections == plain.detections >= 30
-    assert [s.time_ms for s in ahead.banks["man"].samples] == [s.time_ms for s in plain.banks["man"].samples]
-    assert all(np.array_equal(a.patch, b.patch) for a, b in zip(ahead.banks["man"].samples, plain.banks["man"].samples))
-    assert sorted(ahead_shared.faces) == sorted(plain_shared.faces)
-    for index, faces in plain_shared.faces.items():
-        assert [f.bbox.tolist() for f in ahead_shared.faces[index]] == [f.bbox.tolist() for f in faces]
-
-
 def test_the_videos_own_phones_label_the_bank_or_say_why_not(tmp_path):
     """The video's phones are recognised beside the bank pass (`original_phones`) and label
     the banks after it (`label_with_original_phones`); each reason it cannot is said."""

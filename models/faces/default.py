@@ -213,19 +213,9 @@ class DefaultFaceBackend:
         floor = 20.0 / self.config.min_face_px
         return min(1.0, max(fit, floor))
 
-    def candidates(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """RetinaFace's candidates in an RGB uint8 image (boxes [N,4] xyxy, scores [N], kps
-        [N,5,2], pixels), before dlib's verification and the landmarks: the network's part of
-        `detect` (~17 ms at 720p, most of it outside the GIL), which a caller may run ahead in
-        another thread and hand to `detect`."""
-        image = np.ascontiguousarray(image)
-        h, w = image.shape[:2]
-        return self.detector.detect(image, self.config.det_threshold, self.detector_scale(h, w), self.config.nms_iou)
-
     def detect(self, image: np.ndarray, with_embedding: bool = True,
                known_boxes: Sequence[np.ndarray] = (),
-               fit_near: Sequence[np.ndarray] | None = None,
-               candidates: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> list[Face]:
+               fit_near: Sequence[np.ndarray] | None = None) -> list[Face]:
         """All verified faces in an RGB uint8 image, fully analysed, largest first.
 
         known_boxes: face boxes the caller follows and saw verified moments ago (e.g. a
@@ -236,10 +226,11 @@ class DefaultFaceBackend:
         the others keep RetinaFace's box and 5 keypoints, landmarks and pose None, enough
         for presence and identity (`embed` fits the landmarks it needs, `landmarks` from
         their box gives the rest). For callers that render only some of the faces.
-        candidates: `candidates(image)` when the caller ran it already (the same faces).
         """
         image = np.ascontiguousarray(image)
-        boxes, scores, kps = self.candidates(image) if candidates is None else candidates
+        h, w = image.shape[:2]
+        boxes, scores, kps = self.detector.detect(image, self.config.det_threshold,
+                                                  self.detector_scale(h, w), self.config.nms_iou)
         faces = []
         for box, score, points in zip(boxes, scores, kps):
             known = any(iou(box, k) >= 0.5 for k in known_boxes)
