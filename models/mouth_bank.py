@@ -4,8 +4,8 @@ In dubbing, the source video shows the actor speaking the original line: it alre
 their real lips, teeth and tongue at many openings, under the video's own lighting. Each
 `MouthSample` is one such moment, resampled into a canonical, landmark-aligned frame
 (`FaceAxes`: origin at the mouth centre, u along the eye line, v down the face, unit = the
-inter-ocular distance s) at `PX_PER_S` pixels per s, with its 68 landmarks in that frame
-and the descriptors that choose it:
+inter-ocular distance s) at the face's own resolution (`sample_resolution`: 100-200 pixels
+per s), with its 68 landmarks in that frame and the descriptors that choose it:
 
 - opening: inner-lip gap at the centre (s units); width: mouth-corner distance (s);
 - rounding: outer-lip height / width; teeth: share of the inner mouth's upper band that
@@ -16,7 +16,7 @@ and the descriptors that choose it:
 - brightness: mean luma (0-255) of the skin around the mouth.
 
 Memory is bounded and independent of the video length: at most `capacity` samples
-(~85 kB each). Once full, a new sample competes with the closest pair in descriptor space
+(85-340 kB each). Once full, a new sample competes with the closest pair in descriptor space
 and the blurrier of the two goes, so the bank keeps the range of shapes, not the first N.
 """
 from __future__ import annotations
@@ -30,7 +30,13 @@ import numpy as np
 from models.lip_contour import refine_outer_lips
 
 PX_PER_S = 100
-"""Canonical resolution: pixels per inter-ocular distance."""
+"""Base canonical resolution (pixels per inter-ocular distance): the least a sample is
+taken at, and the resolution its sharpness is measured at, so that samples of one person
+taken at different sizes compare."""
+MAX_PX_PER_S = 200
+"""The most a sample is taken at. A close-up (a 1080p face, s ~ 200 px) sampled at 100 was
+pasted back upsampled 2x: its teeth and lip lines visibly softer than the frame around them.
+At 200 a sample is ~340 kB, 16 MB for a full bank."""
 BLUR_COST = 0.6
 """Cost (1 ~ visible) of a sample half as sharp as the bank's sharp end: a motion-blurred
 mouth pasted into a sharp frame was a blind test's giveaway (quick start + sun.wav, 132)."""
@@ -38,8 +44,23 @@ U_RANGE = (-0.95, 0.95)
 V_RANGE = (-0.5, 1.0)
 """Canonical window in s units around the mouth centre: under the nose to below the lower
 lip of a wide-open mouth."""
-CANONICAL_SIZE = (int(round((U_RANGE[1] - U_RANGE[0]) * PX_PER_S)), int(round((V_RANGE[1] - V_RANGE[0]) * PX_PER_S)))
-"""(width, height) of a sample's patch in pixels."""
+
+
+def canonical_size(px_per_s: float = PX_PER_S) -> tuple[int, int]:
+    """(width, height) in pixels of a sample's patch taken at `px_per_s` pixels per s."""
+    return (int(round((U_RANGE[1] - U_RANGE[0]) * px_per_s)), int(round((V_RANGE[1] - V_RANGE[0]) * px_per_s)))
+
+
+CANONICAL_SIZE = canonical_size()
+"""(width, height) of a patch at the base resolution."""
+
+
+def sample_resolution(scale: float) -> int:
+    """Pixels per s to sample a face whose inter-ocular distance is `scale` pixels: its own
+    resolution rounded up to a multiple of 10, within [PX_PER_S, MAX_PX_PER_S], so the mouth
+    is pasted back at the frame's own sharpness (a smaller face is upsampled, which costs
+    nothing in detail)."""
+    return int(min(MAX_PX_PER_S, max(PX_PER_S, 10 * np.ceil(scale / 10.0))))
 
 OPEN_GAP = 0.12
 """Inner-lip gap (s units) from which a mouth counts as open (teeth can show)."""
@@ -100,16 +121,16 @@ class FaceAxes:
         uv = np.asarray(uv, dtype=np.float64) * self.scale
         return self.origin + uv[..., :1] * self.ex + uv[..., 1:2] * self.ey
 
-    def canonical_to_image(self) -> np.ndarray:
-        """2x3 affine taking canonical patch pixels to image pixels."""
-        k = self.scale / PX_PER_S
+    def canonical_to_image(self, px_per_s: float = PX_PER_S) -> np.ndarray:
+        """2x3 affine taking canonical patch pixels (at `px_per_s`) to image pixels."""
+        k = self.scale / px_per_s
         t = self.origin + self.scale * (U_RANGE[0] * self.ex + V_RANGE[0] * self.ey)
         return np.array([[k * self.ex[0], k * self.ey[0], t[0]], [k * self.ex[1], k * self.ey[1], t[1]]])
 
 
-def local_to_canonical(uv: np.ndarray) -> np.ndarray:
-    """Local (u, v) s units -> canonical patch pixels."""
-    return (np.asarray(uv, dtype=np.float64) - np.array([U_RANGE[0], V_RANGE[0]])) * PX_PER_S
+def local_to_canonical(uv: np.ndarray, px_per_s: float = PX_PER_S) -> np.ndarray:
+    """Local (u, v) s units -> canonical patch pixels (at `px_per_s`)."""
+    return (np.asarray(uv, dtype=np.float64) - np.array([U_RANGE[0], V_RANGE[0]])) * px_per_s
 
 
 def mouth_opening(uv: np.ndarray) -> float:
@@ -138,6 +159,8 @@ class MouthSample:
     time_ms: float
     centre_xy: tuple[float, float] = (0.0, 0.0)
     """Where the mouth centre was in its frame (pixels)."""
+    px_per_s: int = PX_PER_S
+    """The patch's resolution (pixels per s, `sample_resolution`)."""
     alone: bool = False
     """The only face in its frame: the original audio there is most likely this person's."""
     viseme: str | None = None
@@ -152,7 +175,8 @@ class MouthSample:
 
 
 def _region_masks(uv_px: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(inner-mouth mask, skin ring around the outer lips) in canonical pixels, uint8 0/1."""
+    """(inner-mouth mask, skin ring around the outer lips) in base canonical pixels
+    (`PX_PER_S`), uint8 0/1."""
     w, h = size
     inner = np.zeros((h, w), np.uint8)
     cv2.fillPoly(inner, [np.round(uv_px[60:68]).astype(np.int32)], 1)
@@ -202,18 +226,25 @@ def viseme_match(targets: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.where(labels != "", term, 0.0)
 
 
+def _resample(image: np.ndarray, axes: FaceAxes, px_per_s: int) -> np.ndarray:
+    """The face's canonical window at `px_per_s` pixels per s (uint8 RGB)."""
+    return cv2.warpAffine(image, axes.canonical_to_image(px_per_s), canonical_size(px_per_s),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+
+
 def sample_mouth(image: np.ndarray, landmarks: np.ndarray, pose: tuple[float, float, float] | None,
                  time_ms: float) -> MouthSample | None:
-    """The canonical mouth sample of one face (RGB uint8 frame, 68 landmarks in pixels).
+    """The canonical mouth sample of one face (RGB uint8 frame, 68 landmarks in pixels): its
+    texture at the face's own resolution, its descriptors read at the base one.
 
     None when the face is too small (s < 24 px) for a useful mouth texture."""
     pts = refine_outer_lips(image, landmarks)  # the lips' real edge: their whole texture is the sample's
     axes = FaceAxes.from_landmarks(pts)
     if axes.scale < 24:
         return None
-    m = axes.canonical_to_image()
-    patch = cv2.warpAffine(image, m, CANONICAL_SIZE, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                           borderMode=cv2.BORDER_REPLICATE)
+    patch = _resample(image, axes, PX_PER_S)  # the descriptors are read at the base resolution
+    px_per_s = sample_resolution(axes.scale)
+    texture = patch if px_per_s == PX_PER_S else _resample(image, axes, px_per_s)
     uv = axes.to_local(pts)
     uv_px = local_to_canonical(uv)
     inner, ring = _region_masks(uv_px, CANONICAL_SIZE)
@@ -226,7 +257,7 @@ def sample_mouth(image: np.ndarray, landmarks: np.ndarray, pose: tuple[float, fl
     sharpness = 100.0 * float(lap.var()) / max(float(lips.var()), 1.0) if lap.size else 0.0
     width = mouth_width(uv)
     return MouthSample(
-        patch=patch, uv=uv.astype(np.float32), opening=mouth_opening(uv), width=width,
+        patch=texture, px_per_s=px_per_s, uv=uv.astype(np.float32), opening=mouth_opening(uv), width=width,
         rounding=float((uv[57, 1] - uv[51, 1]) / max(width, 1e-3)),
         teeth=teeth_share(patch, inner, skin_luma), pose=tuple(pose) if pose is not None else (0.0, 0.0, 0.0),
         sharpness=sharpness, brightness=skin_luma, time_ms=float(time_ms),

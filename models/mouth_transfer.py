@@ -255,7 +255,8 @@ def paint_bank_mouth(pixels: np.ndarray, axes: FaceAxes, dst_uv: np.ndarray, off
     total = sum(c.weight for c in chosen)
     target_gap = float(dst_uv[66, 1] - dst_uv[62, 1])
     for item in chosen:
-        mx, my = raster.maps(local_to_canonical(control_points(item.sample.uv.astype(np.float64))), TRIANGLES)
+        mx, my = raster.maps(local_to_canonical(control_points(item.sample.uv.astype(np.float64)), item.sample.px_per_s),
+                             TRIANGLES)
         warped += (item.weight / total) * cv2.remap(item.sample.patch, mx, my, cv2.INTER_LINEAR,
                                                     borderMode=cv2.BORDER_REFLECT).astype(np.float32)
 

@@ -5,17 +5,28 @@ from __future__ import annotations
 from dataclasses import replace
 
 import av
+import cv2
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from models.faces.default import DefaultFaceBackend
+import models.mouth_bank as mouth_bank
+from models.lip_contour import refine_outer_lips
 from models.mouth_bank import (
     CANONICAL_SIZE,
     CLOSED_GAP,
+    MAX_PX_PER_S,
     OPEN_GAP,
+    PX_PER_S,
+    FaceAxes,
     MouthBank,
+    canonical_size,
     sample_mouth,
+    sample_resolution,
 )
+from models.mouth_transfer import WeightedSample, paint_bank_mouth
 from stages.decode import DecodeStage
 from stages.mouth_bank import MouthBankStage
 from stream.pipeline import Pipeline
@@ -59,6 +70,45 @@ def test_samples_are_canonical_patches_with_descriptors(d12_samples):
     # Landmark-aligned: the mouth centre sits at the same canonical place in every sample.
     centres = [s.uv[[48, 54]].mean(axis=0) for s in d12_samples.values()]
     assert np.abs(np.array(centres)).max() < 1e-6
+
+
+@given(scale=st.floats(1.0, 1000.0))
+def test_a_sample_is_taken_at_the_faces_own_resolution_within_bounds(scale):
+    """Never under the base resolution, never over the cap, a multiple of 10 px per s, and
+    at least the face's own inside the bounds: a face is never sampled coarser than it is."""
+    px = sample_resolution(scale)
+    assert PX_PER_S <= px <= MAX_PX_PER_S and px % 10 == 0
+    assert px >= min(scale, MAX_PX_PER_S)
+    assert sample_resolution(scale + 10) >= px
+
+
+def test_a_close_up_keeps_its_mouths_detail(data_dir, backend, monkeypatch):
+    """d12's smile at twice its size, with pixel-sharp detail (each pixel a 2x2 block, as a
+    1080p close-up has: s ~ 180 px), sampled and painted back on its own lips: the sample
+    is taken at the face's resolution, and the painted lips keep at least twice the fine
+    detail (the Laplacian's variance) that a sample at the base 100 px per s keeps."""
+    image = cv2.resize(frame_at(data_dir / "video" / "d12.mp4", 1000), None, fx=2, fy=2,
+                       interpolation=cv2.INTER_NEAREST)
+    face = backend.detect(image, with_embedding=False)[0]
+    axes = FaceAxes.from_landmarks(refine_outer_lips(image, face.landmarks))
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+
+    def detail_kept() -> tuple[float, int]:
+        sample = sample_mouth(image, face.landmarks, face.pose, 1000)
+        painted = image.copy()
+        assert paint_bank_mouth(painted, axes, sample.uv.astype(np.float64), np.zeros(2), [WeightedSample(sample, 1.0)])
+        mouth = np.zeros(grey.shape, np.uint8)
+        cv2.fillPoly(mouth, [np.round(axes.to_image(sample.uv[48:60])).astype(np.int32)], 1)
+        lap = [cv2.Laplacian(g.astype(np.float32), cv2.CV_32F)[mouth > 0].var()
+               for g in (grey, cv2.cvtColor(painted, cv2.COLOR_RGB2GRAY))]
+        assert sample.patch.shape == (*canonical_size(sample.px_per_s)[::-1], 3)
+        return float(lap[1] / lap[0]), sample.px_per_s
+
+    own, own_px = detail_kept()
+    monkeypatch.setattr(mouth_bank, "sample_resolution", lambda scale: PX_PER_S)
+    base, base_px = detail_kept()
+    assert own_px == sample_resolution(axes.scale) > 170 and base_px == PX_PER_S
+    assert own > 2 * base and own > 0.15, (own, base)
 
 
 def test_sharpness_reads_focus_not_contrast(data_dir, backend):
