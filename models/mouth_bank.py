@@ -83,9 +83,14 @@ spread and lip-to-teeth shapes differ in form, and a label is worth its full wei
 labelled with exactly the target's open shape.)"""
 OPEN_SHAPE_MATCH = 0.2
 """Share of VISEME_COST off for the same open shape."""
-TEETH_SQUEEZE = 0.05
+TEETH_SQUEEZE = 0.12
 """How far (s units) a toothy sample's opening may exceed the target's before it loses its
-preference for teeth: pressed further, its teeth read as a white slit."""
+preference for teeth. The lower lip covers the extra (`models.mouth_transfer`), so the
+teeth keep their size; much further, only a thin line of them would show. (0.05 while the
+sample was squashed into the target's gap, its teeth then a white slit.)"""
+OVER_OPEN_SPREAD = 0.08
+"""Opening mismatch (s units) that costs 1 for a sample more open than a target from
+TEETH_GAP up: the extra is hidden behind the lower lip, not squeezed."""
 NEAR_CLOSED_GAP = 0.08
 """A bank whose least open sample is under this gap can close the mouth: lips a little
 apart, pressed together by the warp, still look like the person's closed lips."""
@@ -400,7 +405,11 @@ class MouthBank:
         # A nearly closed target takes nearly closed lips (an open sample squeezed shut
         # shows its cavity as a dark line); open ones tolerate more stretch for teeth.
         spread = np.where(is_open, 0.06, 0.03)
-        cost = ((col["opening"][None, :] - openings) / spread) ** 2 + ((col["width"][None, :] - widths) / 0.08) ** 2
+        # A sample more open than a target that shows teeth is not squashed but cut by the
+        # target's lower lip (`models.mouth_transfer`): its upper teeth keep their size.
+        excess = col["opening"][None, :] - openings
+        spread = np.where((excess > 0) & (openings >= TEETH_GAP), OVER_OPEN_SPREAD, spread)
+        cost = (excess / spread) ** 2 + ((col["width"][None, :] - widths) / 0.08) ** 2
         if pose is not None:
             cost += (((col["yaw"] - pose[1]) / 12.0) ** 2 + ((col["pitch"] - pose[0]) / 15.0) ** 2)[None, :]
         # Blur: each halving of the sharpness under the bank's sharp end (its 75th
@@ -413,8 +422,8 @@ class MouthBank:
         # much while the person's own mouth shows its teeth (`show_teeth`: a grin keeps its
         # teeth while it speaks); in between the preference ramps from one to the other.
         # The preference for teeth holds only for a sample that needs little squeezing: a
-        # toothy sample pressed to well under its own opening shows its teeth as a thin white
-        # slit between flattened lips, worse than the person's own toothless mouth.
+        # toothy sample closed far under its own opening shows only a thin line of teeth,
+        # worse than the person's own toothless mouth.
         ramp = np.clip((openings - CLOSED_GAP) / (TEETH_GAP - CLOSED_GAP), 0.0, 1.0)
         preference = -1.0 + ramp * (2.0 + float(np.clip(show_teeth, 0.0, 1.0)))
         squeeze = np.clip(col["opening"][None, :] - openings, 0.0, None)

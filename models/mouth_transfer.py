@@ -130,6 +130,46 @@ def control_points(uv: np.ndarray) -> np.ndarray:
     return np.concatenate([uv[LIP_POINTS], lip_ring(uv)])
 
 
+_LOWER_INNER = {b - 48: i for i, (_, b) in enumerate(_INNER_PAIRS)}
+"""Control-point index of each lower inner-lip landmark (67, 66, 65) -> which of its copies
+the inner mouth's triangles use instead."""
+
+
+def _cover_triangles() -> np.ndarray:
+    """TRIANGLES with the inner mouth's own copies of the lower inner-lip points (appended
+    after the ring), so the inner mouth can read its sample from elsewhere than the lower
+    lip's triangles do (`_cover_points`)."""
+    base = len(LIP_POINTS) + N_RING
+    inner = set(range(60 - 48, 68 - 48))
+    out = TRIANGLES.copy()
+    for row in out:
+        if set(row.tolist()) <= inner:
+            row[:] = [base + _LOWER_INNER[k] if k in _LOWER_INNER else k for k in row.tolist()]
+    return out
+
+
+COVER_TRIANGLES = _cover_triangles()
+
+
+def _cover_points(sample_uv: np.ndarray, dst_uv: np.ndarray) -> np.ndarray:
+    """Where the inner mouth's copies of the lower inner lip read the sample (local s units).
+
+    A mouth that closes does not shrink its teeth: the upper teeth stay with the skull and
+    the lower lip rises over them. So where the target's gap is narrower than the sample's,
+    the inner mouth shows the top of the sample's inner mouth at its own scale (its upper
+    teeth and the dark above the tongue), cut by the target's lower lip, instead of the
+    whole inner mouth squashed (a toothy sample pressed to half its opening showed its
+    teeth as a thin white slit, so grins lost their teeth). Where it is wider, the sample is
+    stretched as before."""
+    points = []
+    for a, b in _INNER_PAIRS:
+        gap_sample = float(sample_uv[b, 1] - sample_uv[a, 1])
+        gap_target = float(dst_uv[b, 1] - dst_uv[a, 1])
+        share = 1.0 if gap_sample <= 1e-6 else float(np.clip(gap_target / gap_sample, 0.0, 1.0))
+        points.append(sample_uv[a] + share * (sample_uv[b] - sample_uv[a]))
+    return np.asarray(points)
+
+
 @dataclass
 class MeshRaster:
     """Which triangle of a mesh (in its destination position) owns each pixel of a w x h
@@ -249,14 +289,17 @@ def paint_bank_mouth(pixels: np.ndarray, axes: FaceAxes, dst_uv: np.ndarray, off
     if x1 - x0 < 4 or y1 - y0 < 4 or not chosen:
         return False
     rw, rh = x1 - x0, y1 - y0
-    raster = MeshRaster.of(dst_ctrl - [x0, y0], TRIANGLES, rw, rh, min_height=SLIVER_PX)  # shared by the samples
+    lower_inner = [b for _, b in _INNER_PAIRS]
+    dst_mesh = np.concatenate([dst_ctrl, axes.to_image(dst_uv[lower_inner]) - offset])
+    raster = MeshRaster.of(dst_mesh - [x0, y0], COVER_TRIANGLES, rw, rh, min_height=SLIVER_PX)  # shared by the samples
     covered = raster.covered
     warped = np.zeros((rh, rw, 3), np.float32)
     total = sum(c.weight for c in chosen)
     target_gap = float(dst_uv[66, 1] - dst_uv[62, 1])
     for item in chosen:
-        mx, my = raster.maps(local_to_canonical(control_points(item.sample.uv.astype(np.float64)), item.sample.px_per_s),
-                             TRIANGLES)
+        uv = item.sample.uv.astype(np.float64)
+        src_mesh = np.concatenate([control_points(uv), _cover_points(uv, dst_uv)])
+        mx, my = raster.maps(local_to_canonical(src_mesh, item.sample.px_per_s), COVER_TRIANGLES)
         warped += (item.weight / total) * cv2.remap(item.sample.patch, mx, my, cv2.INTER_LINEAR,
                                                     borderMode=cv2.BORDER_REFLECT).astype(np.float32)
 
