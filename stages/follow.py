@@ -41,7 +41,8 @@ from models.faces.face import Face, iou
 from stages.identity import IdentityBook
 from stages.smoothing import OneEuroFilter
 from stages.syncability import SyncRules, assess
-from stages.tracking import FaceTracker, Flowed, FlowPatch, flow_offset, flow_patch, flow_points, flow_shift
+from stages.tracking import (FaceTracker, Flowed, FlowPatch, FrameGrey, flow_offset, flow_patch, flow_points,
+                             flow_shift)
 from stream.frame import Frame
 from stream.stage import Stage
 
@@ -161,12 +162,12 @@ def face_thumbnail(image: np.ndarray, box: np.ndarray) -> np.ndarray:
     return region.mean(axis=2, dtype=np.float32)
 
 
-def _flow_offset(follow: _Follow, frame: Frame, face: Face, flowed: Flowed | None = None) -> float | None:
-    """`stages.tracking.flow_offset` of a new fit of a followed face (None: no verdict);
-    `flowed`: the flow into this frame when already computed."""
+def _flow_offset(follow: _Follow, grey: FrameGrey, face: Face, flowed: Flowed | None = None) -> float | None:
+    """`stages.tracking.flow_offset` of a new fit of a followed face into this frame (`grey`;
+    None: no verdict); `flowed`: the flow into this frame when already computed."""
     if follow.patch is None or face.landmarks is None or len(face.landmarks) != 68:
         return None
-    return flow_offset(follow.patch, frame.image, face.landmarks, flowed)
+    return flow_offset(follow.patch, grey, face.landmarks, flowed)
 
 
 def _mouth_centre(face: Face) -> np.ndarray:
@@ -237,6 +238,7 @@ class TrackStage(Stage):
         self.identity_checks = 0
         """Faces re-identified while followed (each an embedding)."""
         self._pictures: dict[int, np.ndarray] = {}  # this frame's thumbnails at the followed boxes
+        self._grey: FrameGrey | None = None  # the frame being processed, grey where converted
         self.identity_drops = 0
         """Followed faces dropped because they were not the person any more."""
 
@@ -248,6 +250,7 @@ class TrackStage(Stage):
                 self.book.add_reference(character_id, embedding)
 
     def process(self, frame: Frame):
+        self._grey = FrameGrey(frame.image)  # this frame's grey regions, shared by the flow checks and patches
         shot = frame.notes.get("shot", 0)
         cut = shot != self._shot
         if cut:
@@ -289,7 +292,8 @@ class TrackStage(Stage):
         for target in active:
             follow = self._follows[target.index]
             follow.thumbnail = None if follow.face is None else face_thumbnail(frame.image, follow.face.bbox)
-            follow.patch = None if follow.face is None else flow_patch(frame.image, follow.face.bbox, follow.raw)
+            follow.patch = None if follow.face is None else flow_patch(self._grey, follow.face.bbox, follow.raw)
+        self._grey = None  # (it holds the frame)
         return (frame,)
 
     def _end_shot(self) -> None:
@@ -375,11 +379,10 @@ class TrackStage(Stage):
         picture = self._pictures.get(index)
         return face_thumbnail(frame.image, face.bbox) if picture is None else picture
 
-    @staticmethod
-    def _flowed(follow: _Follow, frame: Frame, face: Face) -> None:
+    def _flowed(self, follow: _Follow, face: Face) -> None:
         """A followed face matched on a detection frame stays `continuous` only when the
         optical flow from the last frame carried its points to this fit (not lost)."""
-        offset = _flow_offset(follow, frame, face)
+        offset = _flow_offset(follow, self._grey, face)
         if offset is None or offset > FLOW_LOST * face.width:
             follow.continuous = False
 
@@ -435,7 +438,7 @@ class TrackStage(Stage):
         for target in followed:
             face = matched.get(target.index)
             if face is not None:
-                self._flowed(self._follows[target.index], frame, face)
+                self._flowed(self._follows[target.index], face)
         self._verify(followed, matched, detections, claimed, frame)
         lost = [t for t in followed if t.index not in matched]
         searching += lost
@@ -588,13 +591,13 @@ class TrackStage(Stage):
         follows = [self._follows[t.index] for t in active if self._follows[t.index].face is not None]
         if not follows:
             return True
-        flows = [flow_points(f.patch, frame.image) if f.jumped and f.patch is not None else None for f in follows]
-        refreshed = self.backend.landmarks(frame.image, [f.face.bbox if flowed is None else
-                                                         f.face.bbox + np.tile(flow_shift(f.patch, flowed), 2)
+        flows = [None if f.patch is None else flow_points(f.patch, self._grey) for f in follows]
+        refreshed = self.backend.landmarks(frame.image, [f.face.bbox + np.tile(flow_shift(f.patch, flowed), 2)
+                                                         if f.jumped and flowed is not None else f.face.bbox
                                                          for f, flowed in zip(follows, flows)])
         unsure, judged = [], []
         for follow, face, flowed in zip(follows, refreshed, flows):
-            offset = _flow_offset(follow, frame, face, flowed)
+            offset = None if flowed is None else _flow_offset(follow, self._grey, face, flowed)
             if offset is not None and offset > FLOW_LOST * face.width:
                 return False
             if offset is None or offset > FLOW_SURE * face.width:

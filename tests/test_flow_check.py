@@ -64,3 +64,31 @@ def test_the_flow_says_how_far_the_face_moved():
     assert flowed is not None and int(flowed.good.sum()) >= 4
     np.testing.assert_allclose(flow_shift(patch, flowed), [9.0, -6.0], atol=0.5)
     assert flow_offset(patch, moved, points, flowed) == flow_offset(patch, moved, points)
+
+
+def test_a_frames_grey_regions_are_the_pixels_of_their_own_conversions():
+    from stages.tracking import FrameGrey, _grey, flow_points
+
+    rng = np.random.default_rng(11)
+    image = rng.integers(0, 256, size=(720, 1280, 3), dtype=np.uint8)  # every pixel its own value
+    grey = FrameGrey(image)
+    first = (400, 200, 800, 640)
+    np.testing.assert_array_equal(grey.region(first, 2), _grey(image, first, 2))
+    assert grey.conversions == 1
+    for region, step in (((410, 205, 805, 630), 2), ((395, 190, 790, 650), 3), ((402, 203, 640, 500), 1)):
+        np.testing.assert_array_equal(grey.region(region, step), _grey(image, region, step))
+    assert grey.conversions == 1  # each inside the first one's margin: slices of it
+    far = (0, 0, 300, 300)  # another face: converted on its own
+    np.testing.assert_array_equal(grey.region(far, 1), _grey(image, far, 1))
+    edge = (1100, 500, 1280, 720)  # the margin clipped to the frame
+    np.testing.assert_array_equal(grey.region(edge, 2), _grey(image, edge, 2))
+    assert grey.conversions == 3
+
+    box = np.array([500, 250, 700, 450], np.float32)
+    points = _landmarks(500, 250)
+    moved = _textured((5.0, 2.0))
+    patch, shared = flow_patch(_textured(), box, points), flow_patch(FrameGrey(_textured()), box, points)
+    np.testing.assert_array_equal(patch.grey, shared.grey)
+    direct, through = flow_points(patch, moved), flow_points(shared, FrameGrey(moved))
+    np.testing.assert_array_equal(direct.points, through.points)
+    np.testing.assert_array_equal(direct.good, through.good)
