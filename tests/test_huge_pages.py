@@ -6,14 +6,17 @@ import sys
 import numpy as np
 import pytest
 
-from models.faces.huge_pages import HUGE_PAGE, _grown, _whole_pages, huge_pages
+from models.faces.huge_pages import HUGE_PAGE, _new_parts, _whole_pages, huge_pages
 
 
-def test_only_the_ranges_that_appeared_or_grew_are_collapsed():
+def test_only_memory_mapped_since_is_collapsed():
     before = [(0x1000, 0x5000), (0x10000, 0x20000), (0x30000, 0x40000)]
     after = [(0x1000, 0x5000), (0x10000, 0x80000), (0x90000, 0xA0000)]  # a heap grew, an arena appeared
-    assert _grown(before, after) == [(0x10000, 0x80000), (0x90000, 0xA0000)]
-    assert _grown(after, after) == []
+    assert _new_parts(before, after) == [((0x20000, 0x30000), (0x10000, 0x80000)),
+                                         ((0x40000, 0x80000), (0x10000, 0x80000)),
+                                         ((0x90000, 0xA0000), (0x90000, 0xA0000))]
+    assert _new_parts(after, after) == []
+    assert _new_parts(after, before) == []  # a heap that shrank gained nothing
 
 
 def test_only_whole_aligned_huge_pages_are_asked_for():

@@ -204,7 +204,7 @@ class DefaultFaceBackend:
         self.detector = RetinaFaceDetector(_retinaface_weights())
         self.hog = dlib.get_frontal_face_detector()
         self.mmod = dlib.cnn_face_detection_model_v1(face_recognition_models.cnn_face_detector_model_location())
-        with huge_pages() as collapsed:  # its 88 MB of trees on 2 MB pages: fits ~15% faster
+        with huge_pages() as collapsed:  # its trees on 2 MB pages (66 of its 88 MB): fits ~15% faster
             self.predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
         self.predictor_huge_bytes = collapsed.bytes
         self.descriptor = load_face_descriptor(face_recognition_models.face_recognition_model_location())
