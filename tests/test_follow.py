@@ -291,3 +291,35 @@ def test_a_shaken_face_is_followed_where_the_flow_went_without_a_detection():
             assert follow.jumped and not follow.verify
     assert len(backend.known) == 1
     np.testing.assert_allclose(out.notes["targets"][0].face.bbox[:2], [106, 197], atol=1.0)
+
+
+def test_a_calm_face_is_flow_checked_every_fifth_frame_a_moving_one_every_frame(monkeypatch):
+    """A still picture: the fit starts from the last box on the same pixels, so the optical
+    flow checks one fit in CALM_UNCHECKED + 1 (frames 5, 10, 15 of 1-19); a picture that moves
+    by 4 px a frame changes its thumbnail by more than CALM_GREY_LEVELS: every fit is checked."""
+    import cv2
+
+    import stages.follow as follow
+    from stages.follow import CALM_UNCHECKED
+
+    rng = np.random.default_rng(7)
+    grey = cv2.resize(rng.normal(size=(90, 160)).astype(np.float32), (1280, 720), interpolation=cv2.INTER_CUBIC)
+
+    def picture(dx: float) -> np.ndarray:
+        moved = cv2.warpAffine(grey, np.array([[1, 0, dx], [0, 1, 0]], np.float32), (1280, 720),
+                               borderMode=cv2.BORDER_REFLECT)
+        return np.repeat(np.clip(128 + 60 * moved, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
+
+    checked: list[int] = []
+    flow_points = follow.flow_points
+    every = CALM_UNCHECKED + 1
+    for step, expected in ((0.0, list(range(every, 20, every))), (4.0, list(range(1, 20)))):
+        checked.clear()
+        backend = TexturedBackend([_face(100, 200)])
+        stage = TrackStage(backend, _targets(_face(100, 200, embedding=np.array([1.0, 0.0]))), detect_interval=1000)
+        for i in range(20):
+            monkeypatch.setattr(follow, "flow_points", lambda patch, image, i=i: checked.append(i) or flow_points(patch, image))
+            (out,) = stage.process(Frame(i, i * 40, Fraction(1, 1000), picture(step * i)))
+            assert out.notes["targets"][0].state == SYNCED
+        assert checked == expected, step
+        assert len(backend.known) == 1  # no detection after the first
