@@ -282,7 +282,7 @@ class ClassicalLipSync:
         object or the bank's samples changed (0.4 ms a face-frame: percentiles over the bank
         and the whole track's openness)."""
         inputs = (bank, None if bank is None else bank.columns(), features)
-        if state.warp is None or len(state.warp_inputs) != 3 or any(a is not b for a, b in zip(inputs, state.warp_inputs)):
+        if state.warp is None or any(a is not b for a, b in zip(inputs, state.warp_inputs)):
             state.warp_inputs, state.warp = inputs, self._warp_for(bank, features)
         return state.warp
 

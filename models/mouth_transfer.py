@@ -3,7 +3,9 @@
 The target lips are the chosen sample's own shape opened to the audio-driven gap
 (`with_sample_shape`). Each chosen sample is warped onto them with a piecewise-affine mesh
 (its 20 lip landmarks plus a ring around them, one fixed triangulation for every sample and
-target; sliver triangles between nearly closed lips left to their neighbours). Several samples are averaged
+target; sliver triangles between nearly closed lips left to their neighbours). Where the
+target's gap is narrower than the sample's, the inner mouth is cut by the lower lip rather
+than squashed (`_cover_points`), so teeth keep their size. Several samples are averaged
 with their weights (already aligned, so nothing doubles). Their light is matched to the
 current frame by a smooth additive correction: the difference between the frame and the
 sample on a skin band around the lips, spread over the mouth by normalised Gaussian
