@@ -101,7 +101,11 @@ def test_tiny_run_writes_a_complete_table(tmp_path, capsys):
         assert set(spans) == {"bank pass", "render"}
         assert spans["render"]["codec"] > 0
         assert sum(sum(g.values()) for g in spans.values()) == pytest.approx(row["cpu_s"], rel=0.02, abs=0.02)
-    assert lip["threads"]["render"]["stage track"] > 0  # threaded: each stage on its own thread
+    # Threaded: the stages on threads of their own. Which of them the 0.1 s sampler catches
+    # in a 1 s run varies (a quick stage's thread can start and end between two samples, its
+    # CPU then "unsampled"); the engine's, busy for most of the run, is always caught.
+    stage_threads = {name: cpu for name, cpu in lip["threads"]["render"].items() if name.startswith("stage ")}
+    assert stage_threads.get("stage lipsync", 0.0) > 0, stage_threads
     assert rows["sequential 1f"]["threads"]["render"]["main"] > 0  # inline: the stages on the main thread
     assert set(rows["codec_floor"]["threads"]) == {"floor"}
     assert result["targets"] == []  # the targets are about 720p inputs
