@@ -132,9 +132,11 @@ def control_points(uv: np.ndarray) -> np.ndarray:
     return np.concatenate([uv[LIP_POINTS], lip_ring(uv)])
 
 
-_LOWER_INNER = {b - 48: i for i, (_, b) in enumerate(_INNER_PAIRS)}
-"""Control-point index of each lower inner-lip landmark (67, 66, 65) -> which of its copies
-the inner mouth's triangles use instead."""
+_LOWER_INNER_POINTS = [b for _, b in _INNER_PAIRS]
+"""The lower inner-lip landmarks (67, 66, 65), in the order of their copies after the ring."""
+_LOWER_INNER = {b - 48: i for i, b in enumerate(_LOWER_INNER_POINTS)}
+"""Control-point index of each lower inner-lip landmark -> which of its copies the inner
+mouth's triangles use instead."""
 
 
 def _cover_triangles() -> np.ndarray:
@@ -291,8 +293,7 @@ def paint_bank_mouth(pixels: np.ndarray, axes: FaceAxes, dst_uv: np.ndarray, off
     if x1 - x0 < 4 or y1 - y0 < 4 or not chosen:
         return False
     rw, rh = x1 - x0, y1 - y0
-    lower_inner = [b for _, b in _INNER_PAIRS]
-    dst_mesh = np.concatenate([dst_ctrl, axes.to_image(dst_uv[lower_inner]) - offset])
+    dst_mesh = np.concatenate([dst_ctrl, axes.to_image(dst_uv[_LOWER_INNER_POINTS]) - offset])
     raster = MeshRaster.of(dst_mesh - [x0, y0], COVER_TRIANGLES, rw, rh, min_height=SLIVER_PX)  # shared by the samples
     covered = raster.covered
     warped = np.zeros((rh, rw, 3), np.float32)

@@ -171,10 +171,12 @@ class FrameGrey:
                 return np.ascontiguousarray(grey[y1 - b1:y2 - b1:step, x1 - a1:x2 - a1:step])
         height, width = self.image.shape[:2]
         margin = int(GREY_MARGIN * (x2 - x1))
-        grown = (max(0, x1 - margin), max(0, y1 - margin), min(width, x2 + margin), min(height, y2 + margin))
-        self.converted.append((grown, _grey(self.image, grown, 1)))
+        a1, b1 = max(0, x1 - margin), max(0, y1 - margin)
+        grown = (a1, b1, min(width, x2 + margin), min(height, y2 + margin))
+        grey = _grey(self.image, grown, 1)
+        self.converted.append((grown, grey))
         self.conversions += 1
-        return self.region(region, step)
+        return np.ascontiguousarray(grey[y1 - b1:y2 - b1:step, x1 - a1:x2 - a1:step])
 
 
 def _grey_of(image: np.ndarray | FrameGrey, region: tuple[int, int, int, int], step: int) -> np.ndarray:
