@@ -28,6 +28,7 @@ from jobs import lipsync as lipsync_job
 from jobs import passthrough as passthrough_job
 from jobs.config import Settings
 from jobs.detect import detect_faces
+from stages.decode import rgb_pixels
 from stages.encode import yuv420p_frame
 from stream.context import JobContext
 from stream.pipeline import Pipeline
@@ -118,8 +119,8 @@ def _pipeline_result(frames: int, metrics: dict, cpu_s: float, **extra) -> dict:
 def codec_floor(video: str, out: str, audio: str | None, faces: int) -> dict:
     """PyAV decode then encode in one plain loop, same encoder settings: the floor.
 
-    Frames go through RGB numpy arrays with the pipeline's own conversions (PyAV's
-    rgb24 on decode, `yuv420p_frame` on encode), since every pipeline hands the stages
+    Frames go through RGB numpy arrays with the pipeline's own conversions (`rgb_pixels`
+    on decode, `yuv420p_frame` on encode), since every pipeline hands the stages
     RGB pixels; it is the cost of the codec path the pipeline cannot avoid.
     """
     with ThreadSampler() as sampler:
@@ -134,7 +135,7 @@ def codec_floor(video: str, out: str, audio: str | None, faces: int) -> dict:
             dst.options = {"crf": str(SETTINGS.crf), "preset": SETTINGS.preset}
             dst.thread_type = "AUTO"
             for frame in source.decode(src):
-                sink.mux(dst.encode(yuv420p_frame(frame.to_ndarray(format="rgb24"))))
+                sink.mux(dst.encode(yuv420p_frame(rgb_pixels(frame))))
                 frames += 1
             sink.mux(dst.encode(None))
         wall, cpu_s = time.perf_counter() - start, process_cpu_s() - cpu

@@ -15,8 +15,9 @@ CPU time from /proc/self/task/<tid>/stat while the measured spans run, and group
 - "child processes": processes the span started and waited for (PocketSphinx runs in
   one, `models.sphinx_decode`), from getrusage's RUSAGE_CHILDREN;
 - "unsampled": the span's process CPU less all the above: threads that started and ended
-  between two samples (swscale's, which PyAV's `to_ndarray` starts for each frame's RGB
-  conversion), or the last part of a thread that ended before the next sample.
+  between two samples (swscale's, which PyAV's `to_ndarray` starts for each conversion at
+  its default threads=0; the decoder's `stages.decode.rgb_pixels` converts in its own
+  thread), or the last part of a thread that ended before the next sample.
 
 Spans are labelled: the mouth-bank pass ("bank pass") apart from the render. The sampler's
 own thread is left out of every group and reported apart, so that a row's CPU can be read

@@ -129,6 +129,16 @@ def rotate_upright(image: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, k=turns)) if turns else image
 
 
+def rgb_pixels(av_frame: av.VideoFrame) -> np.ndarray:
+    """A decoded frame's HxWx3 uint8 RGB pixels, converted by libswscale in the calling thread.
+
+    PyAV makes a new swscale context for every frame, and its default (threads=0: one per
+    core) starts a thread pool each time: ~0.85 ms of CPU a 720p frame against ~0.35 ms in
+    one thread (2 cores), the same pixels (checked on the sample clips and on 4:2:0, 4:2:2,
+    4:4:4, full-range and 10-bit inputs)."""
+    return av_frame.to_ndarray(format="rgb24", threads=1)
+
+
 EXTEND_MODES = ("loop", "bounce")
 _REVERSE_CHUNK = 24
 
@@ -193,7 +203,7 @@ class DecodeStage(Source):
             if self.sample_fps:
                 raw = self._nearest_to_ticks(raw, self.sample_fps)
             for index, pts, time_base, av_frame, *shot in raw:
-                image = av_frame.to_ndarray(format="rgb24")
+                image = rgb_pixels(av_frame)
                 rotation = int(round(getattr(av_frame, "rotation", 0) or 0)) % 360
                 yield Frame(index=index, pts=pts, time_base=time_base, image=rotate_upright(image, rotation),
                             notes={"shot": shot[0] if shot else 0})

@@ -122,3 +122,18 @@ def test_a_bad_file_is_named_even_when_hardware_decoding_was_asked_for(tmp_path)
     accel = av.codec.hwaccel.HWAccel(device_type="cuda", allow_software_fallback=True)
     with pytest.raises(MediaError, match="not a media file"):
         list(DecodeStage(path, hwaccel=accel).items())
+
+
+@pytest.mark.parametrize("name", ["d12.mp4", "s29.mp4"])
+def test_frames_are_swscales_rgb_pixels_converted_in_one_thread(data_dir, name):
+    """`rgb_pixels` runs swscale without its per-frame thread pool: the pixels are PyAV's
+    default conversion's, bit for bit (square and portrait clips)."""
+    import av
+
+    path = data_dir / "video" / name
+    with av.open(str(path)) as container:
+        expected = [f.to_ndarray(format="rgb24") for _, f in zip(range(12), container.decode(video=0))]
+    frames = [f.image for _, f in zip(range(12), DecodeStage(path).items())]
+    assert len(frames) == len(expected) == 12
+    for image, reference in zip(frames, expected):
+        assert image.dtype == np.uint8 and np.array_equal(image, reference)
