@@ -47,6 +47,7 @@ from models.mouth_bank import (
     OPEN_GAP,
     FaceAxes,
     MouthBank,
+    lip_thickness,
     mouth_opening,
     mouth_width,
     teeth_share,
@@ -389,10 +390,11 @@ class ClassicalLipSync:
         uv = articulate_many(neutral, distinct, state.neutral_width, warp)
         openings = np.maximum(0.0, uv[:, 66, 1] - uv[:, 62, 1])[which.ravel()]  # `mouth_opening`
         widths = (uv[:, 54, 0] - uv[:, 48, 0])[which.ravel()]  # `mouth_width`
+        thicknesses = lip_thickness(uv)[which.ravel()]
         labels = features.phones_at(times)
         visemes = None if labels is None else np.array([shape_letter(str(label)) for label in labels])
         cost = bank.cost_matrix(openings, widths, pose, show_teeth=min(1.0, state.teeth / (2 * GRIN_TEETH)),
-                                visemes=visemes)
+                                visemes=visemes, thicknesses=thicknesses)
         path = plan_samples(cost, switch_costs(openings, widths, labels), bank.appearance_distances(), previous)
         return SamplePlan(start_ms, fps, path, None if pose is None else tuple(pose), len(bank.samples))
 

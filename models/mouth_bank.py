@@ -91,6 +91,11 @@ sample was squashed into the target's gap, its teeth then a white slit.)"""
 OVER_OPEN_SPREAD = 0.08
 """Opening mismatch (s units) that costs 1 for a sample more open than a target from
 TEETH_GAP up: the extra is hidden behind the lower lip, not squeezed."""
+THICKNESS_SPREAD = 0.12
+"""Difference in lip thickness (`lip_thickness`) between a sample and a target that costs 1.
+The chosen sample's lips are shown whole (`models.mouth_transfer.with_sample_shape`): a
+pouted "o" sample on an "ah" or "ee" reads as the wrong sound, and a spread one on an "oo"
+as unrounded."""
 NEAR_CLOSED_GAP = 0.08
 """A bank whose least open sample is under this gap can close the mouth: lips a little
 apart, pressed together by the warp, still look like the person's closed lips."""
@@ -141,6 +146,15 @@ def local_to_canonical(uv: np.ndarray, px_per_s: float = PX_PER_S) -> np.ndarray
 def mouth_opening(uv: np.ndarray) -> float:
     """Inner-lip gap at the centre (s units; local landmarks)."""
     return float(max(0.0, uv[66, 1] - uv[62, 1]))
+
+
+def lip_thickness(uv: np.ndarray) -> np.ndarray | float:
+    """Outer-lip height less the inner gap, over the mouth width, at the centre (the
+    lips' own thickness; rounded, pouted lips are thicker): uv is 68x2 or Nx68x2."""
+    uv = np.asarray(uv)
+    gap = np.maximum(0.0, uv[..., 66, 1] - uv[..., 62, 1])
+    width = np.maximum(uv[..., 54, 0] - uv[..., 48, 0], 1e-3)
+    return ((uv[..., 57, 1] - uv[..., 51, 1]) - gap) / width
 
 
 def mouth_width(uv: np.ndarray) -> float:
@@ -338,12 +352,13 @@ class MouthBank:
         return sum(sample.viseme is not None for sample in self.samples)
 
     def columns(self) -> dict[str, np.ndarray]:
-        """The samples' descriptors as arrays (opening, width, pitch, yaw, sharpness,
+        """The samples' descriptors as arrays (opening, width, lip thickness, pitch, yaw, sharpness,
         teeth, brightness), built once after the bank pass rather than on every rendered frame."""
         if self._columns is None:
             self._columns = {
                 "opening": np.array([s.opening for s in self.samples]),
                 "width": np.array([s.width for s in self.samples]),
+                "thickness": np.array([float(lip_thickness(s.uv)) for s in self.samples]),
                 "pitch": np.array([s.pose[0] for s in self.samples]),
                 "yaw": np.array([s.pose[1] for s in self.samples]),
                 "sharpness": np.array([s.sharpness for s in self.samples]),
@@ -386,11 +401,12 @@ class MouthBank:
 
     def cost_matrix(self, openings: np.ndarray, widths: np.ndarray,
                     pose: tuple[float, float, float] | None, show_teeth: float = 0.0,
-                    visemes: np.ndarray | None = None) -> np.ndarray:
+                    visemes: np.ndarray | None = None, thicknesses: np.ndarray | None = None) -> np.ndarray:
         """T x K cost of showing each sample for each of T target mouths (lower is better,
         1 ~ visible); openings and widths in s units; show_teeth (0-1): how much the
         person's own mouth shows its teeth now (a grin), see below; visemes: the target's
-        mouth-shape letter per frame, when the new speech's phones are known.
+        mouth-shape letter per frame, when the new speech's phones are known;
+        thicknesses: the target lips' `lip_thickness` (rounding pouts them), when known.
 
         Shape dominates (the sample is warped to the target's lips, so a mismatch
         stretches its texture); pose follows (light is matched when painting, see
@@ -410,6 +426,9 @@ class MouthBank:
         excess = col["opening"][None, :] - openings
         spread = np.where((excess > 0) & (openings >= TEETH_GAP), OVER_OPEN_SPREAD, spread)
         cost = (excess / spread) ** 2 + ((col["width"][None, :] - widths) / 0.08) ** 2
+        if thicknesses is not None:
+            thicknesses = np.asarray(thicknesses, dtype=np.float64).reshape(-1, 1)
+            cost += ((col["thickness"][None, :] - thicknesses) / THICKNESS_SPREAD) ** 2
         if pose is not None:
             cost += (((col["yaw"] - pose[1]) / 12.0) ** 2 + ((col["pitch"] - pose[0]) / 15.0) ** 2)[None, :]
         # Blur: each halving of the sharpness under the bank's sharp end (its 75th

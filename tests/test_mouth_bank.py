@@ -23,9 +23,11 @@ from models.mouth_bank import (
     FaceAxes,
     MouthBank,
     canonical_size,
+    lip_thickness,
     sample_mouth,
     sample_resolution,
 )
+from models.mouth_geometry import WarpConfig, articulate_many
 from models.mouth_transfer import WeightedSample, paint_bank_mouth
 from stages.decode import DecodeStage
 from stages.mouth_bank import MouthBankStage
@@ -189,6 +191,31 @@ def test_a_sample_whose_own_phone_matches_the_target_shape_costs_less(d12_sample
     assert cost[0] > cost[1]
     unlabelled = bank.cost_matrix(wide, np.array([0.75]), None)[0]
     assert unlabelled[0] == pytest.approx(unlabelled[1])
+
+
+def test_lip_thickness_matches_rounded_lips_to_rounded_targets(d12_samples):
+    """The chosen sample's lips are shown whole, so a pouted sample on a spread target reads
+    as another sound: with the target's lip thickness known, the sample whose lips match it
+    wins; without it, the two cost the same. A rounded target is thicker than a spread one."""
+    plain = d12_samples[5000]
+    uv = plain.uv.copy()
+    uv[[49, 50, 51, 52, 53], 1] -= 0.05  # the outer lips pushed out: a pout
+    uv[[55, 56, 57, 58, 59], 1] += 0.05
+    pouted = replace(plain, uv=uv)
+    assert lip_thickness(uv) - lip_thickness(plain.uv) == pytest.approx(0.1 / plain.width, rel=0.05)
+    bank = MouthBank()
+    bank.add(plain)
+    bank.add(pouted)
+    opening, width = np.array([plain.opening]), np.array([plain.width])
+    spread = bank.cost_matrix(opening, width, None, thicknesses=np.array([lip_thickness(plain.uv)]))[0]
+    rounded = bank.cost_matrix(opening, width, None, thicknesses=np.array([lip_thickness(uv)]))[0]
+    assert spread[0] + 0.5 < spread[1] and rounded[1] + 0.5 < rounded[0]
+    unknown = bank.cost_matrix(opening, width, None)[0]
+    assert unknown[0] == pytest.approx(unknown[1])
+    neutral = d12_samples[0].uv.astype(np.float64)
+    width_now = float(neutral[54, 0] - neutral[48, 0])
+    targets = articulate_many(neutral, np.array([[0.6, 0.0, 0.0], [0.6, 0.0, 1.0]]), width_now, WarpConfig())
+    assert lip_thickness(targets[1]) > lip_thickness(targets[0]) + 0.05
 
 
 def test_a_toothy_sample_is_not_squeezed_into_a_slit(d12_samples):
