@@ -102,13 +102,16 @@ def run_scenario(name: str, video: Path, faces: int, workdir: Path, repeat: int 
 
 
 def add_ratios(rows: list[dict]) -> None:
-    """x_floor and x_naive per row (fps over that input's codec floor / naive baseline),
+    """x_floor and x_naive per row (fps over that input's codec floor / naive baseline;
+    x_floor_job for a lipsync row's whole job, its mouth-bank pass included),
     CPU ms per frame, each stage's busy share of the wall time, and for detect-faces its
     wall time over the time to decode every frame (x_decode_all_time)."""
     for row in rows:
         same = {r["scenario"]: r for r in rows if r["input"] == row["input"]}
         floor, naive = same.get("codec_floor"), next((r for r in same.values() if r["name"] == "naive"), None)
         row["x_floor"] = round(row["fps"] / floor["fps"], 3) if floor else None
+        if "job_fps" in row:  # the whole job, its mouth-bank pass and setup too
+            row["x_floor_job"] = round(row["job_fps"] / floor["fps"], 3) if floor else None
         row["x_naive"] = round(row["fps"] / naive["fps"], 3) if naive else None
         row["cpu_ms_per_frame"] = round(1000 * row["cpu_s"] / row["frames"], 2) if row.get("cpu_s") else None
         decode = same.get("decode_all")
@@ -195,6 +198,9 @@ def format_table(rows: list[dict]) -> str:
         if "engine_ms_per_face" in row:
             stages += (f"; engine {row['engine_ms_per_face']:.1f} ms per face-frame, mouth-bank pass "
                        f"{row['mouth_bank_ms']:.0f} ms (decode {row['decode_ms']:.0f} ms)")
+        if "job_fps" in row:
+            stages += (f"; whole job (setup and mouth-bank pass too) {row['job_fps']:.1f} fps, "
+                       f"{_ratio(row.get('x_floor_job'))}x floor")
         if row.get("threads"):
             stages += ("; " if stages else "") + _threads_cell(row)
         cpu = "-" if row.get("cpu_ms_per_frame") is None else f"{row['cpu_ms_per_frame']:.1f}"
@@ -220,6 +226,10 @@ def targets(rows: list[dict], ratios: list[dict]) -> list[dict]:
                            "value": round(lip["fps"] / seq["fps"], 3), "goal": None})
     if one:
         checks.append({"target": "lipsync 720p 1 face >= 0.7x codec floor", "value": one["x_floor"], "goal": 0.7})
+    for row, label in ((one, "1 face"), (lip, "2f")):
+        if row and row.get("x_floor_job") is not None:  # the render's fps leaves the bank pass's wall time out
+            checks.append({"target": f"lipsync 720p {label}, whole job with its mouth-bank pass, x codec floor "
+                                     "(reported)", "value": row["x_floor_job"], "goal": None})
     if detect:
         checks.append({"target": "detect-faces 720p >= 0.8x codec floor", "value": detect["x_floor"], "goal": 0.8})
     for ratio in ratios:

@@ -96,6 +96,7 @@ def test_tiny_run_writes_a_complete_table(tmp_path, capsys):
     assert lip["cpu_ms_per_frame"] > 0
     assert all(s["cpu_ms_per_frame"] >= 0 for s in lip["stages"])
     assert sum(s["cpu_ms_per_frame"] for s in lip["stages"]) > 0
+    assert lip["job_wall_s"] >= lip["wall_s"] and lip["job_fps"] <= lip["fps"]  # the job holds its render
     for row in (lip, rows["sequential 1f"]):  # every CPU second of the row, by thread
         spans = row["threads"]
         assert set(spans) == {"bank pass", "render"}
@@ -236,3 +237,17 @@ def test_phase_clock_times_each_pass_of_a_job():
     assert len(seen) == 10  # the passes ran as through a plain JobContext
     assert set(clock.phases) == {"detect", "bank"}
     assert all(p["wall_s"] > 0 and p["cpu_s"] >= 0 for p in clock.phases.values())
+
+
+def test_a_lipsync_row_reports_its_whole_job_beside_its_render():
+    """fps is the render's; the whole job (its mouth-bank pass before the render) is reported
+    beside it, over the same floor, and as a reported (not enforced) target."""
+    floor, lip = _row("codec_floor", "codec_floor", 100.0), _row("lipsync 2f", "lipsync", 50.0)
+    lip.update(engine_ms_per_face=5.0, mouth_bank_ms=1000.0, decode_ms=300.0, job_wall_s=6.25, job_fps=40.0)
+    rows = [floor, lip]
+    run.add_ratios(rows)
+    assert lip["x_floor"] == pytest.approx(0.5) and lip["x_floor_job"] == pytest.approx(0.4)
+    assert "whole job (setup and mouth-bank pass too) 40.0 fps, 0.40x floor" in run.format_table(rows)
+    checks = {c["target"]: c for c in run.targets(rows, [])}
+    whole = checks["lipsync 720p 2f, whole job with its mouth-bank pass, x codec floor (reported)"]
+    assert whole["value"] == pytest.approx(0.4) and whole["met"] is None
