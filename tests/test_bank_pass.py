@@ -103,3 +103,34 @@ def test_every_requested_person_is_fitted_as_before(backend, two_people):
         key = lambda f: float(f.bbox[0])  # noqa: E731 (the same faces, maybe in another order)
         for face, same in zip(sorted(faces, key=key), sorted(before_shared.faces[index], key=key)):
             assert np.array_equal(face.landmarks, same.landmarks) and np.array_equal(face.bbox, same.bbox)
+
+
+def test_a_carried_samples_crop_is_scaled_only_when_checked_to_the_same_pixels(data_dir, backend, monkeypatch):
+    """A face under ~230 px keeps its crop at its own resolution (at most ~2x the pixels)
+    and is scaled to CHECK_FACE_PX only for a check of its own: the same crop and face,
+    bit for bit, as scaling it when it is cut; a larger face is scaled when it is cut."""
+    import cv2
+
+    import stages.mouth_bank as bank
+
+    image = read_frames(data_dir / "video" / "d12.mp4")[0]
+    face = backend.detect(image, with_embedding=False)[0]
+    for size in (512, 880):  # d12's face ~215 px wide (k ~ 0.74), then twice as large (k ~ 0.37)
+        frame = image if size == 512 else cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
+        seen = face if size == 512 else backend.detect(frame, with_embedding=False)[0]
+        late = bank._face_crop(frame, seen)
+        monkeypatch.setattr(bank, "LATE_SCALE", 1.01)  # every crop scaled when cut
+        at_once = bank._face_crop(frame, seen)
+        monkeypatch.undo()
+        k = bank.CHECK_FACE_PX / float(seen.bbox[2] - seen.bbox[0])
+        assert at_once.scale == 1.0
+        if k >= bank.LATE_SCALE:
+            assert late.scale == pytest.approx(k) and late.crop.size <= at_once.crop.size / bank.LATE_SCALE ** 2 * 1.05
+        else:
+            assert late.scale == 1.0 and late.crop.shape == at_once.crop.shape
+        (crop, moved), (crop_now, moved_now) = late.scaled(), at_once.scaled()
+        assert np.array_equal(crop, crop_now)
+        for a, b in ((moved.bbox, moved_now.bbox), (moved.kps, moved_now.kps), (moved.landmarks, moved_now.landmarks)):
+            assert a.dtype == b.dtype and np.array_equal(a, b)
+        assert float(moved.bbox[2] - moved.bbox[0]) == pytest.approx(bank.CHECK_FACE_PX, abs=1)
+    assert face.bbox[2] - face.bbox[0] < bank.CHECK_FACE_PX / bank.LATE_SCALE  # d12 itself took the late path
