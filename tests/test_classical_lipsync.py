@@ -368,3 +368,33 @@ def test_the_alpha_blurred_around_its_polygon_is_the_whole_crops_blur(w, h, cx, 
     xx = np.minimum(np.arange(w), np.arange(w)[::-1]).astype(np.float32)
     whole *= np.clip(np.minimum(yy[:, None], xx[None, :]) / 2.0, 0.0, 1.0)
     np.testing.assert_allclose(ClassicalLipSync._alpha(poly, w, h, sigma), whole, atol=1e-5)
+
+
+def test_the_plan_gives_a_rounded_vowel_the_persons_pouted_lips(dlib_models):
+    """The chosen sample's lips are shown whole, so the plan matches the targets' lip
+    thickness: of two samples alike but for a pout, an "oo" (rounding 1) gets the pouted one
+    and an "ah" (rounding 0) the other."""
+    from dataclasses import replace
+
+    from models.mouth_bank import MouthBank, sample_mouth
+    from models.mouth_params import MouthTrack
+
+    (image,) = _frames("d12.mp4", 1, step=1)
+    lm, rect = _landmarks(dlib_models, image)
+    face = _face(lm, rect)
+    plain = sample_mouth(image, lm, (0.0, 0.0, 0.0), 0.0)
+    uv = plain.uv.copy()
+    uv[[49, 50, 51, 52, 53], 1] -= 0.06
+    uv[[55, 56, 57, 58, 59], 1] += 0.06
+    pouted = replace(plain, uv=uv, opening=0.2, rounding=float((uv[57, 1] - uv[51, 1]) / plain.width))
+    plain = replace(plain, opening=0.2)  # both open as the targets below
+    steps = np.arange(100)
+    for rounding, want in ((0.0, 0), (1.0, 1)):
+        track = MouthTrack(steps * 10.0, np.full(100, 0.6), np.zeros(100), np.full(100, rounding),
+                           np.zeros(100), np.ones(100))
+        bank = MouthBank()
+        bank.add(plain)
+        bank.add(pouted)
+        engine = ClassicalLipSync()
+        engine.render([MouthRequest(0, 0.0, image, face, "k", 1.0, bank)], track)
+        assert int(engine._tracks["k"].plan.samples[0]) == want, f"rounding {rounding}"
