@@ -1,4 +1,5 @@
-"""`python -m benchmarks.track [--faces N]`: where the lipsync job's track stage spends its CPU.
+"""`python -m benchmarks.track [--faces N] [--stage bank]`: where the lipsync job's track stage
+(or its mouth-bank pass's stage) spends its CPU.
 
 Runs the lipsync job (classical engine, the benchmark's 720p two-face input, 10 s) with a clock
 around each call the track stage makes into its parts: dlib's landmark fit, RetinaFace, dlib's
@@ -7,6 +8,10 @@ the thumbnails. The clock is the calling thread's CPU time, counted only on the 
 thread and exclusive (a part's time leaves out the parts it calls), so the parts and "the rest"
 (the stage's own Python) add up to the stage's own counter. Prints CPU ms per face-frame and
 calls per part. Numbers move with what the other core does: compare alternating runs.
+
+`--stage bank` clocks the mouth-bank stage's thread instead (the same models, plus its own
+parts: the mouth samples, the identity-check crops, the end-of-pass checks), per video frame
+and per sampled frame; its "rest" is the stage's own Python in `process` and `flush`.
 """
 from __future__ import annotations
 
@@ -20,6 +25,9 @@ from typing import Any
 
 TRACK_THREAD = "stage-track"
 """The name `stream.pipeline` gives the track stage's thread."""
+BANK_THREAD = "stage-bank"
+"""...and the mouth-bank stage's."""
+BANK_REST = "the rest (the stage's Python)"
 
 
 class PartClock:
@@ -74,6 +82,20 @@ def instrument(clock: PartClock, backend) -> None:
     follow.face_thumbnail = clock.wrap("thumbnails", follow.face_thumbnail)
 
 
+def instrument_bank(clock: PartClock) -> None:
+    """Wrap the mouth-bank stage's own parts (`stages.mouth_bank`), and its `process` and
+    `flush` as the rest (exclusive: less the parts they call). For this process only."""
+    import stages.mouth_bank as bank
+
+    bank.face_thumbnail = clock.wrap("thumbnails", bank.face_thumbnail)
+    bank.sample_mouth = clock.wrap("mouth samples", bank.sample_mouth)
+    bank._face_crop = clock.wrap("identity-check crops", bank._face_crop)
+    stage = bank.MouthBankStage
+    stage._check_identities = clock.wrap("end-of-pass identity checks", stage._check_identities)
+    stage.process = clock.wrap(BANK_REST, stage.process)
+    stage.flush = clock.wrap(BANK_REST, stage.flush)
+
+
 def main(argv: list[str] | None = None) -> None:
     from benchmarks.inputs import ROOT, build_input
     from benchmarks.run import AUDIO, RESULTS
@@ -83,15 +105,23 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", type=int, default=2, help="faces to sync (1 or 2)")
+    parser.add_argument("--stage", choices=("track", "bank"), default="track",
+                        help="the render's track stage, or the mouth-bank pass's stage")
     args = parser.parse_args(argv)
     video = str(build_input(1280, 720, 2, 10.0, RESULTS / "inputs"))
     specs = _face_specs(video, args.faces, SETTINGS)
     registry = shared_registry(SETTINGS)
     registry.lipsync_engine()
-    clock = PartClock()
+    thread = TRACK_THREAD if args.stage == "track" else BANK_THREAD
+    clock = PartClock(lambda: threading.current_thread().name == thread)
     instrument(clock, registry.face_backend())
+    if args.stage == "bank":
+        instrument_bank(clock)
     with tempfile.TemporaryDirectory(dir=ROOT) as tmp:
         result = lipsync_job.lipsync(video, str(AUDIO), specs, f"{tmp}/out.mp4", SETTINGS)
+    if args.stage == "bank":
+        print_bank(clock, result["output"]["frame_count"], result["mouth_bank"][0]["frames_sampled"])
+        return
     face_frames = result["output"]["frame_count"] * args.faces
     stage = next(s for s in result["metrics"]["stages"] if s["name"] == "track")
     parts = sorted(clock.cpu_s.items(), key=lambda item: -item[1])
@@ -101,6 +131,16 @@ def main(argv: list[str] | None = None) -> None:
     for name, cpu in [*parts, ("the rest (the stage's Python)", rest)]:
         calls = f"{clock.calls[name]:6d} calls" if name in clock.calls else ""
         print(f"  {name:30s} {1000 * cpu / face_frames:6.3f} {calls}")
+
+
+def print_bank(clock: PartClock, frames: int, sampled: int) -> None:
+    """The bank stage's CPU by part, ms per video frame and per sampled frame."""
+    total = sum(clock.cpu_s.values())
+    print(f"mouth-bank stage: {1000 * total / frames:.2f} CPU ms a video frame, "
+          f"{1000 * total / max(1, sampled):.1f} a sampled frame ({frames} frames, {sampled} sampled)")
+    for name, cpu in sorted(clock.cpu_s.items(), key=lambda item: (item[0] == BANK_REST, -item[1])):
+        print(f"  {name:30s} {1000 * cpu / frames:6.3f} {1000 * cpu / max(1, sampled):7.2f} "
+              f"{clock.calls[name]:6d} calls")
 
 
 if __name__ == "__main__":
