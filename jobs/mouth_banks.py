@@ -144,7 +144,8 @@ def bank_report(targets: Sequence, banks: dict) -> list[dict]:
                        "teeth": round(coverage.teeth, 3),
                        "phone_labelled": sum(sample.viseme is not None for sample in bank.samples),
                        "frames_from_bank": bank.frames_from_bank,
-                       "frames_synthesised": bank.frames_synthesised})
+                       "frames_synthesised": bank.frames_synthesised,
+                       "frames_occluded": bank.frames_occluded})
     return report
 
 

@@ -53,6 +53,7 @@ from models.mouth_bank import (
     teeth_share,
 )
 from models.mouth_cleanup import close_original_gap
+from models.mouth_occlusion import OcclusionGate, bank_pictures, mouth_picture, picture_mask
 from models.mouth_front_end import mouth_track
 from models.mouth_geometry import (
     CONTROL,
@@ -142,6 +143,9 @@ class _TrackState:
     jaw: JawHistory = field(default_factory=JawHistory)  # recent jaw edges (`models.jaw_contour`)
     warp_inputs: tuple = ()  # (bank, its columns, features) that `warp` was made from
     warp: WarpConfig | None = None  # `_warp_for` those, kept: it reads percentiles of the whole track
+    gate: OcclusionGate = field(default_factory=OcclusionGate)  # how much of the mouth to show (a cover)
+    pictures_inputs: tuple = ()  # (bank, its columns) that `pictures` were made from
+    pictures: tuple | None = None  # the bank's grey mouth pictures, squared, their times (`models.mouth_occlusion`)
 
 
 class ClassicalLipSync:
@@ -214,6 +218,10 @@ class ClassicalLipSync:
         axes = FaceAxes.from_landmarks(pts)
         s = axes.scale
         state = self._state(req.track_key, req.frame_index, axes.to_local(pts))
+        shown = self._shown(state, image, axes, pts, req.bank, req.time_ms)
+        if shown <= 0.0:  # something covers the mouth: the frame stays as it is
+            req.bank.frames_occluded += 1
+            return MouthPatch(0, 0, np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), np.float32))
         pts = refine_jaw(image, pts, state.jaw, req.frame_index)
         src_uv = axes.to_local(pts)
         warp = self._track_warp(state, req.bank, features)
@@ -274,10 +282,27 @@ class ClassicalLipSync:
                 req.bank.frames_synthesised += 1
 
         poly_img = axes.to_image(poly_uv) - off
-        alpha = self._alpha(poly_img, cw, ch, warp.feather * s) * float(np.clip(req.strength, 0.0, 1.0))
+        alpha = self._alpha(poly_img, cw, ch, warp.feather * s) * (float(np.clip(req.strength, 0.0, 1.0)) * shown)
         return MouthPatch(x=x0, y=y0, pixels=pixels, alpha=alpha)
 
     # -- the mouth bank ---------------------------------------------------------------
+    @staticmethod
+    def _shown(state: _TrackState, image: np.ndarray, axes: FaceAxes, pts: np.ndarray, bank: MouthBank | None,
+               time_ms: float) -> float:
+        """How much of the synced mouth to show (0-1): none while something covers the mouth,
+        which then looks like none of the person's own bank mouths (`models.mouth_occlusion`).
+        Without a bank there is nothing to compare against: all of it."""
+        if bank is None or not bank.samples:
+            return 1.0
+        inputs = (bank, bank.columns())
+        if state.pictures is None or any(a is not b for a, b in zip(inputs, state.pictures_inputs)):
+            pictures = bank_pictures(bank)
+            state.pictures_inputs = inputs
+            state.pictures = (pictures, pictures * pictures, np.array([sample.time_ms for sample in bank.samples]))
+        pictures, squares, times = state.pictures
+        return state.gate.update(mouth_picture(image, axes), picture_mask(axes.to_local(pts)), pictures, times,
+                                 time_ms, squares)
+
     def _track_warp(self, state: _TrackState, bank: MouthBank | None, features: MouthTrack | None) -> WarpConfig:
         """`_warp_for` this track's bank and features, made again only when either is another
         object or the bank's samples changed (0.4 ms a face-frame: percentiles over the bank

@@ -245,7 +245,7 @@ def viseme_match(targets: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.where(labels != "", term, 0.0)
 
 
-def _resample(image: np.ndarray, axes: FaceAxes, px_per_s: int) -> np.ndarray:
+def canonical_window(image: np.ndarray, axes: FaceAxes, px_per_s: int) -> np.ndarray:
     """The face's canonical window at `px_per_s` pixels per s (uint8 RGB)."""
     return cv2.warpAffine(image, axes.canonical_to_image(px_per_s), canonical_size(px_per_s),
                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
@@ -261,9 +261,9 @@ def sample_mouth(image: np.ndarray, landmarks: np.ndarray, pose: tuple[float, fl
     axes = FaceAxes.from_landmarks(pts)
     if axes.scale < 24:
         return None
-    patch = _resample(image, axes, PX_PER_S)  # the descriptors are read at the base resolution
+    patch = canonical_window(image, axes, PX_PER_S)  # the descriptors are read at the base resolution
     px_per_s = sample_resolution(axes.scale)
-    texture = patch if px_per_s == PX_PER_S else _resample(image, axes, px_per_s)
+    texture = patch if px_per_s == PX_PER_S else canonical_window(image, axes, px_per_s)
     uv = axes.to_local(pts)
     uv_px = local_to_canonical(uv)
     inner, ring = _region_masks(uv_px, CANONICAL_SIZE)
@@ -315,6 +315,8 @@ class MouthBank:
     """Frames the engine painted from this bank (counted while rendering)."""
     frames_synthesised: int = 0
     """Frames the engine had to synthesise because the bank lacked the shape."""
+    frames_occluded: int = 0
+    """Frames the engine left as they were: something covered the mouth (`models.mouth_occlusion`)."""
     _columns: dict | None = field(default=None, init=False, repr=False, compare=False)
 
     def reject(self) -> None:
