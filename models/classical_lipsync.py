@@ -53,7 +53,6 @@ from models.mouth_bank import (
     teeth_share,
 )
 from models.mouth_cleanup import close_original_gap
-from models.mouth_occlusion import OcclusionGate, bank_pictures, mouth_picture, picture_mask
 from models.mouth_front_end import mouth_track
 from models.mouth_geometry import (
     CONTROL,
@@ -70,6 +69,7 @@ from models.mouth_geometry import (
     profile,
     ring_points,
 )
+from models.mouth_occlusion import OcclusionGate, bank_pictures, mouth_picture, picture_mask
 from models.mouth_params import MouthParamConfig, MouthShape, MouthTrack
 from models.mouth_select import SamplePlan, plan_samples, switch_costs
 from models.mouth_transfer import (

@@ -13,7 +13,9 @@ frames in a row is left as it is (`OcclusionGate`), and faded back in once seen 
 
 Not done: a cover the bank pass sampled stays in the bank (a rule that dropped samples
 unlike all earlier ones also dropped d12's first grin, a new expression, not a cover); the
-gate leaves bank mouths within APART_MS of a frame out of its comparison instead.
+gate leaves bank mouths within APART_MS of a frame out of its comparison instead, once the
+face has clearly seen frames of its own: so a cover from a track's very first frame, which
+the bank sampled, is not caught.
 """
 from __future__ import annotations
 
@@ -128,8 +130,13 @@ class OcclusionGate:
         """The share to show for this frame's `picture` (`mouth_picture`) over `mask` at
         `now_ms`, given the bank's pictures (`bank_pictures`, and squared when kept) and
         their times (ms): those within APART_MS of now are left out, so that a cover the
-        bank pass sampled does not vouch for itself."""
+        bank pass sampled does not vouch for itself, once this face has clearly seen frames
+        of its own to go by (at its start every bank mouth counts: in a shot under two
+        seconds all of the person's bank mouths are near; a cover from a track's first frame
+        is therefore not caught)."""
         far = np.abs(np.asarray(bank_times, dtype=np.float64) - now_ms) > APART_MS
+        if not self.recent:  # a track's start: every bank mouth, else a short shot's are all near
+            far = np.ones(len(bank_times), bool)
         if mask.sum() < 16 or not (far.any() or self.recent):
             like = 1.0  # nothing to judge, or nothing to compare against
         else:

@@ -143,9 +143,10 @@ def test_the_engine_paints_no_mouth_on_a_hand(d12):
 
 
 def test_a_cover_in_the_bank_does_not_vouch_for_itself():
-    """The bank pass samples a hand held over the mouth too: bank mouths within APART_MS of
-    the frame are left out, so the cover is still seen; the same picture from far away in
-    the video does count (a person's real mouth, seen again)."""
+    """The bank pass samples a hand held over the mouth too: once the face has clearly seen
+    frames of its own, bank mouths within APART_MS of the frame are left out, so the cover is
+    still seen; the same picture from far away in the video does count (a person's real
+    mouth, seen again). At a track's start every bank mouth counts."""
     from models.mouth_occlusion import APART_MS
 
     rng = np.random.default_rng(1)
@@ -157,5 +158,9 @@ def test_a_cover_in_the_bank_does_not_vouch_for_itself():
     for cover_time, hidden in ((2000.0, True), (2000.0 + 2 * APART_MS, False)):
         gate = OcclusionGate()
         times = np.array([0.0, 100.0, 200.0, 300.0, cover_time])
+        assert gate.update(mouths[0], mask, bank, times, 1900.0) == 1.0  # the mouth, clearly seen
         shown = [gate.update(cover, mask, bank, times, 2000.0 + 40.0 * k) for k in range(COVER_AFTER + 1)]
         assert (shown[-1] == 0.0) == hidden, (cover_time, shown)
+    fresh = OcclusionGate()  # a track's first frames: the near cover counts (nothing else to go by)
+    assert [fresh.update(cover, mask, bank, np.array([0.0, 100.0, 200.0, 300.0, 2000.0]), 2000.0 + 40.0 * k)
+            for k in range(COVER_AFTER + 1)][-1] == 1.0
