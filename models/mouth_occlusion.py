@@ -132,8 +132,10 @@ class OcclusionGate:
         their times (ms): those within APART_MS of now are left out, so that a cover the
         bank pass sampled does not vouch for itself, once this face has clearly seen frames
         of its own to go by (at its start every bank mouth counts: in a shot under two
-        seconds all of the person's bank mouths are near; a cover from a track's first frame
-        is therefore not caught)."""
+        seconds all of the person's bank mouths are near). A face whose mouth has not yet been
+        clearly seen in this track is never hidden: a shot whose mouths look like none of the
+        bank's (another light, a pose the bank lacks) is synced as before, not left unsynced
+        whole; a cover from a track's first frame is therefore not caught."""
         far = np.abs(np.asarray(bank_times, dtype=np.float64) - now_ms) > APART_MS
         if not self.recent:  # a track's start: every bank mouth, else a short shot's are all near
             far = np.ones(len(bank_times), bool)
@@ -145,6 +147,8 @@ class OcclusionGate:
                 like = max(like, likeness(picture, mask, np.stack(self.recent)))
         if like > CLEAR_ABOVE:
             self.recent.append(picture)
+        elif not self.recent:
+            return self.step(CLEAR_ABOVE)  # never clearly seen in this track: no grounds to hide it
         return self.step(like)
 
     def step(self, like: float) -> float:

@@ -164,3 +164,19 @@ def test_a_cover_in_the_bank_does_not_vouch_for_itself():
     fresh = OcclusionGate()  # a track's first frames: the near cover counts (nothing else to go by)
     assert [fresh.update(cover, mask, bank, np.array([0.0, 100.0, 200.0, 300.0, 2000.0]), 2000.0 + 40.0 * k)
             for k in range(COVER_AFTER + 1)][-1] == 1.0
+
+
+def test_a_mouth_never_clearly_seen_in_its_track_is_never_hidden():
+    """A shot whose mouths look like none of the bank's (another light, a pose the bank
+    lacks) is synced as it was before the gate, not left unsynced whole: the gate hides a
+    mouth only after it has clearly seen it in this track."""
+    rng = np.random.default_rng(2)
+    bank = rng.uniform(0, 255, (5, 60, 76)).astype(np.float32)
+    times = np.arange(5) * 200.0
+    mask = np.zeros((60, 76), bool)
+    mask[15:45, 15:60] = True
+    gate = OcclusionGate()
+    strangers = rng.uniform(0, 255, (20, 60, 76)).astype(np.float32)
+    assert [gate.update(p, mask, bank, times, 5000.0 + 40 * k) for k, p in enumerate(strangers)] == [1.0] * 20
+    assert gate.update(bank[0], mask, bank, times, 6000.0) == 1.0  # now it has seen the mouth
+    assert [gate.update(p, mask, bank, times, 6040.0 + 40 * k) for k, p in enumerate(strangers[:COVER_AFTER])][-1] == 0.0
