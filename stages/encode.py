@@ -41,6 +41,12 @@ _AUDIO_LEAD_S = 1.0
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
 
 
+X264_PARAMS = "sliced-threads=1"
+"""libx264's threads split each frame, not the sequence: with frame threads its output
+varied from run to run on a busy machine (3 different bitstreams in 5 runs of one job beside
+a CPU hog, from the same frames); sliced threads gave one in 5."""
+
+
 @dataclass
 class EncodeSettings:
     """Video encoder settings. crf: 0-51, lower is better (18 is visually lossless); preset:
@@ -58,7 +64,7 @@ class EncodeSettings:
         if self.codec == "h264_nvenc":
             return {"rc": "vbr", "cq": str(self.crf), "preset": self.nvenc_preset}
         if self.codec.startswith("libx264"):
-            return {"crf": str(self.crf), "preset": self.preset}
+            return {"crf": str(self.crf), "preset": self.preset, "x264-params": X264_PARAMS}
         return {}
 
 

@@ -157,7 +157,9 @@ def test_a_range_ending_at_the_videos_end_stays_closed_in_silence(ends_in_silenc
     original = [mouth_opening(backend.detect(source[i], with_embedding=False)[0].landmarks) for i in last]
     assert max(original) > 0.15  # the original mouth is open here: fading back to it would show
     got = [mouth_opening(backend.detect(output[i], with_embedding=False)[0].landmarks) for i in last]
-    assert max(got) < 0.1, f"the mouth reopens in the silence at the end: openings {np.round(got, 2).tolist()}"
+    # dlib reads 0.04-0.11 on this closed, smiling mouth (it moves with the encoder's rounding);
+    # the original's is 0.37-0.40 and a half-open mouth about 0.2
+    assert max(got) < 0.15, f"the mouth reopens in the silence at the end: openings {np.round(got, 2).tolist()}"
 
 
 TWO_FRAMES = 130  # 5.2 s: the frames issue 23 names lie within it
