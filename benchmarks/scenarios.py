@@ -31,7 +31,8 @@ from jobs import lipsync as lipsync_job
 from jobs import passthrough as passthrough_job
 from jobs.config import Settings
 from jobs.detect import detect_faces
-from stages.decode import rgb_pixels
+from jobs.output import encode_settings
+from stages.colour import ColourSpace, frame_to_rgb
 from stages.encode import yuv420p_frame
 from stream.context import JobContext
 from stream.pipeline import Pipeline
@@ -122,7 +123,7 @@ def _pipeline_result(frames: int, metrics: dict, cpu_s: float, **extra) -> dict:
 def codec_floor(video: str, out: str, audio: str | None, faces: int) -> dict:
     """PyAV decode then encode in one plain loop, same encoder settings: the floor.
 
-    Frames go through RGB numpy arrays with the pipeline's own conversions (`rgb_pixels`
+    Frames go through RGB numpy arrays with the pipeline's own conversions (`frame_to_rgb`
     on decode, `yuv420p_frame` on encode), since every pipeline hands the stages
     RGB pixels; it is the cost of the codec path the pipeline cannot avoid.
     """
@@ -135,10 +136,12 @@ def codec_floor(video: str, out: str, audio: str | None, faces: int) -> dict:
             src.thread_type = "AUTO"
             dst = sink.add_stream("libx264", rate=src.average_rate)
             dst.width, dst.height, dst.pix_fmt = src.codec_context.width, src.codec_context.height, "yuv420p"
-            dst.options = {"crf": str(SETTINGS.crf), "preset": SETTINGS.preset}
+            dst.options = encode_settings(SETTINGS, "libx264").codec_options()
+            colour = ColourSpace.of(src.codec_context)
+            colour.tag(dst.codec_context)
             dst.thread_type = "AUTO"
             for frame in source.decode(src):
-                sink.mux(dst.encode(yuv420p_frame(rgb_pixels(frame))))
+                sink.mux(dst.encode(yuv420p_frame(frame_to_rgb(frame), colour)))
                 frames += 1
             sink.mux(dst.encode(None))
         wall, cpu_s = time.perf_counter() - start, process_cpu_s() - cpu

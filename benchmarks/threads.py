@@ -16,7 +16,7 @@ CPU time from /proc/self/task/<tid>/stat while the measured spans run, and group
   one, `models.sphinx_decode`), from getrusage's RUSAGE_CHILDREN;
 - "unsampled": the span's process CPU less all the above: threads that started and ended
   between two samples (swscale's, which PyAV's `to_ndarray` starts for each conversion at
-  its default threads=0; the decoder's `stages.decode.rgb_pixels` converts in its own
+  its default threads=0; the decoder's `stages.colour.frame_to_rgb` converts in its own
   thread), or the last part of a thread that ended before the next sample.
 
 Spans are labelled: the mouth-bank pass ("bank pass") apart from the render. The sampler's

@@ -256,7 +256,7 @@ def lipsync(video: str | os.PathLike, audio: str | os.PathLike | None, faces: Se
     track.add_references([(c.id, reference_embedding(backend, c)) for c in characters])
     shots = ShotDetector()
     encoder = EncodeStage(out, info.width, info.height, info.time_base, info.fps,
-                          setup.encode_settings(settings), AudioPlan(audio, duration_ms=out_ms))
+                          setup.encode_settings(settings), AudioPlan(audio, duration_ms=out_ms), colour=info.colour)
     pipeline = Pipeline(DecodeStage(video, hwaccel=video_hwaccel(setup.device), shots=shots, **setup.decode_options),
                         [*setup.stages, encoder], queue_size=settings.queue_size)
     frames_total = int(round(out_ms / 1000 * info.fps))

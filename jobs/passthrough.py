@@ -33,7 +33,7 @@ def passthrough(video: str | os.PathLike, out: str | os.PathLike, audio: str | o
     device = job_device(settings.device)
     choice = choose_encoder(settings.encoder, device)
     encoder = EncodeStage(out, info.width, info.height, info.time_base, info.fps,
-                          encode_settings(settings, choice.codec), plan)
+                          encode_settings(settings, choice.codec), plan, colour=info.colour)
     pipeline = Pipeline(DecodeStage(video, hwaccel=video_hwaccel(device)), [encoder], queue_size=settings.queue_size)
     metrics = context.run("passthrough", pipeline, expected_frames(info))
     return {

@@ -15,6 +15,7 @@ import numpy as np
 from jobs.schema import FaceSpec
 from models.faces.base import FaceBackend
 from models.faces.face import Face, iou, xywh_to_xyxy
+from stages.colour import frame_to_rgb
 from stages.decode import open_media, rotate_upright
 from stages.follow import Target
 from stages.shots import ShotDetector
@@ -92,7 +93,7 @@ class FrameReader:
         if chosen is None:
             return None
         frame = chosen[1]
-        image = rotate_upright(frame.to_ndarray(format="rgb24"), int(round(frame.rotation or 0)) % 360)
+        image = rotate_upright(frame_to_rgb(frame), int(round(frame.rotation or 0)) % 360)
         return float(frame.pts * self._stream.time_base * 1000), image
 
     def _seek(self, target: float) -> None:

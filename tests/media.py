@@ -10,8 +10,11 @@ import numpy as np
 
 
 def read_frames(path: Path | str) -> list[np.ndarray]:
+    """Every frame's RGB pixels as the pipeline's decoder makes them (`stages.colour`)."""
+    from stages.colour import frame_to_rgb
+
     with av.open(str(path)) as container:
-        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        return [frame_to_rgb(f) for f in container.decode(video=0)]
 
 
 def frame_with_landmarks(path: Path | str, index: int) -> tuple[np.ndarray, np.ndarray]:

@@ -125,15 +125,18 @@ def test_a_bad_file_is_named_even_when_hardware_decoding_was_asked_for(tmp_path)
 
 
 @pytest.mark.parametrize("name", ["d12.mp4", "s29.mp4"])
-def test_frames_are_swscales_rgb_pixels_converted_in_one_thread(data_dir, name):
-    """`rgb_pixels` runs swscale without its per-frame thread pool: the pixels are PyAV's
-    default conversion's, bit for bit (square and portrait clips)."""
+def test_frames_are_converted_in_the_sources_own_matrix(data_dir, name):
+    """The stage's pixels are `stages.colour.frame_to_rgb`'s (the source's matrix, rounded),
+    square and portrait clips; probe_video reads the same colour description."""
     import av
+
+    from stages.colour import ColourSpace, frame_to_rgb
 
     path = data_dir / "video" / name
     with av.open(str(path)) as container:
-        expected = [f.to_ndarray(format="rgb24") for _, f in zip(range(12), container.decode(video=0))]
+        decoded = [f for _, f in zip(range(12), container.decode(video=0))]
     frames = [f.image for _, f in zip(range(12), DecodeStage(path).items())]
-    assert len(frames) == len(expected) == 12
-    for image, reference in zip(frames, expected):
-        assert image.dtype == np.uint8 and np.array_equal(image, reference)
+    assert len(frames) == len(decoded) == 12
+    for image, frame in zip(frames, decoded):
+        assert image.dtype == np.uint8 and np.array_equal(image, frame_to_rgb(frame))
+    assert probe_video(path).colour == ColourSpace.of(decoded[0])

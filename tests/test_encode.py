@@ -141,3 +141,23 @@ def test_explicit_nvenc_request_gives_a_valid_mp4_either_way(tmp_path, data_dir)
         assert result["encoder"] == "h264_nvenc" and result["warnings"] == []
     else:
         assert result["encoder"] == "libx264" and "h264_nvenc" in result["warnings"][0]
+
+
+def yuv_planes(path, count: int = 25) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="yuv420p").astype(np.float64) for _, f in zip(range(count), container.decode(video=0))]
+
+
+@pytest.mark.parametrize("name", ["d20.mp4", "d12.mp4", "s29.mp4"])
+def test_a_passthrough_keeps_the_sources_colours_and_tags(tmp_path, data_dir, name):
+    """Decode to RGB and encode back: the stream keeps the source's matrix, range,
+    primaries and transfer, and its luma and chroma only the codec's noise: no offset
+    (the truncating decode and BT.601 encode left luma 1.1-1.3 levels darker everywhere)."""
+    src = data_dir / "video" / name
+    out = tmp_path / "out.mp4"
+    passthrough(src, out)
+    assert probe_video(out).colour == probe_video(src).colour
+    height = probe_video(src).height
+    for before, after in zip(yuv_planes(src), yuv_planes(out)):
+        assert abs((after[:height] - before[:height]).mean()) < 0.25
+        assert abs((after[height:] - before[height:]).mean()) < 0.25
