@@ -55,6 +55,13 @@ CANONICAL_SIZE = canonical_size()
 """(width, height) of a patch at the base resolution."""
 
 
+TEXTURE_INTERPOLATION = cv2.INTER_CUBIC
+"""How the mouth's texture is resampled (the sample from its frame, the sample onto the
+target, the lower face's warp). Bilinear at fractional offsets is a small blur each time,
+and a sample is resampled twice: d10's output lips kept 0.58 of her real lips' Laplacian
+variance (median over the clip), 0.85 bicubic, and looked softer than her face at 4x."""
+
+
 def sample_resolution(scale: float) -> int:
     """Pixels per s to sample a face whose inter-ocular distance is `scale` pixels: its own
     resolution rounded up to a multiple of 10, within [PX_PER_S, MAX_PX_PER_S], so the mouth
@@ -245,10 +252,10 @@ def viseme_match(targets: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.where(labels != "", term, 0.0)
 
 
-def canonical_window(image: np.ndarray, axes: FaceAxes, px_per_s: int) -> np.ndarray:
+def canonical_window(image: np.ndarray, axes: FaceAxes, px_per_s: int, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
     """The face's canonical window at `px_per_s` pixels per s (uint8 RGB)."""
     return cv2.warpAffine(image, axes.canonical_to_image(px_per_s), canonical_size(px_per_s),
-                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+                          flags=interpolation | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
 
 
 def sample_mouth(image: np.ndarray, landmarks: np.ndarray, pose: tuple[float, float, float] | None,
@@ -263,7 +270,7 @@ def sample_mouth(image: np.ndarray, landmarks: np.ndarray, pose: tuple[float, fl
         return None
     patch = canonical_window(image, axes, PX_PER_S)  # the descriptors are read at the base resolution
     px_per_s = sample_resolution(axes.scale)
-    texture = patch if px_per_s == PX_PER_S else canonical_window(image, axes, px_per_s)
+    texture = canonical_window(image, axes, px_per_s, TEXTURE_INTERPOLATION)
     uv = axes.to_local(pts)
     uv_px = local_to_canonical(uv)
     inner, ring = _region_masks(uv_px, CANONICAL_SIZE)

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from scipy.spatial import Delaunay
 
-from models.mouth_bank import FaceAxes, MouthSample, local_to_canonical
+from models.mouth_bank import TEXTURE_INTERPOLATION, FaceAxes, MouthSample, local_to_canonical
 
 N_RING = 16
 RING_MARGIN = 0.22
@@ -303,7 +303,7 @@ def paint_bank_mouth(pixels: np.ndarray, axes: FaceAxes, dst_uv: np.ndarray, off
         uv = item.sample.uv.astype(np.float64)
         src_mesh = np.concatenate([control_points(uv), _cover_points(uv, dst_uv)])
         mx, my = raster.maps(local_to_canonical(src_mesh, item.sample.px_per_s), COVER_TRIANGLES)
-        warped += (item.weight / total) * cv2.remap(item.sample.patch, mx, my, cv2.INTER_LINEAR,
+        warped += (item.weight / total) * cv2.remap(item.sample.patch, mx, my, TEXTURE_INTERPOLATION,
                                                     borderMode=cv2.BORDER_REFLECT).astype(np.float32)
 
     if target_gap * s < 2.0:
