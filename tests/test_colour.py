@@ -83,3 +83,10 @@ def test_the_tag_goes_into_the_encoder():
     context = av.codec.CodecContext.create("libx264", "w")
     ColourSpace(1, 1, 1, 1).tag(context)
     assert (int(context.colorspace), int(context.color_range), int(context.color_primaries), int(context.color_trc)) == (1, 1, 1, 1)
+
+
+def test_nv12_from_a_hardware_decoder_takes_the_fast_path_with_the_same_pixels(data_dir):
+    frame = first_frames(data_dir / "video" / "d20.mp4", 1)[0]
+    nv12 = frame.reformat(format="nv12")
+    nv12.colorspace, nv12.color_range = frame.colorspace, frame.color_range
+    assert np.array_equal(frame_to_rgb(nv12), frame_to_rgb(frame))
