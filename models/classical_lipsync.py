@@ -45,7 +45,6 @@ from models.lip_contour import refine_outer_lips
 from models.mouth_bank import (
     CLOSED_GAP,
     OPEN_GAP,
-    TEXTURE_INTERPOLATION,
     FaceAxes,
     MouthBank,
     lip_thickness,
@@ -274,7 +273,9 @@ class ClassicalLipSync:
         # The original mouth's gap is painted over first: landmarks lag a fast mouth by a
         # few pixels, and what they miss must not survive the warp.
         cleaned = close_original_gap(crop_src, src_pts, state.lip_rgb, state.skin_rgb, s)
-        pixels = cv2.remap(cleaned, map_x, map_y, TEXTURE_INTERPOLATION, borderMode=cv2.BORDER_REPLICATE)
+        # Bilinear: the mouth is painted over it from the bicubic sample, and this warp over the
+        # whole lower face costs 1.4 ms a face-frame more bicubic, with no sharper lips.
+        pixels = cv2.remap(cleaned, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         if chosen and paint_bank_mouth(pixels, axes, dst_uv, off, chosen):
             req.bank.frames_from_bank += 1
         else:

@@ -83,6 +83,10 @@ def test_the_tag_goes_into_the_encoder():
     context = av.codec.CodecContext.create("libx264", "w")
     ColourSpace(1, 1, 1, 1).tag(context)
     assert (int(context.colorspace), int(context.color_range), int(context.color_primaries), int(context.color_trc)) == (1, 1, 1, 1)
+    ycgco = ColourSpace(8, 1, 1, 1)  # converted as BT.601, so not tagged YCgCo
+    assert not ycgco.known and np.array_equal(ycgco.to_yuv, BT601.to_yuv)
+    ycgco.tag(context)
+    assert int(context.colorspace) == 2
 
 
 def test_nv12_from_a_hardware_decoder_takes_the_fast_path_with_the_same_pixels(data_dir):
