@@ -35,6 +35,13 @@ BAND = (0.05, 0.17)
 """Skin band around the outer lips (s units) where the light is compared."""
 LIGHT_SIGMA = 0.2
 """Spread (s units) of the light correction."""
+LIP_MATCH = 0.7
+"""Share of the difference between the sample's lip colour and the frame's own that is
+corrected (a sample taken in other light keeps paler or deeper lips than the frame's)."""
+LIP_SHIFT = 40.0
+"""Largest lip colour correction (levels per channel)."""
+LIP_FEATHER = 0.02
+"""Gaussian sigma (s units) of the lip colour correction's edge."""
 LIP_POINTS = list(range(48, 68))
 SLIVER_PX = 1.0
 """Mesh triangles thinner than this (pixels) are left to their neighbours when painting."""
@@ -278,8 +285,21 @@ def _soften_lip_line(warped: np.ndarray, line: np.ndarray) -> np.ndarray:
     return warped * (1 - band) + cv2.GaussianBlur(warped, (0, 0), 1.0) * band
 
 
+def _match_lip_colour(warped: np.ndarray, lips: np.ndarray, inner_px: np.ndarray, lip_rgb: np.ndarray,
+                      scale: float) -> None:
+    """Move the painted lips' mean colour LIP_MATCH of the way to `lip_rgb` (the frame's own
+    lips, averaged over the last frames), in place, feathered so no edge shows."""
+    ring = lips.copy()
+    cv2.fillPoly(ring, [np.round(inner_px * 16).astype(np.int32)], 0, lineType=cv2.LINE_8, shift=4)
+    if ring.sum() < 8:
+        return
+    shift = np.clip(LIP_MATCH * (np.asarray(lip_rgb, np.float32) - cv2.mean(warped, mask=ring)[:3]), -LIP_SHIFT, LIP_SHIFT)
+    weight = cv2.GaussianBlur(ring.astype(np.float32), (0, 0), max(LIP_FEATHER * scale, 0.7))
+    warped += weight[..., None] * shift.astype(np.float32)
+
+
 def paint_bank_mouth(pixels: np.ndarray, axes: FaceAxes, dst_uv: np.ndarray, offset: np.ndarray,
-                     chosen: Sequence[WeightedSample]) -> bool:
+                     chosen: Sequence[WeightedSample], lip_rgb: np.ndarray | None = None) -> bool:
     """Paint the weighted samples onto the target lips `dst_uv` (local s units) in place.
 
     pixels is the crop (HxWx3 uint8) whose top-left is `offset` in the image that `axes`
@@ -318,6 +338,8 @@ def paint_bank_mouth(pixels: np.ndarray, axes: FaceAxes, dst_uv: np.ndarray, off
     band = (away > BAND[0] * s) & (away <= BAND[1] * s) & covered
     if band.sum() >= 8:
         warped += np.clip(_smooth_fill(base - warped, band, LIGHT_SIGMA * s), -80, 80)
+    if lip_rgb is not None:
+        _match_lip_colour(warped, lips, axes.to_image(dst_uv[60:68]) - offset - [x0, y0], lip_rgb, s)
     alpha = cv2.GaussianBlur((away <= MASK_GROW * s).astype(np.float32), (0, 0), max(MASK_FEATHER * s, 0.7))
     alpha = np.maximum(alpha, lips, out=alpha)
     alpha *= covered

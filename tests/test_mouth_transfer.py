@@ -128,3 +128,32 @@ def test_a_sample_painted_back_on_its_own_frame_keeps_its_sharpness(data_dir, cl
         return float(cv2.Laplacian(grey, cv2.CV_32F).var())
 
     assert sharpness(painted) >= 0.75 * sharpness(image), (sharpness(painted), sharpness(image))
+
+
+def test_the_painted_lips_take_the_frames_own_lip_colour(smile):
+    """A sample keeps the lip colour of the light it was taken in (d20's lips came back pale
+    pink in frames where his own were deep red): given the frame's lip colour, the painted
+    lips move LIP_MATCH of the way to it, feathered, and the teeth inside do not move."""
+    from models.mouth_transfer import LIP_MATCH
+
+    image, landmarks, sample = smile
+    axes = FaceAxes.from_landmarks(refine_outer_lips(image, landmarks))
+    uv = sample.uv.astype(np.float64)
+    dst = with_sample_shape(uv, uv)
+    outer, inner = (np.round(axes.to_image(dst[a:b])).astype(np.int32) for a, b in ((48, 60), (60, 68)))
+    lips = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(lips, [outer], 1)
+    cv2.fillPoly(lips, [inner], 0)
+    mouth = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(mouth, [inner], 1)
+    mouth = cv2.erode(mouth, np.ones((5, 5), np.uint8))
+    plain = image.copy()
+    assert paint_bank_mouth(plain, axes, dst, np.zeros(2), [WeightedSample(sample, 1.0)])
+    own = np.array(cv2.mean(plain, mask=lips)[:3])
+    change = np.array([30.0, -10.0, -10.0])
+    tinted = image.copy()
+    assert paint_bank_mouth(tinted, axes, dst, np.zeros(2), [WeightedSample(sample, 1.0)], lip_rgb=own + change)
+    moved = np.array(cv2.mean(tinted, mask=lips)[:3]) - own
+    assert np.all(moved / (LIP_MATCH * change) > 0.6) and np.all(moved / (LIP_MATCH * change) < 1.05), moved
+    assert mouth.sum() > 100
+    assert np.abs(tinted.astype(int) - plain)[mouth > 0].mean() < 1.5
