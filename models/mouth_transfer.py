@@ -9,9 +9,10 @@ than squashed (`_cover_points`), so teeth keep their size. Several samples are a
 with their weights (already aligned, so nothing doubles). Their light is matched to the
 current frame by a smooth additive correction: the difference between the frame and the
 sample on a skin band around the lips, spread over the mouth by normalised Gaussian
-convolution (a cheap membrane, as in seamless cloning). The result covers the target's
-outer lips grown by `MASK_GROW` with a feathered edge: inside it nothing of the original
-mouth survives.
+convolution (a cheap membrane, as in seamless cloning); the lips' own colour is moved most
+of the way to the frame's lips (a sample taken in other light keeps its redness). The
+result covers the target's outer lips grown by `MASK_GROW` with a feathered edge: inside
+it nothing of the original mouth survives.
 """
 from __future__ import annotations
 
@@ -303,7 +304,9 @@ def paint_bank_mouth(pixels: np.ndarray, axes: FaceAxes, dst_uv: np.ndarray, off
     """Paint the weighted samples onto the target lips `dst_uv` (local s units) in place.
 
     pixels is the crop (HxWx3 uint8) whose top-left is `offset` in the image that `axes`
-    describes. False when nothing was painted (the mouth is outside the crop)."""
+    describes; lip_rgb, the frame's own lip colour (RGB 0-255), which the painted lips are
+    moved towards (`_match_lip_colour`; None keeps the sample's). False when nothing was
+    painted (the mouth is outside the crop)."""
     s = axes.scale
     h, w = pixels.shape[:2]
     dst_ctrl = axes.to_image(control_points(dst_uv)) - offset
