@@ -119,8 +119,6 @@ GRIN_ROUNDING = 0.5
 REPLAN_TEETH = 0.3
 """Change of the original's teeth share (a grin coming or going) after which the rest is
 planned again."""
-LIP_COLOUR_MATCH = True
-"""Match the painted lips' colour to the frame's own (`mouth_transfer._match_lip_colour`)."""
 MAX_TRACK_STATES = 64
 """Per-track states kept (least recently used dropped): the engine is shared by every job
 of a server, whose track keys are unique per job, so the table must not grow forever."""
@@ -278,7 +276,7 @@ class ClassicalLipSync:
         # Bilinear: the mouth is painted over it from the bicubic sample, and this warp over the
         # whole lower face costs 1.4 ms a face-frame more bicubic, with no sharper lips.
         pixels = cv2.remap(cleaned, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        if chosen and paint_bank_mouth(pixels, axes, dst_uv, off, chosen, self._lip_colour(state)):
+        if chosen and paint_bank_mouth(pixels, axes, dst_uv, off, chosen, state.lip_rgb):
             req.bank.frames_from_bank += 1
         else:
             self._paint_mouth(pixels, axes, dst_uv, off, state, shape)
@@ -524,11 +522,6 @@ class ClassicalLipSync:
         xx = np.minimum(np.arange(w), np.arange(w)[::-1]).astype(np.float32)
         edge = np.clip(np.minimum(yy[:, None], xx[None, :]) / 2.0, 0.0, 1.0)
         return (alpha * edge).astype(np.float32)
-
-    @staticmethod
-    def _lip_colour(state: _TrackState) -> np.ndarray | None:
-        """The lip colour the painted sample's lips are matched to (None: keep the sample's)."""
-        return state.lip_rgb if LIP_COLOUR_MATCH else None
 
     @staticmethod
     def _update_colours(state: _TrackState, crop: np.ndarray, pts: np.ndarray) -> None:
