@@ -194,6 +194,10 @@ class MouthSample:
     viseme: str | None = None
     """The mouth shape (`models.visemes` letter) of the phone the original audio sounds at
     `time_ms`, where that audio is this person's (`MouthBank.label_visemes`); else None."""
+    bands: np.ndarray | None = None
+    """Per central inner-lip pair, the shares of the gap from the top and from the bottom
+    that the upper and the lower teeth (or tongue) fill (3x2, `inner_bands`); the rest is
+    the dark between them. None: the whole gap one band."""
 
     def descriptor(self) -> np.ndarray:
         """Descriptor scaled so that 1 is a visible difference in each coordinate."""
@@ -231,6 +235,55 @@ def teeth_share(patch: np.ndarray, inner: np.ndarray, skin_luma: float) -> float
     sat, val = hsv[..., 1][band > 0] / 255.0, hsv[..., 2][band > 0].astype(np.float64)
     teeth = (sat < 0.35) & (val > 0.8 * skin_luma)
     return float(teeth.mean())
+
+
+BAND_SAMPLES = 16
+"""Points read along each central inner-lip pair by `inner_bands`."""
+BAND_CONTRAST = 20.0
+"""Luma range (levels) under which an inner mouth is one band (nothing to tell apart)."""
+
+
+INNER_PAIRS = ((61, 67), (62, 66), (63, 65))
+"""The central inner-lip landmark pairs (upper, lower) across the mouth's gap."""
+
+
+def _line_bands(profile: np.ndarray) -> tuple[float, float]:
+    """(top, bottom) shares of one line across the gap (luma `profile`, upper lip first)
+    that its bright runs next to the lips fill; (1, 0) for a featureless line."""
+    hi, lo = float(profile[1:-1].max()), float(profile[1:-1].min())
+    if hi - lo < BAND_CONTRAST:
+        return 1.0, 0.0
+    bright = np.flatnonzero(profile >= 0.5 * (hi + lo))
+    runs = np.split(bright, np.flatnonzero(np.diff(bright) > 1) + 1)
+    last = len(profile) - 1
+    top = bottom = 0.0
+    if runs[0][0] <= last / 2:  # the upper teeth under the upper lip
+        top = min(1.0, (runs[0][-1] + 0.5) / last)
+        runs = runs[1:]
+    if runs:  # a lit band over the lower lip, after a darker one: the lower teeth or tongue
+        bottom = min(1.0 - top, 1.0 - (runs[-1][0] - 0.5) / last)
+    return top, bottom
+
+
+def inner_bands(grey: np.ndarray, uv_px: np.ndarray, opening: float) -> np.ndarray:
+    """Per central inner-lip pair (`INNER_PAIRS`), (top, bottom): the shares of the line
+    between them that the bright parts next to the upper and to the lower lip fill, the
+    upper teeth and the lower teeth (or tongue) where lit. Read on the luma (`grey`,
+    canonical pixels at `uv_px`), bright meaning above the middle of the line's range; each
+    line on its own, as the lower teeth are a narrow row that an average washes out.
+
+    A mouth that closes keeps these at their size and loses the dark between them first
+    (`models.mouth_transfer`): the teeth stay with the jaws, the gap between them goes.
+    (1, 0), the whole line one band, for a closed mouth or a featureless line."""
+    bands = np.tile(np.array([1.0, 0.0], np.float32), (len(INNER_PAIRS), 1))
+    if opening < CLOSED_GAP:
+        return bands
+    t = np.linspace(0.0, 1.0, BAND_SAMPLES)[:, None]
+    line = np.concatenate([uv_px[a] + t * (uv_px[b] - uv_px[a]) for a, b in INNER_PAIRS]).astype(np.float32)
+    values = cv2.remap(grey, line[:, :1].copy(), line[:, 1:].copy(), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    for row, profile in zip(bands, values.astype(np.float32).reshape(len(INNER_PAIRS), BAND_SAMPLES)):
+        row[:] = _line_bands(profile)
+    return bands
 
 
 def _laplacian(grey: np.ndarray) -> np.ndarray:
@@ -289,6 +342,7 @@ def sample_mouth(image: np.ndarray, landmarks: np.ndarray, pose: tuple[float, fl
         rounding=float((uv[57, 1] - uv[51, 1]) / max(width, 1e-3)),
         teeth=teeth_share(patch, inner, skin_luma), pose=tuple(pose) if pose is not None else (0.0, 0.0, 0.0),
         sharpness=sharpness, brightness=skin_luma, time_ms=float(time_ms),
+        bands=inner_bands(grey, uv_px, mouth_opening(uv)),
         centre_xy=(float(axes.origin[0]), float(axes.origin[1])))
 
 

@@ -4,8 +4,8 @@ The target lips are the chosen sample's own shape opened to the audio-driven gap
 (`with_sample_shape`). Each chosen sample is warped onto them with a piecewise-affine mesh
 (its 20 lip landmarks plus a ring around them, one fixed triangulation for every sample and
 target; sliver triangles between nearly closed lips left to their neighbours). Where the
-target's gap is narrower than the sample's, the inner mouth is cut by the lower lip rather
-than squashed (`_cover_points`), so teeth keep their size. Several samples are averaged
+target's gap is narrower than the sample's, the dark between the teeth goes first and the
+teeth keep their size (`band_points`). Several samples are averaged
 with their weights (already aligned, so nothing doubles). Their light is matched to the
 current frame by a smooth additive correction: the difference between the frame and the
 sample on a skin band around the lips, spread over the mouth by normalised Gaussian
@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from scipy.spatial import Delaunay
 
-from models.mouth_bank import TEXTURE_INTERPOLATION, FaceAxes, MouthSample, local_to_canonical
+from models.mouth_bank import INNER_PAIRS, TEXTURE_INTERPOLATION, FaceAxes, MouthSample, local_to_canonical
 
 N_RING = 16
 RING_MARGIN = 0.22
@@ -65,7 +65,6 @@ def _anchors(uv: np.ndarray) -> np.ndarray:
 SHAPE_WIDTH_FOLLOW = 0.5
 """Share (in log scale) of the target's mouth width the sample's shape takes: its own
 width is the person's real mouth at this sound, the target's carries the frame's expression."""
-_INNER_PAIRS = ((61, 67), (62, 66), (63, 65))
 
 
 def with_sample_shape(dst_uv: np.ndarray, sample_uv: np.ndarray) -> np.ndarray:
@@ -84,7 +83,7 @@ def with_sample_shape(dst_uv: np.ndarray, sample_uv: np.ndarray) -> np.ndarray:
     outer_offset = sample[48:60] - anchors
     gap_now = sample[66, 1] - sample[62, 1]
     gap_want = max(0.0, float(dst_uv[66, 1] - dst_uv[62, 1]))
-    for a, b in _INNER_PAIRS:
+    for a, b in INNER_PAIRS:
         if gap_now > 0.01:
             lips[b - 48, 1] = sample[a, 1] + (sample[b, 1] - sample[a, 1]) * gap_want / gap_now
         else:  # a closed sample for an open target: part the lips evenly
@@ -140,46 +139,73 @@ def control_points(uv: np.ndarray) -> np.ndarray:
     return np.concatenate([uv[LIP_POINTS], lip_ring(uv)])
 
 
-_LOWER_INNER_POINTS = [b for _, b in _INNER_PAIRS]
-"""The lower inner-lip landmarks (67, 66, 65), in the order of their copies after the ring."""
-_LOWER_INNER = {b - 48: i for i, b in enumerate(_LOWER_INNER_POINTS)}
-"""Control-point index of each lower inner-lip landmark -> which of its copies the inner
-mouth's triangles use instead."""
+_BAND_ROWS = 2
+"""Rows of points across the inner mouth per central inner-lip pair: where the upper
+teeth end and where the lower band begins (`MouthSample.bands`)."""
 
 
-def _cover_triangles() -> np.ndarray:
-    """TRIANGLES with the inner mouth's own copies of the lower inner-lip points (appended
-    after the ring), so the inner mouth can read its sample from elsewhere than the lower
-    lip's triangles do (`_cover_points`)."""
-    base = len(LIP_POINTS) + N_RING
+def _strip(upper: Sequence[int], lower: Sequence[int]) -> list[list[int]]:
+    """Triangles between two rows of five points across the inner mouth that share their
+    end points (the mouth corners 60 and 64)."""
+    tris = [[upper[0], upper[1], lower[1]]]
+    for k in (1, 2):
+        tris += [[upper[k], upper[k + 1], lower[k + 1]], [upper[k], lower[k + 1], lower[k]]]
+    return tris + [[upper[3], upper[4], lower[3]]]
+
+
+def _band_triangles() -> np.ndarray:
+    """TRIANGLES with the inner mouth cut into three strips: from the upper inner lip to
+    the end of the upper teeth, the dark between, and the lower band to the lower inner
+    lip. Their points (`band_points`) follow the control points."""
     inner = set(range(60 - 48, 68 - 48))
-    out = TRIANGLES.copy()
-    for row in out:
-        if set(row.tolist()) <= inner:
-            row[:] = [base + _LOWER_INNER[k] if k in _LOWER_INNER else k for k in row.tolist()]
-    return out
+    outside = [row for row in TRIANGLES.tolist() if not set(row) <= inner]
+    base = len(LIP_POINTS) + N_RING
+    top_row = [12, base, base + 1, base + 2, 16]  # 60, the teeth's end under 61 62 63, 64
+    low_row = [12, base + 3, base + 4, base + 5, 16]
+    upper_lip = [12, 13, 14, 15, 16]  # 60 61 62 63 64
+    lower_lip = [12, 19, 18, 17, 16]  # 60 67 66 65 64
+    strips = _strip(upper_lip, top_row) + _strip(top_row, low_row) + _strip(low_row, lower_lip)
+    return np.asarray(outside + strips, dtype=np.int32)
 
 
-COVER_TRIANGLES = _cover_triangles()
+BAND_TRIANGLES = _band_triangles()
 
 
-def _cover_points(sample_uv: np.ndarray, dst_uv: np.ndarray) -> np.ndarray:
-    """Where the inner mouth's copies of the lower inner lip read the sample (local s units).
+def band_points(sample_uv: np.ndarray, dst_uv: np.ndarray, bands: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The inner mouth's band points in the sample and in the target (local s units): for
+    each central inner-lip pair, where the upper band ends and where the lower band begins.
 
-    A mouth that closes does not shrink its teeth: the upper teeth stay with the skull and
-    the lower lip rises over them. So where the target's gap is narrower than the sample's,
-    the inner mouth shows the top of the sample's inner mouth at its own scale (its upper
-    teeth and the dark above the tongue), cut by the target's lower lip, instead of the
-    whole inner mouth squashed (a toothy sample pressed to half its opening showed its
-    teeth as a thin white slit, so grins lost their teeth). Where it is wider, the sample is
-    stretched as before."""
-    points = []
-    for a, b in _INNER_PAIRS:
-        gap_sample = float(sample_uv[b, 1] - sample_uv[a, 1])
-        gap_target = float(dst_uv[b, 1] - dst_uv[a, 1])
-        share = 1.0 if gap_sample <= 1e-6 else float(np.clip(gap_target / gap_sample, 0.0, 1.0))
-        points.append(sample_uv[a] + share * (sample_uv[b] - sample_uv[a]))
-    return np.asarray(points)
+    A mouth that closes does not shrink its teeth: the teeth stay with the jaws and the
+    dark between them goes first; then the lower band goes behind the upper teeth (cut from
+    its top, as a closing bite hides the lower teeth), and last the lower lip rises over the
+    upper teeth. So where the target's gap is narrower than the sample's, the upper teeth
+    keep their size as long as they can, instead of the whole inner mouth being squashed
+    (a toothy sample pressed to half its opening showed its teeth as a thin white slit),
+    and the lower teeth show while there is room (cut by the lower lip alone, a grin lost
+    them). Where it is wider, the sample is stretched whole."""
+    if bands is None:
+        bands = np.tile([1.0, 0.0], (len(INNER_PAIRS), 1))
+    src, dst = [], []
+    for (a, b), (top, bottom) in zip(INNER_PAIRS, bands.tolist()):
+        a_s, b_s, a_t, b_t = sample_uv[a], sample_uv[b], dst_uv[a], dst_uv[b]
+        gap_s = float(b_s[1] - a_s[1])
+        gap_t = float(b_t[1] - a_t[1])
+        if gap_s <= 1e-6 or gap_t >= gap_s:  # stretched whole
+            src_top = at_top = top
+            src_bottom = at_bottom = bottom
+        else:
+            h_top, h_bottom = top * gap_s, bottom * gap_s
+            excess = max(0.0, h_top + h_bottom - gap_t)  # what the dark between could not take
+            kept_bottom = max(0.0, h_bottom - excess)
+            kept_top = h_top - max(0.0, excess - h_bottom)
+            src_top, src_bottom = kept_top / gap_s, kept_bottom / gap_s
+            at_top = kept_top / gap_t if gap_t > 1e-9 else 1.0
+            at_bottom = kept_bottom / gap_t if gap_t > 1e-9 else 0.0
+        src.append((a_s + src_top * (b_s - a_s), b_s - src_bottom * (b_s - a_s)))
+        dst.append((a_t + at_top * (b_t - a_t), b_t - at_bottom * (b_t - a_t)))
+    src_rows = np.asarray([p for p, _ in src] + [q for _, q in src])
+    dst_rows = np.asarray([p for p, _ in dst] + [q for _, q in dst])
+    return src_rows, dst_rows
 
 
 @dataclass
@@ -316,16 +342,19 @@ def paint_bank_mouth(pixels: np.ndarray, axes: FaceAxes, dst_uv: np.ndarray, off
     if x1 - x0 < 4 or y1 - y0 < 4 or not chosen:
         return False
     rw, rh = x1 - x0, y1 - y0
-    dst_mesh = np.concatenate([dst_ctrl, axes.to_image(dst_uv[_LOWER_INNER_POINTS]) - offset])
-    raster = MeshRaster.of(dst_mesh - [x0, y0], COVER_TRIANGLES, rw, rh, min_height=SLIVER_PX)  # shared by the samples
+    total = sum(c.weight for c in chosen)
+    # Each sample's bands go where their weighted mean is: one mesh for all (aligned, so a
+    # cross-fade does not double the teeth's edge), each read from its own bands.
+    bands = [band_points(c.sample.uv.astype(np.float64), dst_uv, c.sample.bands) for c in chosen]
+    dst_bands = sum((c.weight / total) * dst for c, (_, dst) in zip(chosen, bands))
+    dst_mesh = np.concatenate([dst_ctrl, axes.to_image(dst_bands) - offset])
+    raster = MeshRaster.of(dst_mesh - [x0, y0], BAND_TRIANGLES, rw, rh, min_height=SLIVER_PX)  # shared by the samples
     covered = raster.covered
     warped = np.zeros((rh, rw, 3), np.float32)
-    total = sum(c.weight for c in chosen)
     target_gap = float(dst_uv[66, 1] - dst_uv[62, 1])
-    for item in chosen:
-        uv = item.sample.uv.astype(np.float64)
-        src_mesh = np.concatenate([control_points(uv), _cover_points(uv, dst_uv)])
-        mx, my = raster.maps(local_to_canonical(src_mesh, item.sample.px_per_s), COVER_TRIANGLES)
+    for item, (src_bands, _) in zip(chosen, bands):
+        src_mesh = np.concatenate([control_points(item.sample.uv.astype(np.float64)), src_bands])
+        mx, my = raster.maps(local_to_canonical(src_mesh, item.sample.px_per_s), BAND_TRIANGLES)
         warped += (item.weight / total) * cv2.remap(item.sample.patch, mx, my, TEXTURE_INTERPOLATION,
                                                     borderMode=cv2.BORDER_REFLECT).astype(np.float32)
 

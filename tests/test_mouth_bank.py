@@ -8,21 +8,24 @@ import av
 import cv2
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.faces.default import DefaultFaceBackend
 import models.mouth_bank as mouth_bank
 from models.lip_contour import refine_outer_lips
 from models.mouth_bank import (
+    BAND_SAMPLES,
     CANONICAL_SIZE,
     CLOSED_GAP,
     MAX_PX_PER_S,
     OPEN_GAP,
     PX_PER_S,
+    INNER_PAIRS,
     FaceAxes,
     MouthBank,
     canonical_size,
+    inner_bands,
     lip_thickness,
     sample_mouth,
     sample_resolution,
@@ -402,3 +405,40 @@ def test_the_videos_own_phones_label_the_bank_or_say_why_not(tmp_path):
 
     said = label_with_original_phones({"a": bank, "b": bank}, ([Phone("AA", 0.0, 500.0)], "speech fits"))
     assert said == "3 samples labelled with the video's own phones (speech fits)" and len(bank.asked) == 1
+
+
+def _line_mouth(top: float, bottom: float, gap_px: int = 60, bright: int = 200, dark: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """A canonical grey patch whose three central inner-lip lines (vertical, `gap_px` long)
+    read `bright` over the top share, `dark` between and `bright` over the bottom share."""
+    grey = np.full((100, 120), 120, np.uint8)
+    uv_px = np.zeros((68, 2))
+    y0 = 30
+    for x, (a, b) in zip((50, 60, 70), INNER_PAIRS):
+        uv_px[a], uv_px[b] = (x, y0), (x, y0 + gap_px)
+    grey[y0:y0 + gap_px + 1, 40:81] = dark
+    grey[y0:y0 + int(round(top * gap_px)) + 1, 40:81] = bright
+    if bottom > 0:
+        grey[y0 + gap_px - int(round(bottom * gap_px)):y0 + gap_px + 1, 40:81] = bright
+    return grey, uv_px
+
+
+@settings(max_examples=300, deadline=None)
+@given(top=st.floats(0.1, 0.6), bottom=st.one_of(st.just(0.0), st.floats(0.1, 0.3)))
+def test_inner_bands_find_the_teeth_next_to_each_lip(top, bottom):
+    """Invariant: the upper and lower bright bands of each line are found to within one of
+    its BAND_SAMPLES steps, the dark between them is left out."""
+    grey, uv_px = _line_mouth(top, bottom)
+    bands = inner_bands(grey, uv_px, opening=0.3)
+    step = 1.0 / (BAND_SAMPLES - 1)
+    assert bands.shape == (3, 2)
+    assert np.all(np.abs(bands[:, 0] - top) <= 0.75 * step), bands
+    assert np.all(np.abs(bands[:, 1] - bottom) <= 0.75 * step), bands
+    assert np.all(bands.sum(axis=1) <= 1.0 + 1e-6)
+
+
+def test_a_closed_or_featureless_mouth_is_one_band():
+    """Nothing to tell apart: the whole gap is one band, (1, 0), as before bands existed."""
+    grey, uv_px = _line_mouth(0.4, 0.2)
+    assert np.array_equal(inner_bands(grey, uv_px, opening=0.02), np.tile([1.0, 0.0], (3, 1)))
+    flat, _ = _line_mouth(0.4, 0.2, bright=130, dark=120)
+    assert np.array_equal(inner_bands(flat, uv_px, opening=0.3), np.tile([1.0, 0.0], (3, 1)))
