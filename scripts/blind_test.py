@@ -19,13 +19,13 @@ import json
 import sys
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.faces.default import DefaultFaceBackend
+from stages.colour import read_rgb_frames
 
 TILE = 256
 """Side of each crop in the pair pictures (pixels)."""
@@ -34,8 +34,8 @@ CHANGED_LEVELS = 1.5
 
 
 def read_frames(path: str | Path) -> list[np.ndarray]:
-    with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    """Every frame as the pipeline's decoder makes them (exact, in the video's own matrix)."""
+    return read_rgb_frames(path)
 
 
 def lower_face_box(landmarks: np.ndarray, shape: tuple[int, ...]) -> tuple[slice, slice]:

@@ -34,6 +34,7 @@ from jobs.schema import FaceSpec
 from models.faces.default import DefaultFaceBackend
 from models.mouth_metrics import mouth_opening, psnr, ssim
 from stages.audio import load_audio
+from stages.colour import read_rgb_frames
 
 EVERY = 3
 CLOSED = 0.05
@@ -48,11 +49,9 @@ def video_fps(path) -> float:
         return float(container.streams.video[0].average_rate or 25)
 
 
-def read_frames(path) -> list[np.ndarray]:
-    import av
-
-    with av.open(str(path)) as container:
-        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+def read_frames(path: str | Path) -> list[np.ndarray]:
+    """Every frame as the pipeline's decoder makes them (exact, in the video's own matrix)."""
+    return read_rgb_frames(path)
 
 
 def sync_whole_clip(video, audio, out) -> dict:

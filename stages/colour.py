@@ -165,6 +165,13 @@ def frame_to_rgb(av_frame: av.VideoFrame) -> np.ndarray:
     return av_frame.to_ndarray(format="rgb24", interpolation=EXACT_SWSCALE, threads=1)
 
 
+def read_rgb_frames(path) -> list[np.ndarray]:
+    """Every frame of a video file as HxWx3 uint8 RGB, as the pipeline's decoder makes them
+    (for scripts and tests that compare an output's pixels with its source's)."""
+    with av.open(str(path)) as container:
+        return [frame_to_rgb(frame) for frame in container.decode(video=0)]
+
+
 def _plane_view(plane, bytes_per_sample: int = 1) -> np.ndarray:
     """A plane's pixels as a numpy view of the frame's own buffer (rows padded to
     `line_size`), without the copy `to_ndarray` makes (~0.6 ms a 720p frame)."""

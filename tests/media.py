@@ -11,10 +11,9 @@ import numpy as np
 
 def read_frames(path: Path | str) -> list[np.ndarray]:
     """Every frame's RGB pixels as the pipeline's decoder makes them (`stages.colour`)."""
-    from stages.colour import frame_to_rgb
+    from stages.colour import read_rgb_frames
 
-    with av.open(str(path)) as container:
-        return [frame_to_rgb(f) for f in container.decode(video=0)]
+    return read_rgb_frames(path)
 
 
 def frame_with_landmarks(path: Path | str, index: int) -> tuple[np.ndarray, np.ndarray]:
