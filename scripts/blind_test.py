@@ -3,8 +3,10 @@
     python scripts/blind_test.py make --source IN.mp4 --output OUT.mp4 --dir DIR [--pairs 16] [--seed 0]
     python scripts/blind_test.py score --dir DIR --answers ANSWERS.txt
 
-`make` picks `--pairs` frames spread evenly over the whole edited range (every frame where
-the output differs from the source around the mouth, first to last), crops the same lower
+`make` picks `--pairs` frames spread over the whole edited range (every frame where the
+output differs from the source around the mouth, first to last; one drawn from each equal
+stretch by `--seed`: give two outputs of one source different seeds, or a judge who sees
+both tests finds the real frames as the ones they share), crops the same lower
 face from the source and the output, and writes each pair as DIR/pair_NN.png with the two
 crops side by side in a shuffled order (labelled A and B). The key (which side is the
 edited one) goes to DIR/key.json, a separate file: look at the pairs first, write one
@@ -63,6 +65,15 @@ def edited_frames(source: list[np.ndarray], output: list[np.ndarray], backend) -
     return boxes
 
 
+def spread_picks(edited: list[int], pairs: int, rng: np.random.Generator) -> list[int]:
+    """One frame drawn from each of `pairs` equal stretches of `edited` (frame indices,
+    sorted), so the picks cover the whole range. The draw follows the seed: tests of two
+    outputs of one source with different seeds show different moments, and a judge who sees
+    both cannot find the real frame as the one the two tests share."""
+    bounds = np.linspace(0, len(edited), min(pairs, len(edited)) + 1).round().astype(int)
+    return [edited[int(rng.integers(lo, hi))] for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
 def make(args: argparse.Namespace) -> int:
     source, output = read_frames(args.source), read_frames(args.output)
     backend = DefaultFaceBackend()
@@ -71,8 +82,8 @@ def make(args: argparse.Namespace) -> int:
         print("no edited frame found: is OUTPUT a lip-sync of SOURCE?", file=sys.stderr)
         return 2
     edited = sorted(boxes)
-    picks = sorted({edited[int(round(k))] for k in np.linspace(0, len(edited) - 1, min(args.pairs, len(edited)))})
     rng = np.random.default_rng(args.seed)
+    picks = spread_picks(edited, args.pairs, rng)
     folder = Path(args.dir)
     folder.mkdir(parents=True, exist_ok=True)
     key = {}
@@ -124,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     mk.add_argument("--output", required=True, help="the lip-synced video")
     mk.add_argument("--dir", required=True, help="folder for the pairs and key.json")
     mk.add_argument("--pairs", type=int, default=16, help="pairs spread over the whole edited range (default 16)")
-    mk.add_argument("--seed", type=int, default=0, help="shuffle seed (default 0)")
+    mk.add_argument("--seed", type=int, default=0,
+                    help="draws the frames and the sides; give each output of one source its own (default 0)")
     sc = sub.add_parser("score", help="score answers against the key")
     sc.add_argument("--dir", required=True, help="the folder `make` wrote")
     sc.add_argument("--answers", required=True, help='one line per pair: "NN A" or "NN B" (the side you think is edited)')
