@@ -139,11 +139,6 @@ def control_points(uv: np.ndarray) -> np.ndarray:
     return np.concatenate([uv[LIP_POINTS], lip_ring(uv)])
 
 
-_BAND_ROWS = 2
-"""Rows of points across the inner mouth per central inner-lip pair: where the upper
-teeth end and where the lower band begins (`MouthSample.bands`)."""
-
-
 def _strip(upper: Sequence[int], lower: Sequence[int]) -> list[list[int]]:
     """Triangles between two rows of five points across the inner mouth that share their
     end points (the mouth corners 60 and 64)."""

@@ -27,17 +27,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.faces.default import DefaultFaceBackend
-from stages.colour import read_rgb_frames
+from stages.colour import read_rgb_frames as read_frames
 
 TILE = 256
 """Side of each crop in the pair pictures (pixels)."""
 CHANGED_LEVELS = 1.5
 """Mean absolute difference (0-255) around the mouth above which a frame counts as edited."""
-
-
-def read_frames(path: str | Path) -> list[np.ndarray]:
-    """Every frame as the pipeline's decoder makes them (exact, in the video's own matrix)."""
-    return read_rgb_frames(path)
 
 
 def lower_face_box(landmarks: np.ndarray, shape: tuple[int, ...]) -> tuple[slice, slice]:

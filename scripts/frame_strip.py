@@ -24,14 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from jobs.lipsync import lipsync  # noqa: E402
 from models.faces.default import DefaultFaceBackend  # noqa: E402
-from stages.colour import read_rgb_frames  # noqa: E402
+from stages.colour import read_rgb_frames as read_frames  # noqa: E402
 
 log = logging.getLogger("frame_strip")
-
-
-def read_frames(path: str | Path) -> list[np.ndarray]:
-    """Every frame as the pipeline's decoder makes them (exact, in the video's own matrix)."""
-    return read_rgb_frames(path)
 
 
 def mouth_crop(image: np.ndarray, landmarks: np.ndarray) -> tuple[slice, slice]:

@@ -34,7 +34,7 @@ from jobs.schema import FaceSpec
 from models.faces.default import DefaultFaceBackend
 from models.mouth_metrics import mouth_opening, psnr, ssim
 from stages.audio import load_audio
-from stages.colour import read_rgb_frames
+from stages.colour import read_rgb_frames as read_frames
 
 EVERY = 3
 CLOSED = 0.05
@@ -47,11 +47,6 @@ def video_fps(path) -> float:
 
     with av.open(str(path)) as container:
         return float(container.streams.video[0].average_rate or 25)
-
-
-def read_frames(path: str | Path) -> list[np.ndarray]:
-    """Every frame as the pipeline's decoder makes them (exact, in the video's own matrix)."""
-    return read_rgb_frames(path)
 
 
 def sync_whole_clip(video, audio, out) -> dict:
