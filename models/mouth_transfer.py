@@ -203,6 +203,16 @@ def band_points(sample_uv: np.ndarray, dst_uv: np.ndarray, bands: np.ndarray | N
     return src_rows, dst_rows
 
 
+def shared_band_points(chosen: Sequence[WeightedSample], dst_uv: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each chosen sample's band points in the sample, and one set in the target: their
+    weighted mean. One mesh serves all the samples and their bands' edges meet there, so a
+    cross-fade does not double the teeth's edge."""
+    total = sum(c.weight for c in chosen)
+    points = [band_points(c.sample.uv.astype(np.float64), dst_uv, c.sample.bands) for c in chosen]
+    dst = sum((c.weight / total) * dst for c, (_, dst) in zip(chosen, points))
+    return [src for src, _ in points], np.asarray(dst)
+
+
 @dataclass
 class MeshRaster:
     """Which triangle of a mesh (in its destination position) owns each pixel of a w x h
@@ -338,17 +348,14 @@ def paint_bank_mouth(pixels: np.ndarray, axes: FaceAxes, dst_uv: np.ndarray, off
         return False
     rw, rh = x1 - x0, y1 - y0
     total = sum(c.weight for c in chosen)
-    # Each sample's bands go where their weighted mean is: one mesh for all (aligned, so a
-    # cross-fade does not double the teeth's edge), each read from its own bands.
-    bands = [band_points(c.sample.uv.astype(np.float64), dst_uv, c.sample.bands) for c in chosen]
-    dst_bands = sum((c.weight / total) * dst for c, (_, dst) in zip(chosen, bands))
+    src_bands, dst_bands = shared_band_points(chosen, dst_uv)
     dst_mesh = np.concatenate([dst_ctrl, axes.to_image(dst_bands) - offset])
     raster = MeshRaster.of(dst_mesh - [x0, y0], BAND_TRIANGLES, rw, rh, min_height=SLIVER_PX)  # shared by the samples
     covered = raster.covered
     warped = np.zeros((rh, rw, 3), np.float32)
     target_gap = float(dst_uv[66, 1] - dst_uv[62, 1])
-    for item, (src_bands, _) in zip(chosen, bands):
-        src_mesh = np.concatenate([control_points(item.sample.uv.astype(np.float64)), src_bands])
+    for item, src_rows in zip(chosen, src_bands):
+        src_mesh = np.concatenate([control_points(item.sample.uv.astype(np.float64)), src_rows])
         mx, my = raster.maps(local_to_canonical(src_mesh, item.sample.px_per_s), BAND_TRIANGLES)
         warped += (item.weight / total) * cv2.remap(item.sample.patch, mx, my, TEXTURE_INTERPOLATION,
                                                     borderMode=cv2.BORDER_REFLECT).astype(np.float32)

@@ -15,7 +15,13 @@ from models.faces.default import DefaultFaceBackend
 from models.lip_contour import refine_outer_lips
 from models.mouth_bank import FaceAxes, sample_mouth
 from models.mouth_bank import INNER_PAIRS
-from models.mouth_transfer import WeightedSample, band_points, paint_bank_mouth, with_sample_shape
+from models.mouth_transfer import (
+    WeightedSample,
+    band_points,
+    paint_bank_mouth,
+    shared_band_points,
+    with_sample_shape,
+)
 
 
 def frame_at(path, time_ms: float) -> np.ndarray:
@@ -98,6 +104,26 @@ def test_a_narrower_gap_takes_the_dark_between_the_teeth_first(gap, share, top, 
         assert top_src == pytest.approx(kept_top, abs=1e-9)  # the upper band at its own scale
         assert gap - low_src == pytest.approx(kept_low, abs=1e-9)  # the lower band read from its bottom
         assert 0.0 <= top_dst <= low_dst + 1e-9 <= gap_t + 2e-9
+
+
+@settings(max_examples=100, deadline=None)
+@given(weight=st.floats(0.0, 1.0), share=st.floats(0.2, 0.95),
+       bands=st.lists(st.tuples(st.floats(0.0, 0.7), st.floats(0.0, 0.3)), min_size=2, max_size=2))
+def test_a_cross_fade_puts_both_samples_bands_on_one_mesh(smile, weight, share, bands):
+    """Invariants: with two samples, each is read from its own bands and the target's band
+    points are their weighted mean (between the two, at either one with all the weight),
+    so the samples' teeth edges meet in one place."""
+    first = replace(smile[2], bands=np.tile(bands[0], (3, 1)))
+    second = replace(smile[2], bands=np.tile(bands[1], (3, 1)))
+    uv = first.uv.astype(np.float64)
+    target = uv.copy()
+    for a, b in INNER_PAIRS:
+        target[b, 1] = uv[a, 1] + share * (uv[b, 1] - uv[a, 1])
+    chosen = [WeightedSample(first, 1.0 - weight + 1e-9), WeightedSample(second, weight + 1e-9)]
+    src, dst = shared_band_points(chosen, target)
+    own = [band_points(uv, target, s.bands) for s in (first, second)]
+    assert np.allclose(src[0], own[0][0]) and np.allclose(src[1], own[1][0])
+    assert np.allclose(dst, (1.0 - weight) * own[0][1] + weight * own[1][1], atol=1e-6)
 
 
 def test_without_bands_a_narrower_gap_is_cut_by_the_lower_lip():
