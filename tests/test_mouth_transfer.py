@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 
 from models.faces.default import DefaultFaceBackend
 from models.lip_contour import refine_outer_lips
-from models.mouth_bank import FaceAxes, sample_mouth
-from models.mouth_bank import INNER_PAIRS
+from models.mouth_bank import INNER_PAIRS, FaceAxes, sample_mouth
 from models.mouth_transfer import (
     WeightedSample,
     band_points,
