@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from models.lip_contour import refine_outer_lips
+from models.mouth_metrics import INNER_PAIRS
 
 PX_PER_S = 100
 """Base canonical resolution (pixels per inter-ocular distance): the least a sample is
@@ -241,10 +242,6 @@ BAND_SAMPLES = 16
 """Points read along each central inner-lip pair by `inner_bands`."""
 BAND_CONTRAST = 20.0
 """Luma range (levels) under which an inner mouth is one band (nothing to tell apart)."""
-
-
-INNER_PAIRS = ((61, 67), (62, 66), (63, 65))
-"""The central inner-lip landmark pairs (upper, lower) across the mouth's gap."""
 
 
 def _line_bands(profile: np.ndarray) -> tuple[float, float]:

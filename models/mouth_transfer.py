@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 from scipy.spatial import Delaunay
 
-from models.mouth_bank import INNER_PAIRS, TEXTURE_INTERPOLATION, FaceAxes, MouthSample, local_to_canonical
+from models.mouth_bank import TEXTURE_INTERPOLATION, FaceAxes, MouthSample, local_to_canonical
+from models.mouth_metrics import INNER_PAIRS
 
 N_RING = 16
 RING_MARGIN = 0.22
