@@ -167,6 +167,25 @@ def _band_triangles() -> np.ndarray:
 BAND_TRIANGLES = _band_triangles()
 
 
+MAX_DARK_STRETCH = 3.0
+"""The most the dark between the teeth is stretched when a sample is opened wider (its
+texture is nearly flat, so it stretches well; past this the teeth grow with it)."""
+
+
+def widened_teeth_scale(h_top: float, h_bottom: float, gap_s: float, gap_t: float) -> float:
+    """The scale of a sample's teeth bands (heights h_top and h_bottom, s units, of a gap
+    gap_s) in a wider target gap gap_t: 1 while the dark between can take the rest within
+    MAX_DARK_STRETCH, then as little more as it needs, and never more than the dark's own
+    scale (so a sample with no dark between, closed or featureless, is stretched whole)."""
+    teeth = h_top + h_bottom
+    dark = max(0.0, gap_s - teeth)
+    if teeth <= 1e-9 or gap_t <= gap_s:
+        return 1.0
+    whole = gap_t / gap_s
+    scale = max(1.0, (gap_t - MAX_DARK_STRETCH * dark) / teeth)
+    return float(min(scale, whole))
+
+
 def band_points(sample_uv: np.ndarray, dst_uv: np.ndarray, bands: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """The inner mouth's band points in the sample and in the target (local s units): for
     each central inner-lip pair, where the upper band ends and where the lower band begins.
@@ -178,7 +197,9 @@ def band_points(sample_uv: np.ndarray, dst_uv: np.ndarray, bands: np.ndarray | N
     keep their size as long as they can, instead of the whole inner mouth being squashed
     (a toothy sample pressed to half its opening showed its teeth as a thin white slit),
     and the lower teeth show while there is room (cut by the lower lip alone, a grin lost
-    them). Where it is wider, the sample is stretched whole."""
+    them). Where it is wider, the jaws part: the teeth keep their size and the dark between
+    them opens (`widened_teeth_scale`): stretched whole, d10's upper teeth grew into a tall
+    white block over a grey smear of her lower teeth."""
     if bands is None:
         bands = np.tile([1.0, 0.0], (len(INNER_PAIRS), 1))
     src, dst = [], []
@@ -186,9 +207,13 @@ def band_points(sample_uv: np.ndarray, dst_uv: np.ndarray, bands: np.ndarray | N
         a_s, b_s, a_t, b_t = sample_uv[a], sample_uv[b], dst_uv[a], dst_uv[b]
         gap_s = float(b_s[1] - a_s[1])
         gap_t = float(b_t[1] - a_t[1])
-        if gap_s <= 1e-6 or gap_t >= gap_s:  # stretched whole
+        if gap_s <= 1e-6:  # shut: nothing between the lips to keep
             src_top = at_top = top
             src_bottom = at_bottom = bottom
+        elif gap_t >= gap_s:  # the teeth grow least, the dark between most
+            src_top, src_bottom = top, bottom
+            grown = widened_teeth_scale(top * gap_s, bottom * gap_s, gap_s, gap_t) * gap_s / gap_t
+            at_top, at_bottom = top * grown, bottom * grown
         else:
             h_top, h_bottom = top * gap_s, bottom * gap_s
             excess = max(0.0, h_top + h_bottom - gap_t)  # what the dark between could not take

@@ -15,6 +15,7 @@ from models.faces.default import DefaultFaceBackend
 from models.lip_contour import refine_outer_lips
 from models.mouth_bank import INNER_PAIRS, FaceAxes, sample_mouth
 from models.mouth_transfer import (
+    MAX_DARK_STRETCH,
     WeightedSample,
     band_points,
     paint_bank_mouth,
@@ -82,7 +83,7 @@ def test_a_narrower_gap_takes_the_dark_between_the_teeth_first(gap, share, top, 
     """Invariants of `band_points` per inner-lip pair: narrower than the sample, the upper
     band keeps its size until the dark and the lower band are gone, the lower band keeps
     its until the dark is gone, each band reads the sample at its own scale, and they fill
-    the target's gap; wider, the sample is stretched whole."""
+    the target's gap; wider, see `_check_widened`."""
     bottom = min(bottom, 1.0 - top)
     bands = np.tile([top, bottom], (3, 1))
     sample, target = _pairs(gap), _pairs(gap * share, y0=0.05)
@@ -92,8 +93,7 @@ def test_a_narrower_gap_takes_the_dark_between_the_teeth_first(gap, share, top, 
         top_src, low_src = src[k, 1], src[3 + k, 1]
         top_dst, low_dst = dst[k, 1] - 0.05, dst[3 + k, 1] - 0.05
         if share >= 1:
-            assert top_dst == pytest.approx(top * gap_t, abs=1e-9)
-            assert low_dst == pytest.approx(gap_t - bottom * gap_t, abs=1e-9)
+            _check_widened(gap, gap_t, top, bottom, top_src, low_src, top_dst, low_dst)
             continue
         kept_top, kept_low = top_dst, gap_t - low_dst
         want_top = min(top * gap, gap_t)
@@ -103,6 +103,44 @@ def test_a_narrower_gap_takes_the_dark_between_the_teeth_first(gap, share, top, 
         assert top_src == pytest.approx(kept_top, abs=1e-9)  # the upper band at its own scale
         assert gap - low_src == pytest.approx(kept_low, abs=1e-9)  # the lower band read from its bottom
         assert 0.0 <= top_dst <= low_dst + 1e-9 <= gap_t + 2e-9
+
+
+def _check_widened(gap, gap_t, top, bottom, top_src, low_src, top_dst, low_dst):
+    """A sample opened wider (gap -> gap_t) is read whole; both teeth bands grow by one scale,
+    at least 1 and at most the whole stretch; the dark between grows at least as much,
+    up to MAX_DARK_STRETCH while the teeth keep their size, and to exactly that once they grow
+    (unless everything grows alike)."""
+    assert top_src == pytest.approx(top * gap, abs=1e-9)
+    assert low_src == pytest.approx(gap - bottom * gap, abs=1e-9)
+    teeth_s, dark_s = (top + bottom) * gap, (1.0 - top - bottom) * gap
+    teeth_t, dark_t = top_dst + gap_t - low_dst, low_dst - top_dst
+    assert teeth_t + dark_t == pytest.approx(gap_t, abs=1e-9) and dark_t >= -1e-9
+    if teeth_s < 1e-6:
+        return
+    scale, whole = teeth_t / teeth_s, gap_t / gap
+    if top > 1e-6:
+        assert top_dst / (top * gap) == pytest.approx(scale, rel=1e-6)  # one scale for both bands
+    assert 1.0 - 1e-6 <= scale <= whole + 1e-6
+    if dark_s > 1e-6:
+        dark = dark_t / dark_s
+        assert scale <= dark + 1e-6
+        if scale <= 1.0 + 1e-6:
+            assert dark <= MAX_DARK_STRETCH + 1e-6
+        elif scale < whole - 1e-6:
+            assert dark == pytest.approx(MAX_DARK_STRETCH, rel=1e-6)
+    else:
+        assert scale == pytest.approx(whole, abs=2e-4)  # dark under 1e-6 s of a gap over 0.05
+
+
+def test_d10s_teeth_keep_their_size_when_her_mouth_opens_wider():
+    """Her upper teeth (half the gap) and lower teeth (a third) with a little dark between,
+    opened to 1.5x: the teeth grow only as much as the dark, at MAX_DARK_STRETCH, cannot
+    take (about 1.2x, not 1.5x)."""
+    src, dst = band_points(_pairs(0.2), _pairs(0.3), np.tile([0.5, 1.0 / 3.0], (3, 1)))
+    dark = 0.2 / 6.0
+    scale = (0.3 - MAX_DARK_STRETCH * dark) / (0.2 * 5.0 / 6.0)
+    assert 1.0 < scale < 1.25
+    assert np.allclose(dst[:3, 1], 0.1 * scale) and np.allclose(0.3 - dst[3:, 1], 0.2 / 3.0 * scale)
 
 
 @settings(max_examples=100, deadline=None)
