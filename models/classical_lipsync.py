@@ -71,7 +71,7 @@ from models.mouth_geometry import (
 )
 from models.mouth_occlusion import OcclusionGate, bank_pictures, mouth_picture, picture_mask
 from models.mouth_params import MouthParamConfig, MouthShape, MouthTrack
-from models.mouth_select import SamplePlan, plan_samples, switch_costs
+from models.mouth_select import PAUSE_MEMORY, SamplePlan, plan_samples, switch_costs, vary_pauses
 from models.mouth_transfer import (
     MeshRaster,
     WeightedSample,
@@ -146,6 +146,7 @@ class _TrackState:
     gate: OcclusionGate = field(default_factory=OcclusionGate)  # how much of the mouth to show (a cover)
     pictures_inputs: tuple = ()  # (bank, its columns) that `pictures` were made from
     pictures: tuple | None = None  # the bank's grey mouth pictures, squared, their times (`models.mouth_occlusion`)
+    pause_samples: list[int] = field(default_factory=list)  # bank samples the latest pauses showed, oldest first
 
 
 class ClassicalLipSync:
@@ -382,9 +383,14 @@ class ClassicalLipSync:
             if plan is not None and state.bank_id == id(bank) and plan.bank_size == len(bank.samples):
                 last = plan.index_at(req.time_ms - 1000.0 / plan.fps)
                 previous = int(plan.samples[last]) if last is not None else None
+            if state.bank_id != id(bank):
+                state.pause_samples = []  # indices into another bank
             plan = self._plan(bank, req.time_ms, neutral, state, warp, features, pose, previous)
             state.plan, state.bank_id, state.plan_width, state.plan_teeth, k = plan, id(bank), width_now, state.teeth, 0
-        return [WeightedSample(bank.samples[int(plan.samples[k])], 1.0)]
+        shown = int(plan.samples[k])
+        if features.pause_at(np.array([req.time_ms]))[0] and state.pause_samples[-1:] != [shown]:
+            state.pause_samples = (state.pause_samples + [shown])[-PAUSE_MEMORY:]
+        return [WeightedSample(bank.samples[shown], 1.0)]
 
     @staticmethod
     def _smoothed_pose(state: _TrackState, pose: tuple[float, float, float] | None) -> tuple[float, float, float] | None:
@@ -401,7 +407,8 @@ class ClassicalLipSync:
               features: MouthTrack, pose: tuple[float, float, float] | None, previous: int | None) -> SamplePlan:
         """Plan the bank sample of every frame from `start_ms` to the end of the audio (at
         most MAX_PLAN_FRAMES): the target lips of each frame from the audio, on this
-        frame's closed mouth, then `models.mouth_select.plan_samples`."""
+        frame's closed mouth, each pause given its own closed mouth where the bank has
+        several (`models.mouth_select.vary_pauses`), then `models.mouth_select.plan_samples`."""
         fps = float(features.fps) or 25.0
         remaining = max(0.0, features.duration_ms - start_ms)
         count = int(min(MAX_PLAN_FRAMES, np.floor(remaining * fps / 1000.0) + 1))
@@ -422,6 +429,10 @@ class ClassicalLipSync:
         visemes = None if labels is None else np.array([shape_letter(str(label)) for label in labels])
         cost = bank.cost_matrix(openings, widths, pose, show_teeth=min(1.0, state.teeth / (2 * GRIN_TEETH)),
                                 visemes=visemes, thicknesses=thicknesses)
+        numbers = features.pause_number_at(np.concatenate([[start_ms - 1000.0 / fps], times]))
+        in_pause = previous is not None and numbers[0] == numbers[1] >= 0
+        cost = vary_pauses(cost, numbers[1:], bank.columns()["time_ms"], state.pause_samples,
+                           showing=previous if in_pause else None)
         path = plan_samples(cost, switch_costs(openings, widths, labels), bank.appearance_distances(), previous)
         return SamplePlan(start_ms, fps, path, None if pose is None else tuple(pose), len(bank.samples))
 

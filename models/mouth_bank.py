@@ -415,7 +415,7 @@ class MouthBank:
 
     def columns(self) -> dict[str, np.ndarray]:
         """The samples' descriptors as arrays (opening, width, lip thickness, pitch, yaw, sharpness,
-        teeth, brightness), built once after the bank pass rather than on every rendered frame."""
+        teeth, brightness, viseme, time), built once after the bank pass rather than on every rendered frame."""
         if self._columns is None:
             self._columns = {
                 "opening": np.array([s.opening for s in self.samples]),
@@ -427,6 +427,7 @@ class MouthBank:
                 "teeth": np.array([s.teeth for s in self.samples]),
                 "brightness": np.array([s.brightness for s in self.samples]),
                 "viseme": np.array([s.viseme or "" for s in self.samples]),
+                "time_ms": np.array([s.time_ms for s in self.samples]),
             }
         return self._columns
 

@@ -147,6 +147,17 @@ class MouthTrack:
         k = np.clip(np.round(t / HOP_MS).astype(int), 0, len(self.times_ms) - 1)
         return np.where((t < 0) | (t > self.duration_ms), True, self._pause[k])
 
+    def pause_number_at(self, times_ms: np.ndarray) -> np.ndarray:
+        """Which pause each time (ms) is in, counted from the audio's start (0 = the
+        silence before it, where there is one), or -1 in speech: a pause keeps its number
+        however the frames around it are planned."""
+        t = np.asarray(times_ms, dtype=np.float64)
+        padded = np.concatenate([[True], self._pause, [True]])  # outside the audio is a pause
+        number = np.cumsum(padded & ~np.concatenate([[False], padded[:-1]])) - 1
+        k = np.where(t < 0, 0, np.where(t > self.duration_ms, len(padded) - 1,
+                                        1 + np.clip(np.round(t / HOP_MS).astype(int), 0, len(self._pause) - 1)))
+        return np.where(padded[k], number[k], -1)
+
 
 def _frames_power(x: np.ndarray, win: int, hop: int) -> np.ndarray:
     """Power spectra (n_frames x win/2+1) of Hann windows centred on t = k*hop."""

@@ -19,6 +19,7 @@ picked out; a mouth moves as much between two real frames at 25 fps as between s
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,20 @@ TARGET_JUMP = 1.0
 """A target change that counts as a new shape: opening / 0.04 + width / 0.06 (s units)."""
 APPEARANCE_WEIGHT = 0.5
 """Weight of the appearance distance (teeth, brightness, pose descriptors) at a switch."""
+PAUSE_REPEAT_COST = 1.0
+"""Cost (1 ~ visible) of showing one of the last pauses' closed mouths again: another
+within this of it takes its place (warped onto the same target lips, a closed mouth's
+small misfit in width or pose shows less than the same mouth seen again)."""
+SAME_MOMENT_MS = 400.0
+"""Samples filmed this close together (ms) count as the same closed mouth."""
+PAUSE_MEMORY = 3
+"""How many pauses back a closed mouth counts as just seen."""
+PAUSE_VARIETY_BONUS = 1.0
+"""Cost taken off the closed mouth chosen for a pause, so the plan keeps it."""
+PAUSE_KEEP_BONUS = 5.0
+"""Cost taken off the closed mouth a pause already shows when the rest of it is planned
+again: a still mouth whose lips change texture mid-pause pops (d20 + yongen.wav, frame
+85, when the head's pitch had moved four degrees)."""
 
 
 @dataclass
@@ -64,6 +79,44 @@ def switch_costs(openings: np.ndarray, widths: np.ndarray, phones: np.ndarray | 
         changed |= phones[1:] != phones[:-1]
     out[1:][changed] = SWITCH_COST_AT_CHANGE
     return out
+
+
+def vary_pauses(target_cost: np.ndarray, pause_numbers: np.ndarray, sample_times_ms: np.ndarray,
+                recent: Sequence[int] = (), showing: int | None = None) -> np.ndarray:
+    """The target costs with each pause given another closed mouth than the last few
+    pauses, where the bank has one nearly as good: a real person's lips never close the
+    same way twice, and one sample held in every pause showed the same lips with the same
+    highlight each time, a blind test's giveaway (d20 + yongen.wav, 8 of 12).
+
+    target_cost: T x K; pause_numbers: per frame, which pause it is in (-1 in speech);
+    sample_times_ms: K, when each sample was filmed; recent: the samples the pauses before
+    showed, oldest first. Pause by pause, the sample that shows it is the best once every
+    sample filmed within SAME_MOMENT_MS of one the last PAUSE_MEMORY pauses showed pays
+    PAUSE_REPEAT_COST (neighbouring frames are the same mouth), and it costs
+    PAUSE_VARIETY_BONUS less there so the plan takes it. showing: the sample the pause the
+    plan starts in already shows, if it starts in one; that pause keeps it (a mouth
+    changed mid-pause would be seen)."""
+    cost = np.array(target_cost, dtype=np.float64)
+    numbers = np.asarray(pause_numbers)
+    times = np.asarray(sample_times_ms, dtype=np.float64)
+    if cost.size == 0:
+        return cost
+    shown = [int(k) for k in recent if 0 <= k < cost.shape[1]][-PAUSE_MEMORY:]
+    for number in np.unique(numbers[numbers >= 0]):
+        frames = numbers == number
+        if showing is not None and frames[0] and 0 <= showing < cost.shape[1]:
+            pick = int(showing)
+            cost[frames, pick] -= PAUSE_KEEP_BONUS - PAUSE_VARIETY_BONUS
+        else:
+            mean = cost[frames].mean(axis=0)
+            if shown:
+                seen = (np.abs(times[:, None] - times[shown][None, :]) <= SAME_MOMENT_MS).any(axis=1)
+                mean[seen] += PAUSE_REPEAT_COST
+            pick = int(np.argmin(mean))
+        cost[frames, pick] -= PAUSE_VARIETY_BONUS
+        if shown[-1:] != [pick]:
+            shown = (shown + [pick])[-PAUSE_MEMORY:]
+    return cost
 
 
 def plan_samples(target_cost: np.ndarray, switch: np.ndarray, appearance: np.ndarray,

@@ -144,7 +144,7 @@ def test_outside_the_audio_the_mouth_is_closed():
 def test_a_pause_is_a_closure_that_lasts(first_closed, lengths):
     """Without phones, `pause_at` is true exactly on runs of closed steps lasting PAUSE_MS
     or more (silence) or touching the audio's start or end, false on shorter closures
-    (p/b/m) and on open steps; outside the audio is a pause."""
+    (p/b/m) and on open steps; outside the audio is a pause. `pause_number_at` numbers them."""
     from models.mouth_params import HOP_MS, PAUSE_MS, MouthTrack
 
     runs = [((k % 2 == 0) == first_closed, n) for k, n in enumerate(lengths)]  # alternating
@@ -156,6 +156,15 @@ def test_a_pause_is_a_closure_that_lasts(first_closed, lengths):
     track = MouthTrack(times, 1 - closed, zeros, zeros, closed, zeros)
     assert track.pause_at(times).tolist() == want.tolist()
     assert track.pause_at(np.array([-40.0, times[-1] + 40.0])).tolist() == [True, True]
+    # `pause_number_at`: -1 in speech; pauses numbered in order from 0 (the silence before
+    # the audio, which a pause at its start continues), one number per run of pause steps.
+    numbers = track.pause_number_at(times)
+    assert ((numbers >= 0) == want).all()
+    starts = want & ~np.concatenate([[True], want[:-1]])  # a pause at the start continues pause 0
+    assert numbers[want].tolist() == np.cumsum(starts)[want].tolist()
+    before, after = track.pause_number_at(np.array([-40.0, times[-1] + 40.0]))
+    assert before == 0
+    assert after == (numbers[-1] if want[-1] else numbers.max(initial=0) + 1)
 
 
 def test_with_phones_a_short_closure_is_a_pause_unless_p_b_or_m_sounds():

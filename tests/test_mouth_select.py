@@ -6,13 +6,22 @@ import itertools
 
 import numpy as np
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from models.mouth_select import (
     APPEARANCE_WEIGHT,
+    PAUSE_KEEP_BONUS,
+    PAUSE_MEMORY,
+    PAUSE_REPEAT_COST,
+    PAUSE_VARIETY_BONUS,
+    SAME_MOMENT_MS,
     SWITCH_COST,
     SWITCH_COST_AT_CHANGE,
     SamplePlan,
     plan_samples,
     switch_costs,
+    vary_pauses,
 )
 
 
@@ -64,3 +73,79 @@ def test_plan_index_follows_time():
     plan = SamplePlan(1000.0, 25.0, np.zeros(10, int), None, 4)
     assert plan.index_at(1000.0) == 0 and plan.index_at(1079.0) == 2
     assert plan.index_at(960.0) is None and plan.index_at(1400.0) is None
+
+
+def _pauses_and_speech(pause_count: int, length: int = 8) -> np.ndarray:
+    """Pause numbers for `pause_count` pauses of `length` frames, each after as much speech."""
+    return np.concatenate([np.r_[np.full(length, -1), np.full(length, n)] for n in range(pause_count)])
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), pause_count=st.integers(1, 6), k=st.integers(1, 6),
+       spread=st.floats(0.0, 3.0), recent=st.lists(st.integers(0, 5), max_size=4))
+def test_each_pause_takes_the_best_mouth_the_last_pauses_did_not_show(seed, pause_count, k, spread, recent):
+    """Invariants of `vary_pauses`: speech frames are untouched; in each pause one sample
+    costs exactly PAUSE_VARIETY_BONUS less, on all its frames; it is the best there once
+    the samples of the last PAUSE_MEMORY pauses (and those filmed within SAME_MOMENT_MS of
+    them) pay PAUSE_REPEAT_COST; so it repeats one of them only where no other sample is
+    within PAUSE_REPEAT_COST of it."""
+    rng = np.random.default_rng(seed)
+    numbers = _pauses_and_speech(pause_count)
+    cost = rng.uniform(0.0, spread, (len(numbers), 1)) + rng.uniform(0.0, spread, (1, k))  # per sample, some noise
+    times = np.sort(rng.choice(np.arange(0, 100_000, 100), k, replace=False)).astype(float)
+    recent = [r for r in recent if r < k]
+    out = vary_pauses(cost, numbers, times, recent)
+    change = cost - out
+    assert np.all(change[numbers < 0] == 0)
+    shown = recent[-PAUSE_MEMORY:]
+    for number in range(pause_count):
+        frames = numbers == number
+        picked = np.flatnonzero(np.isclose(change[frames], PAUSE_VARIETY_BONUS).all(axis=0))
+        assert len(picked) == 1 and np.isclose(change[frames].sum(), PAUSE_VARIETY_BONUS * frames.sum())
+        pick = int(picked[0])
+        seen = np.zeros(k, bool)
+        if shown:
+            seen = (np.abs(times[:, None] - times[shown][None, :]) <= SAME_MOMENT_MS).any(axis=1)
+        mean = cost[frames].mean(axis=0) + PAUSE_REPEAT_COST * seen
+        assert mean[pick] <= mean.min() + 1e-9
+        if seen[pick] and not seen.all():
+            assert cost[frames].mean(axis=0)[~seen].min() >= cost[frames].mean(axis=0)[pick] + PAUSE_REPEAT_COST - 1e-9
+        if shown[-1:] != [pick]:
+            shown = (shown + [pick])[-PAUSE_MEMORY:]
+
+
+def test_two_pauses_show_two_closed_mouths_and_the_plan_holds_each():
+    """Two closed samples about as good (the second 0.2 dearer) and an open one: without
+    `vary_pauses` both pauses show the first; with it the second pause shows the second,
+    each held through its pause. Samples filmed 200 ms apart count as one mouth."""
+    numbers = np.r_[np.full(10, 0), np.full(6, -1), np.full(10, 1)]
+    cost = np.zeros((len(numbers), 4))
+    cost[:, 1] = 0.2  # another closed mouth
+    cost[:, 2] = 0.05  # filmed right after the first: the same mouth
+    cost[:, 3] = 5.0
+    cost[numbers < 0] = [5.0, 5.0, 5.0, 0.0]  # speech: the open one
+    switch = switch_costs(np.where(numbers < 0, 0.2, 0.0), np.zeros(len(numbers)))
+    appearance = np.zeros((4, 4))
+    times = np.array([0.0, 5000.0, 200.0, 3000.0])
+    plain = plan_samples(cost, switch, appearance)
+    assert plain[:10].tolist() == [0] * 10 and plain[16:].tolist() == [0] * 10
+    varied = plan_samples(vary_pauses(cost, numbers, times), switch, appearance)
+    assert varied[:10].tolist() == [0] * 10 and varied[16:].tolist() == [1] * 10
+    # A worse second mouth (over PAUSE_REPEAT_COST dearer) is not worth the variety.
+    cost[:, 1] = PAUSE_REPEAT_COST + 0.1
+    assert plan_samples(vary_pauses(cost, numbers, times), switch, appearance)[16:].tolist() == [0] * 10
+
+
+def test_a_pause_planned_again_midway_keeps_the_mouth_it_shows():
+    """Planned again in the middle of a pause (the head turned), the pause keeps showing
+    its sample though another now fits it better by up to PAUSE_KEEP_BONUS per frame
+    less the switch: a still mouth must not change texture."""
+    numbers = np.full(12, 3)
+    cost = np.zeros((12, 2))
+    cost[:, 0] = 1.5  # the one shown, now dearer
+    switch = np.full(12, SWITCH_COST)
+    appearance = np.zeros((2, 2))
+    assert plan_samples(cost, switch, appearance, previous=0).tolist()[-1] == 1
+    kept = vary_pauses(cost, numbers, np.array([0.0, 9000.0]), recent=[0], showing=0)
+    assert plan_samples(kept, switch, appearance, previous=0).tolist() == [0] * 12
+    assert np.allclose(cost - kept, [[PAUSE_KEEP_BONUS, 0.0]] * 12)
