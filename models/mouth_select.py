@@ -44,8 +44,8 @@ PAUSE_VARIETY_BONUS = 1.0
 """Cost taken off the closed mouth chosen for a pause, so the plan keeps it."""
 PAUSE_KEEP_BONUS = 5.0
 """Cost taken off the closed mouth a pause already shows when the rest of it is planned
-again: a still mouth whose lips change texture mid-pause pops (d20 + yongen.wav, frame
-85, when the head's pitch had moved four degrees)."""
+again: a still mouth whose lips change texture mid-pause pops (d11 + yongen.wav's last
+pause changed mouth three times as her head moved)."""
 
 
 @dataclass
