@@ -38,8 +38,10 @@ NOSE = (31, 32, 33, 34, 35)
 CONTROL = JAW + NOSE + tuple(range(48, 68))
 
 
-SKIRT = tuple(range(3, 14))
-"""Jaw points that carry a skirt point below them (`jaw_skirt`)."""
+SKIRT = tuple(range(6, 11))
+"""Jaw points that carry a skirt point below them (`jaw_skirt`): those over the neck. Beside
+the jaw (points 3-5 and 11-13) a skirt point lies on the background, hair or an earring,
+which it dragged along with the jaw (d10's earring tip, ghosted)."""
 
 
 SKIRT_DEPTH = 0.1
@@ -86,9 +88,18 @@ def lip_exponent(shape: MouthShape) -> float:
     return 0.45 - 0.25 * float(shape.rounding)
 
 
+MASK_SPAN = 3.5
+"""Jaw points (from the chin, point 8) over which the mask's reach below the jaw line fades
+out: under the chin it covers the old chin line the raised chin leaves; beside the jaw
+(points 11-13 and 3-5) it stays inside the face, whose outline there barely moves. At 6
+it reached past the outline there, and what lay beside the jaw was warped and blended in:
+d10's earring tip came out dragged and ghosted, up to 115 grey levels off."""
+
+
 def jaw_weight(i: int) -> float:
-    """How far the alpha mask reaches below jaw point i (1 at the chin, 0 at the ears)."""
-    return float(max(0.0, np.cos(np.pi / 2 * abs(i - 8) / 6.0)))
+    """How far the alpha mask reaches below jaw point i (1 at the chin, 0 from MASK_SPAN
+    points away)."""
+    return float(max(0.0, np.cos(np.pi / 2 * min(1.0, abs(i - 8) / MASK_SPAN))))
 
 
 def jaw_motion(i: int) -> float:

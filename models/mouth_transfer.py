@@ -170,20 +170,35 @@ BAND_TRIANGLES = _band_triangles()
 MAX_DARK_STRETCH = 3.0
 """The most the dark between the teeth is stretched when a sample is opened wider (its
 texture is nearly flat, so it stretches well; past this the teeth grow with it)."""
+THIN_DARK_SHARE = 0.1
+FULL_DARK_SHARE = 0.3
+"""Shares of a sample's gap between which its dark may stretch from not at all to
+MAX_DARK_STRETCH (`dark_stretch_limit`)."""
 
 
 def widened_teeth_scale(h_top: float, h_bottom: float, gap_s: float, gap_t: float) -> float:
     """The scale of a sample's teeth bands (heights h_top and h_bottom, s units, of a gap
     gap_s) in a wider target gap gap_t: 1 while the dark between can take the rest within
-    MAX_DARK_STRETCH, then as little more as it needs, and never more than the dark's own
-    scale (so a sample with no dark between, closed or featureless, is stretched whole)."""
+    `dark_stretch_limit`, then as little more as it needs, and never more than the dark's
+    own scale (so a sample with little dark between, closed or featureless, is stretched
+    whole)."""
     teeth = h_top + h_bottom
     dark = max(0.0, gap_s - teeth)
     if teeth <= 1e-9 or gap_t <= gap_s:
         return 1.0
     whole = gap_t / gap_s
-    scale = max(1.0, (gap_t - MAX_DARK_STRETCH * dark) / teeth)
+    scale = max(1.0, (gap_t - dark_stretch_limit(dark / gap_s) * dark) / teeth)
     return float(min(scale, whole))
+
+
+def dark_stretch_limit(dark_share: float) -> float:
+    """How far the dark between a sample's teeth may stretch, given its share of the gap:
+    MAX_DARK_STRETCH from FULL_DARK_SHARE up, nothing under THIN_DARK_SHARE, linear
+    between. A thin dark line where the teeth meet is mostly the shadows between their
+    tips; stretched 3x they became dark stripes through the teeth (d10 351, a blind
+    tester's giveaway), where stretching the whole mouth only makes the teeth taller."""
+    ramp = (dark_share - THIN_DARK_SHARE) / (FULL_DARK_SHARE - THIN_DARK_SHARE)
+    return 1.0 + (MAX_DARK_STRETCH - 1.0) * float(np.clip(ramp, 0.0, 1.0))
 
 
 def band_points(sample_uv: np.ndarray, dst_uv: np.ndarray, bands: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

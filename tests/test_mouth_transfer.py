@@ -18,6 +18,7 @@ from models.mouth_transfer import (
     MAX_DARK_STRETCH,
     WeightedSample,
     band_points,
+    dark_stretch_limit,
     paint_bank_mouth,
     shared_band_points,
     with_sample_shape,
@@ -107,9 +108,9 @@ def test_a_narrower_gap_takes_the_dark_between_the_teeth_first(gap, share, top, 
 
 def _check_widened(gap, gap_t, top, bottom, top_src, low_src, top_dst, low_dst):
     """A sample opened wider (gap -> gap_t) is read whole; both teeth bands grow by one scale,
-    at least 1 and at most the whole stretch; the dark between grows at least as much,
-    up to MAX_DARK_STRETCH while the teeth keep their size, and to exactly that once they grow
-    (unless everything grows alike)."""
+    at least 1 and at most the whole stretch; the dark between grows at least as much, up
+    to its `dark_stretch_limit` while the teeth keep their size, and to exactly that once
+    they grow (unless everything grows alike)."""
     assert top_src == pytest.approx(top * gap, abs=1e-9)
     assert low_src == pytest.approx(gap - bottom * gap, abs=1e-9)
     teeth_s, dark_s = (top + bottom) * gap, (1.0 - top - bottom) * gap
@@ -122,25 +123,43 @@ def _check_widened(gap, gap_t, top, bottom, top_src, low_src, top_dst, low_dst):
         assert top_dst / (top * gap) == pytest.approx(scale, rel=1e-6)  # one scale for both bands
     assert 1.0 - 1e-6 <= scale <= whole + 1e-6
     if dark_s > 1e-6:
-        dark = dark_t / dark_s
+        dark, limit = dark_t / dark_s, dark_stretch_limit(dark_s / gap)
+        assert 1.0 <= limit <= MAX_DARK_STRETCH
         assert scale <= dark + 1e-6
         if scale <= 1.0 + 1e-6:
-            assert dark <= MAX_DARK_STRETCH + 1e-6
+            assert dark <= limit + 1e-6
         elif scale < whole - 1e-6:
-            assert dark == pytest.approx(MAX_DARK_STRETCH, rel=1e-6)
+            assert dark == pytest.approx(limit, rel=1e-6)
     else:
         assert scale == pytest.approx(whole, abs=2e-4)  # dark under 1e-6 s of a gap over 0.05
 
 
 def test_d10s_teeth_keep_their_size_when_her_mouth_opens_wider():
-    """Her upper teeth (half the gap) and lower teeth (a third) with a little dark between,
-    opened to 1.5x: the teeth grow only as much as the dark, at MAX_DARK_STRETCH, cannot
-    take (about 1.2x, not 1.5x)."""
-    src, dst = band_points(_pairs(0.2), _pairs(0.3), np.tile([0.5, 1.0 / 3.0], (3, 1)))
-    dark = 0.2 / 6.0
-    scale = (0.3 - MAX_DARK_STRETCH * dark) / (0.2 * 5.0 / 6.0)
-    assert 1.0 < scale < 1.25
-    assert np.allclose(dst[:3, 1], 0.1 * scale) and np.allclose(0.3 - dst[3:, 1], 0.2 / 3.0 * scale)
+    """Her upper teeth (0.4 of the gap) and lower teeth (0.25) with dark between (0.35),
+    opened to 1.5x: the teeth keep their size and the dark between takes it all (2.4x);
+    opened to 2.5x, the dark stretches MAX_DARK_STRETCH and the teeth grow as little as
+    the rest needs."""
+    bands = np.tile([0.4, 0.25], (3, 1))
+    src, dst = band_points(_pairs(0.2), _pairs(0.3), bands)
+    assert np.allclose(dst[:3, 1], 0.08) and np.allclose(0.3 - dst[3:, 1], 0.05)
+    src, dst = band_points(_pairs(0.2), _pairs(0.5), bands)
+    scale = (0.5 - MAX_DARK_STRETCH * 0.07) / 0.13
+    assert 1.0 < scale < 2.5
+    assert np.allclose(dst[:3, 1], 0.08 * scale) and np.allclose(0.5 - dst[3:, 1], 0.05 * scale)
+
+
+def test_a_thin_dark_line_between_the_teeth_does_not_stretch():
+    """d10 at 10.5 s: her teeth meet, the dark between is 0.13 of the gap (the shadows between
+    their tips). Opened 1.5x, that line must not become stripes through the teeth: its
+    `dark_stretch_limit` is about 1.3x, so it stretches no more than the whole mouth does
+    (stretched 3x, the stripes were a blind tester's giveaway)."""
+    assert dark_stretch_limit(0.05) == 1.0 and dark_stretch_limit(0.5) == MAX_DARK_STRETCH
+    bands = np.tile([0.43, 0.44], (3, 1))
+    src, dst = band_points(_pairs(0.2), _pairs(0.3), bands)
+    dark_t = dst[3:, 1] - dst[:3, 1]
+    assert dark_stretch_limit(0.13) < 1.5
+    assert np.allclose(dark_t, 1.5 * 0.13 * 0.2)  # 3x would be 0.078
+    assert np.allclose(dst[:3, 1], 0.43 * 0.2 * 1.5)
 
 
 @settings(max_examples=100, deadline=None)
