@@ -170,6 +170,11 @@ BAND_TRIANGLES = _band_triangles()
 MAX_DARK_STRETCH = 3.0
 """The most the dark between the teeth is stretched when a sample is opened wider (its
 texture is nearly flat, so it stretches well; past this the teeth grow with it)."""
+FREE_TEETH_GROWTH = 1.2
+"""How much a sample's teeth grow with the whole mouth when it is opened wider, before the
+dark between them takes the rest: a little more teeth shows as a jaw drops a little, and
+s29's grin, opened 1.05-1.2x on a third of her frames, showed every shadow between her lower
+teeth stretched into a dark streak when the dark took it all (a blind tester's giveaway)."""
 THIN_DARK_SHARE = 0.1
 FULL_DARK_SHARE = 0.3
 """Shares of a sample's gap between which its dark may stretch from not at all to
@@ -178,16 +183,16 @@ MAX_DARK_STRETCH (`dark_stretch_limit`)."""
 
 def widened_teeth_scale(h_top: float, h_bottom: float, gap_s: float, gap_t: float) -> float:
     """The scale of a sample's teeth bands (heights h_top and h_bottom, s units, of a gap
-    gap_s) in a wider target gap gap_t: 1 while the dark between can take the rest within
-    `dark_stretch_limit`, then as little more as it needs, and never more than the dark's
-    own scale (so a sample with little dark between, closed or featureless, is stretched
-    whole)."""
+    gap_s) in a wider target gap gap_t: the whole mouth's up to FREE_TEETH_GROWTH; past it
+    no more while the dark between can take the rest within `dark_stretch_limit`, then as
+    little more as it needs, and never more than the dark's own scale (so a sample with
+    little dark between, closed or featureless, is stretched whole)."""
     teeth = h_top + h_bottom
     dark = max(0.0, gap_s - teeth)
     if teeth <= 1e-9 or gap_t <= gap_s:
         return 1.0
     whole = gap_t / gap_s
-    scale = max(1.0, (gap_t - dark_stretch_limit(dark / gap_s) * dark) / teeth)
+    scale = max(FREE_TEETH_GROWTH, (gap_t - dark_stretch_limit(dark / gap_s) * dark) / teeth)
     return float(min(scale, whole))
 
 

@@ -15,6 +15,7 @@ from models.faces.default import DefaultFaceBackend
 from models.lip_contour import refine_outer_lips
 from models.mouth_bank import INNER_PAIRS, FaceAxes, sample_mouth
 from models.mouth_transfer import (
+    FREE_TEETH_GROWTH,
     MAX_DARK_STRETCH,
     WeightedSample,
     band_points,
@@ -108,9 +109,10 @@ def test_a_narrower_gap_takes_the_dark_between_the_teeth_first(gap, share, top, 
 
 def _check_widened(gap, gap_t, top, bottom, top_src, low_src, top_dst, low_dst):
     """A sample opened wider (gap -> gap_t) is read whole; both teeth bands grow by one scale,
-    at least 1 and at most the whole stretch; the dark between grows at least as much, up
-    to its `dark_stretch_limit` while the teeth keep their size, and to exactly that once
-    they grow (unless everything grows alike)."""
+    the whole stretch up to FREE_TEETH_GROWTH and at most the whole stretch; the dark
+    between grows at least as much, up to its `dark_stretch_limit` while the teeth grow
+    no more than that, and to exactly that once they grow more (unless everything grows
+    alike)."""
     assert top_src == pytest.approx(top * gap, abs=1e-9)
     assert low_src == pytest.approx(gap - bottom * gap, abs=1e-9)
     teeth_s, dark_s = (top + bottom) * gap, (1.0 - top - bottom) * gap
@@ -121,12 +123,12 @@ def _check_widened(gap, gap_t, top, bottom, top_src, low_src, top_dst, low_dst):
     scale, whole = teeth_t / teeth_s, gap_t / gap
     if top > 1e-6:
         assert top_dst / (top * gap) == pytest.approx(scale, rel=1e-6)  # one scale for both bands
-    assert 1.0 - 1e-6 <= scale <= whole + 1e-6
+    assert min(whole, FREE_TEETH_GROWTH) - 1e-6 <= scale <= whole + 1e-6
     if dark_s > 1e-6:
         dark, limit = dark_t / dark_s, dark_stretch_limit(dark_s / gap)
         assert 1.0 <= limit <= MAX_DARK_STRETCH
         assert scale <= dark + 1e-6
-        if scale <= 1.0 + 1e-6:
+        if scale <= FREE_TEETH_GROWTH + 1e-6 and scale < whole - 1e-6:
             assert dark <= limit + 1e-6
         elif scale < whole - 1e-6:
             assert dark == pytest.approx(limit, rel=1e-6)
@@ -136,15 +138,18 @@ def _check_widened(gap, gap_t, top, bottom, top_src, low_src, top_dst, low_dst):
 
 def test_d10s_teeth_keep_their_size_when_her_mouth_opens_wider():
     """Her upper teeth (0.4 of the gap) and lower teeth (0.25) with dark between (0.35),
-    opened to 1.5x: the teeth keep their size and the dark between takes it all (2.4x);
-    opened to 2.5x, the dark stretches MAX_DARK_STRETCH and the teeth grow as little as
-    the rest needs."""
+    opened to 1.1x: everything grows alike (teeth a tenth taller do not show); to 1.5x,
+    the teeth grow FREE_TEETH_GROWTH and the dark between takes the rest (2.1x); to 2.5x,
+    the dark stretches MAX_DARK_STRETCH and the teeth grow as little as the rest needs."""
     bands = np.tile([0.4, 0.25], (3, 1))
+    src, dst = band_points(_pairs(0.2), _pairs(0.22), bands)
+    assert np.allclose(dst[:3, 1], 0.088) and np.allclose(0.22 - dst[3:, 1], 0.055)
     src, dst = band_points(_pairs(0.2), _pairs(0.3), bands)
-    assert np.allclose(dst[:3, 1], 0.08) and np.allclose(0.3 - dst[3:, 1], 0.05)
+    grown = FREE_TEETH_GROWTH
+    assert np.allclose(dst[:3, 1], 0.08 * grown) and np.allclose(0.3 - dst[3:, 1], 0.05 * grown)
     src, dst = band_points(_pairs(0.2), _pairs(0.5), bands)
     scale = (0.5 - MAX_DARK_STRETCH * 0.07) / 0.13
-    assert 1.0 < scale < 2.5
+    assert FREE_TEETH_GROWTH < scale < 2.5
     assert np.allclose(dst[:3, 1], 0.08 * scale) and np.allclose(0.5 - dst[3:, 1], 0.05 * scale)
 
 
