@@ -217,9 +217,9 @@ def band_points(sample_uv: np.ndarray, dst_uv: np.ndarray, bands: np.ndarray | N
     keep their size as long as they can, instead of the whole inner mouth being squashed
     (a toothy sample pressed to half its opening showed its teeth as a thin white slit),
     and the lower teeth show while there is room (cut by the lower lip alone, a grin lost
-    them). Where it is wider, the jaws part: the teeth keep their size and the dark between
-    them opens (`widened_teeth_scale`): stretched whole, d10's upper teeth grew into a tall
-    white block over a grey smear of her lower teeth."""
+    them). Where it is wider, the whole grows a little, then the jaws part: the teeth keep
+    their size and the dark between them opens where it is a real gap
+    (`widened_teeth_scale`)."""
     if bands is None:
         bands = np.tile([1.0, 0.0], (len(INNER_PAIRS), 1))
     src, dst = [], []
