@@ -398,3 +398,34 @@ def test_the_plan_gives_a_rounded_vowel_the_persons_pouted_lips(dlib_models):
         engine = ClassicalLipSync()
         engine.render([MouthRequest(0, 0.0, image, face, "k", 1.0, bank)], track)
         assert int(engine._tracks["k"].plan.samples[0]) == want, f"rounding {rounding}"
+
+
+def test_each_pause_shows_another_of_the_persons_closed_mouths(dlib_models):
+    """Three pauses and three of the person's closed mouths, filmed seconds apart and alike
+    (so alike in cost): the plan shows a different one in each pause, each held through it,
+    and the open sample in the speech between (`models.mouth_select.vary_pauses`, wired to
+    the track's pause numbers). Without it all three pauses showed the first."""
+    from dataclasses import replace
+
+    from models.mouth_bank import MouthBank, sample_mouth
+    from models.mouth_params import MouthTrack
+
+    (image,) = _frames("d12.mp4", 1, step=1)
+    lm, rect = _landmarks(dlib_models, image)
+    face = _face(lm, rect)
+    closed = sample_mouth(image, lm, (0.0, 0.0, 0.0), 0.0)
+    bank = MouthBank()
+    for t in (0.0, 3000.0, 6000.0):
+        bank.add(replace(closed, time_ms=t))
+    bank.add(replace(closed, opening=0.3, time_ms=9000.0))
+    steps = np.arange(300)
+    pause = (steps // 50) % 2 == 0  # 500 ms pauses from 0 ms, 500 ms of speech between
+    track = MouthTrack(steps * 10.0, np.where(pause, 0.0, 0.6), np.zeros(300), np.zeros(300),
+                       pause.astype(float), np.where(pause, 0.0, 1.0))
+    engine = ClassicalLipSync()
+    engine.render([MouthRequest(0, 0.0, image, face, "k", 1.0, bank)], track)
+    plan = engine._tracks["k"].plan.samples
+    shown = [set(plan[a:b].tolist()) for a, b in ((0, 12), (25, 37), (50, 62))]
+    assert all(len(s) == 1 for s in shown), shown
+    assert sorted(s.pop() for s in shown) == [0, 1, 2]
+    assert set(plan[15:22].tolist()) == {3}
