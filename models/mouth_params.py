@@ -137,26 +137,34 @@ class MouthTrack:
             pause[start:stop] = lasts or at_edge or unspoken
         return pause
 
+    @cached_property
+    def _padded_pause(self) -> np.ndarray:
+        """`_pause` with a pause step before and after the audio (outside it is a pause)."""
+        return np.concatenate([[True], self._pause, [True]])
+
+    @cached_property
+    def _pause_numbers(self) -> np.ndarray:
+        """Per step of `_padded_pause`, which pause it is in (from 0) or -1 in speech."""
+        padded = self._padded_pause
+        number = np.cumsum(padded & ~np.concatenate([[False], padded[:-1]])) - 1
+        return np.where(padded, number, -1)
+
+    def _padded_step(self, t: np.ndarray) -> np.ndarray:
+        """Index into `_padded_pause` of each time (ms): 0 before the audio, the last after it."""
+        inside = 1 + np.clip(np.round(t / HOP_MS).astype(int), 0, max(len(self._pause) - 1, 0))
+        return np.where(t < 0, 0, np.where(t > self.duration_ms, len(self._pause) + 1, inside))
+
     def pause_at(self, times_ms: np.ndarray) -> np.ndarray:
         """Whether each time (ms) is in a pause, not a p/b/m closure: lips closed for at
         least PAUSE_MS (a closure lasts ~100 ms), or before the first word or after the last,
         or (with phones) where no p, b or m sounds. Outside the audio is a pause."""
-        t = np.asarray(times_ms, dtype=np.float64)
-        if len(self.times_ms) == 0:
-            return np.ones(t.shape, bool)
-        k = np.clip(np.round(t / HOP_MS).astype(int), 0, len(self.times_ms) - 1)
-        return np.where((t < 0) | (t > self.duration_ms), True, self._pause[k])
+        return self._padded_pause[self._padded_step(np.asarray(times_ms, dtype=np.float64))]
 
     def pause_number_at(self, times_ms: np.ndarray) -> np.ndarray:
         """Which pause each time (ms) is in, counted from the audio's start (0 = the
         silence before it, where there is one), or -1 in speech: a pause keeps its number
         however the frames around it are planned."""
-        t = np.asarray(times_ms, dtype=np.float64)
-        padded = np.concatenate([[True], self._pause, [True]])  # outside the audio is a pause
-        number = np.cumsum(padded & ~np.concatenate([[False], padded[:-1]])) - 1
-        k = np.where(t < 0, 0, np.where(t > self.duration_ms, len(padded) - 1,
-                                        1 + np.clip(np.round(t / HOP_MS).astype(int), 0, len(self._pause) - 1)))
-        return np.where(padded[k], number[k], -1)
+        return self._pause_numbers[self._padded_step(np.asarray(times_ms, dtype=np.float64))]
 
 
 def _frames_power(x: np.ndarray, win: int, hop: int) -> np.ndarray:
