@@ -71,7 +71,7 @@ from models.mouth_geometry import (
 )
 from models.mouth_occlusion import OcclusionGate, bank_pictures, mouth_picture, picture_mask
 from models.mouth_params import MouthParamConfig, MouthShape, MouthTrack
-from models.mouth_select import PAUSE_MEMORY, SamplePlan, plan_samples, switch_costs, vary_pauses
+from models.mouth_select import PAUSE_MEMORY, SamplePlan, spread_uses, switch_costs, vary_pauses
 from models.mouth_transfer import (
     MeshRaster,
     WeightedSample,
@@ -119,6 +119,10 @@ GRIN_ROUNDING = 0.5
 REPLAN_TEETH = 0.3
 """Change of the original's teeth share (a grin coming or going) after which the rest is
 planned again."""
+USE_MEMORY_S = 20.0
+"""Time constant (s of the track's frames) over which a sample's uses in speech fade from
+the plan's memory (`models.mouth_select.spread_uses`): the viewer remembers a mouth seen
+a few seconds ago, not one from minutes back."""
 MAX_TRACK_STATES = 64
 """Per-track states kept (least recently used dropped): the engine is shared by every job
 of a server, whose track keys are unique per job, so the table must not grow forever."""
@@ -147,6 +151,7 @@ class _TrackState:
     pictures_inputs: tuple = ()  # (bank, its columns) that `pictures` were made from
     pictures: tuple | None = None  # the bank's grey mouth pictures, squared, their times (`models.mouth_occlusion`)
     pause_samples: list[int] = field(default_factory=list)  # bank samples the latest pauses showed, oldest first
+    speech_uses: np.ndarray | None = None  # per bank sample, open speech frames it showed (fading, `USE_MEMORY_S`)
 
 
 class ClassicalLipSync:
@@ -384,12 +389,18 @@ class ClassicalLipSync:
                 last = plan.index_at(req.time_ms - 1000.0 / plan.fps)
                 previous = int(plan.samples[last]) if last is not None else None
             if state.bank_id != id(bank):
-                state.pause_samples = []  # indices into another bank
+                state.pause_samples, state.speech_uses = [], None  # indices into another bank
             plan = self._plan(bank, req.time_ms, neutral, state, warp, features, pose, previous)
             state.plan, state.bank_id, state.plan_width, state.plan_teeth, k = plan, id(bank), width_now, state.teeth, 0
         shown = int(plan.samples[k])
-        if features.pause_at(np.array([req.time_ms]))[0] and state.pause_samples[-1:] != [shown]:
-            state.pause_samples = (state.pause_samples + [shown])[-PAUSE_MEMORY:]
+        if features.pause_at(np.array([req.time_ms]))[0]:
+            if state.pause_samples[-1:] != [shown]:
+                state.pause_samples = (state.pause_samples + [shown])[-PAUSE_MEMORY:]
+        elif opening >= CLOSED_GAP:
+            if state.speech_uses is None or len(state.speech_uses) != len(bank.samples):
+                state.speech_uses = np.zeros(len(bank.samples))
+            state.speech_uses *= np.exp(-1.0 / (USE_MEMORY_S * plan.fps))
+            state.speech_uses[shown] += 1.0
         return [WeightedSample(bank.samples[shown], 1.0)]
 
     @staticmethod
@@ -408,7 +419,8 @@ class ClassicalLipSync:
         """Plan the bank sample of every frame from `start_ms` to the end of the audio (at
         most MAX_PLAN_FRAMES): the target lips of each frame from the audio, on this
         frame's closed mouth, each pause given its own closed mouth where the bank has
-        several (`models.mouth_select.vary_pauses`), then `models.mouth_select.plan_samples`."""
+        several (`models.mouth_select.vary_pauses`), then the plan (`models.mouth_select.spread_uses`:
+        no sample shown much more than the others)."""
         fps = float(features.fps) or 25.0
         remaining = max(0.0, features.duration_ms - start_ms)
         count = int(min(MAX_PLAN_FRAMES, np.floor(remaining * fps / 1000.0) + 1))
@@ -433,7 +445,8 @@ class ClassicalLipSync:
         in_pause = previous is not None and numbers[0] == numbers[1] >= 0
         cost = vary_pauses(cost, numbers[1:], bank.columns()["time_ms"], state.pause_samples,
                            showing=previous if in_pause else None)
-        path = plan_samples(cost, switch_costs(openings, widths, labels), bank.appearance_distances(), previous)
+        path = spread_uses(cost, switch_costs(openings, widths, labels), bank.appearance_distances(), previous,
+                           speech=~pauses & (openings >= CLOSED_GAP), shown_before=state.speech_uses)
         return SamplePlan(start_ms, fps, path, None if pose is None else tuple(pose), len(bank.samples))
 
     # -- the person's own expression --------------------------------------------------

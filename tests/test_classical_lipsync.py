@@ -429,3 +429,35 @@ def test_each_pause_shows_another_of_the_persons_closed_mouths(dlib_models):
     assert all(len(s) == 1 for s in shown), shown
     assert sorted(s.pop() for s in shown) == [0, 1, 2]
     assert set(plan[15:22].tolist()) == {3}
+
+
+def test_the_speech_between_pauses_does_not_show_one_open_mouth_every_time(dlib_models):
+    """Two of the person's open mouths alike in cost and three stretches of speech: the
+    plan shows both, each held through its stretch (`models.mouth_select.spread_uses`,
+    wired to the track's open speech frames); the frames shown count for the next plan.
+    Without it every stretch showed the first."""
+    from dataclasses import replace
+
+    from models.mouth_bank import MouthBank, sample_mouth
+    from models.mouth_params import MouthTrack
+
+    (image,) = _frames("d12.mp4", 1, step=1)
+    lm, rect = _landmarks(dlib_models, image)
+    face = _face(lm, rect)
+    closed = sample_mouth(image, lm, (0.0, 0.0, 0.0), 0.0)
+    bank = MouthBank()
+    bank.add(closed)
+    for t in (3000.0, 9000.0):
+        bank.add(replace(closed, opening=0.3, time_ms=t))
+    steps = np.arange(300)
+    pause = (steps // 50) % 2 == 0
+    track = MouthTrack(steps * 10.0, np.where(pause, 0.0, 0.6), np.zeros(300), np.zeros(300),
+                       pause.astype(float), np.where(pause, 0.0, 1.0))
+    engine = ClassicalLipSync()
+    engine.render([MouthRequest(0, 0.0, image, face, "k", 1.0, bank)], track)
+    plan = engine._tracks["k"].plan.samples
+    shown = [set(plan[a:b].tolist()) for a, b in ((15, 22), (40, 47), (65, 72))]
+    assert all(len(s) == 1 for s in shown), shown
+    assert set.union(*shown) == {1, 2}
+    engine.render([MouthRequest(16, 640.0, image, face, "k", 1.0, bank)], track)
+    assert engine._tracks["k"].speech_uses.argmax() == plan[16] and engine._tracks["k"].speech_uses.sum() > 0

@@ -18,11 +18,15 @@ from models.mouth_select import (
     SAME_MOMENT_MS,
     SWITCH_COST,
     SWITCH_COST_AT_CHANGE,
+    USE_COST,
     SamplePlan,
+    plan_cost,
     plan_samples,
+    spread_uses,
     switch_costs,
     vary_pauses,
 )
+from models.mouth_select import _viterbi
 
 
 def total_cost(path, cost, switch, appearance, previous=None) -> float:
@@ -48,6 +52,18 @@ def test_plan_is_the_exact_optimum():
         path = plan_samples(cost, switch, appearance, previous)
         best = min(total_cost(p, cost, switch, appearance, previous) for p in itertools.product(range(k), repeat=t_count))
         assert np.isclose(total_cost(path, cost, switch, appearance, previous), best)
+
+
+def test_plan_cost_is_what_the_plan_minimises():
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        cost = rng.uniform(0, 6, (7, 4))
+        switch = rng.uniform(0.5, 4, 7)
+        appearance = rng.uniform(0, 2, (4, 4))
+        previous = [None, 2][int(rng.integers(0, 2))]
+        path = rng.integers(0, 4, 7)
+        assert np.isclose(plan_cost(path, cost, switch, appearance, previous),
+                          total_cost(path, cost, switch, appearance, previous))
 
 
 def test_one_sample_is_held_where_the_target_holds_and_changes_where_it_changes():
@@ -149,3 +165,71 @@ def test_a_pause_planned_again_midway_keeps_the_mouth_it_shows():
     kept = vary_pauses(cost, numbers, np.array([0.0, 9000.0]), recent=[0], showing=0)
     assert plan_samples(kept, switch, appearance, previous=0).tolist() == [0] * 12
     assert np.allclose(cost - kept, [[PAUSE_KEEP_BONUS, 0.0]] * 12)
+
+
+def _runs_of_speech(runs: int, length: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame: speech (open, `runs` runs of `length` frames) or a closure between them."""
+    speech = np.concatenate([np.r_[np.ones(length, bool), np.zeros(3, bool)] for _ in range(runs)])
+    return speech, switch_costs(np.where(speech, 0.3, 0.0), np.full(len(speech), 0.9))
+
+
+def _use_objective(path, cost, switch, appearance, speech, before=None):
+    """Plan cost plus USE_COST per pair of speech frames showing one sample (earlier uses
+    `before` paired with each of the plan's)."""
+    uses = np.bincount(path[speech], minlength=cost.shape[1])
+    before = np.zeros(cost.shape[1]) if before is None else before
+    return plan_cost(path, cost, switch, appearance) + USE_COST * float(uses @ before + (uses * (uses - 1) / 2).sum())
+
+
+def test_the_same_open_mouth_is_not_shown_in_every_sound():
+    """Six sounds that two open samples fit about as well (the second 0.3 dearer): the plain
+    plan shows the first in all six; spread, each shows in some. A second sample 3 dearer
+    (a visible misfit) is not worth it. Closures keep their closed sample."""
+    speech, switch = _runs_of_speech(6)
+    appearance = np.zeros((3, 3))
+    cost = np.where(speech[:, None], [0.0, 0.3, 9.0], [9.0, 9.0, 0.0])
+    plain = plan_samples(cost, switch, appearance)
+    assert set(plain[speech].tolist()) == {0}
+    spread = spread_uses(cost, switch, appearance, speech=speech)
+    counts = np.bincount(spread[speech], minlength=3)
+    assert counts[0] > 0 and counts[1] > 0 and counts[2] == 0
+    assert np.all(spread[~speech] == 2)
+    assert _use_objective(spread, cost, switch, appearance, speech) < _use_objective(plain, cost, switch, appearance, speech)
+    cost[:, 1] = np.where(speech, 3.0, 9.0)
+    assert set(spread_uses(cost, switch, appearance, speech=speech)[speech].tolist()) == {0}
+
+
+def test_a_mouth_the_track_just_showed_gives_way():
+    """Uses before the plan count: a sample the track showed for 3 s takes second place to
+    one 1.5 dearer; unshown, it keeps every sound."""
+    speech, switch = _runs_of_speech(3)
+    appearance = np.zeros((3, 3))
+    cost = np.where(speech[:, None], [0.0, 1.5, 9.0], [9.0, 9.0, 0.0])
+    assert set(spread_uses(cost, switch, appearance, speech=speech)[speech].tolist()) == {0}
+    shown = spread_uses(cost, switch, appearance, speech=speech, shown_before=np.array([75.0, 0.0, 0.0]))
+    assert set(shown[speech].tolist()) == {1}
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), runs=st.integers(1, 5), k=st.integers(1, 5), spread=st.floats(0.0, 3.0),
+       used=st.booleans())
+def test_spreading_never_makes_the_plan_worse_by_its_own_measure(seed, runs, k, spread, used):
+    """Invariants of `spread_uses`: its plan's whole objective (plan cost plus the pairs of
+    frames showing one sample) is never above the plain Viterbi plan's; with no speech frame it is the plain
+    plan; its plan cost alone never beats the plain plan's (that is the optimum)."""
+    rng = np.random.default_rng(seed)
+    speech, switch = _runs_of_speech(runs, int(rng.integers(2, 9)))
+    cost = rng.uniform(0.0, spread, (len(speech), k))
+    appearance = rng.uniform(0.0, 2.0, (k, k))
+    np.fill_diagonal(appearance, 0.0)
+    before = rng.uniform(0.0, 60.0, k) if used else None
+    plain = plan_samples(cost, switch, appearance)
+    out = spread_uses(cost, switch, appearance, speech=speech, shown_before=before)
+    assert _use_objective(out, cost, switch, appearance, speech, before) <= \
+        _use_objective(plain, cost, switch, appearance, speech, before) + 1e-9
+    assert plan_cost(out, cost, switch, appearance) >= plan_cost(plain, cost, switch, appearance) - 1e-9
+    none = spread_uses(cost, switch, appearance, speech=np.zeros(len(speech), bool), shown_before=before)
+    assert none.tolist() == plain.tolist()
+    # The pass that carries each path's uses prices its own path exactly.
+    path, total = _viterbi(cost, switch, appearance, None, speech, before)
+    assert np.isclose(total, _use_objective(path, cost, switch, appearance, speech, before))
