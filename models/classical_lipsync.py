@@ -71,7 +71,7 @@ from models.mouth_geometry import (
 )
 from models.mouth_occlusion import OcclusionGate, bank_pictures, mouth_picture, picture_mask
 from models.mouth_params import MouthParamConfig, MouthShape, MouthTrack
-from models.mouth_select import PAUSE_MEMORY, SamplePlan, spread_uses, switch_costs, vary_pauses
+from models.mouth_select import MEMORABLE_PAUSE_MS, PAUSE_MEMORY, SamplePlan, spread_uses, switch_costs, vary_pauses
 from models.mouth_transfer import (
     MeshRaster,
     WeightedSample,
@@ -150,7 +150,8 @@ class _TrackState:
     gate: OcclusionGate = field(default_factory=OcclusionGate)  # how much of the mouth to show (a cover)
     pictures_inputs: tuple = ()  # (bank, its columns) that `pictures` were made from
     pictures: tuple | None = None  # the bank's grey mouth pictures, squared, their times (`models.mouth_occlusion`)
-    pause_samples: list[int] = field(default_factory=list)  # bank samples the latest pauses showed, oldest first
+    pause_samples: list[int] = field(default_factory=list)  # bank samples the latest memorable pauses showed, oldest first
+    pause_run: tuple[int, int] = (-1, 0)  # the sample the current pause shows, and for how many frames
     speech_uses: np.ndarray | None = None  # per bank sample, open speech frames it showed (fading, `USE_MEMORY_S`)
 
 
@@ -394,14 +395,23 @@ class ClassicalLipSync:
             state.plan, state.bank_id, state.plan_width, state.plan_teeth, k = plan, id(bank), width_now, state.teeth, 0
         shown = int(plan.samples[k])
         if features.pause_at(np.array([req.time_ms]))[0]:
-            if state.pause_samples[-1:] != [shown]:
+            run = state.pause_run[1] + 1 if state.pause_run[0] == shown else 1
+            state.pause_run = (shown, run)
+            if run == self._memorable_frames(plan.fps) and state.pause_samples[-1:] != [shown]:
                 state.pause_samples = (state.pause_samples + [shown])[-PAUSE_MEMORY:]
-        elif opening >= CLOSED_GAP:
+            return [WeightedSample(bank.samples[shown], 1.0)]
+        state.pause_run = (-1, 0)
+        if opening >= CLOSED_GAP:
             if state.speech_uses is None or len(state.speech_uses) != len(bank.samples):
                 state.speech_uses = np.zeros(len(bank.samples))
             state.speech_uses *= np.exp(-1.0 / (USE_MEMORY_S * plan.fps))
             state.speech_uses[shown] += 1.0
         return [WeightedSample(bank.samples[shown], 1.0)]
+
+    @staticmethod
+    def _memorable_frames(fps: float) -> int:
+        """Frames a pause lasts at least to be remembered (`MEMORABLE_PAUSE_MS`), at least 1."""
+        return max(1, int(round(MEMORABLE_PAUSE_MS * fps / 1000.0)))
 
     @staticmethod
     def _smoothed_pose(state: _TrackState, pose: tuple[float, float, float] | None) -> tuple[float, float, float] | None:
@@ -444,7 +454,7 @@ class ClassicalLipSync:
         numbers = features.pause_number_at(np.concatenate([[start_ms - 1000.0 / fps], times]))
         in_pause = previous is not None and numbers[0] == numbers[1] >= 0
         cost = vary_pauses(cost, numbers[1:], bank.columns()["time_ms"], state.pause_samples,
-                           showing=previous if in_pause else None)
+                           showing=previous if in_pause else None, memorable_frames=cls._memorable_frames(fps))
         path = spread_uses(cost, switch_costs(openings, widths, labels), bank.appearance_distances(), previous,
                            speech=~pauses & (openings >= CLOSED_GAP), shown_before=state.speech_uses)
         return SamplePlan(start_ms, fps, path, None if pose is None else tuple(pose), len(bank.samples))

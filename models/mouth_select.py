@@ -39,7 +39,11 @@ small misfit in width or pose shows less than the same mouth seen again)."""
 SAME_MOMENT_MS = 400.0
 """Samples filmed this close together (ms) count as the same closed mouth."""
 PAUSE_MEMORY = 3
-"""How many pauses back a closed mouth counts as just seen."""
+"""How many memorable pauses back a closed mouth counts as just seen."""
+MEMORABLE_PAUSE_MS = 400.0
+"""A pause shorter than this (ms) is not remembered: its mouth is seen for a blink. Each
+2-frame pause pushed a long pause's mouth out of the memory, so d20 + yongen.wav's two
+long pauses showed the same one."""
 PAUSE_VARIETY_BONUS = 1.0
 """Cost taken off the closed mouth chosen for a pause, so the plan keeps it."""
 USE_COST = 0.05
@@ -87,7 +91,7 @@ def switch_costs(openings: np.ndarray, widths: np.ndarray, phones: np.ndarray | 
 
 
 def vary_pauses(target_cost: np.ndarray, pause_numbers: np.ndarray, sample_times_ms: np.ndarray,
-                recent: Sequence[int] = (), showing: int | None = None) -> np.ndarray:
+                recent: Sequence[int] = (), showing: int | None = None, memorable_frames: int = 0) -> np.ndarray:
     """The target costs with each pause given another closed mouth than the last few
     pauses, where the bank has one nearly as good: a real person's lips never close the
     same way twice, and one sample held in every pause showed the same lips with the same
@@ -98,9 +102,10 @@ def vary_pauses(target_cost: np.ndarray, pause_numbers: np.ndarray, sample_times
     showed, oldest first. Pause by pause, the sample that shows it is the best once every
     sample filmed within SAME_MOMENT_MS of one the last PAUSE_MEMORY pauses showed pays
     PAUSE_REPEAT_COST (neighbouring frames are the same mouth), and it costs
-    PAUSE_VARIETY_BONUS less there so the plan takes it. showing: the sample the pause the
-    plan starts in already shows, if it starts in one; that pause keeps it (a mouth
-    changed mid-pause would be seen)."""
+    PAUSE_VARIETY_BONUS less there so the plan takes it. Only pauses of at least
+    `memorable_frames` frames (`MEMORABLE_PAUSE_MS`) enter the memory. showing: the sample
+    the pause the plan starts in already shows, if it starts in one; that pause keeps it
+    (a mouth changed mid-pause would be seen)."""
     cost = np.array(target_cost, dtype=np.float64)
     numbers = np.asarray(pause_numbers)
     times = np.asarray(sample_times_ms, dtype=np.float64)
@@ -119,7 +124,7 @@ def vary_pauses(target_cost: np.ndarray, pause_numbers: np.ndarray, sample_times
                 mean[seen] += PAUSE_REPEAT_COST
             pick = int(np.argmin(mean))
         cost[frames, pick] -= PAUSE_VARIETY_BONUS
-        if shown[-1:] != [pick]:
+        if frames.sum() >= memorable_frames and shown[-1:] != [pick]:
             shown = (shown + [pick])[-PAUSE_MEMORY:]
     return cost
 

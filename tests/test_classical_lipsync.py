@@ -431,6 +431,30 @@ def test_each_pause_shows_another_of_the_persons_closed_mouths(dlib_models):
     assert set(plan[15:22].tolist()) == {3}
 
 
+def test_a_pause_is_remembered_once_it_has_been_seen_long_enough(dlib_models):
+    """The track remembers a pause's closed mouth for the next plans only once it has
+    shown it MEMORABLE_PAUSE_MS (10 frames at 25 fps): a 2-frame closure must not push a
+    long pause's mouth out of the memory (d20 + yongen.wav's two long pauses showed one)."""
+    from models.mouth_bank import MouthBank, sample_mouth
+    from models.mouth_params import MouthTrack
+
+    (image,) = _frames("d12.mp4", 1, step=1)
+    lm, rect = _landmarks(dlib_models, image)
+    face = _face(lm, rect)
+    bank = MouthBank()
+    bank.add(sample_mouth(image, lm, (0.0, 0.0, 0.0), 0.0))
+    steps = np.arange(300)
+    pause = steps < 100  # a 1 s pause, then speech
+    track = MouthTrack(steps * 10.0, np.where(pause, 0.0, 0.6), np.zeros(300), np.zeros(300),
+                       pause.astype(float), np.where(pause, 0.0, 1.0))
+    engine = ClassicalLipSync()
+    for frame in range(9):
+        engine.render([MouthRequest(frame, frame * 40.0, image, face, "k", 1.0, bank)], track)
+    assert engine._tracks["k"].pause_samples == []
+    engine.render([MouthRequest(9, 360.0, image, face, "k", 1.0, bank)], track)
+    assert engine._tracks["k"].pause_samples == [0]
+
+
 def test_the_speech_between_pauses_does_not_show_one_open_mouth_every_time(dlib_models):
     """Two of the person's open mouths alike in cost and three stretches of speech: the
     plan shows both, each held through its stretch (`models.mouth_select.spread_uses`,

@@ -91,26 +91,29 @@ def test_plan_index_follows_time():
     assert plan.index_at(960.0) is None and plan.index_at(1400.0) is None
 
 
-def _pauses_and_speech(pause_count: int, length: int = 8) -> np.ndarray:
-    """Pause numbers for `pause_count` pauses of `length` frames, each after as much speech."""
-    return np.concatenate([np.r_[np.full(length, -1), np.full(length, n)] for n in range(pause_count)])
+def _pauses_and_speech(pause_count: int, length: int = 8, lengths=None) -> np.ndarray:
+    """Pause numbers for `pause_count` pauses of `length` frames (or `lengths`, one per
+    pause), each after 8 frames of speech."""
+    lengths = [length] * pause_count if lengths is None else lengths
+    return np.concatenate([np.r_[np.full(8, -1), np.full(int(n_frames), n)] for n, n_frames in enumerate(lengths)])
 
 
 @settings(max_examples=150, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), pause_count=st.integers(1, 6), k=st.integers(1, 6),
-       spread=st.floats(0.0, 3.0), recent=st.lists(st.integers(0, 5), max_size=4))
-def test_each_pause_takes_the_best_mouth_the_last_pauses_did_not_show(seed, pause_count, k, spread, recent):
+       spread=st.floats(0.0, 3.0), recent=st.lists(st.integers(0, 5), max_size=4), memorable=st.integers(0, 12))
+def test_each_pause_takes_the_best_mouth_the_last_pauses_did_not_show(seed, pause_count, k, spread, recent, memorable):
     """Invariants of `vary_pauses`: speech frames are untouched; in each pause one sample
     costs exactly PAUSE_VARIETY_BONUS less, on all its frames; it is the best there once
     the samples of the last PAUSE_MEMORY pauses (and those filmed within SAME_MOMENT_MS of
     them) pay PAUSE_REPEAT_COST; so it repeats one of them only where no other sample is
-    within PAUSE_REPEAT_COST of it."""
+    within PAUSE_REPEAT_COST of it. Pauses shorter than `memorable_frames` are not
+    remembered."""
     rng = np.random.default_rng(seed)
-    numbers = _pauses_and_speech(pause_count)
+    numbers = _pauses_and_speech(pause_count, lengths=rng.integers(1, 12, pause_count))
     cost = rng.uniform(0.0, spread, (len(numbers), 1)) + rng.uniform(0.0, spread, (1, k))  # per sample, some noise
     times = np.sort(rng.choice(np.arange(0, 100_000, 100), k, replace=False)).astype(float)
     recent = [r for r in recent if r < k]
-    out = vary_pauses(cost, numbers, times, recent)
+    out = vary_pauses(cost, numbers, times, recent, memorable_frames=memorable)
     change = cost - out
     assert np.all(change[numbers < 0] == 0)
     shown = recent[-PAUSE_MEMORY:]
@@ -126,7 +129,7 @@ def test_each_pause_takes_the_best_mouth_the_last_pauses_did_not_show(seed, paus
         assert mean[pick] <= mean.min() + 1e-9
         if seen[pick] and not seen.all():
             assert cost[frames].mean(axis=0)[~seen].min() >= cost[frames].mean(axis=0)[pick] + PAUSE_REPEAT_COST - 1e-9
-        if shown[-1:] != [pick]:
+        if frames.sum() >= memorable and shown[-1:] != [pick]:
             shown = (shown + [pick])[-PAUSE_MEMORY:]
 
 
@@ -150,6 +153,23 @@ def test_two_pauses_show_two_closed_mouths_and_the_plan_holds_each():
     # A worse second mouth (over PAUSE_REPEAT_COST dearer) is not worth the variety.
     cost[:, 1] = PAUSE_REPEAT_COST + 0.1
     assert plan_samples(vary_pauses(cost, numbers, times), switch, appearance)[16:].tolist() == [0] * 10
+
+
+def test_a_pause_seen_for_a_blink_does_not_push_a_long_one_out_of_memory():
+    """A long pause, three 2-frame closures, a long pause: with every pause remembered the
+    blinks push the first long pause's mouth out and the last shows it again; with
+    memorable_frames 5 the last long pause shows another closed mouth."""
+    numbers = _pauses_and_speech(5, lengths=[10, 2, 2, 2, 10])
+    cost = np.tile([0.0, 0.1, 0.2, 0.3, 0.5], (len(numbers), 1))  # five closed mouths filmed apart
+    times = np.arange(5) * 5000.0
+    last = numbers == 4
+
+    def shown_last(memorable: int) -> int:
+        out = vary_pauses(cost, numbers, times, memorable_frames=memorable)
+        return int(np.argmax((cost - out)[last].mean(axis=0)))
+
+    assert shown_last(0) == 0
+    assert shown_last(5) != 0
 
 
 def test_a_pause_planned_again_midway_keeps_the_mouth_it_shows():
