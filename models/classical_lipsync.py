@@ -150,9 +150,9 @@ class _TrackState:
     gate: OcclusionGate = field(default_factory=OcclusionGate)  # how much of the mouth to show (a cover)
     pictures_inputs: tuple = ()  # (bank, its columns) that `pictures` were made from
     pictures: tuple | None = None  # the bank's grey mouth pictures, squared, their times (`models.mouth_occlusion`)
-    pause_samples: list[int] = field(default_factory=list)  # bank samples the latest memorable pauses showed, oldest first
+    pause_samples: list[int] = field(default_factory=list)  # bank samples the memorable pauses showed, oldest first (PAUSE_MEMORY)
     pause_run: tuple[int, int] = (-1, 0)  # the sample the current pause shows, and for how many frames
-    speech_uses: np.ndarray | None = None  # per bank sample, open speech frames it showed (fading, `USE_MEMORY_S`)
+    speech_uses: np.ndarray | None = None  # per bank sample, speech frames it showed (fading, `USE_MEMORY_S`)
 
 
 class ClassicalLipSync:
@@ -397,15 +397,14 @@ class ClassicalLipSync:
         if features.pause_at(np.array([req.time_ms]))[0]:
             run = state.pause_run[1] + 1 if state.pause_run[0] == shown else 1
             state.pause_run = (shown, run)
-            if run == self._memorable_frames(plan.fps) and state.pause_samples[-1:] != [shown]:
+            if run == self._memorable_frames(plan.fps):
                 state.pause_samples = (state.pause_samples + [shown])[-PAUSE_MEMORY:]
             return [WeightedSample(bank.samples[shown], 1.0)]
         state.pause_run = (-1, 0)
-        if opening >= CLOSED_GAP:
-            if state.speech_uses is None or len(state.speech_uses) != len(bank.samples):
-                state.speech_uses = np.zeros(len(bank.samples))
-            state.speech_uses *= np.exp(-1.0 / (USE_MEMORY_S * plan.fps))
-            state.speech_uses[shown] += 1.0
+        if state.speech_uses is None or len(state.speech_uses) != len(bank.samples):
+            state.speech_uses = np.zeros(len(bank.samples))
+        state.speech_uses *= np.exp(-1.0 / (USE_MEMORY_S * plan.fps))
+        state.speech_uses[shown] += 1.0
         return [WeightedSample(bank.samples[shown], 1.0)]
 
     @staticmethod
@@ -456,7 +455,7 @@ class ClassicalLipSync:
         cost = vary_pauses(cost, numbers[1:], bank.columns()["time_ms"], state.pause_samples,
                            showing=previous if in_pause else None, memorable_frames=cls._memorable_frames(fps))
         path = spread_uses(cost, switch_costs(openings, widths, labels), bank.appearance_distances(), previous,
-                           speech=~pauses & (openings >= CLOSED_GAP), shown_before=state.speech_uses)
+                           speech=~pauses, shown_before=state.speech_uses)
         return SamplePlan(start_ms, fps, path, None if pose is None else tuple(pose), len(bank.samples))
 
     # -- the person's own expression --------------------------------------------------

@@ -33,24 +33,26 @@ TARGET_JUMP = 1.0
 APPEARANCE_WEIGHT = 0.5
 """Weight of the appearance distance (teeth, brightness, pose descriptors) at a switch."""
 PAUSE_REPEAT_COST = 1.0
-"""Cost (1 ~ visible) of showing one of the last pauses' closed mouths again: another
-within this of it takes its place (warped onto the same target lips, a closed mouth's
-small misfit in width or pose shows less than the same mouth seen again)."""
+"""Cost (1 ~ visible) of showing a closed mouth again, per remembered pause that showed it:
+another within this of it takes its place (warped onto the same target lips, a closed
+mouth's small misfit in width or pose shows less than the same mouth seen again)."""
 SAME_MOMENT_MS = 400.0
 """Samples filmed this close together (ms) count as the same closed mouth."""
-PAUSE_MEMORY = 3
-"""How many memorable pauses back a closed mouth counts as just seen."""
-MEMORABLE_PAUSE_MS = 400.0
-"""A pause shorter than this (ms) is not remembered: its mouth is seen for a blink. Each
-2-frame pause pushed a long pause's mouth out of the memory, so d20 + yongen.wav's two
-long pauses showed the same one."""
+PAUSE_MEMORY = 8
+"""How many memorable pauses back a closed mouth counts as seen. d10 + sun.wav has nine
+pauses of 200-600 ms; with three remembered and one repeat costing 1 they all showed her
+one best closed mouth, which blind judges matched across pairs."""
+MEMORABLE_PAUSE_MS = 160.0
+"""A pause shorter than this (ms) is not remembered: its mouth is seen for a blink (2-3
+frames). Each 2-frame pause pushed a long pause's mouth out of the memory, so
+d20 + yongen.wav's two long pauses showed the same one."""
 PAUSE_VARIETY_BONUS = 1.0
 """Cost taken off the closed mouth chosen for a pause, so the plan keeps it."""
 USE_COST = 0.05
-"""Cost of an open speech frame showing a sample, per earlier one of the track that showed
-it (`spread_uses`): a sample already seen for 20 frames (0.8 s) costs 1 (~ visible) more
-per frame than an unseen one. Closures and pauses are not counted: a closed mouth shows
-little texture, and p/b/m must close whatever the price."""
+"""Cost of a speech frame showing a sample, per earlier one of the track that showed it
+(`spread_uses`): a sample already seen for 20 frames (0.8 s) costs 1 (~ visible) more per
+frame than an unseen one. Pauses are not counted: each holds one closed mouth for long,
+and has its own variety (`vary_pauses`)."""
 PAUSE_KEEP_BONUS = 5.0
 """Cost taken off the closed mouth a pause already shows when the rest of it is planned
 again: a still mouth whose lips change texture mid-pause pops (d11 + yongen.wav's last
@@ -99,10 +101,10 @@ def vary_pauses(target_cost: np.ndarray, pause_numbers: np.ndarray, sample_times
 
     target_cost: T x K; pause_numbers: per frame, which pause it is in (-1 in speech);
     sample_times_ms: K, when each sample was filmed; recent: the samples the pauses before
-    showed, oldest first. Pause by pause, the sample that shows it is the best once every
-    sample filmed within SAME_MOMENT_MS of one the last PAUSE_MEMORY pauses showed pays
-    PAUSE_REPEAT_COST (neighbouring frames are the same mouth), and it costs
-    PAUSE_VARIETY_BONUS less there so the plan takes it. Only pauses of at least
+    showed, oldest first. Pause by pause, every sample pays PAUSE_REPEAT_COST on the
+    pause's frames per pause of the last PAUSE_MEMORY that showed it or a sample filmed
+    within SAME_MOMENT_MS of it (neighbouring frames are the same mouth), and the best
+    one then costs PAUSE_VARIETY_BONUS less there so the plan takes it. Only pauses of at least
     `memorable_frames` frames (`MEMORABLE_PAUSE_MS`) enter the memory. showing: the sample
     the pause the plan starts in already shows, if it starts in one; that pause keeps it
     (a mouth changed mid-pause would be seen)."""
@@ -118,13 +120,12 @@ def vary_pauses(target_cost: np.ndarray, pause_numbers: np.ndarray, sample_times
             pick = int(showing)
             cost[frames, pick] -= PAUSE_KEEP_BONUS - PAUSE_VARIETY_BONUS
         else:
-            mean = cost[frames].mean(axis=0)
             if shown:
-                seen = (np.abs(times[:, None] - times[shown][None, :]) <= SAME_MOMENT_MS).any(axis=1)
-                mean[seen] += PAUSE_REPEAT_COST
-            pick = int(np.argmin(mean))
+                seen = (np.abs(times[:, None] - times[shown][None, :]) <= SAME_MOMENT_MS).sum(axis=1)
+                cost[frames] += PAUSE_REPEAT_COST * seen
+            pick = int(np.argmin(cost[frames].mean(axis=0)))
         cost[frames, pick] -= PAUSE_VARIETY_BONUS
-        if frames.sum() >= memorable_frames and shown[-1:] != [pick]:
+        if frames.sum() >= memorable_frames:
             shown = (shown + [pick])[-PAUSE_MEMORY:]
     return cost
 

@@ -433,8 +433,9 @@ def test_each_pause_shows_another_of_the_persons_closed_mouths(dlib_models):
 
 def test_a_pause_is_remembered_once_it_has_been_seen_long_enough(dlib_models):
     """The track remembers a pause's closed mouth for the next plans only once it has
-    shown it MEMORABLE_PAUSE_MS (10 frames at 25 fps): a 2-frame closure must not push a
+    shown it MEMORABLE_PAUSE_MS (4 frames at 25 fps): a 2-frame closure must not push a
     long pause's mouth out of the memory (d20 + yongen.wav's two long pauses showed one)."""
+    from models.mouth_select import MEMORABLE_PAUSE_MS
     from models.mouth_bank import MouthBank, sample_mouth
     from models.mouth_params import MouthTrack
 
@@ -448,10 +449,15 @@ def test_a_pause_is_remembered_once_it_has_been_seen_long_enough(dlib_models):
     track = MouthTrack(steps * 10.0, np.where(pause, 0.0, 0.6), np.zeros(300), np.zeros(300),
                        pause.astype(float), np.where(pause, 0.0, 1.0))
     engine = ClassicalLipSync()
-    for frame in range(9):
+    memorable = int(round(MEMORABLE_PAUSE_MS / 40.0))
+    assert memorable >= 3
+    for frame in range(memorable - 1):
         engine.render([MouthRequest(frame, frame * 40.0, image, face, "k", 1.0, bank)], track)
     assert engine._tracks["k"].pause_samples == []
-    engine.render([MouthRequest(9, 360.0, image, face, "k", 1.0, bank)], track)
+    engine.render([MouthRequest(memorable - 1, (memorable - 1) * 40.0, image, face, "k", 1.0, bank)], track)
+    assert engine._tracks["k"].pause_samples == [0]
+    for frame in range(memorable, memorable + 5):  # the same pause goes on: remembered once
+        engine.render([MouthRequest(frame, frame * 40.0, image, face, "k", 1.0, bank)], track)
     assert engine._tracks["k"].pause_samples == [0]
 
 
