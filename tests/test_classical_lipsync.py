@@ -400,6 +400,24 @@ def test_the_plan_gives_a_rounded_vowel_the_persons_pouted_lips(dlib_models):
         assert int(engine._tracks["k"].plan.samples[0]) == want, f"rounding {rounding}"
 
 
+def _half_second_pauses_and_speech():
+    """3 s of mouth targets (10 ms steps): 500 ms pauses from 0 ms, 500 ms of speech between."""
+    from models.mouth_params import MouthTrack
+
+    steps = np.arange(300)
+    pause = (steps // 50) % 2 == 0
+    return MouthTrack(steps * 10.0, np.where(pause, 0.0, 0.6), np.zeros(300), np.zeros(300),
+                      pause.astype(float), np.where(pause, 0.0, 1.0))
+
+
+def _planned(image, face, bank):
+    """A fresh engine that rendered the first frame of `_half_second_pauses_and_speech` with
+    `bank`, and the plan it made: the sample per frame."""
+    engine = ClassicalLipSync()
+    engine.render([MouthRequest(0, 0.0, image, face, "k", 1.0, bank)], _half_second_pauses_and_speech())
+    return engine, engine._tracks["k"].plan.samples
+
+
 def test_each_pause_shows_another_of_the_persons_closed_mouths(dlib_models):
     """Three pauses and three of the person's closed mouths, filmed seconds apart and alike
     (so alike in cost): the plan shows a different one in each pause, each held through it,
@@ -408,7 +426,6 @@ def test_each_pause_shows_another_of_the_persons_closed_mouths(dlib_models):
     from dataclasses import replace
 
     from models.mouth_bank import MouthBank, sample_mouth
-    from models.mouth_params import MouthTrack
 
     (image,) = _frames("d12.mp4", 1, step=1)
     lm, rect = _landmarks(dlib_models, image)
@@ -418,13 +435,7 @@ def test_each_pause_shows_another_of_the_persons_closed_mouths(dlib_models):
     for t in (0.0, 3000.0, 6000.0):
         bank.add(replace(closed, time_ms=t))
     bank.add(replace(closed, opening=0.3, time_ms=9000.0))
-    steps = np.arange(300)
-    pause = (steps // 50) % 2 == 0  # 500 ms pauses from 0 ms, 500 ms of speech between
-    track = MouthTrack(steps * 10.0, np.where(pause, 0.0, 0.6), np.zeros(300), np.zeros(300),
-                       pause.astype(float), np.where(pause, 0.0, 1.0))
-    engine = ClassicalLipSync()
-    engine.render([MouthRequest(0, 0.0, image, face, "k", 1.0, bank)], track)
-    plan = engine._tracks["k"].plan.samples
+    _, plan = _planned(image, face, bank)
     shown = [set(plan[a:b].tolist()) for a, b in ((0, 12), (25, 37), (50, 62))]
     assert all(len(s) == 1 for s in shown), shown
     assert sorted(s.pop() for s in shown) == [0, 1, 2]
@@ -464,12 +475,11 @@ def test_a_pause_is_remembered_once_it_has_been_seen_long_enough(dlib_models):
 def test_the_speech_between_pauses_does_not_show_one_open_mouth_every_time(dlib_models):
     """Two of the person's open mouths alike in cost and three stretches of speech: the
     plan shows both, each held through its stretch (`models.mouth_select.spread_uses`,
-    wired to the track's open speech frames); the frames shown count for the next plan.
+    wired to the track's speech frames); the frames shown count for the next plan.
     Without it every stretch showed the first."""
     from dataclasses import replace
 
     from models.mouth_bank import MouthBank, sample_mouth
-    from models.mouth_params import MouthTrack
 
     (image,) = _frames("d12.mp4", 1, step=1)
     lm, rect = _landmarks(dlib_models, image)
@@ -479,15 +489,9 @@ def test_the_speech_between_pauses_does_not_show_one_open_mouth_every_time(dlib_
     bank.add(closed)
     for t in (3000.0, 9000.0):
         bank.add(replace(closed, opening=0.3, time_ms=t))
-    steps = np.arange(300)
-    pause = (steps // 50) % 2 == 0
-    track = MouthTrack(steps * 10.0, np.where(pause, 0.0, 0.6), np.zeros(300), np.zeros(300),
-                       pause.astype(float), np.where(pause, 0.0, 1.0))
-    engine = ClassicalLipSync()
-    engine.render([MouthRequest(0, 0.0, image, face, "k", 1.0, bank)], track)
-    plan = engine._tracks["k"].plan.samples
+    engine, plan = _planned(image, face, bank)
     shown = [set(plan[a:b].tolist()) for a, b in ((15, 22), (40, 47), (65, 72))]
     assert all(len(s) == 1 for s in shown), shown
     assert set.union(*shown) == {1, 2}
-    engine.render([MouthRequest(16, 640.0, image, face, "k", 1.0, bank)], track)
+    engine.render([MouthRequest(16, 640.0, image, face, "k", 1.0, bank)], _half_second_pauses_and_speech())
     assert engine._tracks["k"].speech_uses.argmax() == plan[16] and engine._tracks["k"].speech_uses.sum() > 0
