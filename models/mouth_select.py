@@ -146,8 +146,8 @@ def spread_uses(target_cost: np.ndarray, switch: np.ndarray, appearance: np.ndar
     counts and prices by them: exact along the paths it keeps, not a global optimum, so
     the plain plan is scored too and the cheaper of the two wins (spreading never makes
     the plan worse by its own measure). speech: per frame whether it counts (the engine
-    counts open speech frames: pauses have their own variety, `vary_pauses`, and a
-    closure must close); default all."""
+    counts speech frames, closures included: pauses have their own variety,
+    `vary_pauses`); default all."""
     cost = np.asarray(target_cost, dtype=np.float64)
     t_count, k = cost.shape
     counted = np.ones(t_count, bool) if speech is None else np.asarray(speech, bool)
@@ -172,7 +172,8 @@ def plan_cost(path: np.ndarray, target_cost: np.ndarray, switch: np.ndarray, app
     path = np.asarray(path, dtype=np.int64)
     if not len(path):
         return 0.0
-    before = np.r_[path[0] if previous is None else previous, path[:-1]]
+    first = previous if previous is not None and 0 <= previous < np.shape(target_cost)[1] else path[0]
+    before = np.r_[first, path[:-1]]
     changed = before != path
     change = np.asarray(switch, dtype=np.float64)[:len(path)] + \
         APPEARANCE_WEIGHT * np.asarray(appearance, dtype=np.float64)[before, path]
