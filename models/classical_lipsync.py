@@ -19,8 +19,12 @@ Per face and frame:
      in its own lip shape opened to the target's gap, relit and blended (`models.mouth_transfer`). Without a bank, or
      where it lacks the shape (no open sample), a synthesised inner mouth:
      a dark cavity coloured from the lips, a band of upper teeth when open enough.
-  5. Alpha: the lower face below the nose and down to just under the lowest jaw line
-     (source or target), Gaussian-feathered, zero at the crop border, times strength.
+  5. Alpha: the lower face below the nose and down to under the lowest jaw line (source or
+     target; `models.mouth_geometry.motion_reach`), Gaussian-feathered, zero at the crop
+     border, times strength. The warp's motion is whole inside the target face
+     (`motion_whole`) and fades to none at that reach (`models.warp_field.confine_motion`):
+     wherever the alpha falls off, the warped picture is the original one, so no moved jaw
+     edge is ever blended with the unmoved one (a doubled jaw, a step in the chin's outline).
 
 Temporal state (per MouthRequest.track_key, a person within one shot): the closed-mouth
 shape (2-frame average in face coordinates), the neutral mouth width (slow average), the
@@ -57,7 +61,6 @@ from models.mouth_front_end import mouth_track
 from models.mouth_geometry import (
     CONTROL,
     WarpConfig,
-    alpha_polygon,
     articulate_local,
     articulate_many,
     chin_rise_limit,
@@ -65,6 +68,8 @@ from models.mouth_geometry import (
     jaw_skirt,
     lip_curves,
     lip_exponent,
+    motion_reach,
+    motion_whole,
     neutral_local,
     profile,
     ring_points,
@@ -79,7 +84,7 @@ from models.mouth_transfer import (
     with_sample_shape,
 )
 from models.visemes import shape_letter
-from models.warp_field import smooth_away_from_lips
+from models.warp_field import confine_motion, smooth_away_from_lips
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +128,9 @@ USE_MEMORY_S = 20.0
 """Time constant (s of the track's frames) over which a sample's uses in speech fade from
 the plan's memory (`models.mouth_select.spread_uses`): the viewer remembers a mouth seen
 a few seconds ago, not one from minutes back."""
+MOTION_ABOVE = 0.3
+"""How far (s units) above the nose base the lower face's motion fades out (`confine_motion`):
+there it is next to nothing, and the alpha mask ends at the nose base anyway."""
 MAX_TRACK_STATES = 64
 """Per-track states kept (least recently used dropped): the engine is shared by every job
 of a server, whose track keys are unique per job, so the table must not grow forever."""
@@ -242,7 +250,9 @@ class ClassicalLipSync:
         if chosen:
             dst_uv = with_sample_shape(dst_uv, chosen[0].sample.uv)
 
-        poly_uv = alpha_polygon(src_uv, dst_uv, warp)
+        nose_v = src_uv[33, 1] + 2.2 * warp.feather  # the alpha's feathered edge ends at the nose base
+        # The alpha is whole (over 0.9) wherever the warp moves: its feathered edge lies beyond.
+        poly_uv = motion_reach(src_uv, dst_uv, nose_v, beyond=2.0 * warp.feather)
         ring_uv = ring_points(poly_uv, warp.ring_margin)
         ctrl = list(CONTROL)
         skirt_src, skirt_dst = jaw_skirt(src_uv, dst_uv)
@@ -255,13 +265,16 @@ class ClassicalLipSync:
             log.debug("track %r: lower-face mesh of %d triangles", req.track_key, len(state.triangles))
         tris = state.triangles
 
-        # Crop box: the ring's bounding box in the image, clipped to the frame.
-        ring_img = axes.to_image(ring_uv)
+        # Crop box: the alpha polygon's bounding box and its feather's reach (3 sigma), clipped
+        # to the frame. The ring lies further out: what of the mesh the box leaves out moves
+        # nothing (`confine_motion`), and a box to the ring cost ~1.5 ms a face-frame more.
+        poly_box = axes.to_image(poly_uv)
+        reach = 3.0 * warp.feather * s + 2.0
         h_img, w_img = image.shape[:2]
-        x0 = int(np.clip(np.floor(ring_img[:, 0].min()), 0, w_img - 1))
-        y0 = int(np.clip(np.floor(ring_img[:, 1].min()), 0, h_img - 1))
-        x1 = int(np.clip(np.ceil(ring_img[:, 0].max()) + 1, x0 + 1, w_img))
-        y1 = int(np.clip(np.ceil(ring_img[:, 1].max()) + 1, y0 + 1, h_img))
+        x0 = int(np.clip(np.floor(poly_box[:, 0].min() - reach), 0, w_img - 1))
+        y0 = int(np.clip(np.floor(poly_box[:, 1].min() - reach), 0, h_img - 1))
+        x1 = int(np.clip(np.ceil(poly_box[:, 0].max() + reach) + 1, x0 + 1, w_img))
+        y1 = int(np.clip(np.ceil(poly_box[:, 1].max() + reach) + 1, y0 + 1, h_img))
         cw, ch = x1 - x0, y1 - y0
         off = np.array([x0, y0], dtype=np.float64)
 
@@ -272,9 +285,13 @@ class ClassicalLipSync:
         map_x, map_y = MeshRaster.of(dst_img, tris, cw, ch).maps(src_img, tris)
         # Smooth away from the lips: a straight chin edge must not bend at triangle edges.
         map_x, map_y = smooth_away_from_lips(map_x, map_y, axes.to_image(dst_uv[48:60]) - off, s)
+        # Beyond the face nothing moves: the alpha's edge then never cuts through a moved edge.
+        confine_motion(map_x, map_y, axes.to_image(motion_whole(dst_uv, nose_v)) - off,
+                       axes.to_image(motion_reach(src_uv, dst_uv, nose_v - MOTION_ABOVE)) - off, s)
 
         crop_src = image[y0:y1, x0:x1]
-        # The ring's source triangles lie inside the crop, so the warp reads only the crop.
+        # Where the alpha shows anything, the warp reads inside the crop: beyond `motion_reach`
+        # it reads each pixel itself, and within it the source outline lies inside the box.
         src_pts = axes.to_image(src_uv) - off
         self._update_colours(state, crop_src, src_pts)
         # The original mouth's gap is painted over first: landmarks lag a fast mouth by a

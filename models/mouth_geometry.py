@@ -3,8 +3,9 @@ s-normalised coordinates: origin at the mouth centre, u along the eye line, v do
 face, unit = the inter-ocular distance s, see `models.mouth_bank.FaceAxes`).
 
 Closing a mouth (`neutral_local`), opening, widening and rounding it to a `MouthShape`
-(`articulate_local`), and the mesh and mask around it: the alpha polygon of the lower
-face, the skirt points under the jaw, the fixed ring of the warp.
+(`articulate_local`), and the mesh and mask around it: the region the lower face's motion
+fills (`motion_whole`, `motion_reach`, also the alpha polygon), the skirt points under the
+jaw, the fixed ring of the warp.
 """
 from __future__ import annotations
 
@@ -72,7 +73,6 @@ class WarpConfig:
     corner_drop: float = 0.3  # corners move down by this share of the gap
     widen: float = 0.12  # relative mouth-width change at width 1
     narrow: float = 0.22  # relative mouth-width change at rounding 1
-    mask_margin: float = 0.16  # alpha region beyond the jaw line
     feather: float = 0.045  # Gaussian sigma of the alpha edge
     ring_margin: float = 0.22  # fixed warp points beyond the alpha region
 
@@ -88,24 +88,25 @@ def lip_exponent(shape: MouthShape) -> float:
     return 0.45 - 0.25 * float(shape.rounding)
 
 
-MASK_SPAN = 3.5
-"""Jaw points (from the chin, point 8) over which the mask's reach below the jaw line fades
-out: under the chin it covers the old chin line the raised chin leaves; beside the jaw
-(points 11-13 and 3-5) it stays inside the face, whose outline there barely moves. At 6
-it reached past the outline there, and what lay beside the jaw was warped and blended in:
-d10's earring tip came out dragged and ghosted, up to 115 grey levels off."""
+MASK_SPAN = 3.0
+"""Jaw points (from the chin, point 8) over which the moving region's reach below the jaw
+line (`motion_reach`) fades from the chin's to the sides': under the chin it covers the old
+chin line the raised chin leaves; beside the jaw (points 11-13 and 3-5) it stays inside
+the face, whose outline there barely moves. At 6 (when this was the alpha's reach) what
+lay beside the jaw was warped and blended in: d10's earring tip came out dragged and
+ghosted, up to 115 grey levels off; at 3.5 her rising jaw line still covered the tail of
+her earring by a few pixels beside point 11."""
 
 
 def jaw_weight(i: int) -> float:
-    """How far the alpha mask reaches below jaw point i (1 at the chin, 0 from MASK_SPAN
-    points away)."""
+    """How far the moving region reaches below jaw point i, from the sides' (0, MASK_SPAN
+    points or more from the chin) to the chin's (1)."""
     return float(max(0.0, np.cos(np.pi / 2 * min(1.0, abs(i - 8) / MASK_SPAN))))
 
 
 def jaw_motion(i: int) -> float:
-    """How much of the chin's vertical move jaw point i takes: narrower than the mask, so
-    the moved jaw edge meets the unmoved one inside the mask, not at its border (where a
-    step would show as a jagged chin)."""
+    """How much of the chin's vertical move jaw point i takes (1 at the chin, 0 from
+    JAW_MOTION_SPAN points away)."""
     return float(max(0.0, np.cos(np.pi / 2 * min(1.0, abs(i - 8) / JAW_MOTION_SPAN))))
 
 
@@ -200,26 +201,10 @@ def articulate_many(neutral: np.ndarray, shapes: np.ndarray, neutral_width: floa
     return out
 
 
-def alpha_polygon(src_uv: np.ndarray, dst_uv: np.ndarray, cfg: WarpConfig) -> np.ndarray:
-    """Local polygon of the lower face: under the nose, down to below the lower jaw line."""
-    jaw = np.maximum(src_uv[list(range(2, 15))], dst_uv[list(range(2, 15))])
-    jaw[:, 0] = np.where(jaw[:, 0] < 0, np.minimum(src_uv[2:15, 0], dst_uv[2:15, 0]), jaw[:, 0])
-    centre = np.array([0.0, -0.25])
-    d = jaw - centre
-    d /= np.linalg.norm(d, axis=1, keepdims=True) + 1e-9
-    # Around the chin the mask reaches below the jaw line (the chin drops with the jaw); on
-    # the sides it stays inside it, so the cheeks' outline against the background is kept.
-    w = np.array([jaw_weight(i) for i in range(2, 15)])[:, None]
-    # Where the chin moves, the mask reaches further by the move: the landmarks' jaw line
-    # often lies above the real chin edge, and a feathered edge across the original edge
-    # would mix the old chin's skin with the collar (a grey second jaw line).
-    moved = np.clip(src_uv[2:15, 1] - dst_uv[2:15, 1], 0.0, None)[:, None]  # how far the chin rose
-    jaw_out = jaw + ((cfg.mask_margin + moved) * w - 2.5 * cfg.feather * (1 - w)) * d
-    nose_v = src_uv[33, 1] + 2.2 * cfg.feather  # the feathered edge ends at the nose base
-    jaw_out[:, 1] = np.maximum(jaw_out[:, 1], nose_v)
-    left_u, right_u = jaw_out[0, 0], jaw_out[-1, 0]
-    top = np.array([[right_u, nose_v], [src_uv[35, 0] + 0.05, nose_v], [src_uv[31, 0] - 0.05, nose_v], [left_u, nose_v]])
-    return np.concatenate([jaw_out, top], axis=0)
+def _outward(jaw: np.ndarray) -> np.ndarray:
+    """Unit directions from the lower face's centre out through jaw points (N x 2)."""
+    d = jaw - np.array([0.0, -0.25])
+    return d / (np.linalg.norm(d, axis=1, keepdims=True) + 1e-9)
 
 
 def jaw_skirt(src_uv: np.ndarray, dst_uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -230,12 +215,59 @@ def jaw_skirt(src_uv: np.ndarray, dst_uv: np.ndarray) -> tuple[np.ndarray, np.nd
     which shows as a grey second jaw line under a raised chin and a jagged edge where the
     stretch changes from triangle to triangle; with them the band moves rigidly with the
     jaw and only the collar or background further down is stretched."""
-    centre = np.array([0.0, -0.25])
     jaw = src_uv[list(SKIRT)]
-    d = jaw - centre
-    d /= np.linalg.norm(d, axis=1, keepdims=True) + 1e-9
-    src = jaw + SKIRT_DEPTH * d
+    src = jaw + SKIRT_DEPTH * _outward(jaw)
     return src, src + (dst_uv[list(SKIRT)] - jaw)
+
+
+MOTION_REACH_SIDE = -0.02
+"""Where (s units out from the face's outline; negative: inside it) the lower face's
+motion has faded to nothing beside the jaw (`motion_reach`; between the sides and the
+chin by `jaw_weight`): the cheek's outline against what lies beside it (hair, an earring, a
+shelf) stays where it was."""
+MOTION_REACH_CHIN = 0.35
+"""The same under the chin: the collar or neck is stretched or pressed by the moving chin
+over a band this deep (at 0.25 the quick start's crew neck, pulled up under his raised chin
+at 93-94, read as a dark band)."""
+MOTION_FULL_SIDE = -0.12
+"""Where (s units out from the target's outline) the motion is still whole beside the jaw
+(`motion_whole`); under the chin it is whole down to the outline, `jaw_skirt`'s band
+included."""
+
+
+def _jaw_outline(uv: np.ndarray) -> np.ndarray:
+    """Jaw points 2-14 (local units), the skirt's shadow band under the chin (`jaw_skirt`) included."""
+    jaw = uv[2:15].copy()
+    under = [i - 2 for i in SKIRT]
+    jaw[under] += SKIRT_DEPTH * _outward(jaw[under])
+    return jaw
+
+
+def _closed_at(jaw: np.ndarray, top_v: float) -> np.ndarray:
+    """The jaw polygon cut off at height `top_v` (no point above it) and closed there."""
+    jaw = np.column_stack([jaw[:, 0], np.maximum(jaw[:, 1], top_v)])
+    return np.concatenate([jaw, [[jaw[-1, 0], top_v], [jaw[0, 0], top_v]]])
+
+
+_WEIGHTS = np.array([jaw_weight(i) for i in range(2, 15)])[:, None]
+
+
+def motion_whole(dst_uv: np.ndarray, top_v: float) -> np.ndarray:
+    """The polygon (local units) inside which the lower face's warp is whole: the target's
+    jaw outline, moved in by MOTION_FULL_SIDE beside the jaw, closed at height `top_v`."""
+    jaw = _jaw_outline(dst_uv)
+    return _closed_at(jaw + MOTION_FULL_SIDE * (1.0 - _WEIGHTS) * _outward(jaw), top_v)
+
+
+def motion_reach(src_uv: np.ndarray, dst_uv: np.ndarray, top_v: float, beyond: float = 0.0) -> np.ndarray:
+    """The polygon (local units) outside which the lower face's warp moves nothing: the
+    lower of the source's and the target's jaw outlines, moved out by MOTION_REACH_CHIN
+    under the chin and MOTION_REACH_SIDE beside the jaw (and all of it by `beyond`),
+    closed at height `top_v`."""
+    src, dst = _jaw_outline(src_uv), _jaw_outline(dst_uv)
+    jaw = np.where((dst[:, 1] > src[:, 1])[:, None], dst, src)
+    reach = MOTION_REACH_SIDE + (MOTION_REACH_CHIN - MOTION_REACH_SIDE) * _WEIGHTS + beyond
+    return _closed_at(jaw + reach * _outward(jaw), top_v)
 
 
 def ring_points(poly_uv: np.ndarray, margin: float) -> np.ndarray:

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from models.classical_lipsync import MAX_TRACK_STATES, ClassicalLipSync
 from models.engine import MouthPatch, MouthRequest
 from models.faces.face import Face
+from models.mouth_bank import FaceAxes
 from models.mouth_metrics import mouth_opening
 from models.mouth_params import MouthShape
 from stages.audio import load_audio
@@ -131,17 +132,17 @@ def test_only_the_lower_face_changes_and_edges_are_seamless(dlib_models, name):
         out = _blend(img, patch)
         h, w = patch.alpha.shape
 
-        # Outside the patch: bit-identical. Above the nose tip and outside the jaw: alpha 0.
+        # Outside the patch: bit-identical. Above the nose tip: alpha 0. Beside the face
+        # (beyond its widest jaw points): the alpha may fade there, but nothing moved.
         outside = np.ones(img.shape[:2], bool)
         outside[patch.y : patch.y + h, patch.x : patch.x + w] = False
         assert np.array_equal(out[outside], img[outside])
         upper = int(lm[30, 1])  # nose tip row
         assert _psnr(out[:upper], img[:upper]) == float("inf")
         assert patch.alpha[: max(0, upper - patch.y)].max(initial=0.0) == 0.0
-        ys, xs = np.nonzero(patch.alpha > 0.01)
         face_w = lm[16, 0] - lm[0, 0]
-        assert xs.min() + patch.x >= lm[0, 0] - 0.05 * face_w
-        assert xs.max() + patch.x <= lm[16, 0] + 0.05 * face_w
+        left, right = int(lm[0, 0] - 0.02 * face_w), int(np.ceil(lm[16, 0] + 0.02 * face_w))
+        assert np.array_equal(out[:, :left], img[:, :left]) and np.array_equal(out[:, right:], img[:, right:])
         assert _psnr(out, img) > 25  # identity kept: only the mouth region moved
 
         # Feathered alpha: zero at the crop border, bounded gradient, full inside.
@@ -209,6 +210,37 @@ def test_track_state_belongs_to_its_key_and_the_table_is_bounded(dlib_models):
     for k in range(MAX_TRACK_STATES + 6):
         shared.render_one(MouthRequest(0, 0.0, first, _face(lm1, rect1), f"job{k}:0:a"), shape)
     assert len(shared._tracks) == MAX_TRACK_STATES
+
+
+@pytest.mark.parametrize("name", ["d12.mp4", "d20.mp4"])
+def test_where_the_patch_fades_below_the_mouth_it_is_the_original(dlib_models, name):
+    """A moved jaw edge is never blended with the unmoved one: below the lips, wherever the
+    alpha is not whole, the patch is the original picture, for a mouth opened wide (the chin
+    drops) and one closed from the original (the chin rises). Before, the alpha faded beside
+    the chin where the warp still moved the jaw: a step in the chin's outline and a doubled
+    jaw edge against the collar (the quick start at 111 and 130, a blind judge's cue)."""
+    engine = ClassicalLipSync()
+    for k, img in enumerate(_frames(name, 3, step=25)):
+        lm, rect = _landmarks(dlib_models, img)
+        axes = FaceAxes.from_landmarks(lm)
+        below_lips = axes.to_local(lm)[57, 1] + 0.15
+        for shape in (MouthShape(1.0, 0.2, 0.0, 0.0), MouthShape(0.0, 0.0, 0.0, 1.0)):
+            patch = engine.render_one(MouthRequest(k, 0.0, img, _face(lm, rect), track_key=f"{name}{shape.closed}"), shape)
+            h, w = patch.alpha.shape
+            gx, gy = np.meshgrid(np.arange(w) + patch.x, np.arange(h) + patch.y)
+            below = axes.to_local(np.stack([gx, gy], axis=-1))[..., 1] > below_lips
+            below[:3], below[-3:], below[:, :3], below[:, -3:] = False, False, False, False  # the crop's own fade-out, where the frame ends
+            fading = below & (patch.alpha > 0.0) & (patch.alpha < 0.8)
+            assert fading.sum() > 500
+            crop = img[patch.y:patch.y + h, patch.x:patch.x + w].astype(np.float32)
+            diff = np.abs(patch.pixels.astype(np.float32) - crop).max(axis=2)
+            assert diff[fading].max() <= 1, (k, shape.closed)
+            # Where the alpha is nearly whole, the original mixed in is a couple of levels at
+            # most (measured 0-2.1; the moved jaw blended half and half read 40-55).
+            ghost = (1.0 - patch.alpha) * diff
+            assert ghost[below].max() <= 4, (k, shape.closed)
+            if shape.openness == 1.0:
+                assert diff[below & (patch.alpha >= 0.8)].max() > 10  # the chin did drop
 
 
 def _dark_and_teeth(img: np.ndarray, lm: np.ndarray) -> tuple[int, int]:

@@ -1,8 +1,10 @@
-"""The lower face's geometry: closing a mouth lifts the chin with the jaw, within a bound."""
+"""The lower face's geometry: closing a mouth lifts the chin with the jaw, within a bound;
+the region its motion fills holds both jaw lines."""
 from __future__ import annotations
 
 from dataclasses import replace
 
+import cv2
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,7 +17,10 @@ from models.mouth_geometry import (
     WarpConfig,
     articulate_local,
     articulate_many,
+    MOTION_REACH_CHIN,
     chin_rise_limit,
+    motion_reach,
+    motion_whole,
     neutral_local,
 )
 from models.mouth_params import MouthShape
@@ -89,3 +94,28 @@ def test_articulating_many_shapes_at_once_is_articulating_each(shapes, gap, curv
     width_now = neutral[54, 0] - neutral[48, 0]
     factor = max(neutral_width, width_now) / width_now * (1 + cfg.widen * shapes[:, 1] - cfg.narrow * shapes[:, 2])
     np.testing.assert_allclose(many[:, 54, 0] - many[:, 48, 0], width_now * factor * (1 - 0.06 * shapes[:, 0]), atol=1e-9)
+
+
+def inside(polygon: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Signed distances (local units, positive inside) of `points` to `polygon`."""
+    contour = (polygon * 1000).astype(np.float32).reshape(-1, 1, 2)
+    return np.array([cv2.pointPolygonTest(contour, (float(x), float(y)), True) for x, y in points * 1000]) / 1000
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(0.0, 0.4), st.floats(0.0, 1.0), st.floats(0.0, 1.0), st.floats(0.0, 1.0))
+def test_the_moving_region_holds_the_face_and_both_jaw_lines(gap, openness, width, rounding):
+    """Wherever the warp moves the face wholly (`motion_whole`), the region it may move
+    (`motion_reach`) holds it; and that region holds the source's and the target's chins
+    (jaw points 6-10)
+    with MOTION_REACH_CHIN to spare, so an opening chin's new edge and a closing one's old
+    edge both lie where the alpha is whole."""
+    src = open_mouth(gap)
+    cfg = WarpConfig()
+    dst = articulate_local(neutral_local(src, cfg), MouthShape(openness, width, rounding, 0.0), 0.8, cfg)
+    top = -0.3
+    reach, whole = motion_reach(src, dst, top), motion_whole(dst, top)
+    assert inside(reach, whole[:13]).min() > 0.05  # the whole region's jaw, well inside
+    for uv in (src, dst):
+        assert inside(reach, uv[6:11]).min() > 0.0  # beside the jaw (5 and 11 on) it stays inside the face
+        assert inside(reach, uv[[8]])[0] > 0.8 * MOTION_REACH_CHIN  # nearest edge, not along the ray

@@ -1,10 +1,12 @@
-"""The lower face's warp smoothed away from the lips: kinks at triangle edges go, the lips'
-exact map stays."""
+"""The lower face's warp smoothed away from the lips (kinks at triangle edges go, the lips'
+exact map stays) and confined to the face (nothing beyond it moves)."""
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from models.warp_field import SMOOTH_SIGMA, smooth_away_from_lips
+from models.warp_field import SMOOTH_SIGMA, confine_motion, smooth_away_from_lips
 
 
 def kinked_maps(w: int = 200, h: int = 160) -> tuple[np.ndarray, np.ndarray]:
@@ -86,3 +88,47 @@ def test_one_three_channel_low_pass_gives_the_same_field():
         rx, ry = reference_smooth(map_x, map_y, LIPS, scale)
         assert sx.dtype == sy.dtype == np.float32
         assert np.abs(sx - rx).max() < 1e-3 and np.abs(sy - ry).max() < 1e-3
+
+
+def square(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    """A square polygon (crop pixels)."""
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64)
+
+
+FACE, REACH = square(40, 30, 80, 70), square(20, 10, 100, 90)
+"""A square face 40 px wide and the square 20 px further out, where motion ends."""
+
+
+def test_motion_is_whole_inside_the_face_and_none_beyond_its_reach():
+    map_x, map_y = kinked_maps(120, 100)
+    map_x += 5.0  # every pixel reads 5 px to its right and |x - 100| / 10 px below
+    xs = np.arange(120, dtype=np.float32)[None, :].repeat(100, 0)
+    ys = np.arange(100, dtype=np.float32)[:, None].repeat(120, 1)
+    before_x, before_y = map_x.copy(), map_y.copy()
+    confine_motion(map_x, map_y, FACE, REACH, scale=100.0)  # a grid of 3 px
+    face = (slice(33, 68), slice(43, 78))  # inside by a grid cell
+    assert np.allclose(map_x[face], before_x[face], atol=1e-4) and np.allclose(map_y[face], before_y[face], atol=1e-4)
+    beyond = np.ones((100, 120), bool)
+    beyond[7:94, 17:104] = False  # outside by a grid cell
+    assert np.array_equal(map_x[beyond], xs[beyond]) and np.array_equal(map_y[beyond], ys[beyond])
+    # Across the band the motion fades steadily: along a row out of the face's right side.
+    shift = map_x[50, 78:104] - xs[50, 78:104]
+    assert shift[0] > 4.9 and shift[-1] == 0.0
+    assert np.all(np.diff(shift) <= 1e-5) and np.all(np.diff(shift) > -5.0 / 20 * 1.6)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 30), st.integers(1, 25), st.floats(-8.0, 8.0), st.floats(-8.0, 8.0), st.floats(30.0, 200.0))
+def test_confined_motion_is_never_more_than_the_warps(x0, band, dx, dy, scale):
+    """Everywhere, the confined displacement is the warp's own, scaled by a weight in [0, 1]."""
+    face = square(30 + x0 // 2, 30, 60, 50)
+    reach = face + np.array([[-band, -band], [band, -band], [band, band], [-band, band]])
+    xs = np.arange(100, dtype=np.float32)[None, :].repeat(80, 0)
+    ys = np.arange(80, dtype=np.float32)[:, None].repeat(100, 1)
+    map_x, map_y = xs + np.float32(dx), ys + np.float32(dy)
+    confine_motion(map_x, map_y, face, reach, scale)
+    kx, ky = (map_x - xs), (map_y - ys)
+    atol = 1e-4  # float32 maps of coordinates up to 100 px
+    assert np.hypot(kx, ky).max() <= np.hypot(dx, dy) + atol
+    assert np.all(kx * np.sign(dx) >= -atol) and np.all(ky * np.sign(dy) >= -atol)  # never reversed
+    assert np.allclose(ky * dx, kx * dy, atol=1e-3)  # the direction is kept: only the length fades
