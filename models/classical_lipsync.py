@@ -35,7 +35,7 @@ unseen for more than `STATE_GAP_FRAMES` frames starts afresh.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -122,8 +122,13 @@ takes a share of."""
 GRIN_ROUNDING = 0.5
 """Share of a rounded vowel's rounding a grinning face takes."""
 REPLAN_TEETH = 0.3
-"""Change of the original's teeth share (a grin coming or going) after which the rest is
-planned again."""
+"""Change of the original's held teeth share (`GRIN_HOLD_S`: a grin coming or going) after
+which the rest is planned again."""
+GRIN_HOLD_S = 1.0
+"""Time (s) over which the teeth share the grin is judged by falls from its peak to none:
+a grinning speaker's teeth hide for a syllable or two and come back. Planned on the dip
+itself, the quick start lost its grin for the half second after it (frames 61-63): the plan
+made at frame 55, as his teeth share fell 0.55 -> 0.17, chose toothless mouths to the next."""
 USE_MEMORY_S = 20.0
 """Time constant (s of the track's frames) over which a sample's uses in speech fade from
 the plan's memory (`models.mouth_select.spread_uses`): the viewer remembers a mouth seen
@@ -149,9 +154,11 @@ class _TrackState:
     pose: np.ndarray | None = None  # (pitch, yaw, roll) degrees, smoothed: one frame's is noisy
     plan_width: float = 0.0  # the closed mouth's width (s units) the plan was made for
     teeth: float = 0.0  # share of the original mouth's upper band showing teeth, smoothed
+    grin_teeth: float = 0.0  # the most `teeth` over the last GRIN_HOLD_S
+    recent_teeth: deque = field(default_factory=deque)  # `teeth` of those frames, oldest first
     gap: float = 0.0  # the original's inner-lip gap (s units), smoothed
     grin_seen: bool = False  # teeth and gap measured once: they start there, not from 0
-    plan_teeth: float = 0.0  # `teeth` when the plan was made
+    plan_teeth: float = 0.0  # `grin_teeth` when the plan was made
     jaw: JawHistory = field(default_factory=JawHistory)  # recent jaw edges (`models.jaw_contour`)
     warp_inputs: tuple = ()  # (bank, its columns, features) that `warp` was made from
     warp: WarpConfig | None = None  # `_warp_for` those, kept: it reads percentiles of the whole track
@@ -241,7 +248,7 @@ class ClassicalLipSync:
         src_uv = axes.to_local(pts)
         warp = self._track_warp(state, req.bank, features)
         neutral = self._neutral(state, src_uv)
-        self._update_grin(state, image, axes, pts, src_uv)
+        self._update_grin(state, image, axes, pts, src_uv, features.fps if features is not None else 0.0)
         never_closes = self._never_closes(req.bank)
         pause = never_closes and features is not None and bool(features.pause_at(np.array([req.time_ms]))[0])
         shape = self._keep_grin(shape, state, warp, never_closes, pause)
@@ -399,7 +406,7 @@ class ClassicalLipSync:
             k = None  # the head turned: plan the rest for the new pose
         width_now = mouth_width(neutral)
         if k is not None and (abs(width_now - state.plan_width) > REPLAN_WIDTH
-                              or abs(state.teeth - state.plan_teeth) > REPLAN_TEETH):
+                              or abs(state.grin_teeth - state.plan_teeth) > REPLAN_TEETH):
             k = None  # the expression changed (a smile came or went): plan for it
         if k is None:
             previous = None
@@ -409,7 +416,7 @@ class ClassicalLipSync:
             if state.bank_id != id(bank):
                 state.pause_samples, state.speech_uses = [], None  # indices into another bank
             plan = self._plan(bank, req.time_ms, neutral, state, warp, features, pose, previous)
-            state.plan, state.bank_id, state.plan_width, state.plan_teeth, k = plan, id(bank), width_now, state.teeth, 0
+            state.plan, state.bank_id, state.plan_width, state.plan_teeth, k = plan, id(bank), width_now, state.grin_teeth, 0
         shown = int(plan.samples[k])
         if features.pause_at(np.array([req.time_ms]))[0]:
             run = state.pause_run[1] + 1 if state.pause_run[0] == shown else 1
@@ -465,7 +472,7 @@ class ClassicalLipSync:
         thicknesses = lip_thickness(uv)[which.ravel()]
         labels = features.phones_at(times)
         visemes = None if labels is None else np.array([shape_letter(str(label)) for label in labels])
-        cost = bank.cost_matrix(openings, widths, pose, show_teeth=min(1.0, state.teeth / (2 * GRIN_TEETH)),
+        cost = bank.cost_matrix(openings, widths, pose, show_teeth=min(1.0, state.grin_teeth / (2 * GRIN_TEETH)),
                                 visemes=visemes, thicknesses=thicknesses)
         numbers = features.pause_number_at(np.concatenate([[start_ms - 1000.0 / fps], times]))
         in_pause = previous is not None and numbers[0] == numbers[1] >= 0
@@ -477,10 +484,12 @@ class ClassicalLipSync:
 
     # -- the person's own expression --------------------------------------------------
     @staticmethod
-    def _update_grin(state: _TrackState, image: np.ndarray, axes: FaceAxes, pts: np.ndarray, src_uv: np.ndarray) -> None:
+    def _update_grin(state: _TrackState, image: np.ndarray, axes: FaceAxes, pts: np.ndarray, src_uv: np.ndarray,
+                     fps: float = 0.0) -> None:
         """Measure how much the original mouth shows its teeth (`teeth_share` of its inner
         lips' upper band, against the skin around the mouth), smoothed over ~3 frames (one
-        frame's landmarks and lighting are noisy), and its gap, over ~12."""
+        frame's landmarks and lighting are noisy), its most over the last GRIN_HOLD_S (at
+        `fps`, 25 when unknown), and its gap, smoothed over ~12."""
         gap = mouth_opening(src_uv)
         teeth = 0.0
         if gap >= CLOSED_GAP:
@@ -497,6 +506,10 @@ class ClassicalLipSync:
         if not state.grin_seen:  # a track that starts on a grin grins from its first frame
             state.teeth, state.gap, state.grin_seen = teeth, gap, True
         state.teeth += 0.4 * (teeth - state.teeth)
+        state.recent_teeth.append(state.teeth)
+        while len(state.recent_teeth) > max(1, round(GRIN_HOLD_S * (fps or 25.0))):
+            state.recent_teeth.popleft()
+        state.grin_teeth = max(state.recent_teeth)
         # The grin's gap, averaged over about half a second: the lips' floor while grinning
         # holds the grin, not the original speech's own syllables.
         state.gap += GRIN_GAP_RATE * (gap - state.gap)
@@ -517,7 +530,7 @@ class ClassicalLipSync:
         Light-ASD 0.69 -> 0.58; this lifts it to 0.73, with her teeth in view). Lips pressed
         shut are a face the viewer never saw them make, and read as edited (5 of 14 blind
         pairs of s29 + sun.wav, all picked); their p/b/m closures still close."""
-        if state.teeth < GRIN_TEETH:
+        if state.grin_teeth < GRIN_TEETH:
             return shape
         curve = 1.0 / warp.openness_curve
         if never_closes and pause:

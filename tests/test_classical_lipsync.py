@@ -301,6 +301,8 @@ def test_closing_a_wide_smile_leaves_no_gap_teeth_or_dark_stroke(dlib_models):
 class _Fixed:
     """A MouthTrack stand-in that returns one shape at every time."""
 
+    fps = 25.0
+
     def __init__(self, shape: MouthShape) -> None:
         self.shape = shape
 
@@ -364,7 +366,8 @@ def test_a_grin_is_kept_by_the_rules_of_the_persons_own_footage(openness, other,
 
     warp = WarpConfig(max_gap=0.42, openness_curve=0.8)
     state = _TrackState(last_frame=0, neutral_width=0.8)
-    state.teeth, state.gap = teeth, gap
+    state.teeth = state.grin_teeth = teeth
+    state.gap = gap
     speaking = 0.0 if closed else openness
     shape = MouthShape(speaking, 0.2, 0.5, closed)
     kept = ClassicalLipSync._keep_grin(shape, state, warp, never_closes, pause and never_closes)
@@ -527,3 +530,29 @@ def test_the_speech_between_pauses_does_not_show_one_open_mouth_every_time(dlib_
     assert set.union(*shown) == {1, 2}
     engine.render([MouthRequest(16, 640.0, image, face, "k", 1.0, bank)], _half_second_pauses_and_speech())
     assert engine._tracks["k"].speech_uses.argmax() == plan[16] and engine._tracks["k"].speech_uses.sum() > 0
+
+
+def test_a_grin_is_judged_by_its_teeth_over_the_last_second(dlib_models):
+    """d12 frame 45 grins with its teeth showing. While its teeth hide for a few frames (the
+    inner mouth painted dark, as a syllable's lips over the teeth), the grin holds; after
+    GRIN_HOLD_S of hidden teeth it is gone. (Planned on such a dip, the quick start lost its
+    grin for the half second after it.)"""
+    from models.classical_lipsync import GRIN_HOLD_S, GRIN_TEETH, _TrackState
+
+    image = _frames("d12.mp4", 46)[45]
+    lm, _ = _landmarks(dlib_models, image)
+    axes = FaceAxes.from_landmarks(lm)
+    hidden = image.copy()
+    cv2.fillPoly(hidden, [np.round(lm[60:68]).astype(np.int32)], (60, 30, 35))
+    state = _TrackState(last_frame=0, neutral_width=0.8)
+    fps = 25.0
+    for _ in range(10):
+        ClassicalLipSync._update_grin(state, image, axes, lm, axes.to_local(lm), fps)
+    peak = state.grin_teeth
+    assert peak >= GRIN_TEETH and state.teeth >= GRIN_TEETH
+    for _ in range(8):
+        ClassicalLipSync._update_grin(state, hidden, axes, lm, axes.to_local(lm), fps)
+    assert state.teeth < 0.1 and state.grin_teeth == peak  # the grin holds through the dip
+    for _ in range(int(GRIN_HOLD_S * fps)):
+        ClassicalLipSync._update_grin(state, hidden, axes, lm, axes.to_local(lm), fps)
+    assert state.grin_teeth < 0.1  # a second on, the grin is gone
