@@ -72,8 +72,8 @@ def confine_motion(map_x: np.ndarray, map_y: np.ndarray, inner: np.ndarray, oute
     scale: the inter-ocular distance (pixels).
 
     The weight is a ratio of distance transforms to the two outlines, computed on a grid
-    CONFINE_STEP inter-ocular distances coarse (the band is 0.1-0.35 wide) and resized:
-    0.1 ms a face-frame at 720p, against 0.7 at full resolution."""
+    CONFINE_STEP inter-ocular distances coarse (the band is 0.1-0.35 wide) and resized
+    (0.2 ms a face-frame at 720p)."""
     h, w = map_x.shape
     step = max(1, int(CONFINE_STEP * scale))
     small = (max(2, -(-w // step)), max(2, -(-h // step)))
