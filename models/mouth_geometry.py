@@ -229,6 +229,11 @@ MOTION_REACH_CHIN = 0.35
 """The same under the chin: the collar or neck is stretched or pressed by the moving chin
 over a band this deep (at 0.25 the quick start's crew neck, pulled up under his raised chin
 at 93-94, read as a dark band)."""
+MOTION_REACH_DROP = 0.15
+"""The same under a chin that drops (the target's chin below the source's): it covers what
+lies under it, and the collar beyond stays put. At MOTION_REACH_CHIN the dropped chin
+pushed d20's shirt collar 3-4 px down, a blind judge's sure cue; a rising chin needs the
+deeper band, whose stretch fills what it uncovers."""
 MOTION_FULL_SIDE = -0.12
 """Where (s units out from the target's outline) the motion is still whole beside the jaw
 (`motion_whole`); under the chin it is whole down to the outline, `jaw_skirt`'s band
@@ -261,12 +266,15 @@ def motion_whole(dst_uv: np.ndarray, top_v: float) -> np.ndarray:
 
 def motion_reach(src_uv: np.ndarray, dst_uv: np.ndarray, top_v: float, beyond: float = 0.0) -> np.ndarray:
     """The polygon (local units) outside which the lower face's warp moves nothing: the
-    lower of the source's and the target's jaw outlines, moved out by MOTION_REACH_CHIN
-    under the chin and MOTION_REACH_SIDE beside the jaw (and all of it by `beyond`),
+    lower of the source's and the target's jaw outlines, moved out under the chin by
+    MOTION_REACH_DROP where the target's is the lower (the chin dropped), else by
+    MOTION_REACH_CHIN, and beside the jaw by MOTION_REACH_SIDE (all of it by `beyond`),
     closed at height `top_v`."""
     src, dst = _jaw_outline(src_uv), _jaw_outline(dst_uv)
-    jaw = np.where((dst[:, 1] > src[:, 1])[:, None], dst, src)
-    reach = MOTION_REACH_SIDE + (MOTION_REACH_CHIN - MOTION_REACH_SIDE) * _WEIGHTS + beyond
+    dropped = (dst[:, 1] > src[:, 1])[:, None]
+    jaw = np.where(dropped, dst, src)
+    chin = np.where(dropped, MOTION_REACH_DROP, MOTION_REACH_CHIN)
+    reach = MOTION_REACH_SIDE + (chin - MOTION_REACH_SIDE) * _WEIGHTS + beyond
     return _closed_at(jaw + reach * _outward(jaw), top_v)
 
 
