@@ -464,10 +464,15 @@ class MouthBank:
 
     def cost_matrix(self, openings: np.ndarray, widths: np.ndarray,
                     pose: tuple[float, float, float] | None, show_teeth: float = 0.0,
-                    visemes: np.ndarray | None = None, thicknesses: np.ndarray | None = None) -> np.ndarray:
+                    visemes: np.ndarray | None = None, thicknesses: np.ndarray | None = None,
+                    teeth_cap: float = 1.0) -> np.ndarray:
         """T x K cost of showing each sample for each of T target mouths (lower is better,
         1 ~ visible); openings and widths in s units; show_teeth (0-1): how much the
-        person's own mouth shows its teeth now (a grin), see below; visemes: the target's
+        person's own mouth shows its teeth now (a grin), see below; teeth_cap: the teeth
+        share (`teeth_share`) beyond which a sample earns no more of that preference (a
+        mouth showing more teeth than the person's own expression does reads as a
+        grimace, and priced by its whole share the toothiest sample won every toothy
+        frame: d10's clenched teeth on 97 of 448); visemes: the target's
         mouth-shape letter per frame, when the new speech's phones are known;
         thicknesses: the target lips' `lip_thickness` (rounding pouts them), when known.
 
@@ -511,7 +516,8 @@ class MouthBank:
         squeeze = np.clip(col["opening"][None, :] - openings, 0.0, None)
         preference = np.where(preference > 0, preference * np.clip(1.0 - squeeze / TEETH_SQUEEZE, 0.0, 1.0),
                               preference)
-        cost -= 3.0 * preference * col["teeth"][None, :]
+        teeth = col["teeth"][None, :]
+        cost -= 3.0 * preference * np.where(preference > 0, np.minimum(teeth, teeth_cap), teeth)
         # Squeezing teeth shut costs on top of the shape mismatch.
         cost += (squeeze / TEETH_SQUEEZE) ** 2 * col["teeth"][None, :]
         # Video Rewrite: a sample labelled with the shape the target says (its own phone in

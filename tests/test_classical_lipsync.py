@@ -532,6 +532,56 @@ def test_the_speech_between_pauses_does_not_show_one_open_mouth_every_time(dlib_
     assert engine._tracks["k"].speech_uses.argmax() == plan[16] and engine._tracks["k"].speech_uses.sum() > 0
 
 
+def test_samples_filmed_a_moment_apart_share_their_uses(dlib_models):
+    """Two open mouths filmed 100 ms apart and a third from seconds later, a third as
+    sharp (0.95 dearer): counted as the one mouth they look like (`mouth_select.look_alike`,
+    wired to the bank's sample times), the first two leave the third one of the three
+    stretches of speech. Counted apart, they shared all of it (d10's clenched teeth, sampled three times in
+    0.7 s, showed on 97 of 448 frames)."""
+    from dataclasses import replace
+
+    from models.mouth_bank import MouthBank, sample_mouth
+
+    (image,) = _frames("d12.mp4", 1, step=1)
+    lm, rect = _landmarks(dlib_models, image)
+    face = _face(lm, rect)
+    closed = sample_mouth(image, lm, (0.0, 0.0, 0.0), 0.0)
+    bank = MouthBank()
+    bank.add(closed)
+    for t in (3000.0, 3100.0):
+        bank.add(replace(closed, opening=0.3, time_ms=t))
+    bank.add(replace(closed, opening=0.3, time_ms=9000.0, sharpness=closed.sharpness / 3))
+    _, plan = _planned(image, face, bank)
+    assert np.bincount(plan, minlength=4)[1:].tolist() == [12, 12, 12]  # a stretch each
+
+
+def test_a_face_that_shows_no_teeth_gets_no_grimace_of_teeth(dlib_models):
+    """Teeth earn a sample the plan's preference only up to the face's own teeth share plus
+    TEETH_CAP_OVER, and at least TEETH_CAP: on a closed-mouth frame (no teeth), of two open
+    samples alike but for teeth (0.5 and 0.95) and sharpness, the sharper 0.5 one is shown;
+    priced by its whole share, the toothier, blurrier one won."""
+    from dataclasses import replace
+
+    from models.classical_lipsync import TEETH_CAP
+    from models.mouth_bank import MouthBank, sample_mouth
+    from models.mouth_params import MouthTrack
+
+    assert 0.5 > TEETH_CAP
+    (image,) = _frames("d12.mp4", 1, step=1)
+    lm, rect = _landmarks(dlib_models, image)
+    face = _face(lm, rect)
+    closed = sample_mouth(image, lm, (0.0, 0.0, 0.0), 0.0)
+    bank = MouthBank()
+    bank.add(replace(closed, opening=0.3, teeth=0.5, time_ms=3000.0))
+    bank.add(replace(closed, opening=0.3, teeth=0.95, time_ms=9000.0, sharpness=closed.sharpness / 2))
+    steps = np.arange(100)
+    track = MouthTrack(steps * 10.0, np.full(100, 0.6), np.zeros(100), np.zeros(100), np.zeros(100), np.ones(100))
+    engine = ClassicalLipSync()
+    engine.render([MouthRequest(0, 0.0, image, face, "k", 1.0, bank)], track)
+    assert engine._tracks["k"].grin_teeth < 0.05
+    assert set(engine._tracks["k"].plan.samples.tolist()) == {0}
+
+
 def test_a_grin_is_judged_by_its_teeth_over_the_last_second(dlib_models):
     """d12 frame 45 grins with its teeth showing. While its teeth hide for a few frames (the
     inner mouth painted dark, as a syllable's lips over the teeth), the grin holds; after

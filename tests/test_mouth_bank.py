@@ -235,6 +235,24 @@ def test_a_toothy_sample_is_not_squeezed_into_a_slit(d12_samples):
     assert near[0] < near[1]
 
 
+def test_teeth_beyond_the_cap_earn_no_more_preference(d12_samples):
+    """A toothy target prefers teeth up to `teeth_cap` only: uncapped, the toothiest sample
+    wins over a better-fitting clearly toothy one (one distinctive mouth on every toothy
+    frame); capped at the person's own teeth, the better fit wins. A closed target still
+    pays for every bit of a sample's teeth."""
+    bank = MouthBank()
+    bank.add(replace(d12_samples[5000], teeth=0.5, opening=0.2))
+    bank.add(replace(d12_samples[5000], teeth=0.9, opening=0.23))
+    target = np.array([0.2]), np.array([0.75])
+    uncapped = bank.cost_matrix(*target, None, show_teeth=1.0)[0]
+    assert uncapped[1] < uncapped[0]
+    capped = bank.cost_matrix(*target, None, show_teeth=1.0, teeth_cap=0.5)[0]
+    assert capped[0] < capped[1]
+    assert np.isclose(capped[0], uncapped[0])  # under the cap nothing changes
+    closed = np.array([0.0]), np.array([0.75])
+    assert np.allclose(bank.cost_matrix(*closed, None, teeth_cap=0.5), bank.cost_matrix(*closed, None))
+
+
 def test_open_shape_labels_do_not_cost_a_person_their_teeth(d12_samples):
     """Open shapes (B, C, D, H) differ mainly in how far the lips part, which the shape
     cost matches: for a "B" target, the person's toothy sample labelled "C" beats their

@@ -19,7 +19,9 @@ from models.mouth_select import (
     SWITCH_COST,
     SWITCH_COST_AT_CHANGE,
     USE_COST,
+    SAME_LOOK_MS,
     SamplePlan,
+    look_alike,
     plan_cost,
     plan_samples,
     spread_uses,
@@ -208,12 +210,17 @@ def _runs_of_speech(runs: int, length: int = 8) -> tuple[np.ndarray, np.ndarray]
     return speech, switch_costs(np.where(speech, 0.3, 0.0), np.full(len(speech), 0.9))
 
 
-def _use_objective(path, cost, switch, appearance, speech, before=None):
+def _use_objective(path, cost, switch, appearance, speech, before=None, alike=None):
     """Plan cost plus USE_COST per pair of speech frames showing one sample (earlier uses
-    `before` paired with each of the plan's)."""
-    uses = np.bincount(path[speech], minlength=cost.shape[1])
-    before = np.zeros(cost.shape[1]) if before is None else before
-    return plan_cost(path, cost, switch, appearance) + USE_COST * float(uses @ before + (uses * (uses - 1) / 2).sum())
+    `before` paired with each of the plan's); with `alike`, a pair showing samples m and j
+    counts alike[m, j]. Counted pair by pair, not by `spread_uses`'s matrix algebra."""
+    k = cost.shape[1]
+    alike = np.eye(k) if alike is None else alike
+    before = np.zeros(k) if before is None else before
+    shown = path[speech]
+    pairs = sum(alike[shown[a], shown[b]] for a in range(len(shown)) for b in range(a))
+    earlier = sum(before[m] * alike[m, j] for j in shown for m in range(k))
+    return plan_cost(path, cost, switch, appearance) + USE_COST * float(pairs + earlier)
 
 
 def test_the_same_open_mouth_is_not_shown_in_every_sound():
@@ -234,6 +241,26 @@ def test_the_same_open_mouth_is_not_shown_in_every_sound():
     assert set(spread_uses(cost, switch, appearance, speech=speech)[speech].tolist()) == {0}
 
 
+def test_samples_filmed_a_moment_apart_count_as_one_mouth():
+    """Two samples of one moment (filmed 100 ms apart) and a third from another, 1.8
+    dearer: counted alone, the first two share the 48 speech frames and the third is
+    never shown; counted as the one mouth they look like, the third takes its share."""
+    alike = look_alike(np.array([5000.0, 5100.0, 9000.0, 20000.0]))
+    assert np.allclose(np.diag(alike), 1.0) and np.allclose(alike, alike.T)
+    assert alike[0, 1] > 0.9 and alike[0, 2] < 1e-3
+    assert np.isclose(look_alike(np.array([0.0, SAME_LOOK_MS]))[0, 1], np.exp(-1.0))
+    speech, switch = _runs_of_speech(6)
+    appearance = np.zeros((4, 4))
+    cost = np.where(speech[:, None], [0.0, 0.0, 1.8, 9.0], [9.0, 9.0, 9.0, 0.0])
+    alone = np.bincount(spread_uses(cost, switch, appearance, speech=speech)[speech], minlength=4)
+    assert alone[2] == 0 and alone[0] > 0 and alone[1] > 0
+    together = spread_uses(cost, switch, appearance, speech=speech, alike=alike)
+    assert np.bincount(together[speech], minlength=4)[2] > 0
+    assert _use_objective(together, cost, switch, appearance, speech, alike=alike) < \
+        _use_objective(spread_uses(cost, switch, appearance, speech=speech), cost, switch, appearance, speech,
+                       alike=alike)
+
+
 def test_a_mouth_the_track_just_showed_gives_way():
     """Uses before the plan count: a sample the track showed for 3 s takes second place to
     one 1.5 dearer; unshown, it keeps every sound."""
@@ -247,8 +274,8 @@ def test_a_mouth_the_track_just_showed_gives_way():
 
 @settings(max_examples=80, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), runs=st.integers(1, 5), k=st.integers(1, 5), spread=st.floats(0.0, 3.0),
-       used=st.booleans())
-def test_spreading_never_makes_the_plan_worse_by_its_own_measure(seed, runs, k, spread, used):
+       used=st.booleans(), filmed=st.booleans())
+def test_spreading_never_makes_the_plan_worse_by_its_own_measure(seed, runs, k, spread, used, filmed):
     """Invariants of `spread_uses`: its plan's whole objective (plan cost plus the pairs of
     frames showing one sample) is never above the plain Viterbi plan's; with no speech frame it is the plain
     plan; its plan cost alone never beats the plain plan's (that is the optimum)."""
@@ -258,16 +285,17 @@ def test_spreading_never_makes_the_plan_worse_by_its_own_measure(seed, runs, k, 
     appearance = rng.uniform(0.0, 2.0, (k, k))
     np.fill_diagonal(appearance, 0.0)
     before = rng.uniform(0.0, 60.0, k) if used else None
+    alike = look_alike(rng.uniform(0.0, 3000.0, k)) if filmed else None
     plain = plan_samples(cost, switch, appearance)
-    out = spread_uses(cost, switch, appearance, speech=speech, shown_before=before)
-    assert _use_objective(out, cost, switch, appearance, speech, before) <= \
-        _use_objective(plain, cost, switch, appearance, speech, before) + 1e-9
+    out = spread_uses(cost, switch, appearance, speech=speech, shown_before=before, alike=alike)
+    assert _use_objective(out, cost, switch, appearance, speech, before, alike) <= \
+        _use_objective(plain, cost, switch, appearance, speech, before, alike) + 1e-9
     assert plan_cost(out, cost, switch, appearance) >= plan_cost(plain, cost, switch, appearance) - 1e-9
-    none = spread_uses(cost, switch, appearance, speech=np.zeros(len(speech), bool), shown_before=before)
+    none = spread_uses(cost, switch, appearance, speech=np.zeros(len(speech), bool), shown_before=before, alike=alike)
     assert none.tolist() == plain.tolist()
     # The pass that carries each path's uses prices its own path exactly.
-    path, total = _viterbi(cost, switch, appearance, None, speech, before)
-    assert np.isclose(total, _use_objective(path, cost, switch, appearance, speech, before))
+    path, total = _viterbi(cost, switch, appearance, None, speech, before, alike)
+    assert np.isclose(total, _use_objective(path, cost, switch, appearance, speech, before, alike))
 
 
 def test_where_the_path_carrying_pass_misses_the_plain_plan_wins():
