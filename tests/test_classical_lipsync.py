@@ -405,19 +405,25 @@ def test_the_alpha_blurred_around_its_polygon_is_the_whole_crops_blur(w, h, cx, 
     np.testing.assert_allclose(ClassicalLipSync._alpha(poly, w, h, sigma), whole, atol=1e-5)
 
 
+def _first_frame_and_mouth(dlib_models):
+    """d12's first frame, its face and its own mouth's bank sample (closed, filmed at 0 ms)."""
+    from models.mouth_bank import sample_mouth
+
+    (image,) = _frames("d12.mp4", 1, step=1)
+    lm, rect = _landmarks(dlib_models, image)
+    return image, _face(lm, rect), sample_mouth(image, lm, (0.0, 0.0, 0.0), 0.0)
+
+
 def test_the_plan_gives_a_rounded_vowel_the_persons_pouted_lips(dlib_models):
     """The chosen sample's lips are shown whole, so the plan matches the targets' lip
     thickness: of two samples alike but for a pout, an "oo" (rounding 1) gets the pouted one
     and an "ah" (rounding 0) the other."""
     from dataclasses import replace
 
-    from models.mouth_bank import MouthBank, sample_mouth
+    from models.mouth_bank import MouthBank
     from models.mouth_params import MouthTrack
 
-    (image,) = _frames("d12.mp4", 1, step=1)
-    lm, rect = _landmarks(dlib_models, image)
-    face = _face(lm, rect)
-    plain = sample_mouth(image, lm, (0.0, 0.0, 0.0), 0.0)
+    image, face, plain = _first_frame_and_mouth(dlib_models)
     uv = plain.uv.copy()
     uv[[49, 50, 51, 52, 53], 1] -= 0.06
     uv[[55, 56, 57, 58, 59], 1] += 0.06
@@ -460,12 +466,9 @@ def test_each_pause_shows_another_of_the_persons_closed_mouths(dlib_models):
     the track's pause numbers). Without it all three pauses showed the first."""
     from dataclasses import replace
 
-    from models.mouth_bank import MouthBank, sample_mouth
+    from models.mouth_bank import MouthBank
 
-    (image,) = _frames("d12.mp4", 1, step=1)
-    lm, rect = _landmarks(dlib_models, image)
-    face = _face(lm, rect)
-    closed = sample_mouth(image, lm, (0.0, 0.0, 0.0), 0.0)
+    image, face, closed = _first_frame_and_mouth(dlib_models)
     bank = MouthBank()
     for t in (0.0, 3000.0, 6000.0):
         bank.add(replace(closed, time_ms=t))
@@ -482,14 +485,12 @@ def test_a_pause_is_remembered_once_it_has_been_seen_long_enough(dlib_models):
     shown it MEMORABLE_PAUSE_MS (4 frames at 25 fps): a 2-frame closure must not push a
     long pause's mouth out of the memory (d20 + yongen.wav's two long pauses showed one)."""
     from models.mouth_select import MEMORABLE_PAUSE_MS
-    from models.mouth_bank import MouthBank, sample_mouth
+    from models.mouth_bank import MouthBank
     from models.mouth_params import MouthTrack
 
-    (image,) = _frames("d12.mp4", 1, step=1)
-    lm, rect = _landmarks(dlib_models, image)
-    face = _face(lm, rect)
+    image, face, closed = _first_frame_and_mouth(dlib_models)
     bank = MouthBank()
-    bank.add(sample_mouth(image, lm, (0.0, 0.0, 0.0), 0.0))
+    bank.add(closed)
     steps = np.arange(300)
     pause = steps < 100  # a 1 s pause, then speech
     track = MouthTrack(steps * 10.0, np.where(pause, 0.0, 0.6), np.zeros(300), np.zeros(300),
@@ -514,12 +515,9 @@ def test_the_speech_between_pauses_does_not_show_one_open_mouth_every_time(dlib_
     Without it every stretch showed the first."""
     from dataclasses import replace
 
-    from models.mouth_bank import MouthBank, sample_mouth
+    from models.mouth_bank import MouthBank
 
-    (image,) = _frames("d12.mp4", 1, step=1)
-    lm, rect = _landmarks(dlib_models, image)
-    face = _face(lm, rect)
-    closed = sample_mouth(image, lm, (0.0, 0.0, 0.0), 0.0)
+    image, face, closed = _first_frame_and_mouth(dlib_models)
     bank = MouthBank()
     bank.add(closed)
     for t in (3000.0, 9000.0):
@@ -540,12 +538,9 @@ def test_samples_filmed_a_moment_apart_share_their_uses(dlib_models):
     0.7 s, showed on 97 of 448 frames)."""
     from dataclasses import replace
 
-    from models.mouth_bank import MouthBank, sample_mouth
+    from models.mouth_bank import MouthBank
 
-    (image,) = _frames("d12.mp4", 1, step=1)
-    lm, rect = _landmarks(dlib_models, image)
-    face = _face(lm, rect)
-    closed = sample_mouth(image, lm, (0.0, 0.0, 0.0), 0.0)
+    image, face, closed = _first_frame_and_mouth(dlib_models)
     bank = MouthBank()
     bank.add(closed)
     for t in (3000.0, 3100.0):
@@ -563,14 +558,11 @@ def test_a_face_that_shows_no_teeth_gets_no_grimace_of_teeth(dlib_models):
     from dataclasses import replace
 
     from models.classical_lipsync import TEETH_CAP
-    from models.mouth_bank import MouthBank, sample_mouth
+    from models.mouth_bank import MouthBank
     from models.mouth_params import MouthTrack
 
     assert 0.5 > TEETH_CAP
-    (image,) = _frames("d12.mp4", 1, step=1)
-    lm, rect = _landmarks(dlib_models, image)
-    face = _face(lm, rect)
-    closed = sample_mouth(image, lm, (0.0, 0.0, 0.0), 0.0)
+    image, face, closed = _first_frame_and_mouth(dlib_models)
     bank = MouthBank()
     bank.add(replace(closed, opening=0.3, teeth=0.5, time_ms=3000.0))
     bank.add(replace(closed, opening=0.3, teeth=0.95, time_ms=9000.0, sharpness=closed.sharpness / 2))
