@@ -519,7 +519,7 @@ class MouthBank:
         teeth = col["teeth"][None, :]
         cost -= 3.0 * preference * np.where(preference > 0, np.minimum(teeth, teeth_cap), teeth)
         # Squeezing teeth shut costs on top of the shape mismatch.
-        cost += (squeeze / TEETH_SQUEEZE) ** 2 * col["teeth"][None, :]
+        cost += (squeeze / TEETH_SQUEEZE) ** 2 * teeth
         # Video Rewrite: a sample labelled with the shape the target says (its own phone in
         # the original audio) costs less, one labelled with another shape more; unlabelled
         # samples are neutral.
